@@ -1,0 +1,129 @@
+/*
+ * dfd.h — the public API of libdfd, a deepfake detector for images and videos.
+ *
+ * Everything the `dfd` command and the HTTP server do goes through these calls,
+ * so a program can do the same. Conventions (as in SQLite and curl):
+ *   - every function that can fail returns an int status: DFD_OK (0) or a DFD_E_* code;
+ *   - a caller-owned dfd_error (may be NULL) receives the code and a specific message;
+ *   - objects are opaque handles with explicit create/destroy; no global state except
+ *     the log level; separate handles may be used from separate threads at once.
+ */
+#ifndef DFD_DFD_H
+#define DFD_DFD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DFD_VERSION_MAJOR 0
+#define DFD_VERSION_MINOR 1
+#define DFD_VERSION_PATCH 0
+#define DFD_VERSION_NUMBER (DFD_VERSION_MAJOR * 10000 + DFD_VERSION_MINOR * 100 + DFD_VERSION_PATCH)
+
+/* The library's version string, e.g. "0.1.0". */
+const char *dfd_version(void);
+
+/* ---- Errors ---------------------------------------------------------------- */
+
+enum dfd_status {
+    DFD_OK = 0,
+    DFD_E_ARG = 1,          /* invalid argument from the caller */
+    DFD_E_NOMEM = 2,        /* out of memory */
+    DFD_E_IO = 3,           /* file cannot be opened, read or written */
+    DFD_E_UNSUPPORTED = 4,  /* unknown or unsupported format or feature */
+    DFD_E_CORRUPT = 5,      /* truncated or malformed data */
+    DFD_E_LIMIT = 6,        /* input over a configured limit (pixels, duration, bytes) */
+    DFD_E_NO_STREAM = 7,    /* a container with no video stream */
+    DFD_E_MODEL = 8,        /* model file invalid or inconsistent with its architecture */
+    DFD_E_CANCELLED = 9,    /* stopped by the caller's progress callback */
+    DFD_E_INTERNAL = 10,    /* a bug or an unexpected failure in a library we use */
+    DFD_E_NOT_FOUND = 11,   /* a named item (file, tensor, layer) does not exist */
+    DFD_E__COUNT
+};
+
+/* A status code and a message saying specifically what went wrong. */
+typedef struct dfd_error {
+    int code;
+    char message[512];
+} dfd_error;
+
+/* A short generic description of a status code ("truncated or corrupt data"). */
+const char *dfd_strerror(int code);
+
+/* ---- Limits on untrusted input ----------------------------------------------- */
+
+typedef struct dfd_limits {
+    uint64_t max_image_pixels;    /* default 64 000 000 */
+    double max_video_seconds;     /* default 1800 */
+    uint64_t max_file_bytes;      /* default 500 MB */
+    int max_video_frames;         /* frames ever decoded from one video, default 100 000 */
+} dfd_limits;
+
+void dfd_limits_default(dfd_limits *l);
+
+/* ---- Analysis --------------------------------------------------------------- */
+
+typedef enum dfd_verdict {
+    DFD_VERDICT_REAL = 0,
+    DFD_VERDICT_FAKE = 1,
+    DFD_VERDICT_NO_FACE = 2,
+    DFD_VERDICT_ERROR = 3
+} dfd_verdict;
+
+/* Name of a verdict as printed and serialised: "REAL", "FAKE", "NO_FACE", "ERROR". */
+const char *dfd_verdict_name(dfd_verdict v);
+
+typedef enum dfd_aggregation {
+    DFD_AGG_CONFIDENT = 0, /* DFDC winner's "confident strategy" (default) */
+    DFD_AGG_MEAN = 1
+} dfd_aggregation;
+
+typedef struct dfd_options {
+    const char *image_model;   /* safetensors path; NULL = the default shipped model */
+    const char *video_model;   /* safetensors path; NULL = none (per-frame aggregation) */
+    const char *models_dir;    /* where default and face models live; NULL = built-in search */
+    int threads;               /* 0 = all cores */
+    int frames;                /* frames sampled per video, default 30 */
+    double threshold;          /* < 0: use the model's stored threshold */
+    dfd_aggregation aggregation;
+    dfd_limits limits;
+} dfd_options;
+
+void dfd_options_default(dfd_options *o);
+
+typedef struct dfd_ctx dfd_ctx;
+typedef struct dfd_result dfd_result;
+
+/* Called during long work; return non-zero to cancel. fraction is in [0,1]. */
+typedef int (*dfd_progress_fn)(void *user, double fraction);
+
+/* Loads the models named in opts (NULL opts = defaults). */
+int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err);
+void dfd_ctx_destroy(dfd_ctx *ctx);
+
+/* Analyses one file or memory buffer (image or video, told apart by content).
+ * A file that cannot be analysed still yields a result with verdict ERROR and
+ * a message; the return value is DFD_OK unless no result could be made at all. */
+int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn progress, void *user,
+                     dfd_result **out, dfd_error *err);
+int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name,
+                       dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err);
+
+dfd_verdict dfd_result_verdict(const dfd_result *r);
+double dfd_result_p_fake(const dfd_result *r);        /* NaN when there is none */
+const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
+/* The result as one element of the dfd.result/1 "results" array (a JSON object).
+ * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
+char *dfd_result_json(const dfd_result *r);
+void dfd_result_free(dfd_result *r);
+
+/* Frees memory that the library returned to the caller. */
+void dfd_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/*
+ * cli — the `dfd` command: argument parsing and human output, on top of libdfd.
+ * Each sub-command is one function, int cmd_NAME(int argc, char **argv), with
+ * argv[0] the sub-command's name; it returns the process exit code.
+ */
+#ifndef DFD_CLI_H
+#define DFD_CLI_H
+
+#include <stdio.h>
+
+#include "dfd/dfd.h"
+
+/* Exit codes, documented in `dfd --help`. */
+enum { DFD_EXIT_OK = 0, DFD_EXIT_FAILED = 1, DFD_EXIT_USAGE = 2 };
+
+#define X(name, fn, summary) int fn(int argc, char **argv); extern const char fn##_help[];
+#include "cli/commands.def"
+#undef X
+
+/* Prints "dfd NAME: message" to stderr and returns DFD_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the long help of a sub-command (the text each cmd_*.c registers). */
+int cli_print_help(const char *cmd, FILE *out);
+/* Long help text of a command (each cmd_X.c defines `const char cmd_X_help[]`). */
+const char *cli_help_text(const char *cmd);
+
+/* True when colour should be used on this stream (a TTY, and NO_COLOR unset). */
+int cli_use_color(FILE *f);
+
+/* A progress bar on stderr, drawn only when stderr is a terminal. */
+typedef struct cli_progress {
+    int enabled;
+    double last_draw_ms;
+    char label[64];
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label);
+void cli_progress_update(cli_progress *p, double fraction, const char *detail);
+void cli_progress_done(cli_progress *p);
+
+/* Parses a positive integer / a double option value; returns 0 on success. */
+int cli_parse_int(const char *s, long min, long max, long *out);
+int cli_parse_double(const char *s, double min, double max, double *out);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * core — what every module shares: error reporting, logging, checked arithmetic
+ * for sizes that come from untrusted input, and reading files with a size cap.
+ * Nothing here knows about media, models or faces.
+ */
+#ifndef DFD_CORE_H
+#define DFD_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dfd/dfd.h"
+
+#if defined(__GNUC__)
+#define DFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define DFD_PRINTF(a, b)
+#endif
+
+/* Sets err (if not NULL) to code and a formatted message; returns code, so that
+ * `return dfd_fail(err, DFD_E_CORRUPT, "...")` reads naturally. */
+int dfd_fail(dfd_error *err, int code, const char *fmt, ...) DFD_PRINTF(3, 4);
+int dfd_failv(dfd_error *err, int code, const char *fmt, va_list ap);
+/* Clears err to DFD_OK with an empty message. */
+void dfd_error_clear(dfd_error *err);
+
+/* Logging through one function with levels (as FFmpeg does). The level is the only
+ * process-wide setting in the library; it is read and written atomically. */
+enum { DFD_LOG_QUIET = -1, DFD_LOG_ERROR = 0, DFD_LOG_WARN = 1, DFD_LOG_INFO = 2, DFD_LOG_DEBUG = 3 };
+void dfd_log_set_level(int level);
+int dfd_log_get_level(void);
+void dfd_log(int level, const char *fmt, ...) DFD_PRINTF(2, 3);
+
+/* Checked size arithmetic: return 0 on success, -1 on overflow. */
+int dfd_mul_size(size_t a, size_t b, size_t *out);
+int dfd_mul3_size(size_t a, size_t b, size_t c, size_t *out);
+int dfd_add_size(size_t a, size_t b, size_t *out);
+
+/* malloc of a*b bytes with overflow check; NULL on overflow or no memory. */
+void *dfd_malloc_array(size_t n, size_t size);
+void *dfd_calloc_array(size_t n, size_t size);
+
+/* Reads a whole file, refusing files over max_bytes (0 = no cap).
+ * On success *data (malloc'ed, NUL-terminated past *len) and *len are set. */
+int dfd_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len, dfd_error *err);
+/* Writes a whole file atomically (temp file + rename). */
+int dfd_write_file_atomic(const char *path, const void *data, size_t len, dfd_error *err);
+
+/* Monotonic clock in milliseconds. */
+double dfd_now_ms(void);
+
+/* Number of online CPU cores (>= 1). */
+int dfd_cpu_count(void);
+
+/* Little-endian loads from possibly unaligned bytes. */
+static inline uint16_t dfd_rd16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t dfd_rd32le(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t dfd_rd64le(const uint8_t *p) {
+    return (uint64_t)dfd_rd32le(p) | ((uint64_t)dfd_rd32le(p + 4) << 32);
+}
+
+#endif
