@@ -1,0 +1,79 @@
+/*
+ * detect — the analysis pipeline: from a file or buffer to a verdict per face, per
+ * frame and overall, and the result object behind dfd_result (dfd.result/1 JSON).
+ *
+ * The public entry points are in include/dfd/dfd.h (dfd_ctx_create, dfd_analyze_*,
+ * dfd_result_*); this header is what the rest of the library (server, train's
+ * evaluation) may use of the module's internals: building results and aggregating
+ * per-frame scores.
+ */
+#ifndef DFD_DETECT_H
+#define DFD_DETECT_H
+
+#include <stddef.h>
+
+#include "core/core.h"
+
+#define DFD_RESULT_SCHEMA "dfd.result/1"
+
+typedef enum dfd_media_kind { DFD_MEDIA_UNKNOWN = 0, DFD_MEDIA_IMAGE = 1, DFD_MEDIA_VIDEO = 2 } dfd_media_kind;
+
+/* One face seen in one frame (or in the image). */
+typedef struct dfd_face_obs {
+    int track;          /* id of the face (image) or track (video) it belongs to */
+    float box[4];       /* x, y, w, h in source pixels */
+    double p_fake;      /* NaN when not scored */
+} dfd_face_obs;
+
+typedef struct dfd_frame_res {
+    int index;          /* frame index in the video */
+    double time_s;
+    dfd_face_obs *faces;
+    int n_faces;
+} dfd_frame_res;
+
+/* One face (image) or one track (video) with its overall score. */
+typedef struct dfd_face_res {
+    int id;
+    float box[4];       /* image: the face's box; video: the box in its best-scored frame */
+    double p_fake;      /* aggregated */
+    double p_fake_video_model; /* from the CNN-LSTM when one ran, else NaN */
+    int *frames;        /* frame indices (video), n_frames of them */
+    int n_frames;
+} dfd_face_res;
+
+struct dfd_result {
+    char *file;
+    dfd_media_kind media;
+    int verdict;                /* dfd_verdict */
+    double p_fake;              /* NaN when none */
+    double threshold;
+    char *error;                /* NULL when none */
+    char *model_image, *model_video; /* names of the models used, or NULL */
+    dfd_face_res *faces;
+    int n_faces;
+    dfd_frame_res *frames;      /* videos only */
+    int n_frames;
+    int frames_skipped;         /* corrupt or undecodable frames skipped in a video */
+    double t_decode_ms, t_faces_ms, t_classify_ms, t_total_ms;
+};
+
+/* A new empty result for `file` (copied); NULL on no memory. */
+dfd_result *dfd_result_new(const char *file, dfd_media_kind media);
+/* Marks the result as ERROR with a message (copied). Returns DFD_OK or DFD_E_NOMEM. */
+int dfd_result_set_error(dfd_result *r, const char *message);
+/* Sets the verdict from p_fake, threshold and whether any face was scored. */
+void dfd_result_decide(dfd_result *r);
+/* The result as a jansson object (json_t *, returned as void * so this header does
+ * not pull jansson in); NULL on no memory. The caller owns the reference. */
+void *dfd_result_to_json(const dfd_result *r);
+/* A whole dfd.result/1 document for n results, as a malloc'ed string (pretty or compact). */
+char *dfd_results_document(const dfd_result *const *results, int n, int pretty);
+
+/* Aggregation of the per-frame P(fake) of one track. */
+double dfd_aggregate(const double *p, int n, dfd_aggregation how);
+/* The DFDC winner's rule (Seferbekov, 2020): if many frames are confidently fake, the
+ * mean of those; else if nearly all are confidently real, the mean of those; else the mean. */
+double dfd_aggregate_confident(const double *p, int n);
+
+#endif

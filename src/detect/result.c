@@ -1,0 +1,169 @@
+/* result.c — the analysis result object and its dfd.result/1 JSON (docs/result-schema.md). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "detect/detect.h"
+
+dfd_result *dfd_result_new(const char *file, dfd_media_kind media) {
+    dfd_result *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->file = strdup(file ? file : "");
+    if (!r->file) {
+        free(r);
+        return NULL;
+    }
+    r->media = media;
+    r->verdict = DFD_VERDICT_NO_FACE;
+    r->p_fake = NAN;
+    r->threshold = NAN;
+    return r;
+}
+
+int dfd_result_set_error(dfd_result *r, const char *message) {
+    free(r->error);
+    r->error = strdup(message && *message ? message : "unknown error");
+    r->verdict = DFD_VERDICT_ERROR;
+    r->p_fake = NAN;
+    return r->error ? DFD_OK : DFD_E_NOMEM;
+}
+
+void dfd_result_decide(dfd_result *r) {
+    if (r->error) {
+        r->verdict = DFD_VERDICT_ERROR;
+        return;
+    }
+    if (isnan(r->p_fake)) {
+        r->verdict = DFD_VERDICT_NO_FACE;
+        return;
+    }
+    r->verdict = r->p_fake >= r->threshold ? DFD_VERDICT_FAKE : DFD_VERDICT_REAL;
+}
+
+void dfd_result_free(dfd_result *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_faces; i++) free(r->faces[i].frames);
+    for (int i = 0; i < r->n_frames; i++) free(r->frames[i].faces);
+    free(r->faces);
+    free(r->frames);
+    free(r->file);
+    free(r->error);
+    free(r->model_image);
+    free(r->model_video);
+    free(r);
+}
+
+dfd_verdict dfd_result_verdict(const dfd_result *r) { return r ? (dfd_verdict)r->verdict : DFD_VERDICT_ERROR; }
+double dfd_result_p_fake(const dfd_result *r) { return r ? r->p_fake : NAN; }
+const char *dfd_result_error(const dfd_result *r) { return r ? r->error : NULL; }
+
+/* Numbers that may be absent are JSON null; scores are rounded to 6 decimals so the
+ * output is stable and readable. */
+static json_t *num_or_null(double v) {
+    if (!isfinite(v)) return json_null();
+    return json_real(round(v * 1e6) / 1e6);
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+static json_t *box_json(const float b[4]) {
+    json_t *a = json_array();
+    for (int i = 0; i < 4; i++) json_array_append_new(a, json_real(round((double)b[i] * 10) / 10));
+    return a;
+}
+
+static const char *media_name(dfd_media_kind m) {
+    return m == DFD_MEDIA_IMAGE ? "image" : m == DFD_MEDIA_VIDEO ? "video" : NULL;
+}
+
+void *dfd_result_to_json(const dfd_result *r) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "file", json_string(r->file));
+    json_object_set_new(o, "media", str_or_null(media_name(r->media)));
+    json_object_set_new(o, "verdict", json_string(dfd_verdict_name((dfd_verdict)r->verdict)));
+    json_object_set_new(o, "p_fake", num_or_null(r->p_fake));
+    json_object_set_new(o, "threshold", num_or_null(r->threshold));
+    json_object_set_new(o, "error", str_or_null(r->error));
+    json_t *model = json_object();
+    json_object_set_new(model, "image", str_or_null(r->model_image));
+    json_object_set_new(model, "video", str_or_null(r->model_video));
+    json_object_set_new(o, "model", model);
+
+    json_t *faces = json_array();
+    for (int i = 0; i < r->n_faces; i++) {
+        const dfd_face_res *f = &r->faces[i];
+        json_t *fo = json_object();
+        json_object_set_new(fo, "id", json_integer(f->id));
+        json_object_set_new(fo, "box", box_json(f->box));
+        json_object_set_new(fo, "p_fake", num_or_null(f->p_fake));
+        json_object_set_new(fo, "p_fake_video_model", num_or_null(f->p_fake_video_model));
+        json_t *fr = json_array();
+        for (int k = 0; k < f->n_frames; k++) json_array_append_new(fr, json_integer(f->frames[k]));
+        json_object_set_new(fo, "frames", r->media == DFD_MEDIA_VIDEO ? fr : (json_decref(fr), json_null()));
+        json_array_append_new(faces, fo);
+    }
+    json_object_set_new(o, "faces", faces);
+
+    if (r->media == DFD_MEDIA_VIDEO) {
+        json_t *frames = json_array();
+        for (int i = 0; i < r->n_frames; i++) {
+            const dfd_frame_res *fr = &r->frames[i];
+            json_t *fo = json_object();
+            json_object_set_new(fo, "index", json_integer(fr->index));
+            json_object_set_new(fo, "time_s", json_real(round(fr->time_s * 1e3) / 1e3));
+            json_t *fa = json_array();
+            for (int k = 0; k < fr->n_faces; k++) {
+                json_t *x = json_object();
+                json_object_set_new(x, "id", json_integer(fr->faces[k].track));
+                json_object_set_new(x, "box", box_json(fr->faces[k].box));
+                json_object_set_new(x, "p_fake", num_or_null(fr->faces[k].p_fake));
+                json_array_append_new(fa, x);
+            }
+            json_object_set_new(fo, "faces", fa);
+            json_array_append_new(frames, fo);
+        }
+        json_object_set_new(o, "frames", frames);
+        json_object_set_new(o, "frames_skipped", json_integer(r->frames_skipped));
+    } else {
+        json_object_set_new(o, "frames", json_null());
+        json_object_set_new(o, "frames_skipped", json_null());
+    }
+    json_t *t = json_object();
+    json_object_set_new(t, "decode", json_real(round(r->t_decode_ms * 10) / 10));
+    json_object_set_new(t, "faces", json_real(round(r->t_faces_ms * 10) / 10));
+    json_object_set_new(t, "classify", json_real(round(r->t_classify_ms * 10) / 10));
+    json_object_set_new(t, "total", json_real(round(r->t_total_ms * 10) / 10));
+    json_object_set_new(o, "timing_ms", t);
+    return o;
+}
+
+char *dfd_result_json(const dfd_result *r) {
+    json_t *o = dfd_result_to_json(r);
+    if (!o) return NULL;
+    char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    return s;
+}
+
+char *dfd_results_document(const dfd_result *const *results, int n, int pretty) {
+    json_t *doc = json_object();
+    json_t *arr = json_array();
+    if (!doc || !arr) {
+        json_decref(doc);
+        json_decref(arr);
+        return NULL;
+    }
+    json_object_set_new(doc, "schema", json_string(DFD_RESULT_SCHEMA));
+    for (int i = 0; i < n; i++) {
+        json_t *o = dfd_result_to_json(results[i]);
+        if (o) json_array_append_new(arr, o);
+    }
+    json_object_set_new(doc, "results", arr);
+    size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) | (pretty ? JSON_INDENT(2) : JSON_COMPACT);
+    char *s = json_dumps(doc, flags);
+    json_decref(doc);
+    return s;
+}

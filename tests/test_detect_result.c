@@ -1,0 +1,128 @@
+/* test_detect_result — the dfd.result/1 JSON carries every field (null where not
+ * applicable), verdicts follow the threshold and NO_FACE/ERROR rules, and the
+ * aggregation rules give the hand-computed values. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "detect/detect.h"
+
+static const char *const top_fields[] = {"file", "media", "verdict", "p_fake", "threshold", "error",
+                                         "model", "faces", "frames", "timing_ms"};
+
+static json_t *parse(const char *s) {
+    json_error_t e;
+    json_t *j = json_loads(s, 0, &e);
+    if (!j) fail_msg("invalid JSON: %s in %s", e.text, s);
+    return j;
+}
+
+static void image_result_has_all_fields_and_null_frames(void **state) {
+    (void)state;
+    dfd_result *r = dfd_result_new("a.jpg", DFD_MEDIA_IMAGE);
+    assert_non_null(r);
+    r->threshold = 0.5;
+    r->faces = calloc(2, sizeof *r->faces);
+    r->n_faces = 2;
+    r->faces[0] = (dfd_face_res){.id = 0, .box = {1, 2, 30, 40}, .p_fake = 0.25, .p_fake_video_model = NAN};
+    r->faces[1] = (dfd_face_res){.id = 1, .box = {100, 2, 30, 40}, .p_fake = 0.75, .p_fake_video_model = NAN};
+    r->p_fake = 0.75;
+    dfd_result_decide(r);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_FAKE);
+    char *s = dfd_result_json(r);
+    json_t *j = parse(s);
+    for (size_t i = 0; i < sizeof top_fields / sizeof *top_fields; i++)
+        assert_non_null(json_object_get(j, top_fields[i]));
+    assert_string_equal(json_string_value(json_object_get(j, "verdict")), "FAKE");
+    assert_string_equal(json_string_value(json_object_get(j, "media")), "image");
+    assert_true(json_is_null(json_object_get(j, "frames")));
+    assert_true(json_is_null(json_object_get(j, "error")));
+    assert_true(json_is_null(json_object_get(json_object_get(j, "model"), "video")));
+    json_t *f1 = json_array_get(json_object_get(j, "faces"), 1);
+    assert_float_equal(json_real_value(json_object_get(f1, "p_fake")), 0.75, 1e-9);
+    assert_float_equal(json_number_value(json_array_get(json_object_get(f1, "box"), 0)), 100, 1e-9);
+    json_decref(j);
+    free(s);
+    dfd_result_free(r);
+}
+
+static void verdict_rules_threshold_noface_error(void **state) {
+    (void)state;
+    dfd_result *r = dfd_result_new("v.mp4", DFD_MEDIA_VIDEO);
+    r->threshold = 0.6;
+    r->p_fake = 0.59;
+    dfd_result_decide(r);
+    assert_int_equal(r->verdict, DFD_VERDICT_REAL);
+    r->p_fake = 0.6;
+    dfd_result_decide(r);
+    assert_int_equal(r->verdict, DFD_VERDICT_FAKE);
+    r->p_fake = NAN; /* nothing scored: no face, never "REAL with 0%" */
+    dfd_result_decide(r);
+    assert_int_equal(r->verdict, DFD_VERDICT_NO_FACE);
+    char *s = dfd_result_json(r);
+    json_t *j = parse(s);
+    assert_string_equal(json_string_value(json_object_get(j, "verdict")), "NO_FACE");
+    assert_true(json_is_null(json_object_get(j, "p_fake")));
+    assert_true(json_is_array(json_object_get(j, "frames")));
+    json_decref(j);
+    free(s);
+    assert_int_equal(dfd_result_set_error(r, "video has no video stream"), DFD_OK);
+    dfd_result_decide(r);
+    assert_int_equal(r->verdict, DFD_VERDICT_ERROR);
+    assert_string_equal(dfd_result_error(r), "video has no video stream");
+    dfd_result_free(r);
+}
+
+static void document_is_versioned_and_escapes_names(void **state) {
+    (void)state;
+    dfd_result *a = dfd_result_new("we\"ird\n.jpg", DFD_MEDIA_IMAGE);
+    dfd_result *b = dfd_result_new("b.mp4", DFD_MEDIA_VIDEO);
+    const dfd_result *rs[] = {a, b};
+    char *s = dfd_results_document(rs, 2, 1);
+    json_t *j = parse(s);
+    assert_string_equal(json_string_value(json_object_get(j, "schema")), "dfd.result/1");
+    json_t *res = json_object_get(j, "results");
+    assert_int_equal(json_array_size(res), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "file")), "we\"ird\n.jpg");
+    json_decref(j);
+    free(s);
+    dfd_result_free(a);
+    dfd_result_free(b);
+}
+
+static void confident_strategy_matches_hand_computed_cases(void **state) {
+    (void)state;
+    double p[30];
+    /* 13 confident fakes at 0.9 (> 30/2.5 = 12 and > 11): their mean, 0.9. */
+    for (int i = 0; i < 30; i++) p[i] = i < 13 ? 0.9 : 0.1;
+    assert_float_equal(dfd_aggregate_confident(p, 30), 0.9, 1e-12);
+    /* 12 confident fakes is not enough: 28 of 30 are not < 0.2 either -> plain mean. */
+    for (int i = 0; i < 30; i++) p[i] = i < 12 ? 0.9 : 0.5;
+    assert_float_equal(dfd_aggregate_confident(p, 30), (12 * 0.9 + 18 * 0.5) / 30, 1e-12);
+    /* 28 of 30 confidently real (> 27): mean of those. */
+    for (int i = 0; i < 30; i++) p[i] = i < 28 ? 0.1 : 0.7;
+    assert_float_equal(dfd_aggregate_confident(p, 30), 0.1, 1e-12);
+    /* 27 of 30 is not > 0.9*30: plain mean. */
+    for (int i = 0; i < 30; i++) p[i] = i < 27 ? 0.1 : 0.7;
+    assert_float_equal(dfd_aggregate_confident(p, 30), (27 * 0.1 + 3 * 0.7) / 30, 1e-12);
+    /* NaN entries (frames where the track had no face) are ignored; all-NaN is NaN. */
+    double q[4] = {NAN, 0.4, NAN, 0.6};
+    assert_float_equal(dfd_aggregate(q, 4, DFD_AGG_MEAN), 0.5, 1e-12);
+    double z[2] = {NAN, NAN};
+    assert_true(isnan(dfd_aggregate(z, 2, DFD_AGG_CONFIDENT)));
+    assert_true(isnan(dfd_aggregate(z, 2, DFD_AGG_MEAN)));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(image_result_has_all_fields_and_null_frames),
+        cmocka_unit_test(verdict_rules_threshold_noface_error),
+        cmocka_unit_test(document_is_versioned_and_escapes_names),
+        cmocka_unit_test(confident_strategy_matches_hand_computed_cases),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
