@@ -53,6 +53,7 @@ fi
 # name@version  sha256-of-the-npm-tarball
 NPM_PACKAGES=(
   "@mediapipe/face_detection@0.4.1657300184 a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419"
+  "nsfwjs@4.4.0 585cd178f3b994337c4d10a87b080d342fc52f8b9bf0085c4d1f345a3a1c5382"
 )
 fetch_npm() {  # fetch_npm NAME@VERSION SHA256 -> third_party/<name>/ (unpacked)
   local spec=$1 sum=$2
@@ -74,6 +75,10 @@ fetch_npm() {  # fetch_npm NAME@VERSION SHA256 -> third_party/<name>/ (unpacked)
   rm -rf "$tmp"
 }
 for entry in "${NPM_PACKAGES[@]}"; do fetch_npm $entry; done
+# nsfwjs ships its ImageNet-derived MobileNetV2 as JavaScript modules: unpack to model.json + shard.
+if [[ ! -f third_party/nsfwjs/tfjs-mobilenet_v2/model.json ]]; then
+  node scripts/extract-tfjs.js third_party/nsfwjs/dist/models/mobilenet_v2 third_party/nsfwjs/tfjs-mobilenet_v2
+fi
 
 # ---- 3. Configure and build ------------------------------------------------------
 if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
