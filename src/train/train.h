@@ -87,4 +87,33 @@ int dfd_metrics_compute(const double *scores, const int *labels, size_t n, doubl
  * not pull jansson in); NaN values become null. NULL on no memory; the caller owns it. */
 void *dfd_metrics_to_json(const dfd_metrics *m);
 
+/* ---- Plots (plot.c): PNG files drawn with cairo, written atomically --------------- */
+
+/* ROC curve with the chance diagonal, the AUC and the EER point in the legend. */
+int dfd_plot_roc(const char *path, const dfd_roc_point *pts, size_t n, double auc, double eer, const char *title,
+                 dfd_error *err);
+
+/* Confusion matrix: rows are the TRUE label (REAL top, FAKE bottom), columns the
+ * PREDICTED label (REAL left, FAKE right), axes labelled so; each cell shows its count and
+ * its share of the row, shaded by that share. */
+int dfd_plot_confusion(const char *path, const dfd_confusion *cm, const char *title, dfd_error *err);
+
+/* Where dfd_plot_confusion draws the cell (row = true label, col = predicted label) in
+ * its image (x, y, w, h), so tests and callers need not guess the layout. */
+void dfd_plot_confusion_cell(int row, int col, int rect[4]);
+enum { DFD_PLOT_CM_W = 560, DFD_PLOT_CM_H = 500 };
+
+/* One epoch of training, as the history CSV and plot record it. NaN = not measured. */
+typedef struct dfd_history_row {
+    int epoch;          /* 1-based, counted over both stages */
+    int stage;          /* 1 or 2 */
+    double lr;
+    double train_loss, train_acc, train_auc;
+    double val_loss, val_acc, val_auc, val_eer;
+    double seconds, images_per_s;
+} dfd_history_row;
+
+/* Training history: three panels (loss, accuracy, AUC per epoch), train and validation. */
+int dfd_plot_history(const char *path, const dfd_history_row *rows, int n, dfd_error *err);
+
 #endif
