@@ -117,14 +117,16 @@ static int check_node(conv_ctx *c, int id, int t) {
     return DFD_OK;
 }
 
-/* A separate activation layer after an op whose fused activation nn cannot fuse. */
-static int fused_after(conv_ctx *c, const tfl_op *op, int id, const char *name) {
-    nn_act a;
+/* A separate activation layer after an op whose fused activation nn cannot fuse; *id is
+ * the op's node on entry and the last node on return. */
+static int fused_after(conv_ctx *c, const tfl_op *op, int *id, const char *name) {
+    nn_act a = NN_ACT_NONE;
     int rc = act_of(c, op->activation, &a);
-    if (rc || a == NN_ACT_NONE || id < 0) return rc ? -1 : id;
+    if (rc || a == NN_ACT_NONE || *id < 0) return rc;
     char n[NN_NAME_MAX];
     snprintf(n, sizeof n, "%.80s_act", name);
-    return nn_activation(c->g, n, id, a);
+    *id = nn_activation(c->g, n, *id, a);
+    return DFD_OK;
 }
 
 static int conv2d(conv_ctx *c, const tfl_op *op) {
@@ -188,8 +190,8 @@ static int depthwise(conv_ctx *c, const tfl_op *op) {
     if (op->dilation_h != 1 || op->dilation_w != 1) return unsupported(c, "dilated depthwise convolution", NULL);
     if (op->stride_h < 1 || op->stride_w < 1) return malformed(c, "stride below 1");
     if (b && b->count != (size_t)C) return malformed(c, "bias size differs from the channels");
-    nn_padding pad;
-    nn_act act;
+    nn_padding pad = NN_PAD_VALID;
+    nn_act act = NN_ACT_NONE;
     int rc = padding_of(c, op->padding, &pad);
     if (!rc) rc = act_of(c, op->activation, &act);
     if (rc) return rc;
@@ -217,13 +219,13 @@ static int maxpool(conv_ctx *c, const tfl_op *op) {
     if (rc0) return rc0;
     if (op->filter_h < 1 || op->filter_w < 1 || op->stride_h < 1 || op->stride_w < 1)
         return malformed(c, "pool size or stride below 1");
-    nn_padding pad;
+    nn_padding pad = NN_PAD_VALID;
     int rc = padding_of(c, op->padding, &pad);
     if (rc) return rc;
     char name[NN_NAME_MAX];
     layer_name(c, op, "max_pool", name, sizeof name);
     int id = nn_maxpool(c->g, name, x, op->filter_h, op->filter_w, op->stride_h, op->stride_w, pad);
-    id = fused_after(c, op, id, name);
+    if ((rc = fused_after(c, op, &id, name))) return rc;
     return check_node(c, id, op->outputs[0]);
 }
 
@@ -252,7 +254,7 @@ static int add(conv_ctx *c, const tfl_op *op) {
     char name[NN_NAME_MAX];
     layer_name(c, op, "add", name, sizeof name);
     int id = nn_add(c->g, name, a, b);
-    id = fused_after(c, op, id, name);
+    if ((rc = fused_after(c, op, &id, name))) return rc;
     return check_node(c, id, op->outputs[0]);
 }
 
@@ -317,9 +319,8 @@ static int concat(conv_ctx *c, const tfl_op *op) {
         int cat = nn_concat(c->g, cn, op->n_inputs, flat);
         id = cat < 0 ? -1 : nn_reshape(c->g, name, cat, rank - 1, o->shape + 1);
     }
-    char an[NN_NAME_MAX];
-    snprintf(an, sizeof an, "%s", name);
-    id = fused_after(c, op, id, an);
+    int rc = fused_after(c, op, &id, name);
+    if (rc) return rc;
     return check_node(c, id, op->outputs[0]);
 }
 
