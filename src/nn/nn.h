@@ -255,6 +255,8 @@ int nn_optim_create(nn_graph *g, const nn_optim_opts *o, nn_optim **out, dfd_err
 /* One update of every trainable parameter from its grad, at learning rate lr. */
 void nn_optim_step(nn_optim *opt, float lr);
 void nn_optim_free(nn_optim *opt);
+/* (Added by the engine.) Global L2 norm of the gradients at the last step, before clipping. */
+float nn_optim_grad_norm(const nn_optim *opt);
 
 /* Learning-rate schedules: value at step t of total. */
 typedef enum nn_lr_schedule { NN_LR_CONSTANT = 0, NN_LR_COSINE = 1, NN_LR_STEP = 2 } nn_lr_schedule;
