@@ -116,4 +116,94 @@ typedef struct dfd_history_row {
 /* Training history: three panels (loss, accuracy, AUC per epoch), train and validation. */
 int dfd_plot_history(const char *path, const dfd_history_row *rows, int n, dfd_error *err);
 
+/* ---- Datasets (dataset.c) ------------------------------------------------------------ */
+
+typedef enum dfd_layout {
+    DFD_LAYOUT_AUTO = 0,  /* told from the folder's contents */
+    DFD_LAYOUT_CELEBDF,   /* Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt */
+    DFD_LAYOUT_FFPP,      /* original_sequences/youtube/<c>/videos, manipulated_sequences/<m>/<c>/videos */
+    DFD_LAYOUT_DFDC,      /* dfdc_train_part_* /metadata.json */
+    DFD_LAYOUT_GENERIC    /* manifest.csv or labels.csv (file,label[,group,...]), or real/ + fake/ */
+} dfd_layout;
+
+typedef enum dfd_split { DFD_SPLIT_TRAIN = 0, DFD_SPLIT_VAL = 1, DFD_SPLIT_TEST = 2 } dfd_split;
+
+typedef enum dfd_item_kind { DFD_ITEM_IMAGE = 0, DFD_ITEM_VIDEO = 1 } dfd_item_kind;
+
+/* One labelled file: an image (or face crop), or a video before `dfd prepare`. */
+typedef struct dfd_item {
+    char *path;      /* full path (root joined with the listed file) */
+    int label;       /* 0 REAL, 1 FAKE */
+    char *group;     /* the unit a split keeps whole: real source video / person */
+    char *source;    /* the original file a crop came from (+ "#track" for video tracks) */
+    int frame;       /* frame index in the source video; -1 for a still image */
+    float box[4];    /* face box in source pixels (x, y, w, h); NaN when unknown */
+    dfd_split split; /* DFD_SPLIT_TEST for an official test item; else TRAIN until split */
+    dfd_item_kind kind;
+} dfd_item;
+
+typedef struct dfd_dataset {
+    char *root;
+    dfd_layout layout;
+    dfd_item *items;
+    size_t n, cap;
+} dfd_dataset;
+
+/* "auto", "celebdf", "ffpp", "dfdc", "generic". */
+const char *dfd_layout_name(dfd_layout l);
+int dfd_layout_parse(const char *s, dfd_layout *out);
+
+/* Lists a dataset folder. With DFD_LAYOUT_AUTO the layout is recognised by its marker
+ * files and folders (see each layout above; GENERIC for anything with a labels.csv,
+ * manifest.csv or real/ and fake/ folders). Folder listings are sorted, so the order of
+ * items never depends on the file system. Celeb-DF's official test list marks items
+ * DFD_SPLIT_TEST. Groups: Celeb-DF the target identity ("id3"; YouTube-real videos are
+ * their own group); FF++ the connected pair of source videos (a fake "000_003" joins
+ * 000 and 003); DFDC the `original` video (a real is its own); generic the csv's group
+ * column, else the file's subfolder under real/ or fake/, else the file itself. */
+int dfd_dataset_open(const char *root, dfd_layout layout, dfd_dataset **out, dfd_error *err);
+/* An empty dataset (items are added with dfd_dataset_add). */
+int dfd_dataset_new(const char *root, dfd_dataset **out, dfd_error *err);
+void dfd_dataset_free(dfd_dataset *d);
+/* Appends an item; strings are copied (group/source NULL = path). */
+int dfd_dataset_add(dfd_dataset *d, const char *path, int label, const char *group, const char *source, int frame,
+                    const float box[4], dfd_split split, dfd_error *err);
+
+/* Counts by label among items whose split is `split` (-1 = all). */
+void dfd_dataset_count(const dfd_dataset *d, int split, long *n_real, long *n_fake);
+
+/* Splits the non-test items into TRAIN and VAL by group: whole groups go to VAL until
+ * about val_fraction of the items of each stratum (groups with only reals, only fakes,
+ * both) are there. The order of groups is a hash of (seed, group name), so the split is
+ * deterministic and does not depend on the order of the items. */
+int dfd_dataset_split_groups(dfd_dataset *d, double val_fraction, uint64_t seed, dfd_error *err);
+
+/* Class weights that make both classes weigh the same in the loss: w_c = n / (2 n_c),
+ * counted over items of `split` (-1 = all). 1 for an absent class. */
+void dfd_dataset_class_weights(const dfd_dataset *d, int split, float w[2]);
+
+/* Indices of the items of `split`, in a random order (seeded); with undersample the
+ * larger class is cut down at random to the size of the smaller. limit > 0 keeps the
+ * first `limit` of them. *idx is malloc'ed, *n its length. */
+int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
+                            size_t **idx, size_t *n, dfd_error *err);
+
+/* Sequences for video models: consecutive items sharing a `source`, in frame order.
+ * Each sequence is an index range into a malloc'ed array of item indices. */
+typedef struct dfd_sequence {
+    size_t first;   /* into *order */
+    int count;
+    int label;
+    dfd_split split;
+} dfd_sequence;
+int dfd_dataset_sequences(const dfd_dataset *d, int min_frames, size_t **order, dfd_sequence **seqs, size_t *n_seqs,
+                          dfd_error *err);
+
+/* Writes the items as a manifest.csv (file,label,group,source,frame,box,split) with file
+ * paths relative to dir when they lie under it. */
+int dfd_dataset_write_manifest(const dfd_dataset *d, const char *path, dfd_error *err);
+
+/* A 64-bit FNV-1a hash mixed with a seed (stable across runs and machines). */
+uint64_t dfd_hash_str(const char *s, uint64_t seed);
+
 #endif
