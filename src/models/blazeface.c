@@ -147,7 +147,7 @@ static void build_short(bf *b) {
     for (int i = 0; i < 11; i++) x = single_block(b, x, widths[i], strides[i]);
     int f16 = x;                                                     /* 16x16x88 */
     x = single_block(b, x, 96, 2);                                   /* 8x8x96 */
-    for (int i = 0; i < 3; i++) x = single_block(b, x, 96, 1);
+    for (int i = 0; i < 4; i++) x = single_block(b, x, 96, 1);
     int f8 = x;
     int c16 = conv1x1(b, f16, 2, "classificator_8");                /* 2 anchors per cell */
     int c8 = conv1x1(b, f8, 6, "classificator_16");                 /* 6 anchors per cell */
