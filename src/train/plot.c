@@ -400,3 +400,62 @@ int dfd_plot_history(const char *path, const dfd_history_row *rows, int n, dfd_e
     free(buf);
     return finish(s, cr, path, err);
 }
+
+/* ---- Image grids (augmentation previews) --------------------------------------------------- */
+
+int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *const *captions, int n, int cols,
+                        int cell, const char *title, dfd_error *err) {
+    if (!path || n < 1 || !imgs || cols < 1 || cell < 16 || cell > 1024)
+        return dfd_fail(err, DFD_E_ARG, "plot: bad image grid (%d images, %d columns, cell %d)", n, cols, cell);
+    int rows = (n + cols - 1) / cols, pad = 8, cap = 18, top = title ? 34 : 4;
+    int W = cols * (cell + pad) + pad, H = top + rows * (cell + cap + pad) + pad;
+    cairo_surface_t *s;
+    cairo_t *cr;
+    int rc = canvas(W, H, &s, &cr, err);
+    if (rc) return rc;
+    if (title) {
+        cairo_set_source_rgb(cr, 0, 0, 0);
+        text_at(cr, W / 2.0, 18, 15, ALIGN_CENTER, title);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        const dfd_image *im = &imgs[i];
+        if (!im->rgb || im->w < 1 || im->h < 1) continue;
+        cairo_surface_t *is = cairo_image_surface_create(CAIRO_FORMAT_RGB24, im->w, im->h);
+        if (cairo_surface_status(is) != CAIRO_STATUS_SUCCESS) {
+            cairo_surface_destroy(is);
+            rc = dfd_fail(err, DFD_E_NOMEM, "plot: no memory for a %dx%d image", im->w, im->h);
+            break;
+        }
+        cairo_surface_flush(is);
+        unsigned char *d = cairo_image_surface_get_data(is);
+        int stride = cairo_image_surface_get_stride(is);
+        for (int y = 0; y < im->h; y++)
+            for (int x = 0; x < im->w; x++) {
+                const uint8_t *p = im->rgb + ((size_t)y * im->w + x) * 3;
+                uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+                memcpy(d + (size_t)y * stride + (size_t)x * 4, &v, 4);
+            }
+        cairo_surface_mark_dirty(is);
+        int r = i / cols, c = i % cols;
+        double x0 = pad + c * (cell + pad), y0 = top + r * (cell + cap + pad);
+        double sc = (double)cell / (im->w > im->h ? im->w : im->h);
+        cairo_save(cr);
+        cairo_translate(cr, x0, y0);
+        cairo_scale(cr, sc, sc);
+        cairo_set_source_surface(cr, is, 0, 0);
+        cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_GOOD);
+        cairo_paint(cr);
+        cairo_restore(cr);
+        cairo_surface_destroy(is);
+        if (captions && captions[i]) {
+            cairo_set_source_rgb(cr, 0, 0, 0);
+            text_at(cr, x0 + cell / 2.0, y0 + cell + cap / 2.0 + 1, 11, ALIGN_CENTER, captions[i]);
+        }
+    }
+    if (rc) {
+        cairo_destroy(cr);
+        cairo_surface_destroy(s);
+        return rc;
+    }
+    return finish(s, cr, path, err);
+}

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "media/media.h"
+#include "nn/nn.h"
 
 /* ---- Metrics (metrics.c) -------------------------------------------------------- */
 
@@ -205,5 +207,89 @@ int dfd_dataset_write_manifest(const dfd_dataset *d, const char *path, dfd_error
 
 /* A 64-bit FNV-1a hash mixed with a seed (stable across runs and machines). */
 uint64_t dfd_hash_str(const char *s, uint64_t seed);
+
+/* ---- JPEG encoding (jpeg_write.c) ------------------------------------------------------ */
+
+/* Encodes RGB as baseline JPEG (4:2:0) at quality 1..100; *out is malloc'ed. */
+int dfd_jpeg_encode(const dfd_image *img, int quality, uint8_t **out, size_t *len, dfd_error *err);
+/* The same into a file, atomically. */
+int dfd_jpeg_write_file(const dfd_image *img, int quality, const char *path, dfd_error *err);
+
+/* ---- Augmentation (augment.c) -------------------------------------------------------- */
+
+/* Each transform has a probability (0 = off) and a strength. Applied in this order:
+ * flip, affine (rotation, shift, scale), colour, blur, noise, down-and-up resize, JPEG
+ * re-compression, cutout. Geometry keeps the image size (edges replicated). */
+typedef struct dfd_augment_opts {
+    float flip;                   /* P(horizontal flip) */
+    float affine;                 /* P(rotation/shift/scale) */
+    float rotate;                 /* max |degrees| */
+    float shift;                  /* max shift, fraction of the side */
+    float scale;                  /* max relative zoom in or out */
+    float color;                  /* P(colour jitter) */
+    float brightness, contrast, saturation; /* max relative change */
+    float hue;                    /* max |degrees| of hue rotation */
+    float blur;                   /* P(Gaussian blur) */
+    float blur_sigma;             /* max sigma, in pixels per 128 px of side */
+    float noise;                  /* P(Gaussian noise) */
+    float noise_std;              /* max std in 0-255 levels */
+    float downscale;              /* P(resize down then back up: resolution loss) */
+    float downscale_min;          /* smallest factor */
+    float jpeg;                   /* P(JPEG re-compression) */
+    int jpeg_qmin, jpeg_qmax;     /* quality range */
+    float cutout;                 /* P(one rectangle erased to grey) */
+    float cutout_size;            /* max side, fraction of the image side */
+} dfd_augment_opts;
+
+/* Defaults: flip .5; affine .5 (10 deg, .05, .1); colour .5 (.2, .2, .2, 5 deg); blur .1
+ * (1.0); noise .1 (5); downscale .2 (.4); JPEG .5 (q 30-95); cutout .1 (.3). */
+void dfd_augment_opts_default(dfd_augment_opts *o);
+/* Everything off. */
+void dfd_augment_opts_none(dfd_augment_opts *o);
+
+/* Applies random augmentations to img in place (its size is kept). Deterministic in the
+ * state of r. */
+int dfd_augment(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, dfd_error *err);
+
+/* Single transforms, exposed for tests and the preview. */
+int dfd_aug_affine(dfd_image *img, float deg, float dx, float dy, float scale, dfd_error *err);
+void dfd_aug_color(dfd_image *img, float brightness, float contrast, float saturation, float hue_deg,
+                   const float shift[3]);
+int dfd_aug_blur(dfd_image *img, float sigma, dfd_error *err);
+int dfd_aug_jpeg(dfd_image *img, int quality, dfd_error *err);
+int dfd_aug_downscale(dfd_image *img, float factor, dfd_error *err);
+void dfd_aug_noise(dfd_image *img, float std, nn_rng *r);
+void dfd_aug_cutout(dfd_image *img, int x, int y, int w, int h, uint8_t grey);
+
+/* Self-blended images (Shiohara & Yamasaki, CVPR 2022): a fake made from a real face
+ * alone. A copy of the face is perturbed in colour (channel shifts, hue, saturation,
+ * brightness, contrast), sharpness (blur or sharpen) and geometry (a few percent of scale
+ * and shift), then blended back over the original inside a soft face mask scaled by a
+ * random blend ratio. The result carries the artefacts every face swap has (a blending
+ * boundary, colour and resolution mismatch) without any particular generator's.
+ *
+ * The paper's mask is the convex hull of 68 dlib landmarks. dfd has BlazeFace's six
+ * keypoints at most, and none for crops made elsewhere, so the mask is an ellipse over the
+ * inner face (given in fractions of the crop), randomly resized, its outline deformed by
+ * low-frequency radial noise, and feathered by a Gaussian blur. */
+typedef struct dfd_sbi_opts {
+    float cx, cy, rx, ry;  /* face ellipse centre and semi-axes, fractions of width/height */
+    float jitter;          /* relative random change of centre and axes */
+    float deform;          /* amplitude of the outline's radial deformation */
+} dfd_sbi_opts;
+
+/* For a tight face crop (the face fills most of the crop, as in dfdc-faces). */
+void dfd_sbi_opts_default(dfd_sbi_opts *o);
+/* For a crop cut with a margin: face box side = 1/margin of the crop, box centre shift_y
+ * box sides above the crop centre. */
+void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y);
+
+/* Makes a self-blended fake of img in place. mask (may be NULL) receives w*h blend
+ * weights in [0,1]: where it is 0 the output equals the input exactly. */
+int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_error *err);
+
+/* A grid of images (resized to cell x cell) with a caption under each, as a PNG. */
+int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *const *captions, int n, int cols,
+                        int cell, const char *title, dfd_error *err);
 
 #endif
