@@ -1,0 +1,534 @@
+/* test_nn_dnnl_vs_ref — the oneDNN backend computes what the reference backend computes.
+ *
+ * For every op of nn.h, a one- or two-layer graph with random weights (Keras-style
+ * initialisation, then perturbed, with random batch-norm statistics) runs on both backends
+ * and every value the oneDNN backend exposes is compared with the reference's:
+ *   - fp32 inference: max |dnnl - ref| <= 1e-4 x RMS(ref);
+ *   - bf16 inference (skipped, with a message, on CPUs without native bf16): <= 5e-2 x
+ *     RMS(ref). bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%); inputs and
+ *     weights are each rounded once (0.4% per product) and every layer's output once more,
+ *     so a sum carries ~0.5% of the RMS of its *terms*; the maximum over a few thousand
+ *     values sits ~4 standard deviations out (2%), and where terms cancel (an output smaller
+ *     than its terms, e.g. tanh of a pre-activation scaled 8x) the error relative to the
+ *     output grows further: the worst case here measures 4.3%;
+ *   - fused patterns (conv+bn+relu, conv+bn+add+relu, separable, padding folded into a
+ *     convolution) in inference against the reference's unfused layers;
+ *   - training: parameter and input gradients against the reference's (which are checked
+ *     by finite differences in test_nn_ref_gradcheck), within 1e-3 x RMS.
+ * Passes run at two batch sizes and twice each, so cached per-batch plans are exercised.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/backend.h"
+#include "nn/nn.h"
+
+#define TOL_F32 1e-4
+#define TOL_BF16 5e-2
+
+static int have_bf16(void) {
+    static int said = 0;
+    int b = nn_cpu_has_bf16();
+    if (!b && !said) {
+        print_message("bf16 cases skipped: this CPU (%s) has no native bf16\n", nn_cpu_isa());
+        said = 1;
+    }
+    return b;
+}
+
+/* Keras initialisation, then every parameter perturbed so that biases, shifts and
+ * statistics are not their trivial values (variance stays positive). */
+static void randomize(nn_graph *g, uint64_t seed) {
+    nn_graph_init_weights(g, seed);
+    nn_rng r;
+    nn_rng_seed(&r, seed * 7 + 1);
+    for (int i = 0; i < nn_graph_param_count(g); i++) {
+        nn_param *p = nn_graph_param(g, i);
+        const char *w = strrchr(p->name, '/');
+        w = w ? w + 1 : p->name;
+        for (size_t k = 0; k < p->count; k++) {
+            if (!strcmp(w, "moving_variance"))
+                p->data[k] = 0.5f + nn_rng_uniform(&r);
+            else if (!strcmp(w, "moving_mean"))
+                p->data[k] = 0.3f * nn_rng_normal(&r);
+            else if (!strcmp(w, "gamma"))
+                p->data[k] = 1.0f + 0.3f * nn_rng_normal(&r);
+            else if (!strcmp(w, "alpha"))
+                p->data[k] = 0.25f + 0.1f * nn_rng_normal(&r);
+            else
+                p->data[k] += 0.1f * nn_rng_normal(&r);
+        }
+    }
+}
+
+static float *random_input(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = nn_rng_normal(&r);
+    return x;
+}
+
+static size_t node_elems(nn_graph *g, int id, int batch) {
+    const nn_node *n = nn_graph_node(g, id);
+    size_t s = (size_t)batch * (size_t)n->batch_mul;
+    for (int i = 0; i < n->ndim; i++) s *= (size_t)n->shape[i];
+    return s;
+}
+
+/* max |a - b| / RMS(b) (RMS floored so that an all-zero reference compares absolutely). */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double ss = 0, md = 0;
+    for (size_t i = 0; i < n; i++) {
+        ss += (double)b[i] * b[i];
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= md)) md = e; /* NaN propagates as a failure */
+    }
+    double rms = sqrt(ss / (double)(n ? n : 1));
+    return md / (rms > 1e-3 ? rms : 1e-3);
+}
+
+static nn_exec *make_exec(nn_graph *g, nn_backend b, nn_precision p, int training, int max_batch) {
+    nn_exec_opts o;
+    nn_exec_opts_default(&o);
+    o.backend = b;
+    o.precision = p;
+    o.training = training;
+    o.max_batch = max_batch;
+    o.seed = 1234;
+    nn_exec *ex = NULL;
+    dfd_error e = {0};
+    int rc = nn_exec_create(g, &o, &ex, &e);
+    if (rc) print_message("nn_exec_create (%s): %s\n", b == NN_BACKEND_REF ? "ref" : "dnnl", e.message);
+    assert_int_equal(rc, DFD_OK);
+    return ex;
+}
+
+static void forward(nn_exec *ex, const float *x, int batch) {
+    dfd_error e = {0};
+    int rc = nn_forward(ex, x, batch, &e);
+    if (rc) print_message("nn_forward: %s\n", e.message);
+    assert_int_equal(rc, DFD_OK);
+}
+
+/* Runs g on both backends in inference and compares every output, and every node whose
+ * value the oneDNN backend still holds (fused-away nodes have none). */
+static void check_inference(nn_graph *g, nn_precision prec, const char *what) {
+    assert_null(nn_graph_error(g));
+    double tol = prec == NN_PREC_BF16 ? TOL_BF16 : TOL_F32;
+    if (prec == NN_PREC_BF16 && !have_bf16()) return;
+    nn_exec *ref = make_exec(g, NN_BACKEND_REF, NN_PREC_F32, 0, 3);
+    nn_exec *dn = make_exec(g, NN_BACKEND_DNNL, prec, 0, 3);
+    assert_int_equal(nn_exec_precision(dn), prec);
+    const int batches[4] = {3, 1, 3, 2};
+    for (int bi = 0; bi < 4; bi++) {
+        int batch = batches[bi];
+        size_t nin = node_elems(g, nn_graph_input(g), batch);
+        float *x = random_input(nin, 99 + (uint64_t)bi);
+        forward(ref, x, batch);
+        forward(dn, x, batch);
+        free(x); /* the backend must not read the input after the pass */
+        int compared = 0;
+        for (int id = 0; id < nn_graph_node_count(g); id++) {
+            if (nn_graph_node(g, id)->op == NN_OP_INPUT) continue;
+            size_t cd = 0, cr = 0;
+            const float *vd = nn_node_output(dn, id, &cd);
+            if (!vd) continue;
+            const float *vr = nn_node_output(ref, id, &cr);
+            assert_non_null(vr);
+            assert_int_equal(cd, cr);
+            assert_int_equal(cd, node_elems(g, id, batch));
+            double e = rel_err(vd, vr, cr);
+            if (!(e <= tol))
+                print_message("%s (%s, batch %d): node %d '%s' differs by %.3g x RMS (bound %.g)\n", what,
+                              prec == NN_PREC_BF16 ? "bf16" : "fp32", batch, id, nn_graph_node(g, id)->name, e, tol);
+            assert_true(e <= tol);
+            compared++;
+        }
+        for (int o = 0; o < nn_graph_output_count(g); o++) { /* outputs are always available */
+            size_t c = 0;
+            assert_non_null(nn_output(dn, o, &c));
+            assert_int_equal(c, node_elems(g, nn_graph_output(g, o), batch));
+        }
+        assert_true(compared >= 1);
+    }
+    nn_exec_free(dn);
+    nn_exec_free(ref);
+}
+
+static void check_both(nn_graph *g, const char *what) {
+    check_inference(g, NN_PREC_F32, what);
+    check_inference(g, NN_PREC_BF16, what);
+}
+
+static int input3(nn_graph *g, int h, int w, int c) { return nn_input(g, "input", 3, (int[]){h, w, c}); }
+
+/* ---- One op per graph --------------------------------------------------------------------------- */
+
+static nn_conv_attr conv_attr(int k, int s, int d, nn_padding pad, int groups, int out_c, int bias, nn_act act) {
+    nn_conv_attr a;
+    memset(&a, 0, sizeof a);
+    a.kh = a.kw = k;
+    a.sh = a.sw = s;
+    a.dh = a.dw = d;
+    a.padding = pad;
+    a.groups = groups;
+    a.out_c = out_c;
+    a.has_bias = bias;
+    a.act = act;
+    return a;
+}
+
+static void conv_variants(void **state) {
+    (void)state;
+    struct {
+        int h, w, c, k, s, d;
+        nn_padding pad;
+        int groups, out_c, bias;
+        nn_act act;
+    } cases[] = {
+        {9, 9, 5, 3, 1, 1, NN_PAD_SAME, 1, 7, 1, NN_ACT_NONE},     /* plain 3x3 same */
+        {10, 8, 4, 3, 2, 1, NN_PAD_SAME, 1, 6, 0, NN_ACT_RELU},    /* stride 2, padding bottom/right only */
+        {11, 11, 3, 3, 1, 2, NN_PAD_VALID, 1, 5, 1, NN_ACT_NONE},  /* dilation */
+        {9, 7, 6, 3, 1, 1, NN_PAD_SAME, 2, 8, 1, NN_ACT_RELU6},    /* groups */
+        {8, 8, 6, 1, 1, 1, NN_PAD_VALID, 1, 16, 1, NN_ACT_SWISH},  /* pointwise */
+        {9, 9, 3, 5, 2, 1, NN_PAD_VALID, 1, 4, 1, NN_ACT_TANH},    /* 5x5 stride 2 valid */
+        {7, 7, 4, 3, 1, 1, NN_PAD_SAME, 1, 4, 1, NN_ACT_SIGMOID},
+        {7, 7, 4, 3, 1, 1, NN_PAD_SAME, 1, 5, 1, NN_ACT_PRELU},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        int x = input3(g, cases[i].h, cases[i].w, cases[i].c);
+        nn_conv_attr a = conv_attr(cases[i].k, cases[i].s, cases[i].d, cases[i].pad, cases[i].groups, cases[i].out_c,
+                                   cases[i].bias, cases[i].act);
+        nn_mark_output(g, nn_conv2d(g, "conv", x, &a));
+        randomize(g, 10 + i);
+        char what[64];
+        snprintf(what, sizeof what, "conv case %zu", i);
+        check_both(g, what);
+        nn_graph_free(g);
+    }
+    /* Explicit, asymmetric padding. */
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 8, 9, 3);
+    nn_conv_attr a = conv_attr(3, 2, 1, NN_PAD_EXPLICIT, 1, 4, 1, NN_ACT_NONE);
+    a.pad_t = 2, a.pad_b = 0, a.pad_l = 1, a.pad_r = 3;
+    nn_mark_output(g, nn_conv2d(g, "conv", x, &a));
+    randomize(g, 3);
+    check_both(g, "explicit padding");
+    nn_graph_free(g);
+}
+
+static void depthwise_and_separable(void **state) {
+    (void)state;
+    for (int s = 1; s <= 2; s++) {
+        nn_graph *g = nn_graph_new();
+        int x = input3(g, 10, 9, 8);
+        int y = nn_depthwise2d(g, "dw", x, 3, 3, s, s, NN_PAD_SAME, 1, NN_ACT_RELU6);
+        nn_mark_output(g, y);
+        randomize(g, 20 + (uint64_t)s);
+        check_both(g, s == 1 ? "depthwise s1" : "depthwise s2");
+        nn_graph_free(g);
+    }
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 9, 9, 6);
+    int y = nn_separable2d(g, "sep", x, 10, 3, 3, 1, 1, NN_PAD_SAME, 1, NN_ACT_RELU);
+    nn_mark_output(g, y);
+    randomize(g, 25);
+    check_both(g, "separable");
+    nn_graph_free(g);
+}
+
+static void batchnorm_standalone(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 5, 6, 7);
+    int b = nn_batchnorm(g, "bn", x, 1e-3f, 0.99f);
+    nn_mark_output(g, b);
+    randomize(g, 30);
+    check_both(g, "batchnorm on a map");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = nn_input(g, "input", 1, (int[]){12});
+    int d = nn_dense(g, "dense", x, 9, 1, NN_ACT_NONE);
+    nn_mark_output(g, nn_batchnorm(g, "bn", d, 1e-3f, 0.99f));
+    randomize(g, 31);
+    check_both(g, "batchnorm on a vector");
+    nn_graph_free(g);
+}
+
+static void activations(void **state) {
+    (void)state;
+    nn_act acts[] = {NN_ACT_NONE, NN_ACT_RELU, NN_ACT_RELU6, NN_ACT_SIGMOID, NN_ACT_SWISH, NN_ACT_TANH, NN_ACT_PRELU};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        int x = input3(g, 4, 5, 6);
+        /* scale the input so that relu6's upper bound is reached */
+        nn_conv_attr a = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 6, 1, NN_ACT_NONE);
+        int c = nn_conv2d(g, "conv", x, &a);
+        int y = nn_activation(g, "act", c, acts[i]);
+        nn_mark_output(g, y);
+        nn_mark_output(g, c); /* keeps the activation a separate layer */
+        randomize(g, 40 + i);
+        nn_param *k = nn_graph_find_param(g, "conv/kernel");
+        for (size_t j = 0; j < k->count; j++) k->data[j] *= 8.0f;
+        char what[64];
+        snprintf(what, sizeof what, "activation %d", (int)acts[i]);
+        check_both(g, what);
+        nn_graph_free(g);
+    }
+    /* On vectors and sequences too. */
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 2, (int[]){5, 6});
+    nn_mark_output(g, nn_activation(g, "act", x, NN_ACT_PRELU));
+    randomize(g, 48);
+    check_both(g, "prelu on a sequence");
+    nn_graph_free(g);
+}
+
+static void pooling(void **state) {
+    (void)state;
+    for (int op = 0; op < 2; op++)
+        for (int pad = 0; pad < 2; pad++) {
+            nn_graph *g = nn_graph_new();
+            int x = input3(g, 9, 8, 5);
+            int y = op ? nn_avgpool(g, "pool", x, 3, 3, 2, 2, pad ? NN_PAD_SAME : NN_PAD_VALID)
+                       : nn_maxpool(g, "pool", x, 3, 3, 2, 2, pad ? NN_PAD_SAME : NN_PAD_VALID);
+            nn_mark_output(g, y);
+            char what[64];
+            snprintf(what, sizeof what, "%s pool %s", op ? "avg" : "max", pad ? "same" : "valid");
+            check_both(g, what);
+            nn_graph_free(g);
+        }
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 7, 6, 9);
+    nn_mark_output(g, nn_gap(g, "gap", x));
+    check_both(g, "global average pool");
+    nn_graph_free(g);
+    g = nn_graph_new();
+    x = nn_input(g, "input", 2, (int[]){6, 5});
+    nn_mark_output(g, nn_gap(g, "gap", x));
+    check_both(g, "global average pool over time");
+    nn_graph_free(g);
+}
+
+static void dense_dropout_add_concat(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 1, (int[]){20});
+    int d1 = nn_dense(g, "d1", x, 12, 1, NN_ACT_RELU);
+    int dr = nn_dropout(g, "drop", d1, 0.5f);
+    int d2 = nn_dense(g, "d2", dr, 3, 0, NN_ACT_SIGMOID);
+    nn_mark_output(g, d2);
+    randomize(g, 50);
+    check_both(g, "dense + dropout");
+    nn_graph_free(g);
+
+    g = nn_graph_new(); /* per time step */
+    x = nn_input(g, "input", 2, (int[]){4, 7});
+    nn_mark_output(g, nn_dense(g, "d", x, 5, 1, NN_ACT_PRELU));
+    randomize(g, 51);
+    check_both(g, "dense per time step");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 6, 6, 4);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 4, 1, NN_ACT_NONE);
+    int c1 = nn_conv2d(g, "c1", x, &a);
+    int c2 = nn_conv2d(g, "c2", x, &a);
+    nn_mark_output(g, nn_add(g, "add", c1, c2));
+    randomize(g, 52);
+    check_both(g, "add of two convolutions");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 6, 5, 4);
+    nn_conv_attr a3 = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 3, 1, NN_ACT_NONE);
+    nn_conv_attr a5 = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 5, 1, NN_ACT_RELU);
+    int ins[3] = {nn_conv2d(g, "c3", x, &a3), nn_conv2d(g, "c5", x, &a5), x};
+    nn_mark_output(g, nn_concat(g, "cat", 3, ins));
+    randomize(g, 53);
+    check_both(g, "concat");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = nn_input(g, "input", 2, (int[]){3, 4});
+    int s2[2] = {x, nn_dense(g, "d", x, 2, 1, NN_ACT_NONE)};
+    nn_mark_output(g, nn_concat(g, "cat", 2, s2));
+    randomize(g, 54);
+    check_both(g, "concat of sequences");
+    nn_graph_free(g);
+}
+
+static void pad_reshape_resize(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 5, 6, 3);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 4, 1, NN_ACT_NONE);
+    int c = nn_conv2d(g, "c", x, &a);
+    int p = nn_pad(g, "pad", c, 1, 2, 0, 3, 2);
+    nn_mark_output(g, p);
+    nn_mark_output(g, nn_maxpool(g, "pool", p, 2, 2, 2, 2, NN_PAD_VALID));
+    randomize(g, 60);
+    check_both(g, "zero padding");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = nn_input(g, "input", 1, (int[]){6});
+    nn_mark_output(g, nn_pad(g, "pad", x, 0, 0, 0, 0, 3));
+    check_both(g, "channel padding of a vector");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 4, 3, 2);
+    c = nn_conv2d(g, "c", x, &a);
+    int r = nn_reshape(g, "r", c, 2, (int[]){12, 4});
+    nn_mark_output(g, nn_dense(g, "d", r, 3, 1, NN_ACT_NONE));
+    nn_mark_output(g, nn_reshape(g, "flat", c, 1, (int[]){-1}));
+    randomize(g, 61);
+    check_both(g, "reshape");
+    nn_graph_free(g);
+
+    for (int mode = 0; mode < 3; mode++) {
+        g = nn_graph_new();
+        x = input3(g, 5, 7, 3);
+        int y = nn_resize_bilinear(g, "rs", x, mode == 2 ? 4 : 11, mode == 2 ? 3 : 9, mode == 1, mode == 2);
+        nn_mark_output(g, y);
+        check_both(g, mode == 0 ? "resize" : mode == 1 ? "resize align_corners" : "resize half_pixel (down)");
+        nn_graph_free(g);
+    }
+}
+
+static void lstm_and_time(void **state) {
+    (void)state;
+    for (int rs = 0; rs < 2; rs++) {
+        nn_graph *g = nn_graph_new();
+        int x = nn_input(g, "input", 2, (int[]){5, 6});
+        int l = nn_lstm(g, "lstm", x, 7, rs);
+        nn_mark_output(g, l);
+        randomize(g, 70 + (uint64_t)rs);
+        check_both(g, rs ? "LSTM sequences" : "LSTM last");
+        nn_graph_free(g);
+    }
+    /* TimeDistributed(conv + GAP) then two LSTMs and a dense head: the video model's shape. */
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 4, (int[]){3, 6, 6, 3});
+    int f = nn_fold_time(g, x);
+    nn_conv_attr a = conv_attr(3, 2, 1, NN_PAD_SAME, 1, 8, 1, NN_ACT_RELU);
+    int c = nn_conv2d(g, "c", f, &a);
+    int gp = nn_gap(g, "gap", c);
+    int u = nn_unfold_time(g, gp);
+    int l1 = nn_lstm(g, "lstm1", u, 6, 1);
+    int l2 = nn_lstm(g, "lstm2", l1, 4, 0);
+    nn_mark_output(g, nn_dense(g, "head", l2, 1, 1, NN_ACT_NONE));
+    randomize(g, 72);
+    check_both(g, "video model");
+    nn_graph_free(g);
+}
+
+/* ---- Fused patterns (inference) ---------------------------------------------------------------- */
+
+/* Xception's residual block: sepconv-bn-relu-sepconv-bn-maxpool plus a 1x1 stride-2
+ * conv-bn shortcut, added; and MobileNetV2's padded stride-2 depthwise + bottleneck add. */
+static void fused_patterns(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 12, 11, 8);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 16, 0, NN_ACT_NONE);
+    int c = nn_conv2d(g, "c", x, &a);
+    int b = nn_batchnorm(g, "bn", c, 1e-3f, 0.99f);
+    int r = nn_activation(g, "relu", b, NN_ACT_RELU);
+    nn_mark_output(g, r);
+    randomize(g, 80);
+    check_both(g, "conv+bn+relu");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 12, 11, 8);
+    nn_conv_attr a1 = conv_attr(1, 2, 1, NN_PAD_SAME, 1, 16, 0, NN_ACT_NONE);
+    int res = nn_batchnorm(g, "res_bn", nn_conv2d(g, "res", x, &a1), 1e-3f, 0.99f);
+    int s1 = nn_separable2d(g, "sep1", x, 16, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
+    int r1 = nn_activation(g, "sep1_act", nn_batchnorm(g, "sep1_bn", s1, 1e-3f, 0.99f), NN_ACT_RELU);
+    int s2 = nn_separable2d(g, "sep2", r1, 16, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
+    int mp = nn_maxpool(g, "pool", nn_batchnorm(g, "sep2_bn", s2, 1e-3f, 0.99f), 3, 3, 2, 2, NN_PAD_SAME);
+    int add = nn_add(g, "add", mp, res);
+    int post = nn_activation(g, "post", add, NN_ACT_RELU);
+    /* conv+bn+add+relu with the add's other operand still needed afterwards */
+    nn_conv_attr a3 = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 16, 0, NN_ACT_NONE);
+    int c3 = nn_batchnorm(g, "c3_bn", nn_conv2d(g, "c3", post, &a3), 1e-3f, 0.99f);
+    int add2 = nn_activation(g, "post2", nn_add(g, "add2", c3, post), NN_ACT_RELU);
+    int c4 = nn_batchnorm(g, "c4_bn", nn_conv2d(g, "c4", add2, &a3), 1e-3f, 0.99f);
+    int add3 = nn_add(g, "add3", add2, c4);
+    nn_mark_output(g, nn_gap(g, "gap", add3));
+    randomize(g, 81);
+    check_both(g, "xception block");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 12, 12, 8);
+    nn_conv_attr e = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 24, 0, NN_ACT_NONE);
+    int ex = nn_activation(g, "ex_relu", nn_batchnorm(g, "ex_bn", nn_conv2d(g, "ex", x, &e), 1e-3f, 0.999f),
+                           NN_ACT_RELU6);
+    int pd = nn_pad(g, "pad", ex, 0, 1, 0, 1, 0);
+    int dw = nn_depthwise2d(g, "dw", pd, 3, 3, 2, 2, NN_PAD_VALID, 0, NN_ACT_NONE);
+    int dr = nn_activation(g, "dw_relu", nn_batchnorm(g, "dw_bn", dw, 1e-3f, 0.999f), NN_ACT_RELU6);
+    nn_conv_attr pj = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 8, 0, NN_ACT_NONE);
+    int pr = nn_batchnorm(g, "pj_bn", nn_conv2d(g, "pj", dr, &pj), 1e-3f, 0.999f);
+    int dw2 = nn_depthwise2d(g, "dw2", pr, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
+    int dr2 = nn_activation(g, "dw2_relu", nn_batchnorm(g, "dw2_bn", dw2, 1e-3f, 0.999f), NN_ACT_RELU6);
+    int pr2 = nn_batchnorm(g, "pj2_bn", nn_conv2d(g, "pj2", dr2, &pj), 1e-3f, 0.999f);
+    nn_mark_output(g, nn_add(g, "add", pr, pr2));
+    randomize(g, 82);
+    check_both(g, "mobilenet_v2 blocks");
+    nn_graph_free(g);
+}
+
+/* A folded executor reads parameters at creation: nn_exec_refresh picks up new ones. */
+static void refresh_rereads_parameters(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 6, 6, 4);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 8, 0, NN_ACT_NONE);
+    nn_mark_output(g, nn_activation(g, "r", nn_batchnorm(g, "bn", nn_conv2d(g, "c", x, &a), 1e-3f, 0.9f), NN_ACT_RELU));
+    randomize(g, 90);
+    nn_exec *ref = make_exec(g, NN_BACKEND_REF, NN_PREC_F32, 0, 1);
+    nn_exec *dn = make_exec(g, NN_BACKEND_DNNL, NN_PREC_F32, 0, 1);
+    float *in = random_input(6 * 6 * 4, 5);
+    forward(dn, in, 1);
+    randomize(g, 91); /* new weights and statistics */
+    dfd_error e;
+    assert_int_equal(nn_exec_refresh(dn, &e), DFD_OK);
+    forward(dn, in, 1);
+    forward(ref, in, 1);
+    size_t c;
+    const float *vd = nn_output(dn, 0, &c), *vr = nn_output(ref, 0, &c);
+    assert_true(rel_err(vd, vr, c) <= TOL_F32);
+    free(in);
+    nn_exec_free(dn);
+    nn_exec_free(ref);
+    nn_graph_free(g);
+}
+
+int main(void) {
+    /* Linking the backend object explicitly (exec.c may refer to it weakly). */
+    assert_string_equal(nn_backend_dnnl.name, "oneDNN");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(conv_variants),
+        cmocka_unit_test(depthwise_and_separable),
+        cmocka_unit_test(batchnorm_standalone),
+        cmocka_unit_test(activations),
+        cmocka_unit_test(pooling),
+        cmocka_unit_test(dense_dropout_add_concat),
+        cmocka_unit_test(pad_reshape_resize),
+        cmocka_unit_test(lstm_and_time),
+        cmocka_unit_test(fused_patterns),
+        cmocka_unit_test(refresh_rereads_parameters),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
