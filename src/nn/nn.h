@@ -44,8 +44,9 @@ typedef struct nn_param {
     int shape[NN_MAX_DIMS];
     size_t count;              /* product of shape */
     float *data;               /* fp32 values, owned by the graph */
-    float *grad;               /* same size, allocated when training (else NULL) */
-    float *opt_m, *opt_v;      /* optimiser state, allocated by the optimiser */
+    float *grad;               /* same size, allocated by a training nn_exec_create (else NULL) */
+    float *opt_m, *opt_v;      /* optimiser state, allocated (and zeroed) by nn_optim_create.
+                                * grad, opt_m and opt_v are owned by the graph (nn_graph_free). */
     int trainable;             /* 0: frozen (by the user, or a statistic) */
     int is_statistic;          /* batch-norm moving mean/variance: never trained by gradient */
 } nn_param;
@@ -109,7 +110,10 @@ typedef struct nn_node {
     int ndim;                   /* per-item output shape (batch excluded) */
     int shape[NN_MAX_DIMS];
     int batch_mul;              /* this node's batch = graph batch * batch_mul (time folding) */
-    int params[4];              /* indices into the graph's params, -1 when absent */
+    int params[4];              /* indices into the graph's params, -1 when absent. Slots:
+                                 * conv/dense [kernel, bias, PReLU alpha when act = PRELU];
+                                 * batchnorm [gamma, beta, moving_mean, moving_variance];
+                                 * act (PRELU) [alpha]; lstm [kernel, recurrent_kernel, bias] */
     int trainable;              /* 0 when the layer is frozen */
     union {
         nn_conv_attr conv;
@@ -133,26 +137,40 @@ void nn_graph_free(nn_graph *g);
 /* Builders. Each returns the new node's id (>= 0) or -1 after recording the first error
  * in the graph (shape mismatch, duplicate name, no memory); nn_graph_error() tells it, so a
  * builder can chain calls and check once at the end. Parameters are created zeroed
- * (batch-norm gamma and moving_variance = 1) with names "<name>/<weight>". */
+ * (batch-norm gamma and moving_variance = 1) with names "<name>/<weight>".
+ * Layers with parameters need a non-empty name; other layers may pass NULL or "" (glue).
+ * Pointers from nn_graph_node / nn_graph_param stay valid while the graph grows.
+ * In nn_conv_attr, a zero stride, dilation or groups means 1; pad_* are read only for
+ * NN_PAD_EXPLICIT and are overwritten with the resolved padding in every mode. A fused
+ * PRELU activation (conv, dense) adds an "<name>/alpha" {C} parameter. */
 int nn_input(nn_graph *g, const char *name, int ndim, const int *shape);
 int nn_conv2d(nn_graph *g, const char *name, int x, const nn_conv_attr *attr);
 /* Depthwise conv (groups = C, depth multiplier 1), params "<name>/depthwise_kernel" [+ bias]. */
 int nn_depthwise2d(nn_graph *g, const char *name, int x, int kh, int kw, int sh, int sw, nn_padding pad,
                    int has_bias, nn_act act);
 /* Keras SeparableConv2D: depthwise ("<name>/depthwise_kernel") then 1x1 pointwise
- * ("<name>/pointwise_kernel", optional "<name>/bias"); returns the pointwise node. */
+ * ("<name>/pointwise_kernel", optional "<name>/bias"); returns the pointwise node. The
+ * depthwise half is a CONV2D node of its own named "<name>/depthwise" (groups = C, no bias,
+ * no activation); freezing treats the two nodes as one layer. */
 int nn_separable2d(nn_graph *g, const char *name, int x, int out_c, int kh, int kw, int sh, int sw, nn_padding pad,
                    int has_bias, nn_act act);
+/* Normalises the last axis. Training (batch statistics) normalises with the biased batch
+ * variance and updates moving = moving * momentum + batch * (1 - momentum) during the
+ * forward pass; a layer that is frozen (not trainable, or nn_graph_freeze_bn_stats) runs
+ * in inference mode even in a training executor, as in Keras. */
 int nn_batchnorm(nn_graph *g, const char *name, int x, float eps, float momentum);
 int nn_activation(nn_graph *g, const char *name, int x, nn_act act);
 int nn_maxpool(nn_graph *g, const char *name, int x, int kh, int kw, int sh, int sw, nn_padding pad);
 int nn_avgpool(nn_graph *g, const char *name, int x, int kh, int kw, int sh, int sw, nn_padding pad);
-int nn_gap(nn_graph *g, const char *name, int x);
+int nn_gap(nn_graph *g, const char *name, int x); /* also {T,C} -> {C} (mean over all but the last axis) */
+/* Acts on the last axis of any shape (as Keras Dense): {C} -> {units}, {T,C} -> {T,units}. */
 int nn_dense(nn_graph *g, const char *name, int x, int units, int has_bias, nn_act act);
 int nn_dropout(nn_graph *g, const char *name, int x, float rate);
 int nn_add(nn_graph *g, const char *name, int a, int b);
 int nn_concat(nn_graph *g, const char *name, int n, const int *xs);
+/* Spatial padding needs {H,W,C}; channel padding works on any shape. */
 int nn_pad(nn_graph *g, const char *name, int x, int t, int b, int l, int r, int extra_channels);
+/* One dimension may be -1 (inferred). */
 int nn_reshape(nn_graph *g, const char *name, int x, int ndim, const int *shape);
 /* Keras LSTM (activation tanh, recurrent_activation sigmoid, unit_forget_bias). Params
  * "<name>/kernel", "<name>/recurrent_kernel", "<name>/bias". */
@@ -161,9 +179,10 @@ int nn_lstm(nn_graph *g, const char *name, int x, int units, int return_sequence
 int nn_resize_bilinear(nn_graph *g, const char *name, int x, int out_h, int out_w, int align_corners,
                        int half_pixel_centers);
 int nn_fold_time(nn_graph *g, int x);   /* TimeDistributed: before the per-frame encoder */
-int nn_unfold_time(nn_graph *g, int x); /* after it */
+int nn_unfold_time(nn_graph *g, int x); /* after it: {d..} -> {T,d..}, T from the matching fold */
 
-/* Marks a node as an output (in call order: output 0, 1, ...). */
+/* Marks a node as an output (in call order: output 0, 1, ...); returns its index. A node
+ * inside a fold_time (batch_mul > 1) cannot be an output. */
 int nn_mark_output(nn_graph *g, int node);
 
 /* The first builder error, or NULL. */
@@ -186,7 +205,10 @@ size_t nn_graph_num_weights(const nn_graph *g);
 uint64_t nn_graph_macs(const nn_graph *g);
 
 /* Freezing: layers whose index is before the node named `from` are frozen (Keras
- * "unfreeze from layer X"); from == NULL freezes or unfreezes everything. */
+ * "unfreeze from layer X"); from == NULL freezes or unfreezes everything.
+ * Precisely: with `from`, layers from it on get `trainable` and those before it get
+ * !trainable; DFD_E_NOT_FOUND when no layer has that name. Batch-norm statistics are never
+ * trainable. Sets both nn_node.trainable and each parameter's trainable flag. */
 int nn_graph_set_trainable(nn_graph *g, const char *from, int trainable);
 /* Freeze every batch-norm's statistics (use moving averages even when training). */
 void nn_graph_freeze_bn_stats(nn_graph *g, int frozen);
@@ -198,7 +220,8 @@ typedef enum nn_precision { NN_PREC_AUTO = 0, NN_PREC_F32 = 1, NN_PREC_BF16 = 2 
 
 typedef struct nn_exec_opts {
     nn_backend backend;      /* default DNNL */
-    nn_precision precision;  /* AUTO: bf16 for inference where the CPU has AMX/avx512_bf16, else fp32; training fp32 */
+    nn_precision precision;  /* AUTO: bf16 for inference where the CPU has AMX/avx512_bf16, else fp32; training fp32.
+                              * The reference backend is fp32 only: AUTO gives fp32 there, BF16 is refused. */
     int max_batch;           /* largest batch a pass may use */
     int training;            /* 1: keep what backward needs, dropout active, BN batch statistics */
     int threads;             /* 0: all cores */
@@ -235,7 +258,8 @@ const float *nn_node_output(const nn_exec *ex, int node, size_t *count);
 void nn_graph_zero_grad(nn_graph *g);
 
 /* Binary cross-entropy on logits, numerically stable; mean over the n items weighted
- * by w (NULL = 1). Writes d(loss)/d(logit) into dlogits when not NULL. */
+ * by w (NULL = 1). Writes d(loss)/d(logit) into dlogits when not NULL.
+ * The mean divides by n (Keras's sum-over-batch-size with sample weights), not by sum(w). */
 float nn_bce_logits(const float *logits, const float *labels, const float *w, int n, float *dlogits);
 
 typedef enum nn_optim_kind { NN_OPT_SGD = 0, NN_OPT_ADAM = 1, NN_OPT_ADAMW = 2 } nn_optim_kind;
@@ -252,13 +276,16 @@ typedef struct nn_optim_opts {
 typedef struct nn_optim nn_optim;
 void nn_optim_opts_default(nn_optim_opts *o, nn_optim_kind kind);
 int nn_optim_create(nn_graph *g, const nn_optim_opts *o, nn_optim **out, dfd_error *err);
-/* One update of every trainable parameter from its grad, at learning rate lr. */
+/* One update of every trainable parameter from its grad, at learning rate lr (Keras's
+ * update rules; see train.c). Frozen parameters and batch-norm statistics are skipped. */
 void nn_optim_step(nn_optim *opt, float lr);
 void nn_optim_free(nn_optim *opt);
 /* (Added by the engine.) Global L2 norm of the gradients at the last step, before clipping. */
 float nn_optim_grad_norm(const nn_optim *opt);
 
-/* Learning-rate schedules: value at step t of total. */
+/* Learning-rate schedules: value at step t of total. The first `warmup` steps rise
+ * linearly to base ((t+1)/warmup); then CONSTANT stays, COSINE decays to 0 at `total`,
+ * STEP multiplies by 0.1 at half and again at three quarters of the steps after warm-up. */
 typedef enum nn_lr_schedule { NN_LR_CONSTANT = 0, NN_LR_COSINE = 1, NN_LR_STEP = 2 } nn_lr_schedule;
 float nn_lr_at(nn_lr_schedule s, float base, long t, long total, long warmup);
 
