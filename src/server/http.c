@@ -1,0 +1,926 @@
+/* http.c — the HTTP side of `dfd serve` on libmicrohttpd: routing, uploads streamed to
+ * private temp files under a size limit, content sniffing, synchronous answers through
+ * suspended connections, background jobs, the page's assets, logs, metrics and a clean
+ * shutdown.
+ *
+ * Threads: libmicrohttpd's own I/O threads run the access handler and never analyse
+ * anything; analyses run on the worker pool (jobs.c). A request that waits for its
+ * analysis (an image, or the original's /predict_video) suspends its connection and is
+ * resumed by the worker that finished it, so slow analyses hold no I/O thread and the
+ * number of analyses at once is the number of workers, whatever the number of clients.
+ *
+ * Nothing from a request reaches a shell or a file name: uploads go to mkstemp() names
+ * in a folder made for this process (0700), and assets are looked up by exact name in
+ * the table compiled into the binary.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "media/media.h"
+#include "server/server.h"
+
+#ifdef DFD_HAVE_WEB_ASSETS
+extern const struct dfd_asset {
+    const char *name;
+    const unsigned char *data;
+    size_t len;
+} dfd_web_assets[];
+#endif
+
+/* After an upload passes the limit, its remaining bytes are read and thrown away (so the
+ * client can still be told 413) up to this much more; past it the connection is closed. */
+#define DISCARD_ALLOWANCE (4u << 20)
+#define RETRY_AFTER_S "5" /* seconds a refused client should wait before trying again */
+
+typedef struct server {
+    dfd_server_config cfg;
+    struct MHD_Daemon *daemon;
+    srv_pool *pool;
+    srv_metrics *metrics;
+    char tmpdir[4096];
+    atomic_int inflight;      /* requests begun and not yet completed */
+    atomic_int shutting_down;
+    atomic_uint upload_seq;
+    double started_ms;
+} server;
+
+enum route {
+    R_NONE,
+    R_ROOT,
+    R_ASSET,
+    R_PREDICT_IMAGE,
+    R_PREDICT_VIDEO,
+    R_ANALYZE,
+    R_JOB,
+    R_HEALTH,
+    R_MODELS,
+    R_METRICS,
+};
+
+typedef struct request {
+    server *s;
+    struct MHD_Connection *conn;
+    double t0;
+    char method[12];
+    char path[160];       /* sanitised, for the log line */
+    const char *route_name; /* a fixed pattern, for metrics */
+    enum route route;
+    int status;           /* 0 until a response is queued */
+    size_t resp_bytes;
+    uint64_t bytes_in;
+    /* Upload */
+    int uploading;
+    int fd;
+    char *tmp_path;       /* owned until handed to the pool */
+    srv_multipart *mp;    /* NULL for a raw body */
+    int over_limit;
+    uint64_t discarded;
+    int fail_status;      /* an error found while reading the body, answered at its end */
+    char fail_msg[512];
+    /* Waiting for the analysis */
+    srv_job *job;
+    int waiting;
+} request;
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static void sanitize(char *out, size_t cap, const char *in) {
+    size_t o = 0;
+    for (const char *p = in ? in : ""; *p && o + 4 < cap; p++) {
+        unsigned char c = (unsigned char)*p;
+        out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (in && strlen(in) > o && o + 4 >= cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void add_common_headers(struct MHD_Response *resp, const char *ctype, int cacheable) {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cacheable ? "no-cache" : "no-store");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+}
+
+/* Queues a response; takes ownership of body when must_free. */
+static enum MHD_Result queue(request *r, int status, const char *ctype, const void *body, size_t len, int must_free,
+                             int cacheable, const char *const *headers) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (must_free) free((void *)body);
+        return MHD_NO;
+    }
+    add_common_headers(resp, ctype, cacheable);
+    for (int i = 0; headers && headers[i]; i += 2) MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    if (atomic_load(&r->s->shutting_down)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result q = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (q == MHD_YES) {
+        r->status = status;
+        r->resp_bytes = len;
+    }
+    return q;
+}
+
+/* Queues obj (stolen) as JSON. */
+static enum MHD_Result queue_json_h(request *r, int status, json_t *obj, const char *const *headers) {
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(obj);
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory while writing the answer\"}";
+        return queue(r, 500, "application/json", oom, sizeof oom - 1, 0, 0, NULL);
+    }
+    return queue(r, status, "application/json", text, strlen(text), 1, 0, headers);
+}
+
+static enum MHD_Result queue_json(request *r, int status, json_t *obj) { return queue_json_h(r, status, obj, NULL); }
+
+/* {"error": message}; the original's routes also carry "prediction": null. */
+static enum MHD_Result queue_error_h(request *r, int status, const char *const *headers, const char *fmt, ...)
+    DFD_PRINTF(4, 5);
+static enum MHD_Result queue_error_h(request *r, int status, const char *const *headers, const char *fmt, ...) {
+    char msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_object();
+    if (o && (r->route == R_PREDICT_IMAGE || r->route == R_PREDICT_VIDEO)) json_object_set_new(o, "prediction", json_null());
+    if (o) json_object_set_new(o, "error", json_string(msg));
+    return queue_json_h(r, status, o, headers);
+}
+#define queue_error(r, status, ...) queue_error_h((r), (status), NULL, __VA_ARGS__)
+
+static enum MHD_Result queue_busy(request *r, const char *msg) {
+    static const char *const h[] = {MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_S, NULL};
+    return queue_error_h(r, 503, h, "%s; retry later", msg);
+}
+
+static const char *header(struct MHD_Connection *c, const char *name) {
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* ---- routing ------------------------------------------------------------------------ */
+
+static enum route route_of(const char *path, const char **name) {
+    static const struct {
+        const char *path;
+        enum route r;
+    } fixed[] = {
+        {"/", R_ROOT},
+        {"/predict_image", R_PREDICT_IMAGE},
+        {"/predict_video", R_PREDICT_VIDEO},
+        {"/v1/analyze", R_ANALYZE},
+        {"/v1/health", R_HEALTH},
+        {"/v1/models", R_MODELS},
+        {"/metrics", R_METRICS},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (strcmp(path, fixed[i].path) == 0) {
+            *name = fixed[i].path;
+            return fixed[i].r;
+        }
+    if (strncmp(path, "/v1/jobs/", 9) == 0) {
+        *name = "/v1/jobs/{id}";
+        return R_JOB;
+    }
+#ifdef DFD_HAVE_WEB_ASSETS
+    for (const struct dfd_asset *a = dfd_web_assets; a->name; a++)
+        if (path[0] == '/' && strcmp(path + 1, a->name) == 0) {
+            *name = "/{asset}";
+            return R_ASSET;
+        }
+#endif
+    *name = "other";
+    return R_NONE;
+}
+
+static const char *route_methods(enum route r) {
+    switch (r) {
+    case R_PREDICT_IMAGE:
+    case R_PREDICT_VIDEO:
+    case R_ANALYZE:
+        return "POST";
+    case R_JOB:
+        return "GET, HEAD, DELETE";
+    default:
+        return "GET, HEAD";
+    }
+}
+
+static int method_allowed(enum route r, const char *m) {
+    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    switch (r) {
+    case R_PREDICT_IMAGE:
+    case R_PREDICT_VIDEO:
+    case R_ANALYZE:
+        return strcmp(m, "POST") == 0;
+    case R_JOB:
+        return get || strcmp(m, "DELETE") == 0;
+    default:
+        return get;
+    }
+}
+
+/* ---- static routes ------------------------------------------------------------------- */
+
+#ifdef DFD_HAVE_WEB_ASSETS
+static const char *asset_type(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return "application/octet-stream";
+    if (!strcmp(dot, ".html")) return "text/html; charset=utf-8";
+    if (!strcmp(dot, ".js")) return "text/javascript; charset=utf-8";
+    if (!strcmp(dot, ".css")) return "text/css; charset=utf-8";
+    if (!strcmp(dot, ".json")) return "application/json";
+    if (!strcmp(dot, ".svg")) return "image/svg+xml";
+    if (!strcmp(dot, ".png")) return "image/png";
+    return "application/octet-stream";
+}
+
+/* The page may only load what this server serves (no CDN), and draw blob: previews. */
+static const char page_csp[] = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+                               "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'";
+#endif
+
+static enum MHD_Result serve_asset(request *r, const char *name) {
+#ifdef DFD_HAVE_WEB_ASSETS
+    for (const struct dfd_asset *a = dfd_web_assets; a->name; a++)
+        if (strcmp(a->name, name) == 0) {
+            const char *const h[] = {"Content-Security-Policy", page_csp, MHD_HTTP_HEADER_VARY, "Accept", NULL};
+            return queue(r, 200, asset_type(a->name), a->data, a->len, 0, 1, h);
+        }
+#endif
+    return queue_error(r, 404, "'%s' is not built into this server", name);
+}
+
+static int wants_html(struct MHD_Connection *c) {
+    const char *accept = header(c, MHD_HTTP_HEADER_ACCEPT);
+    /* Browsers ask for text/html first; curl, requests and fetch() send any-type, nothing, or JSON. */
+    if (!accept) return 0;
+    const char *html = strstr(accept, "text/html");
+    if (!html) return 0;
+    const char *json = strstr(accept, "application/json");
+    return !json || html < json;
+}
+
+static enum MHD_Result serve_root(request *r) {
+    if (wants_html(r->conn)) return serve_asset(r, "index.html");
+    json_t *o = json_pack("{s:s}", "status", "Deepfake Detector API is online and running.");
+    const char *const h[] = {MHD_HTTP_HEADER_VARY, "Accept", NULL};
+    return queue_json_h(r, 200, o, h);
+}
+
+static enum MHD_Result serve_health(request *r) {
+    server *s = r->s;
+    srv_pool_stats st;
+    srv_pool_get_stats(s->pool, &st);
+    const char *deg = srv_pool_degraded(s->pool);
+    int down = atomic_load(&s->shutting_down);
+    json_t *o = json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i}", "status", deg ? "degraded" : down ? "stopping" : "ok",
+                          "version", dfd_version(), "uptime_s", (dfd_now_ms() - s->started_ms) / 1000.0, "workers",
+                          st.workers, "running", st.running, "queue_depth", st.queued, "queue_capacity",
+                          st.queue_capacity);
+    if (o) json_object_set_new(o, "error", deg ? json_string(deg) : json_null());
+    return queue_json(r, deg || down ? 503 : 200, o);
+}
+
+static enum MHD_Result serve_models(request *r) {
+    server *s = r->s;
+    const dfd_server_analyzer *a = s->cfg.analyzer;
+    json_t *o = a->describe ? a->describe(a->cls) : NULL;
+    if (!o) o = json_object();
+    const char *deg = srv_pool_degraded(s->pool);
+    if (o) {
+        json_object_set_new(o, "loaded", json_boolean(!deg));
+        json_object_set_new(o, "error", deg ? json_string(deg) : json_null());
+    }
+    return queue_json(r, 200, o);
+}
+
+static enum MHD_Result serve_metrics(request *r) {
+    server *s = r->s;
+    srv_pool_stats st;
+    srv_pool_get_stats(s->pool, &st);
+    char extra[2048];
+    int n = snprintf(extra, sizeof extra,
+                     "# HELP dfd_queue_depth Jobs waiting for a worker.\n# TYPE dfd_queue_depth gauge\n"
+                     "dfd_queue_depth %d\n"
+                     "# HELP dfd_queue_capacity Jobs that may wait before uploads are refused with 503.\n"
+                     "# TYPE dfd_queue_capacity gauge\ndfd_queue_capacity %d\n"
+                     "# HELP dfd_workers Analysis workers.\n# TYPE dfd_workers gauge\ndfd_workers %d\n"
+                     "# HELP dfd_jobs_running Analyses running now.\n# TYPE dfd_jobs_running gauge\n"
+                     "dfd_jobs_running %d\n"
+                     "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
+                     "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
+                     "# HELP dfd_jobs Background jobs kept, by state.\n# TYPE dfd_jobs gauge\n",
+                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight));
+    for (int k = 0; k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs{state=\"%s\"} %d\n",
+                      srv_job_state_name((srv_job_state)k), st.jobs_by_state[k]);
+    if (n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n,
+                      "# HELP dfd_jobs_finished_total Analyses finished, by end state.\n"
+                      "# TYPE dfd_jobs_finished_total counter\n");
+    for (int k = SRV_JOB_DONE; k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs_finished_total{state=\"%s\"} %" PRIu64 "\n",
+                      srv_job_state_name((srv_job_state)k), st.finished_by_state[k]);
+    char *text = srv_metrics_render(s->metrics, extra);
+    if (!text) return queue_error(r, 500, "out of memory while writing metrics");
+    return queue(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), 1, 0, NULL);
+}
+
+/* ---- results ------------------------------------------------------------------------- */
+
+static json_t *result_document(const dfd_result *res) {
+    json_t *el = res ? dfd_result_to_json(res) : NULL;
+    if (!el) return NULL;
+    return json_pack("{s:s,s:[o]}", "schema", DFD_RESULT_SCHEMA, "results", el);
+}
+
+/* HTTP status for an analysis that produced no result at all. */
+static int failure_status(int code) {
+    switch (code) {
+    case DFD_E_UNSUPPORTED:
+        return 415;
+    case DFD_E_CORRUPT:
+    case DFD_E_NO_STREAM:
+    case DFD_E_LIMIT:
+        return 422;
+    case DFD_E_MODEL:
+    case DFD_E_NOMEM:
+    case DFD_E_CANCELLED:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static enum MHD_Result answer_job(request *r) {
+    server *s = r->s;
+    srv_job_view v;
+    srv_job_get(s->pool, r->job, &v);
+    if (v.state != SRV_JOB_DONE) {
+        if (v.state == SRV_JOB_CANCELLED) return queue_error(r, 503, "the analysis was cancelled: %s", v.error);
+        return queue_error(r, failure_status(v.error_code), "%s", v.error);
+    }
+    const dfd_result *res = v.result;
+    dfd_verdict verdict = dfd_result_verdict(res);
+    if (r->route == R_ANALYZE) {
+        json_t *doc = result_document(res);
+        if (!doc) return queue_error(r, 500, "out of memory while writing the result");
+        if (verdict == DFD_VERDICT_ERROR) {
+            const char *e = dfd_result_error(res);
+            json_object_set_new(doc, "error", json_string(e ? e : "the file could not be analysed"));
+            return queue_json(r, 422, doc);
+        }
+        return queue_json(r, 200, doc);
+    }
+    /* The original's answer: P(real) as raw_score, confidence in the verdict in percent. */
+    if (verdict == DFD_VERDICT_NO_FACE) return queue_error(r, 422, "no face found");
+    if (verdict != DFD_VERDICT_REAL && verdict != DFD_VERDICT_FAKE) {
+        const char *e = dfd_result_error(res);
+        return queue_error(r, 422, "%s", e ? e : "the file could not be analysed");
+    }
+    double p_real = 1.0 - dfd_result_p_fake(res);
+    double conf = 100.0 * (p_real > 1.0 - p_real ? p_real : 1.0 - p_real);
+    json_t *o = json_pack("{s:s,s:f,s:f,s:n}", "prediction", dfd_verdict_name(verdict), "confidence", conf,
+                          "raw_score", p_real, "error");
+    return queue_json(r, 200, o);
+}
+
+static json_t *job_json(const srv_job_view *v) {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:b,s:f,s:f}", "job_id", v->id, "state", srv_job_state_name(v->state),
+                          "media", v->kind == DFD_MEDIA_VIDEO ? "video" : "image", "progress", v->progress,
+                          "cancel_requested", v->cancel_requested, "age_s", v->age_s, "run_s", v->run_s);
+    if (!o) return NULL;
+    json_object_set_new(o, "result", v->result ? result_document(v->result) : json_null());
+    json_object_set_new(o, "error", v->error[0] ? json_string(v->error) : json_null());
+    return o;
+}
+
+static int valid_job_id(const char *id) {
+    size_t n = strlen(id);
+    if (n != 32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return 0;
+    return 1;
+}
+
+static enum MHD_Result serve_job(request *r, const char *url, const char *method) {
+    server *s = r->s;
+    const char *id = url + strlen("/v1/jobs/");
+    char shown[48];
+    sanitize(shown, sizeof shown, id);
+    if (!valid_job_id(id))
+        return queue_error(r, 404, "no job with id '%s' (job ids are 32 lowercase hex digits)", shown);
+    if (strcmp(method, "DELETE") == 0) {
+        int was_over = 0;
+        int st = srv_pool_cancel(s->pool, id, &was_over);
+        if (st < 0)
+            return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
+                               s->cfg.job_ttl_s);
+        json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "job_id", id, "state", srv_job_state_name((srv_job_state)st),
+                              "cancel_requested", !was_over, "deleted", was_over);
+        return queue_json(r, st == SRV_JOB_RUNNING ? 202 : 200, o);
+    }
+    srv_job *j = srv_pool_find(s->pool, id);
+    if (!j)
+        return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
+                           s->cfg.job_ttl_s);
+    srv_job_view v;
+    srv_job_get(s->pool, j, &v);
+    json_t *o = job_json(&v); /* the result is serialised while we hold the reference */
+    srv_job_unref(s->pool, j);
+    return queue_json(r, 200, o);
+}
+
+/* ---- uploads -------------------------------------------------------------------------- */
+
+static void drop_upload(request *r) {
+    if (r->fd >= 0) {
+        close(r->fd);
+        r->fd = -1;
+    }
+    if (r->tmp_path) {
+        unlink(r->tmp_path);
+        free(r->tmp_path);
+        r->tmp_path = NULL;
+    }
+}
+
+static int file_sink(void *user, const void *data, size_t len) {
+    request *r = user;
+    return write_all(r->fd, data, len);
+}
+
+/* First call of an upload route: everything that can be refused before the body is. */
+static enum MHD_Result upload_begin(request *r) {
+    server *s = r->s;
+    struct MHD_Connection *c = r->conn;
+    if (atomic_load(&s->shutting_down)) return queue_busy(r, "the server is shutting down");
+    const char *deg = srv_pool_degraded(s->pool);
+    if (deg) return queue_error(r, 503, "model not loaded: %s", deg);
+    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || end == cl || *end) return queue_error(r, 400, "Content-Length is not a number");
+        if (n > s->cfg.max_upload_bytes)
+            return queue_error(r, 413, "upload of %llu bytes is over the limit of %" PRIu64 " bytes", n,
+                               s->cfg.max_upload_bytes);
+    }
+    const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
+    int multipart = srv_is_multipart(ct);
+    if (!multipart && r->route != R_ANALYZE)
+        return queue_error(r, 400, "expected a multipart/form-data upload with a field named 'file'");
+    srv_pool_stats st;
+    srv_pool_get_stats(s->pool, &st);
+    if (st.queued >= st.queue_capacity) {
+        char m[128];
+        snprintf(m, sizeof m, "the queue is full (%d jobs waiting for %d workers)", st.queued, st.workers);
+        return queue_busy(r, m);
+    }
+    if (multipart) {
+        r->mp = malloc(sizeof *r->mp);
+        if (!r->mp) return queue_error(r, 500, "out of memory for the upload");
+        dfd_error e;
+        if (srv_multipart_init(r->mp, ct, &e) != DFD_OK) return queue_error(r, 400, "%s", e.message);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/upload-XXXXXX", s->tmpdir);
+    int fd = mkstemp(path); /* 0600, a name nobody chose but us */
+    if (fd < 0) return queue_error(r, 500, "cannot create a temporary file for the upload: %s", strerror(errno));
+    r->fd = fd;
+    r->tmp_path = strdup(path);
+    if (!r->tmp_path) {
+        close(fd);
+        unlink(path);
+        r->fd = -1;
+        return queue_error(r, 500, "out of memory for the upload");
+    }
+    r->uploading = 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result upload_data(request *r, const char *data, size_t *size) {
+    server *s = r->s;
+    size_t n = *size;
+    *size = 0;
+    r->bytes_in += n;
+    if (r->over_limit || r->fail_status) {
+        /* Read and drop the rest so that the client hears why; but not forever. */
+        r->discarded += n;
+        return r->discarded > DISCARD_ALLOWANCE ? MHD_NO : MHD_YES;
+    }
+    if (r->bytes_in > s->cfg.max_upload_bytes) {
+        /* A chunked upload (no Content-Length) passing the limit: stop storing it. */
+        r->over_limit = 1;
+        drop_upload(r);
+        return MHD_YES;
+    }
+    if (r->mp) {
+        dfd_error e;
+        if (srv_multipart_feed(r->mp, data, n, file_sink, r, &e) != DFD_OK) {
+            r->fail_status = e.code == DFD_E_IO ? 500 : 400;
+            snprintf(r->fail_msg, sizeof r->fail_msg, "%s", e.code == DFD_E_IO ? "cannot store the upload" : e.message);
+            drop_upload(r);
+        }
+    } else if (write_all(r->fd, data, n) != 0) {
+        r->fail_status = 500;
+        snprintf(r->fail_msg, sizeof r->fail_msg, "cannot store the upload: %s", strerror(errno));
+        drop_upload(r);
+    }
+    return MHD_YES;
+}
+
+static const char *kind_name(dfd_media_kind k) {
+    return k == DFD_MEDIA_IMAGE ? "an image" : k == DFD_MEDIA_VIDEO ? "a video" : "unknown media";
+}
+
+/* The whole body is in: check it, then hand it to the pool. */
+static enum MHD_Result upload_end(request *r) {
+    server *s = r->s;
+    r->uploading = 0;
+    if (r->over_limit)
+        return queue_error(r, 413, "upload is over the limit of %" PRIu64 " bytes", s->cfg.max_upload_bytes);
+    if (r->fail_status) return queue_error(r, r->fail_status, "%s", r->fail_msg);
+    char name[256] = "upload";
+    if (r->mp) {
+        dfd_error e;
+        if (srv_multipart_finish(r->mp, &e) != DFD_OK) {
+            drop_upload(r);
+            return queue_error(r, 400, "%s", e.message);
+        }
+        if (r->mp->filename[0]) snprintf(name, sizeof name, "%s", r->mp->filename);
+    }
+    struct stat sb;
+    if (fstat(r->fd, &sb) != 0 || close(r->fd) != 0) {
+        r->fd = -1;
+        drop_upload(r);
+        return queue_error(r, 500, "cannot store the upload");
+    }
+    r->fd = -1;
+    if (sb.st_size == 0) {
+        drop_upload(r);
+        return queue_error(r, 400, "the uploaded file is empty");
+    }
+    dfd_media_kind kind;
+    const char *format = NULL;
+    dfd_error e;
+    if (dfd_media_sniff_file(r->tmp_path, &kind, &format, &e) != DFD_OK) {
+        drop_upload(r);
+        return queue_error(r, 500, "cannot read back the upload");
+    }
+    /* Images are accepted only in the formats the decoder reads; the sniffer names others. */
+    int readable_image = kind == DFD_MEDIA_IMAGE && format &&
+                         (!strcmp(format, "JPEG") || !strcmp(format, "PNG") || !strcmp(format, "WebP") ||
+                          !strcmp(format, "BMP"));
+    if (kind == DFD_MEDIA_UNKNOWN || (kind == DFD_MEDIA_IMAGE && !readable_image)) {
+        drop_upload(r);
+        dfd_media_fail_unsupported(kind == DFD_MEDIA_IMAGE ? format : NULL, &e);
+        return queue_error(r, 415, "%s (images: JPEG, PNG, WebP, BMP; videos: MP4, MOV, MKV, WebM, AVI and "
+                                   "other common containers)", e.message);
+    }
+    if (r->route == R_PREDICT_IMAGE && kind != DFD_MEDIA_IMAGE) {
+        drop_upload(r);
+        return queue_error(r, 415, "/predict_image expects an image, and this upload is %s; use /predict_video "
+                                   "or /v1/analyze", kind_name(kind));
+    }
+    if (r->route == R_PREDICT_VIDEO && kind != DFD_MEDIA_VIDEO) {
+        drop_upload(r);
+        return queue_error(r, 415, "/predict_video expects a video, and this upload is %s; use /predict_image "
+                                   "or /v1/analyze", kind_name(kind));
+    }
+    int background = r->route == R_ANALYZE && kind == DFD_MEDIA_VIDEO;
+    char *path = r->tmp_path;
+    r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
+    srv_job *job = NULL;
+    if (background) {
+        if (srv_pool_submit(s->pool, path, name, kind, 1, NULL, &job, &e) != DFD_OK) {
+            if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
+            return queue_error(r, 500, "%s", e.message);
+        }
+        srv_job_view v;
+        srv_job_get(s->pool, job, &v);
+        srv_job_unref(s->pool, job);
+        char loc[64];
+        snprintf(loc, sizeof loc, "/v1/jobs/%s", v.id);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job_id", v.id, "state", srv_job_state_name(v.state), "media",
+                              "video", "status_url", loc);
+        const char *const h[] = {MHD_HTTP_HEADER_LOCATION, loc, NULL};
+        return queue_json_h(r, 202, o, h);
+    }
+    /* Answered when done: suspend first, so that a fast worker's resume cannot come
+     * before the suspension. */
+    MHD_suspend_connection(r->conn);
+    r->waiting = 1;
+    if (srv_pool_submit(s->pool, path, name, kind, 0, r, &job, &e) != DFD_OK) {
+        r->waiting = 0;
+        MHD_resume_connection(r->conn);
+        if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
+        return queue_error(r, 500, "%s", e.message);
+    }
+    r->job = job;
+    return MHD_YES;
+}
+
+/* A worker finished the job a suspended request waits for. */
+static void on_job_done(void *user, void *waiter) {
+    (void)user;
+    request *r = waiter;
+    MHD_resume_connection(r->conn);
+}
+
+/* ---- the access handler --------------------------------------------------------------- */
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *data, size_t *data_size, void **con_cls) {
+    (void)version;
+    server *s = cls;
+    request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->s = s;
+        r->conn = c;
+        r->fd = -1;
+        r->t0 = dfd_now_ms();
+        sanitize(r->method, sizeof r->method, method);
+        sanitize(r->path, sizeof r->path, url);
+        r->route = route_of(url, &r->route_name);
+        *con_cls = r;
+        atomic_fetch_add(&s->inflight, 1);
+        if (r->route == R_NONE) return queue_error(r, 404, "no such route: %s %s", r->method, r->path);
+        if (!method_allowed(r->route, method)) {
+            const char *const h[] = {MHD_HTTP_HEADER_ALLOW, route_methods(r->route), NULL};
+            return queue_error_h(r, 405, h, "method %s is not allowed on %s (allowed: %s)", r->method,
+                                 r->route_name, route_methods(r->route));
+        }
+        switch (r->route) {
+        case R_ROOT:
+            return serve_root(r);
+        case R_ASSET:
+            return serve_asset(r, url + 1);
+        case R_HEALTH:
+            return serve_health(r);
+        case R_MODELS:
+            return serve_models(r);
+        case R_METRICS:
+            return serve_metrics(r);
+        case R_JOB:
+            return serve_job(r, url, method);
+        default:
+            return upload_begin(r);
+        }
+    }
+    if (r->waiting) {
+        /* Resumed by the worker: the analysis is over. */
+        r->waiting = 0;
+        return answer_job(r);
+    }
+    if (r->status) {
+        /* Answered already (e.g. 413 at the headers) while the client still sends a body:
+         * libmicrohttpd closes the connection after the answer. */
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (*data_size > 0) return upload_data(r, data, data_size);
+    if (r->uploading) return upload_end(r);
+    return MHD_YES;
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe) {
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+        return NULL;
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+        return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+        return "shutdown";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+    case MHD_REQUEST_TERMINATED_READ_ERROR:
+        return "client closed";
+    default:
+        return "error";
+    }
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)c;
+    server *s = cls;
+    request *r = *con_cls;
+    if (!r) return;
+    *con_cls = NULL;
+    double ms = dfd_now_ms() - r->t0;
+    const char *why = termination_name(toe);
+    /* 499: closed before an answer was queued (client gone, timed out, or shutdown). */
+    int status = r->status ? r->status : 499;
+    char line[512];
+    snprintf(line, sizeof line, "%s %s %d %zu %.1fms%s%s", r->method, r->path, status, r->resp_bytes, ms,
+             why ? " closed: " : "", why ? why : "");
+    if (s->cfg.access_log) s->cfg.access_log(s->cfg.user, line);
+    else dfd_log(DFD_LOG_INFO, "%s", line);
+    srv_metrics_request(s->metrics, r->route_name, status, ms / 1000.0, r->bytes_in);
+    drop_upload(r);
+    if (r->job) {
+        srv_job_detach(s->pool, r->job);
+        srv_job_unref(s->pool, r->job);
+    }
+    free(r->mp);
+    free(r);
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    dfd_log(DFD_LOG_INFO, "http: %s", msg);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+void dfd_server_config_default(dfd_server_config *c) {
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8000;
+    c->queue = 64;
+    c->max_upload_bytes = 200ull << 20;
+    c->job_ttl_s = 3600;
+    c->max_jobs_kept = 1000;
+    c->conn_timeout_s = 30;
+    c->io_threads = 2;
+}
+
+static void remove_tmpdir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[4400];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int make_tmpdir(server *s, dfd_error *err) {
+    const char *parent = s->cfg.tmp_parent;
+    if (!parent || !*parent) parent = getenv("TMPDIR");
+    if (!parent || !*parent) parent = "/tmp";
+    int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/dfd-serve-XXXXXX", parent);
+    if (n < 0 || (size_t)n >= sizeof s->tmpdir) return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
+    if (!mkdtemp(s->tmpdir)) /* mode 0700: uploads are private to this user */
+        return dfd_fail(err, DFD_E_IO, "cannot create a private folder for uploads in '%s': %s", parent,
+                        strerror(errno));
+    return DFD_OK;
+}
+
+static int auto_workers(int threads) {
+    /* Each worker holds its own models; beyond a few, more threads per analysis pay
+     * more than more analyses at once. */
+    int w = threads / 4;
+    return w < 1 ? 1 : w > 4 ? 4 : w;
+}
+
+int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
+    if (!cfg || !cfg->analyzer || !cfg->analyzer->analyze || !cfg->analyzer->worker_create)
+        return dfd_fail(err, DFD_E_ARG, "server needs an analyzer");
+    if (cfg->port < 0 || cfg->port > 65535) return dfd_fail(err, DFD_E_ARG, "port %d is out of range", cfg->port);
+    server *s = calloc(1, sizeof *s);
+    if (!s) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    s->cfg = *cfg;
+    if (!s->cfg.host || !*s->cfg.host) s->cfg.host = "127.0.0.1";
+    if (s->cfg.io_threads < 1) s->cfg.io_threads = 1;
+    if (s->cfg.conn_timeout_s < 1) s->cfg.conn_timeout_s = 1;
+    s->started_ms = dfd_now_ms();
+    int rc = DFD_OK;
+    struct addrinfo *ai = NULL;
+
+    int threads = s->cfg.threads > 0 ? s->cfg.threads : dfd_cpu_count();
+    int workers = s->cfg.workers > 0 ? s->cfg.workers : auto_workers(threads);
+    if (workers > threads) workers = threads; /* no more analyses at once than cores given */
+    srv_pool_config pc = {
+        .analyzer = s->cfg.analyzer,
+        .workers = workers,
+        .threads_per_worker = threads / workers,
+        .queue = s->cfg.queue,
+        .ttl_s = s->cfg.job_ttl_s,
+        .max_kept = s->cfg.max_jobs_kept,
+        .on_done = on_job_done,
+        .user = s,
+    };
+    s->metrics = srv_metrics_new();
+    if (!s->metrics) {
+        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = make_tmpdir(s, err)) != DFD_OK) goto out;
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", s->cfg.port);
+    int gai = getaddrinfo(s->cfg.host, port_s, &hints, &ai);
+    if (gai != 0) {
+        rc = dfd_fail(err, DFD_E_ARG, "cannot use host '%s': %s", s->cfg.host, gai_strerror(gai));
+        goto out;
+    }
+    if ((rc = srv_pool_start(&pc, &s->pool, err)) != DFD_OK) goto out;
+    if (srv_pool_degraded(s->pool))
+        dfd_log(DFD_LOG_ERROR, "serving without a model (analysis requests get 503): %s", srv_pool_degraded(s->pool));
+
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->cfg.port, NULL, NULL, handler, s,
+                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.conn_timeout_s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.io_threads,
+                                 MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
+                                 MHD_OPTION_END);
+    if (!s->daemon) {
+        rc = dfd_fail(err, DFD_E_IO, "cannot listen on %s port %d (in use, or not an address of this machine?)",
+                      s->cfg.host, s->cfg.port);
+        goto out;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int port = info ? (int)info->port : s->cfg.port;
+    if (s->cfg.on_ready) s->cfg.on_ready(s->cfg.user, s->cfg.host, port);
+
+    /* Serve until told to stop. */
+    for (;;) {
+        struct pollfd pfd = {.fd = stop_fd, .events = POLLIN};
+        int n = poll(&pfd, 1, 1000);
+        if (n > 0) break;
+        if (n < 0 && errno != EINTR) break;
+    }
+    char b;
+    if (read(stop_fd, &b, 1) < 0) { /* consume the first request to stop */
+    }
+
+    /* Stop accepting; let requests in flight finish (a second stop request forces it). */
+    atomic_store(&s->shutting_down, 1);
+    srv_pool_begin_stop(s->pool);
+    MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    double forced_at = -1;
+    while (atomic_load(&s->inflight) > 0) {
+        struct pollfd pfd = {.fd = stop_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) > 0 && forced_at < 0) {
+            dfd_log(DFD_LOG_WARN, "stopping now: cancelling analyses in progress");
+            srv_pool_cancel_all(s->pool);
+            forced_at = dfd_now_ms();
+        }
+        if (forced_at >= 0 && dfd_now_ms() - forced_at > 5000) break;
+    }
+out:
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (s->pool) srv_pool_stop(s->pool);
+    if (ai) freeaddrinfo(ai);
+    if (s->tmpdir[0]) remove_tmpdir(s->tmpdir);
+    srv_metrics_free(s->metrics);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,512 @@
+/* jobs.c — the server's bounded worker pool: a FIFO of jobs, a fixed number of workers
+ * each owning its analyzer state (its own dfd_ctx: models loaded once per worker, no
+ * sharing across threads), progress and cancellation through the library's progress
+ * callback, and a table of background jobs kept for a time-to-live after they end.
+ *
+ * One mutex guards everything here; analyses run outside it. A job is reference
+ * counted: the queue/worker, the table (background jobs) and each HTTP request looking
+ * at it hold one reference each, and the last one frees it. The uploaded file belongs to
+ * the job and is removed as soon as its analysis ends (or the job is dropped unrun).
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/server.h"
+
+struct srv_job {
+    srv_pool *pool;
+    char id[33];
+    int background;
+    dfd_media_kind kind;
+    srv_job_state state;
+    double progress;
+    atomic_int cancel;
+    char *path; /* the upload; NULL once removed */
+    char *name;
+    dfd_result *result;
+    char error[512];
+    int error_code;
+    double created_ms, started_ms, finished_ms;
+    int refs;
+    void *waiter;
+    srv_job *qnext;
+};
+
+typedef struct worker {
+    srv_pool *pool;
+    int index;
+    pthread_t thread;
+    int started;
+    void *state;
+    dfd_error err;
+    srv_job *current; /* the job it runs, for a forced stop */
+} worker;
+
+struct srv_pool {
+    srv_pool_config cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;       /* work available, or stopping */
+    pthread_cond_t ready_cv; /* a worker finished loading */
+    srv_job *qhead, *qtail;
+    int queued, running;
+    srv_job **table;
+    size_t n_table, cap_table;
+    worker *workers;
+    int n_ready;
+    int stopping;
+    char degraded[512];
+    uint64_t finished[SRV_JOB__COUNT];
+};
+
+const char *srv_job_state_name(srv_job_state s) {
+    static const char *const names[] = {"queued", "running", "done", "failed", "cancelled"};
+    return (unsigned)s < SRV_JOB__COUNT ? names[s] : "unknown";
+}
+
+int srv_random_id(char out[33]) {
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[32] = 0;
+    return 0;
+}
+
+static void remove_upload(srv_job *j) {
+    if (j->path) {
+        unlink(j->path);
+        free(j->path);
+        j->path = NULL;
+    }
+}
+
+static void job_free(srv_job *j) {
+    remove_upload(j);
+    dfd_result_free(j->result);
+    free(j->name);
+    free(j);
+}
+
+/* Drops one reference; the caller holds p->mu. */
+static void unref_locked(srv_job *j) {
+    if (--j->refs == 0) job_free(j);
+}
+
+void srv_job_unref(srv_pool *p, srv_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&p->mu);
+    unref_locked(j);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int is_over(srv_job_state s) { return s == SRV_JOB_DONE || s == SRV_JOB_FAILED || s == SRV_JOB_CANCELLED; }
+
+static void finish_locked(srv_pool *p, srv_job *j, srv_job_state s) {
+    j->state = s;
+    j->finished_ms = dfd_now_ms();
+    if (s == SRV_JOB_DONE) j->progress = 1.0;
+    p->finished[s]++;
+    remove_upload(j);
+}
+
+static void table_remove_at(srv_pool *p, size_t i) {
+    srv_job *j = p->table[i];
+    p->table[i] = p->table[--p->n_table];
+    unref_locked(j);
+}
+
+/* Forgets background jobs past their TTL, and the oldest finished ones beyond max_kept. */
+static void purge_locked(srv_pool *p) {
+    double now = dfd_now_ms();
+    size_t n_over = 0;
+    for (size_t i = 0; i < p->n_table;) {
+        srv_job *j = p->table[i];
+        if (is_over(j->state) && now - j->finished_ms > p->cfg.ttl_s * 1000.0) {
+            table_remove_at(p, i);
+            continue;
+        }
+        if (is_over(j->state)) n_over++;
+        i++;
+    }
+    while (n_over > (size_t)p->cfg.max_kept) {
+        size_t oldest = SIZE_MAX;
+        for (size_t i = 0; i < p->n_table; i++)
+            if (is_over(p->table[i]->state) && (oldest == SIZE_MAX || p->table[i]->finished_ms < p->table[oldest]->finished_ms))
+                oldest = i;
+        if (oldest == SIZE_MAX) break;
+        table_remove_at(p, oldest);
+        n_over--;
+    }
+}
+
+static int on_progress(void *user, double fraction) {
+    srv_job *j = user;
+    srv_pool *p = j->pool;
+    pthread_mutex_lock(&p->mu);
+    if (fraction > 1) fraction = 1;
+    if (fraction > j->progress) j->progress = fraction; /* never moves backwards for a poller */
+    pthread_mutex_unlock(&p->mu);
+    return atomic_load(&j->cancel);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    srv_pool *p = w->pool;
+    const dfd_server_analyzer *a = p->cfg.analyzer;
+    dfd_error_clear(&w->err);
+    int rc = a->worker_create(a->cls, w->index, p->cfg.threads_per_worker, &w->state, &w->err);
+    pthread_mutex_lock(&p->mu);
+    if (rc != DFD_OK) {
+        w->state = NULL;
+        if (!w->err.message[0]) dfd_fail(&w->err, rc, "%s", dfd_strerror(rc));
+        if (!p->degraded[0]) snprintf(p->degraded, sizeof p->degraded, "%s", w->err.message);
+    }
+    p->n_ready++;
+    pthread_cond_broadcast(&p->ready_cv);
+    for (;;) {
+        while (!p->qhead && !p->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            purge_locked(p); /* expired results are freed even when no request comes */
+        }
+        if (!p->qhead) break; /* stopping and nothing left */
+        srv_job *j = p->qhead;
+        p->qhead = j->qnext;
+        if (!p->qhead) p->qtail = NULL;
+        j->qnext = NULL;
+        p->queued--;
+        if (atomic_load(&j->cancel)) {
+            snprintf(j->error, sizeof j->error, "cancelled");
+            j->error_code = DFD_E_CANCELLED;
+            finish_locked(p, j, SRV_JOB_CANCELLED);
+        } else {
+            j->state = SRV_JOB_RUNNING;
+            j->started_ms = dfd_now_ms();
+            p->running++;
+            w->current = j;
+            pthread_mutex_unlock(&p->mu);
+
+            dfd_result *res = NULL;
+            dfd_error e;
+            dfd_error_clear(&e);
+            if (w->state)
+                rc = a->analyze(a->cls, w->state, j->path, j->name, on_progress, j, &res, &e);
+            else
+                rc = dfd_fail(&e, DFD_E_MODEL, "model not loaded: %s", w->err.message);
+            if (rc != DFD_OK && !e.message[0]) dfd_fail(&e, rc, "%s", dfd_strerror(rc));
+
+            pthread_mutex_lock(&p->mu);
+            p->running--;
+            w->current = NULL;
+            if (rc == DFD_OK && res) {
+                j->result = res;
+                finish_locked(p, j, SRV_JOB_DONE);
+            } else {
+                dfd_result_free(res);
+                j->error_code = rc == DFD_OK ? DFD_E_INTERNAL : rc;
+                int cancelled = rc == DFD_E_CANCELLED;
+                snprintf(j->error, sizeof j->error, "%s", cancelled ? "cancelled" : e.message);
+                finish_locked(p, j, cancelled ? SRV_JOB_CANCELLED : SRV_JOB_FAILED);
+            }
+        }
+        void *waiter = j->waiter;
+        j->waiter = NULL;
+        if (waiter && p->cfg.on_done) {
+            pthread_mutex_unlock(&p->mu);
+            p->cfg.on_done(p->cfg.user, waiter);
+            pthread_mutex_lock(&p->mu);
+        }
+        unref_locked(j); /* the queue's reference */
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (w->state) a->worker_destroy(a->cls, w->state);
+    w->state = NULL;
+    return NULL;
+}
+
+int srv_pool_start(const srv_pool_config *cfg, srv_pool **out, dfd_error *err) {
+    *out = NULL;
+    if (!cfg->analyzer || cfg->workers < 1 || cfg->queue < 0)
+        return dfd_fail(err, DFD_E_ARG, "worker pool needs an analyzer and at least one worker");
+    srv_pool *p = calloc(1, sizeof *p);
+    if (!p) return dfd_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
+    p->cfg = *cfg;
+    if (p->cfg.threads_per_worker < 1) p->cfg.threads_per_worker = 1;
+    if (p->cfg.max_kept < 0) p->cfg.max_kept = 0;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->ready_cv, NULL);
+    p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
+    if (!p->workers) {
+        srv_pool_stop(p);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
+    }
+    int started = 0;
+    for (int i = 0; i < cfg->workers; i++) {
+        worker *w = &p->workers[i];
+        w->pool = p;
+        w->index = i;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) break;
+        w->started = 1;
+        started++;
+    }
+    if (started < cfg->workers) {
+        srv_pool_stop(p);
+        return dfd_fail(err, DFD_E_INTERNAL, "could not start %d worker threads", cfg->workers);
+    }
+    /* Wait until every worker has loaded its models, so that the server reports
+     * "degraded" from its first request on, not after a race. */
+    pthread_mutex_lock(&p->mu);
+    while (p->n_ready < started) pthread_cond_wait(&p->ready_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    *out = p;
+    return DFD_OK;
+}
+
+/* Stops taking work: queued background jobs are cancelled, running ones asked to stop;
+ * jobs that someone waits on (synchronous requests) still run. */
+static void begin_stop_locked(srv_pool *p) {
+    p->stopping = 1;
+    srv_job **link = &p->qhead;
+    p->qtail = NULL;
+    while (*link) {
+        srv_job *j = *link;
+        if (j->background) {
+            *link = j->qnext;
+            j->qnext = NULL;
+            p->queued--;
+            snprintf(j->error, sizeof j->error, "cancelled: the server is shutting down");
+            j->error_code = DFD_E_CANCELLED;
+            finish_locked(p, j, SRV_JOB_CANCELLED);
+            unref_locked(j);
+        } else {
+            p->qtail = j;
+            link = &j->qnext;
+        }
+    }
+    for (size_t i = 0; i < p->n_table; i++)
+        if (p->table[i]->state == SRV_JOB_RUNNING) atomic_store(&p->table[i]->cancel, 1);
+    pthread_cond_broadcast(&p->cv);
+}
+
+void srv_pool_begin_stop(srv_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    begin_stop_locked(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_cancel_all(srv_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    begin_stop_locked(p);
+    for (srv_job *j = p->qhead; j; j = j->qnext) atomic_store(&j->cancel, 1);
+    for (int i = 0; i < p->cfg.workers; i++)
+        if (p->workers[i].current) atomic_store(&p->workers[i].current->cancel, 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_stop(srv_pool *p) {
+    if (!p) return;
+    if (p->workers) {
+        pthread_mutex_lock(&p->mu);
+        begin_stop_locked(p);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->cfg.workers; i++)
+            if (p->workers[i].started) pthread_join(p->workers[i].thread, NULL);
+    }
+    pthread_mutex_lock(&p->mu);
+    while (p->n_table) table_remove_at(p, p->n_table - 1);
+    pthread_mutex_unlock(&p->mu);
+    free(p->table);
+    free(p->workers);
+    pthread_cond_destroy(&p->ready_cv);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+const char *srv_pool_degraded(srv_pool *p) { return p->degraded[0] ? p->degraded : NULL; }
+
+int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
+                    srv_job **out, dfd_error *err) {
+    if (out) *out = NULL;
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->name = strdup(name ? name : "upload"))) {
+        free(j);
+        unlink(path);
+        free(path);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory for a job");
+    }
+    j->pool = p;
+    j->path = path;
+    j->background = background;
+    j->kind = kind;
+    j->state = SRV_JOB_QUEUED;
+    j->waiter = waiter;
+    j->created_ms = dfd_now_ms();
+    atomic_init(&j->cancel, 0);
+    if (srv_random_id(j->id) != 0) {
+        job_free(j);
+        return dfd_fail(err, DFD_E_INTERNAL, "no random bytes for a job id");
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->stopping) {
+        job_free(j);
+        pthread_mutex_unlock(&p->mu);
+        return dfd_fail(err, DFD_E_LIMIT, "the server is shutting down");
+    }
+    if (p->queued >= p->cfg.queue) {
+        int q = p->queued;
+        job_free(j);
+        pthread_mutex_unlock(&p->mu);
+        return dfd_fail(err, DFD_E_LIMIT, "the queue is full (%d jobs waiting for %d workers)", q, p->cfg.workers);
+    }
+    if (background) {
+        purge_locked(p);
+        if (p->n_table == p->cap_table) {
+            size_t nc = p->cap_table ? p->cap_table * 2 : 64;
+            srv_job **nt = dfd_malloc_array(nc, sizeof *nt);
+            if (!nt) {
+                job_free(j);
+                pthread_mutex_unlock(&p->mu);
+                return dfd_fail(err, DFD_E_NOMEM, "out of memory for the job table");
+            }
+            if (p->table) memcpy(nt, p->table, p->n_table * sizeof *nt);
+            free(p->table);
+            p->table = nt;
+            p->cap_table = nc;
+        }
+        p->table[p->n_table++] = j;
+        j->refs++;
+    }
+    j->refs++; /* the queue's */
+    if (out) {
+        j->refs++;
+        *out = j;
+    }
+    if (p->qtail) p->qtail->qnext = j;
+    else p->qhead = j;
+    p->qtail = j;
+    p->queued++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return DFD_OK;
+}
+
+static srv_job *find_locked(srv_pool *p, const char *id, size_t *index) {
+    for (size_t i = 0; i < p->n_table; i++)
+        if (strcmp(p->table[i]->id, id) == 0) {
+            if (index) *index = i;
+            return p->table[i];
+        }
+    return NULL;
+}
+
+srv_job *srv_pool_find(srv_pool *p, const char *id) {
+    pthread_mutex_lock(&p->mu);
+    purge_locked(p);
+    srv_job *j = find_locked(p, id, NULL);
+    if (j) j->refs++;
+    pthread_mutex_unlock(&p->mu);
+    return j;
+}
+
+int srv_pool_cancel(srv_pool *p, const char *id, int *was_over) {
+    *was_over = 0;
+    pthread_mutex_lock(&p->mu);
+    purge_locked(p);
+    size_t idx;
+    srv_job *j = find_locked(p, id, &idx);
+    int state = -1;
+    if (!j) goto out;
+    if (j->state == SRV_JOB_QUEUED) {
+        atomic_store(&j->cancel, 1);
+        /* Out of the queue at once, so that it frees its place for the next upload. */
+        srv_job **link = &p->qhead;
+        srv_job *prev = NULL;
+        while (*link && *link != j) {
+            prev = *link;
+            link = &(*link)->qnext;
+        }
+        if (*link) {
+            *link = j->qnext;
+            if (p->qtail == j) p->qtail = prev;
+            j->qnext = NULL;
+            p->queued--;
+            snprintf(j->error, sizeof j->error, "cancelled");
+            j->error_code = DFD_E_CANCELLED;
+            finish_locked(p, j, SRV_JOB_CANCELLED);
+            unref_locked(j); /* the queue's */
+        }
+        state = j->state;
+    } else if (j->state == SRV_JOB_RUNNING) {
+        atomic_store(&j->cancel, 1); /* the progress callback tells the analysis to stop */
+        state = SRV_JOB_RUNNING;
+    } else {
+        state = j->state;
+        *was_over = 1;
+        table_remove_at(p, idx);
+    }
+out:
+    pthread_mutex_unlock(&p->mu);
+    return state;
+}
+
+void srv_job_detach(srv_pool *p, srv_job *j) {
+    pthread_mutex_lock(&p->mu);
+    j->waiter = NULL;
+    /* Nobody will read a foreground job's result any more: do not spend a worker on it. */
+    if (!j->background && !is_over(j->state)) atomic_store(&j->cancel, 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_job_get(srv_pool *p, srv_job *j, srv_job_view *v) {
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&p->mu);
+    double now = dfd_now_ms();
+    snprintf(v->id, sizeof v->id, "%s", j->id);
+    v->state = j->state;
+    v->kind = j->kind;
+    v->progress = j->progress;
+    v->cancel_requested = atomic_load(&j->cancel);
+    v->age_s = (now - j->created_ms) / 1000.0;
+    if (j->state == SRV_JOB_RUNNING) v->run_s = (now - j->started_ms) / 1000.0;
+    else if (is_over(j->state) && j->started_ms > 0) v->run_s = (j->finished_ms - j->started_ms) / 1000.0;
+    v->result = j->state == SRV_JOB_DONE ? j->result : NULL;
+    snprintf(v->error, sizeof v->error, "%s", j->error);
+    v->error_code = j->error_code;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_get_stats(srv_pool *p, srv_pool_stats *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_lock(&p->mu);
+    purge_locked(p);
+    s->queued = p->queued;
+    s->running = p->running;
+    s->workers = p->cfg.workers;
+    s->queue_capacity = p->cfg.queue;
+    for (size_t i = 0; i < p->n_table; i++) s->jobs_by_state[p->table[i]->state]++;
+    memcpy(s->finished_by_state, p->finished, sizeof s->finished_by_state);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,934 @@
+/* test_server_http — `dfd serve`'s HTTP machinery against a running server on loopback,
+ * with a stand-in analyzer whose answers the test controls (the score, faces, errors,
+ * speed, and a gate that holds a worker busy), so that every route and error can be
+ * checked without a model: the original's /predict_* answers, the v1 API and its jobs
+ * (progress, cancel, TTL, a full queue), upload limits (one byte over, chunked),
+ * malformed and truncated multipart, unknown media, slow and stalled clients, 50
+ * concurrent requests, metrics, the log line, temp files always removed, degraded
+ * start-up and a clean shutdown that finishes requests in flight. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "server_harness.h"
+
+/* ---- the stand-in analyzer --------------------------------------------------------------
+ * It reads its instructions from the end of the upload: "DFDTEST key=value ...":
+ *   p=0.93      P(fake) of the one face (p<0: no face)   err=word  result with an error
+ *   fail=N      return status N (no result)               steps=N   progress steps (video frames)
+ *   delay=MS    per step                                   gate=1    wait for the test's gate
+ */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open = 1;
+static atomic_int gate_waiting;
+static atomic_int fake_analyses;
+static int fake_fail_load;
+
+static void set_gate(int open) {
+    pthread_mutex_lock(&gate_mu);
+    gate_open = open;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static int fake_create(void *cls, int worker, int threads, void **state, dfd_error *err) {
+    (void)cls;
+    (void)worker;
+    assert_true(threads >= 1);
+    if (fake_fail_load) return dfd_fail(err, DFD_E_MODEL, "no model file 'fake.safetensors'");
+    *state = malloc(1);
+    return DFD_OK;
+}
+
+static void fake_destroy(void *cls, void *state) {
+    (void)cls;
+    free(state);
+}
+
+static double param(const char *text, const char *key, double dflt) {
+    char pat[32];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(text, pat);
+    return p ? strtod(p + strlen(pat), NULL) : dflt;
+}
+
+static int fake_analyze(void *cls, void *state, const char *path, const char *name, dfd_progress_fn progress,
+                        void *user, dfd_result **out, dfd_error *err) {
+    (void)cls;
+    (void)state;
+    atomic_fetch_add(&fake_analyses, 1);
+    size_t n;
+    uint8_t *d = tu_read_file(path, &n);
+    const char *mark = NULL;
+    for (size_t i = n >= 200 ? n - 200 : 0; i + 7 < n; i++)
+        if (memcmp(d + i, "DFDTEST", 7) == 0) mark = (const char *)d + i + 7;
+    char text[256] = "";
+    if (mark) snprintf(text, sizeof text, "%.*s", (int)((const char *)d + n - mark), mark);
+    int video = !(n > 2 && d[0] == 0xFF && d[1] == 0xD8);
+    free(d);
+    if (param(text, "gate", 0) > 0) {
+        atomic_fetch_add(&gate_waiting, 1);
+        pthread_mutex_lock(&gate_mu);
+        while (!gate_open) {
+            pthread_mutex_unlock(&gate_mu);
+            if (progress(user, 0.0)) { /* cancelled while held */
+                atomic_fetch_sub(&gate_waiting, 1);
+                return dfd_fail(err, DFD_E_CANCELLED, "cancelled");
+            }
+            th_sleep_ms(10);
+            pthread_mutex_lock(&gate_mu);
+        }
+        pthread_mutex_unlock(&gate_mu);
+        atomic_fetch_sub(&gate_waiting, 1);
+    }
+    int steps = (int)param(text, "steps", 1), delay = (int)param(text, "delay", 0);
+    for (int i = 1; i <= steps; i++) {
+        if (delay) th_sleep_ms(delay);
+        if (progress(user, (double)i / steps)) return dfd_fail(err, DFD_E_CANCELLED, "cancelled by the caller");
+    }
+    int fail = (int)param(text, "fail", 0);
+    if (fail) return dfd_fail(err, fail, "stand-in failure %d", fail);
+    dfd_result *r = dfd_result_new(name, video ? DFD_MEDIA_VIDEO : DFD_MEDIA_IMAGE);
+    assert_non_null(r);
+    r->threshold = 0.5;
+    double p = param(text, "p", 0.5);
+    if (p >= 0) {
+        r->faces = calloc(1, sizeof *r->faces);
+        r->n_faces = 1;
+        r->faces[0] = (dfd_face_res){.id = 0, .box = {10, 20, 30, 40}, .p_fake = p, .p_fake_video_model = NAN};
+        r->p_fake = p;
+        if (video) {
+            r->frames = calloc((size_t)steps, sizeof *r->frames);
+            r->n_frames = steps;
+            for (int i = 0; i < steps; i++) {
+                r->frames[i].index = i * 3;
+                r->frames[i].time_s = i * 0.3;
+                r->frames[i].faces = calloc(1, sizeof(dfd_face_obs));
+                r->frames[i].n_faces = 1;
+                r->frames[i].faces[0] = (dfd_face_obs){.track = 0, .box = {10, 20, 30, 40}, .p_fake = p};
+            }
+        }
+    }
+    if (strstr(text, " err=")) dfd_result_set_error(r, "stand-in decode error");
+    dfd_result_decide(r);
+    *out = r;
+    return DFD_OK;
+}
+
+static void *fake_describe(void *cls) {
+    (void)cls;
+    return json_pack("{s:s}", "image_model", "fake-1");
+}
+
+static const dfd_server_analyzer fake = {NULL, fake_create, fake_destroy, fake_analyze, fake_describe};
+
+/* ---- inputs ----------------------------------------------------------------------------- */
+
+/* A JPEG head (enough for content sniffing) and the stand-in's instructions. */
+static char *image_with(const char *instr, size_t *n) {
+    char *b = malloc(512);
+    memcpy(b, "\xFF\xD8\xFF\xE0\x00\x10JFIF\x00", 11);
+    memset(b + 11, 'x', 100);
+    int k = snprintf(b + 111, 400, "DFDTEST %s ", instr);
+    *n = 111 + (size_t)k;
+    return b;
+}
+
+/* The example clip (a real MP4, so sniffing says video) and instructions. */
+static char *video_with(const char *instr, size_t *n) {
+    char *p = tu_join(tu_source_dir(), "examples/astronaut-clip.mp4");
+    size_t vn;
+    uint8_t *v = tu_read_file(p, &vn);
+    free(p);
+    char *b = malloc(vn + 300);
+    memcpy(b, v, vn);
+    free(v);
+    int k = snprintf(b + vn, 300, "DFDTEST %s ", instr);
+    *n = vn + (size_t)k;
+    return b;
+}
+
+static char *tmp_parent;
+
+static void base_config(dfd_server_config *c) {
+    dfd_server_config_default(c);
+    c->analyzer = &fake;
+    c->threads = 2;
+    c->workers = 2;
+    c->tmp_parent = tmp_parent;
+    c->conn_timeout_s = 2;
+}
+
+/* Counts files below tmp_parent (uploads not removed would show here). */
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = tu_join(dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) n += count_files(p);
+        else n++;
+        free(p);
+    }
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state) {
+    (void)state;
+    tmp_parent = tu_mkdtemp();
+    set_gate(1);
+    fake_fail_load = 0;
+    atomic_store(&fake_analyses, 0);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    /* Every upload is gone, and so is the server's private folder. */
+    assert_int_equal(count_files(tmp_parent), 0);
+    DIR *d = opendir(tmp_parent);
+    int entries = 0;
+    for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.';
+    if (d) closedir(d);
+    assert_int_equal(entries, 0);
+    tu_rmtree(tmp_parent);
+    free(tmp_parent);
+    return 0;
+}
+
+static json_t *expect_json(const th_resp *r, int status) {
+    if (r->status != status) print_message("status %d, body: %s\n", r->status, r->body ? r->body : "(none)");
+    assert_int_equal(r->status, status);
+    const char *ct = th_header(r, "Content-Type");
+    assert_non_null(ct);
+    assert_non_null(strstr(ct, "application/json"));
+    json_t *j = th_json(r);
+    assert_non_null(j);
+    return j;
+}
+
+/* An error answer: the status, JSON {"error": "..."} containing needle. */
+static void expect_error(th_resp *r, int status, const char *needle) {
+    json_t *j = expect_json(r, status);
+    const char *e = json_string_value(json_object_get(j, "error"));
+    assert_non_null(e);
+    if (!strstr(e, needle)) print_message("error '%s' lacks '%s'\n", e, needle);
+    assert_non_null(strstr(e, needle));
+    json_decref(j);
+    th_resp_free(r);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void status_page_and_static_routes(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    int port = s.port;
+
+    /* curl-like clients (no Accept, or any type) get the original's status JSON. */
+    const char *accepts[] = {NULL, "Accept: */*\r\n", "Accept: application/json\r\n"};
+    for (int i = 0; i < 3; i++) {
+        th_resp r = th_get(port, "/", accepts[i]);
+        json_t *j = expect_json(&r, 200);
+        assert_string_equal(json_string_value(json_object_get(j, "status")),
+                            "Deepfake Detector API is online and running.");
+        json_decref(j);
+        th_resp_free(&r);
+    }
+    /* The page is built in when web/ has it (cmake embeds every file there). */
+    char *index = tu_join(tu_source_dir(), "web/index.html");
+    int have_page = access(index, R_OK) == 0;
+    free(index);
+    if (have_page) {
+    th_resp r = th_get(port, "/", "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(th_header(&r, "Content-Type"), "text/html"));
+    assert_non_null(strstr(r.body, "<html"));
+    assert_non_null(th_header(&r, "Content-Security-Policy"));
+    th_resp_free(&r);
+    r = th_get(port, "/app.js", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(th_header(&r, "Content-Type"), "javascript"));
+    th_resp_free(&r);
+    r = th_get(port, "/openapi.json", NULL);
+    json_t *api = expect_json(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(api, "openapi")), "3.0.3");
+    json_t *paths = json_object_get(api, "paths");
+    const char *routes[] = {"/", "/predict_image", "/predict_video", "/v1/analyze", "/v1/jobs/{id}",
+                            "/v1/health", "/v1/models", "/metrics"};
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        if (!json_object_get(paths, routes[i])) print_message("openapi.json lacks %s\n", routes[i]);
+        assert_non_null(json_object_get(paths, routes[i]));
+    }
+    json_decref(api);
+    th_resp_free(&r);
+    }
+    /* Unknown routes, wrong methods, paths that try to leave the asset table. */
+    th_resp r2 = th_get(port, "/nope", NULL);
+    expect_error(&r2, 404, "no such route: GET /nope");
+    r2 = th_get(port, "/../../etc/passwd", NULL);
+    assert_int_not_equal(r2.status, 200);
+    th_resp_free(&r2);
+    r2 = th_get(port, "/%2e%2e/CMakeLists.txt", NULL);
+    assert_int_equal(r2.status, 404);
+    th_resp_free(&r2);
+    r2 = th_request(port, "PUT", "/v1/analyze", NULL, "x", 1);
+    assert_string_equal(th_header(&r2, "Allow"), "POST");
+    expect_error(&r2, 405, "method PUT is not allowed on /v1/analyze");
+    r2 = th_get(port, "/predict_image", NULL);
+    expect_error(&r2, 405, "not allowed");
+
+    r2 = th_get(port, "/v1/health", NULL);
+    json_t *h = expect_json(&r2, 200);
+    assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
+    assert_int_equal(json_integer_value(json_object_get(h, "workers")), 2);
+    assert_string_equal(json_string_value(json_object_get(h, "version")), dfd_version());
+    json_decref(h);
+    th_resp_free(&r2);
+    r2 = th_get(port, "/v1/models", NULL);
+    h = expect_json(&r2, 200);
+    assert_string_equal(json_string_value(json_object_get(h, "image_model")), "fake-1");
+    assert_true(json_is_true(json_object_get(h, "loaded")));
+    json_decref(h);
+    th_resp_free(&r2);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void predict_image_answers_like_the_original(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    struct {
+        const char *instr;
+        const char *pred;
+        double raw;
+    } cases[] = {{"p=0.2", "REAL", 0.8}, {"p=0.9", "FAKE", 0.1}, {"p=0.5", "FAKE", 0.5}};
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        char *img = image_with(cases[i].instr, &n);
+        th_resp r = th_upload(s.port, "/predict_image", "face.jpg", img, n);
+        json_t *j = expect_json(&r, 200);
+        assert_string_equal(json_string_value(json_object_get(j, "prediction")), cases[i].pred);
+        double raw = json_real_value(json_object_get(j, "raw_score"));
+        assert_true(fabs(raw - cases[i].raw) < 1e-9);
+        /* confidence = 100·max(p, 1−p) with p = P(real), as the original computed it. */
+        double conf = json_number_value(json_object_get(j, "confidence"));
+        assert_true(fabs(conf - 100 * fmax(cases[i].raw, 1 - cases[i].raw)) < 1e-9);
+        assert_true(json_is_null(json_object_get(j, "error")));
+        json_decref(j);
+        th_resp_free(&r);
+        free(img);
+    }
+    /* No face: 422 with prediction null (the original said 200 and, on its page, REAL). */
+    size_t n;
+    char *img = image_with("p=-1", &n);
+    th_resp r = th_upload(s.port, "/predict_image", "cat.jpg", img, n);
+    json_t *j = expect_json(&r, 422);
+    assert_true(json_is_null(json_object_get(j, "prediction")));
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "no face found");
+    json_decref(j);
+    th_resp_free(&r);
+    free(img);
+    img = image_with("p=0.3 err=1", &n);
+    r = th_upload(s.port, "/predict_image", "bad.jpg", img, n);
+    expect_error(&r, 422, "stand-in decode error");
+    free(img);
+    img = image_with("fail=8", &n); /* DFD_E_MODEL */
+    r = th_upload(s.port, "/predict_image", "x.jpg", img, n);
+    expect_error(&r, 503, "stand-in failure 8");
+    free(img);
+    /* The right media per route. */
+    char *vid = video_with("p=0.7", &n);
+    r = th_upload(s.port, "/predict_image", "clip.mp4", vid, n);
+    expect_error(&r, 415, "expects an image, and this upload is a video");
+    r = th_upload(s.port, "/predict_video", "clip.mp4", vid, n);
+    j = expect_json(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "prediction")), "FAKE");
+    assert_true(fabs(json_real_value(json_object_get(j, "raw_score")) - 0.3) < 1e-9);
+    json_decref(j);
+    th_resp_free(&r);
+    free(vid);
+    img = image_with("p=0.1", &n);
+    r = th_upload(s.port, "/predict_video", "face.jpg", img, n);
+    expect_error(&r, 415, "expects a video");
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void v1_analyze_images_sync_multipart_and_raw(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    size_t n;
+    char *img = image_with("p=0.75", &n);
+    th_resp raws[2];
+    raws[0] = th_upload(s.port, "/v1/analyze", "../../etc/evil\x01name.jpg", img, n);
+    raws[1] = th_request(s.port, "POST", "/v1/analyze", "Content-Type: image/jpeg\r\n", img, n);
+    for (int i = 0; i < 2; i++) {
+        json_t *j = expect_json(&raws[i], 200);
+        assert_string_equal(json_string_value(json_object_get(j, "schema")), "dfd.result/1");
+        json_t *res = json_array_get(json_object_get(j, "results"), 0);
+        assert_non_null(res);
+        assert_string_equal(json_string_value(json_object_get(res, "verdict")), "FAKE");
+        assert_true(fabs(json_real_value(json_object_get(res, "p_fake")) - 0.75) < 1e-9);
+        assert_string_equal(json_string_value(json_object_get(res, "media")), "image");
+        /* The result names the client's file (sanitised), never the server's temp file. */
+        const char *file = json_string_value(json_object_get(res, "file"));
+        assert_string_equal(file, i == 0 ? "evil_name.jpg" : "upload");
+        assert_null(strstr(raws[i].body, "dfd-serve-"));
+        json_decref(j);
+        th_resp_free(&raws[i]);
+    }
+    free(img);
+    /* A result with an error is 422, with the document and its message. */
+    img = image_with("err=1", &n);
+    th_resp r = th_upload(s.port, "/v1/analyze", "e.jpg", img, n);
+    json_t *j = expect_json(&r, 422);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "stand-in decode error");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "results"), 0), "verdict")),
+                        "ERROR");
+    json_decref(j);
+    th_resp_free(&r);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void bad_uploads_get_specific_errors(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    int port = s.port;
+    /* Truncated multipart: the closing boundary never comes, Content-Length agrees. */
+    size_t n, len;
+    char *img = image_with("p=0.2", &n);
+    char *body = th_multipart("file", "a.jpg", img, n, &len);
+    th_resp r = th_request(port, "POST", "/v1/analyze", TH_MULTIPART_CT, body, len - 20);
+    expect_error(&r, 400, "truncated");
+    r = th_request(port, "POST", "/predict_image", TH_MULTIPART_CT, body, len / 2);
+    json_t *j = expect_json(&r, 400);
+    assert_true(json_is_null(json_object_get(j, "prediction")));
+    json_decref(j);
+    th_resp_free(&r);
+    free(body);
+    body = th_multipart("image", "a.jpg", img, n, &len);
+    r = th_request(port, "POST", "/predict_image", TH_MULTIPART_CT, body, len);
+    expect_error(&r, 400, "no field named 'file'");
+    free(body);
+    r = th_request(port, "POST", "/predict_image", "Content-Type: multipart/form-data\r\n", img, n);
+    expect_error(&r, 400, "boundary");
+    r = th_request(port, "POST", "/predict_image", "Content-Type: image/jpeg\r\n", img, n);
+    expect_error(&r, 400, "expected a multipart/form-data upload with a field named 'file'");
+    r = th_request(port, "POST", "/v1/analyze", TH_MULTIPART_CT, "garbage with no boundary", 24);
+    expect_error(&r, 400, "never appears");
+    free(img);
+    /* Unknown media, refused image formats, empty files: told by content, not by name. */
+    r = th_upload(port, "/v1/analyze", "photo.jpg", "just some text, not a picture", 29);
+    expect_error(&r, 415, "not an image or a video");
+    r = th_upload(port, "/v1/analyze", "anim.gif", "GIF89a\x01\x00\x01\x00\x00\x00\x00;", 14);
+    expect_error(&r, 415, "unsupported format: 'GIF'");
+    r = th_upload(port, "/v1/analyze", "empty.jpg", "", 0);
+    expect_error(&r, 400, "empty");
+    r = th_request(port, "POST", "/v1/analyze", "Content-Type: application/octet-stream\r\n", "", 0);
+    expect_error(&r, 400, "empty");
+    assert_int_equal(fake_analyses, 0); /* none of these reached the analyzer */
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+/* Sends head, then body with Transfer-Encoding: chunked in pieces of `piece` bytes. */
+static th_resp chunked_upload(int port, const char *body, size_t len, size_t piece) {
+    th_resp r = {0};
+    int fd = th_connect(port);
+    char head[512];
+    int h = snprintf(head, sizeof head,
+                     "POST /v1/analyze HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" TH_MULTIPART_CT
+                     "Transfer-Encoding: chunked\r\n\r\n");
+    if (th_send(fd, head, (size_t)h) != 0) goto out;
+    for (size_t off = 0; off < len; off += piece) {
+        size_t k = len - off < piece ? len - off : piece;
+        char sz[32];
+        int z = snprintf(sz, sizeof sz, "%zx\r\n", k);
+        if (th_send(fd, sz, (size_t)z) || th_send(fd, body + off, k) || th_send(fd, "\r\n", 2)) break;
+    }
+    th_send(fd, "0\r\n\r\n", 5);
+    r = th_read(fd, 20);
+out:
+    close(fd);
+    return r;
+}
+
+static void upload_limit_is_exact(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    size_t n, len;
+    char *img = image_with("p=0.2", &n);
+    char *body = th_multipart("file", "a.jpg", img, n, &len);
+    c.max_upload_bytes = len; /* this body is exactly at the limit */
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    th_resp r = th_request(s.port, "POST", "/v1/analyze", TH_MULTIPART_CT, body, len);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    /* One byte more (a longer preamble keeps the body valid) is refused at the headers. */
+    char *more = malloc(len + 1);
+    more[0] = 'x';
+    memcpy(more + 1, body, len);
+    r = th_request(s.port, "POST", "/v1/analyze", TH_MULTIPART_CT, more, len + 1);
+    char want[96];
+    snprintf(want, sizeof want, "upload of %zu bytes is over the limit of %zu bytes", len + 1, len);
+    expect_error(&r, 413, want);
+    /* 413 comes before any of the body is sent: a client that waits for it sends nothing. */
+    int fd = th_connect(s.port);
+    char head[512];
+    int h = snprintf(head, sizeof head,
+                     "POST /predict_image HTTP/1.1\r\nHost: x\r\n" TH_MULTIPART_CT
+                     "Content-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n");
+    assert_int_equal(th_send(fd, head, (size_t)h), 0);
+    r = th_read(fd, 5);
+    close(fd);
+    expect_error(&r, 413, "over the limit");
+    /* Chunked uploads have no length to check first: counted as they come, cut at the limit. */
+    r = chunked_upload(s.port, body, len, 100);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = chunked_upload(s.port, more, len + 1, 100);
+    expect_error(&r, 413, "over the limit");
+    free(more);
+    /* A chunked upload far over the limit is cut off, not read forever. */
+    size_t huge = 16u << 20;
+    char *big = malloc(huge);
+    memset(big, 'z', huge);
+    memcpy(big, body, len / 2);
+    r = chunked_upload(s.port, big, huge, 65536);
+    assert_true(r.status == 413 || r.status == 0); /* answered, or the connection closed */
+    th_resp_free(&r);
+    free(big);
+    free(body);
+    free(img);
+    assert_int_equal(fake_analyses, 2);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void slow_clients_work_and_stalled_ones_time_out(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.conn_timeout_s = 1;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    size_t n, len;
+    char *img = image_with("p=0.9", &n);
+    char *body = th_multipart("file", "slow.jpg", img, n, &len);
+    char head[512];
+    int h = snprintf(head, sizeof head,
+                     "POST /predict_image HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" TH_MULTIPART_CT
+                     "Content-Length: %zu\r\n\r\n", len);
+    /* Slow: the body in 8 pieces, 250 ms apart (2 s in all, twice the idle timeout). */
+    int fd = th_connect(s.port);
+    assert_int_equal(th_send(fd, head, (size_t)h), 0);
+    size_t piece = (len + 7) / 8;
+    for (size_t off = 0; off < len; off += piece) {
+        th_sleep_ms(250);
+        assert_int_equal(th_send(fd, body + off, len - off < piece ? len - off : piece), 0);
+    }
+    th_resp r = th_read(fd, 10);
+    close(fd);
+    json_t *j = expect_json(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "prediction")), "FAKE");
+    json_decref(j);
+    th_resp_free(&r);
+    /* Stalled: half the body, then silence: the server closes the connection. */
+    fd = th_connect(s.port);
+    assert_int_equal(th_send(fd, head, (size_t)h), 0);
+    assert_int_equal(th_send(fd, body, len / 2), 0);
+    double t0 = th_now();
+    r = th_read(fd, 10);
+    double waited = th_now() - t0;
+    close(fd);
+    assert_true(r.closed);
+    assert_int_equal(r.status, 0);
+    assert_true(waited >= 0.9 && waited < 5);
+    th_resp_free(&r);
+    /* Both were logged; the stalled one as closed by timeout, with no answer (499). */
+    th_sleep_ms(100);
+    pthread_mutex_lock(&s.mu);
+    assert_non_null(strstr(s.log, "POST /predict_image 200 "));
+    assert_non_null(strstr(s.log, "POST /predict_image 499 0 "));
+    assert_non_null(strstr(s.log, "closed: timeout"));
+    pthread_mutex_unlock(&s.mu);
+    free(body);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+typedef struct conc_arg {
+    int port, i;
+    int ok;
+} conc_arg;
+
+static void *conc_client(void *arg) {
+    conc_arg *a = arg;
+    char instr[64];
+    double p = (a->i + 0.5) / 50.0;
+    snprintf(instr, sizeof instr, "p=%.4f delay=5", p);
+    size_t n;
+    char *img = image_with(instr, &n);
+    char name[32];
+    snprintf(name, sizeof name, "face%02d.jpg", a->i);
+    th_resp r = th_upload(a->port, "/v1/analyze", name, img, n);
+    json_t *j = th_json(&r);
+    json_t *res = json_array_get(json_object_get(j, "results"), 0);
+    /* Each answer is this client's own: its score and its file name. */
+    a->ok = r.status == 200 && res && fabs(json_real_value(json_object_get(res, "p_fake")) - p) < 1e-4 &&
+            !strcmp(json_string_value(json_object_get(res, "file")), name);
+    json_decref(j);
+    th_resp_free(&r);
+    free(img);
+    return NULL;
+}
+
+static void fifty_concurrent_images(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    pthread_t t[50];
+    conc_arg a[50];
+    for (int i = 0; i < 50; i++) {
+        a[i] = (conc_arg){s.port, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, conc_client, &a[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    assert_int_equal(ok, 50);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static json_t *get_job(int port, const char *id, int status) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    th_resp r = th_get(port, path, NULL);
+    json_t *j = expect_json(&r, status);
+    th_resp_free(&r);
+    return j;
+}
+
+static char *submit_video(int port, const char *instr) {
+    size_t n;
+    char *vid = video_with(instr, &n);
+    th_resp r = th_upload(port, "/v1/analyze", "clip.mp4", vid, n);
+    free(vid);
+    json_t *j = expect_json(&r, 202);
+    const char *id = json_string_value(json_object_get(j, "job_id"));
+    assert_non_null(id);
+    char loc[96];
+    snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
+    assert_string_equal(th_header(&r, "Location"), loc);
+    char *out = strdup(id);
+    json_decref(j);
+    th_resp_free(&r);
+    return out;
+}
+
+static void video_job_polled_to_completion(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    char *id = submit_video(s.port, "p=0.8 steps=20 delay=25");
+    double last = -1;
+    int saw_partial = 0;
+    json_t *j = NULL;
+    for (int i = 0; i < 400; i++) {
+        j = get_job(s.port, id, 200);
+        const char *st = json_string_value(json_object_get(j, "state"));
+        double pr = json_real_value(json_object_get(j, "progress"));
+        assert_true(pr >= last && pr >= 0 && pr <= 1); /* never backwards */
+        last = pr;
+        if (pr > 0 && pr < 1) saw_partial = 1;
+        if (!strcmp(st, "done")) break;
+        assert_true(!strcmp(st, "queued") || !strcmp(st, "running"));
+        assert_true(json_is_null(json_object_get(j, "result")));
+        json_decref(j);
+        j = NULL;
+        th_sleep_ms(20);
+    }
+    assert_non_null(j);
+    assert_true(saw_partial);
+    assert_true(fabs(last - 1.0) < 1e-12);
+    json_t *res = json_array_get(json_object_get(json_object_get(j, "result"), "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(res, "verdict")), "FAKE");
+    assert_string_equal(json_string_value(json_object_get(res, "media")), "video");
+    assert_int_equal(json_array_size(json_object_get(res, "frames")), 20);
+    json_decref(j);
+    /* Deleting a finished job forgets it. */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    th_resp r = th_request(s.port, "DELETE", path, NULL, NULL, 0);
+    j = expect_json(&r, 200);
+    assert_true(json_is_true(json_object_get(j, "deleted")));
+    json_decref(j);
+    th_resp_free(&r);
+    r = th_get(s.port, path, NULL);
+    expect_error(&r, 404, "no job with id");
+    r = th_get(s.port, "/v1/jobs/not-an-id", NULL);
+    expect_error(&r, 404, "32 lowercase hex");
+    free(id);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void jobs_cancel_queue_full_and_expire(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.workers = 1;
+    c.queue = 2;
+    c.job_ttl_s = 1.0;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    int port = s.port;
+    set_gate(0);
+    char *running = submit_video(port, "gate=1 p=0.9");
+    while (atomic_load(&gate_waiting) < 1) th_sleep_ms(5); /* the worker holds it */
+    char *q1 = submit_video(port, "p=0.1");
+    char *q2 = submit_video(port, "p=0.2");
+    /* Full: 503 with Retry-After, for videos and for (synchronous) images alike. */
+    size_t n;
+    char *vid = video_with("p=0.3", &n);
+    th_resp r = th_upload(port, "/v1/analyze", "c.mp4", vid, n);
+    assert_non_null(th_header(&r, "Retry-After"));
+    assert_true(atoi(th_header(&r, "Retry-After")) > 0);
+    expect_error(&r, 503, "queue is full");
+    free(vid);
+    char *img = image_with("p=0.3", &n);
+    r = th_upload(port, "/predict_image", "f.jpg", img, n);
+    assert_non_null(th_header(&r, "Retry-After"));
+    expect_error(&r, 503, "queue is full");
+    /* Metrics show the queue depth. */
+    r = th_get(port, "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\ndfd_queue_depth 2\n"));
+    assert_non_null(strstr(r.body, "dfd_jobs{state=\"queued\"} 2\n"));
+    assert_non_null(strstr(r.body, "dfd_jobs{state=\"running\"} 1\n"));
+    th_resp_free(&r);
+    /* Cancelling a queued job frees its place at once. */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%s", q1);
+    r = th_request(port, "DELETE", path, NULL, NULL, 0);
+    json_t *j = expect_json(&r, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "cancelled");
+    json_decref(j);
+    th_resp_free(&r);
+    char *q3 = submit_video(port, "p=0.4");
+    /* Cancelling the running one: 202, and the analysis stops through its progress callback. */
+    snprintf(path, sizeof path, "/v1/jobs/%s", running);
+    r = th_request(port, "DELETE", path, NULL, NULL, 0);
+    j = expect_json(&r, 202);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+    assert_true(json_is_true(json_object_get(j, "cancel_requested")));
+    json_decref(j);
+    th_resp_free(&r);
+    const char *st = NULL;
+    for (int i = 0; i < 300; i++) {
+        j = get_job(port, running, 200);
+        st = json_string_value(json_object_get(j, "state"));
+        if (strcmp(st, "running") != 0) break;
+        json_decref(j);
+        j = NULL;
+        th_sleep_ms(10);
+    }
+    assert_string_equal(st, "cancelled");
+    assert_true(json_is_null(json_object_get(j, "result")));
+    json_decref(j);
+    set_gate(1);
+    /* The others run to completion. */
+    const char *ids[] = {q2, q3};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 300; i++) {
+            j = get_job(port, ids[k], 200);
+            st = json_string_value(json_object_get(j, "state"));
+            if (!strcmp(st, "done")) break;
+            json_decref(j);
+            j = NULL;
+            th_sleep_ms(10);
+        }
+        assert_string_equal(st, "done");
+        json_decref(j);
+    }
+    j = get_job(port, q1, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "cancelled");
+    json_decref(j);
+    r = th_get(port, "/metrics", NULL);
+    assert_non_null(strstr(r.body, "dfd_jobs_finished_total{state=\"cancelled\"} 2\n"));
+    assert_non_null(strstr(r.body, "dfd_jobs_finished_total{state=\"done\"} 2\n"));
+    th_resp_free(&r);
+    /* After their time to live, finished jobs are forgotten. */
+    th_sleep_ms(1600);
+    r = th_get(port, path, NULL);
+    expect_error(&r, 404, "forgotten 1 s after it ended");
+    free(img);
+    free(running);
+    free(q1);
+    free(q2);
+    free(q3);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static long metric(const char *text, const char *series) {
+    const char *p = strstr(text, series);
+    return p ? strtol(p + strlen(series), NULL, 10) : 0;
+}
+
+static void metrics_count_requests_and_log_lines(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    th_resp r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(th_header(&r, "Content-Type"), "text/plain; version=0.0.4"));
+    const char *ok = "dfd_http_requests_total{route=\"/predict_image\",status=\"200\"} ";
+    const char *nf = "dfd_http_requests_total{route=\"other\",status=\"404\"} ";
+    long before_ok = metric(r.body, ok), before_nf = metric(r.body, nf);
+    th_resp_free(&r);
+    size_t n;
+    char *img = image_with("p=0.6", &n);
+    for (int i = 0; i < 3; i++) {
+        r = th_upload(s.port, "/predict_image", "m.jpg", img, n);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
+    free(img);
+    r = th_get(s.port, "/missing", NULL);
+    th_resp_free(&r);
+    r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(metric(r.body, ok), before_ok + 3);
+    assert_int_equal(metric(r.body, nf), before_nf + 1);
+    assert_int_equal(metric(r.body, "dfd_http_request_duration_seconds_count{route=\"/predict_image\"} "), 3);
+    assert_int_equal(metric(r.body, "dfd_http_request_duration_seconds_bucket{route=\"/predict_image\",le=\"+Inf\"} "), 3);
+    assert_true(metric(r.body, "\ndfd_http_upload_bytes_total ") > 3 * (long)n);
+    th_resp_free(&r);
+    /* One log line per request: method, path, status, bytes, milliseconds. */
+    pthread_mutex_lock(&s.mu);
+    int lines = 0;
+    for (const char *p = s.log; (p = strstr(p, "POST /predict_image 200 ")); p++) {
+        size_t bytes;
+        double ms;
+        assert_int_equal(sscanf(p, "POST /predict_image 200 %zu %lfms", &bytes, &ms), 2);
+        assert_true(bytes > 20 && ms >= 0);
+        lines++;
+    }
+    assert_int_equal(lines, 3);
+    assert_non_null(strstr(s.log, "GET /missing 404 "));
+    pthread_mutex_unlock(&s.mu);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void degraded_without_a_model(void **state) {
+    (void)state;
+    fake_fail_load = 1;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    th_resp r = th_get(s.port, "/v1/health", NULL);
+    json_t *j = expect_json(&r, 503);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "degraded");
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "fake.safetensors"));
+    json_decref(j);
+    th_resp_free(&r);
+    size_t n;
+    char *img = image_with("p=0.6", &n);
+    r = th_upload(s.port, "/predict_image", "m.jpg", img, n);
+    expect_error(&r, 503, "model not loaded: no model file 'fake.safetensors'");
+    free(img);
+    r = th_get(s.port, "/", NULL); /* the status route still answers */
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+typedef struct bg_req {
+    int port;
+    const char *instr;
+    th_resp r;
+} bg_req;
+
+static void *bg_upload(void *arg) {
+    bg_req *b = arg;
+    size_t n;
+    char *img = image_with(b->instr, &n);
+    b->r = th_upload(b->port, "/predict_image", "late.jpg", img, n);
+    free(img);
+    return NULL;
+}
+
+static void long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.conn_timeout_s = 1;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    /* 1.5 s of analysis on a connection whose idle timeout is 1 s: the waiting
+     * (suspended) request is not an idle client. */
+    bg_req b = {s.port, "p=0.9 steps=15 delay=100", {0}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_upload, &b), 0);
+    while (atomic_load(&fake_analyses) < 1) th_sleep_ms(5);
+    th_sleep_ms(50);
+    /* Stop while it runs: the server stops listening but answers it first. */
+    double t0 = th_now();
+    assert_int_equal(th_stop(&s), DFD_OK);
+    assert_true(th_now() - t0 > 0.5);
+    pthread_join(t, NULL);
+    json_t *j = expect_json(&b.r, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "prediction")), "FAKE");
+    json_decref(j);
+    th_resp_free(&b.r);
+    assert_int_equal(th_connect(s.port), -1); /* no longer listening */
+}
+
+int main(void) {
+    atomic_init(&gate_waiting, 0);
+    atomic_init(&fake_analyses, 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(status_page_and_static_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(predict_image_answers_like_the_original, setup, teardown),
+        cmocka_unit_test_setup_teardown(v1_analyze_images_sync_multipart_and_raw, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_uploads_get_specific_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(upload_limit_is_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_clients_work_and_stalled_ones_time_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(fifty_concurrent_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(video_job_polled_to_completion, setup, teardown),
+        cmocka_unit_test_setup_teardown(jobs_cancel_queue_full_and_expire, setup, teardown),
+        cmocka_unit_test_setup_teardown(metrics_count_requests_and_log_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(degraded_without_a_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
