@@ -10,14 +10,6 @@
 #include "nn/backend.h"
 #include "nn/graph_internal.h"
 
-/* The oneDNN backend lives in src/nn/dnnl*.c, written separately. Until it is part of the
- * build, a weak reference keeps this file linking and makes NN_BACKEND_DNNL fail cleanly.
- * NOTE: once dnnl*.c is in the tree this must become a plain (strong) reference — from a
- * static library the linker does not pull in an object to satisfy a weak reference. */
-#if defined(__GNUC__) && !defined(DFD_HAVE_DNNL_BACKEND)
-extern const nn_backend_ops nn_backend_dnnl __attribute__((weak));
-#endif
-
 void nn_exec_opts_default(nn_exec_opts *o) {
     memset(o, 0, sizeof *o);
     o->backend = NN_BACKEND_DNNL;
@@ -60,7 +52,6 @@ int nn_exec_create(nn_graph *g, const nn_exec_opts *opts, nn_exec **out, dfd_err
         ops = &nn_backend_ref;
     } else if (o.backend == NN_BACKEND_DNNL) {
         ops = &nn_backend_dnnl;
-        if (!ops) return dfd_fail(err, DFD_E_UNSUPPORTED, "oneDNN backend not built");
     } else {
         return dfd_fail(err, DFD_E_ARG, "unknown backend %d", (int)o.backend);
     }
