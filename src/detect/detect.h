@@ -13,10 +13,10 @@
 #include <stddef.h>
 
 #include "core/core.h"
+#include "media/media.h" /* dfd_media_kind */
 
 #define DFD_RESULT_SCHEMA "dfd.result/1"
 
-typedef enum dfd_media_kind { DFD_MEDIA_UNKNOWN = 0, DFD_MEDIA_IMAGE = 1, DFD_MEDIA_VIDEO = 2 } dfd_media_kind;
 
 /* One face seen in one frame (or in the image). */
 typedef struct dfd_face_obs {
@@ -69,6 +69,28 @@ void dfd_result_decide(dfd_result *r);
 void *dfd_result_to_json(const dfd_result *r);
 /* A whole dfd.result/1 document for n results, as a malloc'ed string (pretty or compact). */
 char *dfd_results_document(const dfd_result *const *results, int n, int pretty);
+
+/* ---- Classifiers (classifier.c) ------------------------------------------------ */
+
+struct dfd_crop_contract;
+typedef struct dfd_classifier dfd_classifier;
+
+/* Loads an image or video classifier from a dfd model file (io/model_file.h). */
+int dfd_classifier_load(const char *path, int threads, dfd_classifier **out, dfd_error *err);
+void dfd_classifier_free(dfd_classifier *c);
+const char *dfd_classifier_name(const dfd_classifier *c);      /* file name without .safetensors */
+double dfd_classifier_threshold(const dfd_classifier *c);      /* stored in the model */
+const struct dfd_crop_contract *dfd_classifier_contract(const dfd_classifier *c);
+int dfd_classifier_frames(const dfd_classifier *c);            /* 0 for image models */
+/* P(fake) of n crops (each contract-size square RGB); flip_tta averages with the mirror. */
+int dfd_classifier_score(dfd_classifier *c, const dfd_image *crops, int n, int flip_tta, double *p_fake,
+                         dfd_error *err);
+/* P(fake) of one track's crops in time order, with a video model. */
+int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int n, double *p_fake, dfd_error *err);
+
+/* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
+ * built-in search: $DFD_MODELS_DIR, ./models, the executable's ../models). */
+int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err);
 
 /* Aggregation of the per-frame P(fake) of one track. */
 double dfd_aggregate(const double *p, int n, dfd_aggregation how);

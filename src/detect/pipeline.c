@@ -1,0 +1,400 @@
+/* pipeline.c — dfd_ctx and dfd_analyze_*: media -> faces -> crops -> scores -> verdict.
+ *
+ * Images: every face is scored; the image's P(fake) is the maximum over faces (a picture
+ * is fake if any face in it is). Videos: N frames sampled evenly, faces detected and linked
+ * into tracks (one per person), every crop scored, each track's scores aggregated over time
+ * (and combined with the video model's score when one is loaded); the clip's P(fake) is the
+ * maximum over tracks. */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "detect/detect.h"
+#include "face/face.h"
+#include "media/media.h"
+
+struct dfd_ctx {
+    dfd_options o;
+    char *models_dir;
+    dfd_face_detector *faces;
+    dfd_classifier *img;
+    dfd_classifier *vid;
+};
+
+void dfd_options_default(dfd_options *o) {
+    memset(o, 0, sizeof *o);
+    o->frames = 30;
+    o->threshold = -1;
+    o->aggregation = DFD_AGG_CONFIDENT;
+    dfd_limits_default(&o->limits);
+}
+
+/* ---- Finding the default model ------------------------------------------------- */
+
+static int newest_image_model(const char *dir, char *buf, size_t cap) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char best[256] = "";
+    struct dirent *e;
+    const char *suffix = ".safetensors";
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name), sl = strlen(suffix);
+        if (strncmp(e->d_name, "dfd-image-", 10) != 0 || n <= sl || n >= sizeof best) continue;
+        if (strcmp(e->d_name + n - sl, suffix) != 0) continue;
+        if (strcmp(e->d_name, best) > 0) snprintf(best, sizeof best, "%s", e->d_name);
+    }
+    closedir(d);
+    if (!best[0]) return 0;
+    snprintf(buf, cap, "%s/%s", dir, best);
+    return 1;
+}
+
+int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    if (dir && *dir) {
+        if (newest_image_model(dir, buf, cap)) return DFD_OK;
+        return dfd_fail(err, DFD_E_NOT_FOUND, "no image model (dfd-image-*.safetensors) in '%s'", dir);
+    }
+    const char *env = getenv("DFD_MODELS_DIR");
+    if (env && *env && newest_image_model(env, buf, cap)) return DFD_OK;
+    if (newest_image_model("models", buf, cap)) return DFD_OK;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char d2[4200];
+            snprintf(d2, sizeof d2, "%s/../models", exe);
+            if (newest_image_model(d2, buf, cap)) return DFD_OK;
+        }
+    }
+    return dfd_fail(err, DFD_E_NOT_FOUND,
+                    "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
+}
+
+/* ---- Context ------------------------------------------------------------------- */
+
+void dfd_ctx_destroy(dfd_ctx *ctx) {
+    if (!ctx) return;
+    dfd_face_detector_free(ctx->faces);
+    dfd_classifier_free(ctx->img);
+    dfd_classifier_free(ctx->vid);
+    free(ctx->models_dir);
+    free(ctx);
+}
+
+int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err) {
+    *out = NULL;
+    dfd_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (opts)
+        ctx->o = *opts;
+    else
+        dfd_options_default(&ctx->o);
+    dfd_options *o = &ctx->o;
+    if (o->frames <= 0) o->frames = 30;
+    if (o->limits.max_image_pixels == 0) dfd_limits_default(&o->limits);
+    int rc;
+    char path[4400];
+    if (o->image_model) {
+        snprintf(path, sizeof path, "%s", o->image_model);
+    } else if ((rc = dfd_default_image_model(o->models_dir, path, sizeof path, err))) {
+        goto fail;
+    }
+    if ((rc = dfd_classifier_load(path, o->threads, &ctx->img, err))) goto fail;
+    if (dfd_classifier_frames(ctx->img) != 0) {
+        rc = dfd_fail(err, DFD_E_MODEL, "'%s' is a video model; pass it with --model-video", path);
+        goto fail;
+    }
+    if (o->video_model) {
+        if ((rc = dfd_classifier_load(o->video_model, o->threads, &ctx->vid, err))) goto fail;
+        if (dfd_classifier_frames(ctx->vid) == 0) {
+            rc = dfd_fail(err, DFD_E_MODEL, "'%s' is an image model, not a video model", o->video_model);
+            goto fail;
+        }
+    }
+    dfd_face_opts fo;
+    dfd_face_opts_default(&fo);
+    fo.threads = o->threads;
+    char fdir[4400];
+    if (o->models_dir) {
+        snprintf(fdir, sizeof fdir, "%s/registry", o->models_dir);
+        fo.models_dir = fdir;
+    }
+    if ((rc = dfd_face_detector_create(&fo, &ctx->faces, err))) goto fail;
+    /* The strings in o belong to the caller and may not outlive this call. */
+    o->image_model = o->video_model = o->models_dir = NULL;
+    *out = ctx;
+    return DFD_OK;
+fail:
+    dfd_ctx_destroy(ctx);
+    return rc;
+}
+
+/* ---- Progress ------------------------------------------------------------------ */
+
+typedef struct stage {
+    dfd_progress_fn fn;
+    void *user;
+    double from, to;
+} stage;
+
+static int stage_report(void *user, double f) {
+    stage *s = user;
+    return s->fn ? s->fn(s->user, s->from + (s->to - s->from) * f) : 0;
+}
+
+static double threshold_of(const dfd_ctx *ctx) {
+    return ctx->o.threshold >= 0 ? ctx->o.threshold : dfd_classifier_threshold(ctx->img);
+}
+
+/* ---- Images -------------------------------------------------------------------- */
+
+static int analyze_image(dfd_ctx *ctx, const dfd_image *img, dfd_result *r, dfd_error *err) {
+    double t0 = dfd_now_ms();
+    dfd_face *faces = NULL;
+    int n = 0;
+    int rc = dfd_face_detect(ctx->faces, img, &faces, &n, err);
+    r->t_faces_ms = dfd_now_ms() - t0;
+    if (rc) return rc;
+    if (n == 0) return DFD_OK; /* NO_FACE */
+    const dfd_crop_contract *cc = dfd_classifier_contract(ctx->img);
+    dfd_image *crops = calloc((size_t)n, sizeof *crops);
+    double *p = calloc((size_t)n, sizeof *p);
+    r->faces = calloc((size_t)n, sizeof *r->faces);
+    if (!crops || !p || !r->faces) {
+        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    t0 = dfd_now_ms();
+    for (int i = 0; i < n && rc == DFD_OK; i++) rc = dfd_face_crop(img, &faces[i], cc, &crops[i], err);
+    if (rc == DFD_OK) rc = dfd_classifier_score(ctx->img, crops, n, 1, p, err);
+    r->t_classify_ms = dfd_now_ms() - t0;
+    if (rc) goto out;
+    r->n_faces = n;
+    for (int i = 0; i < n; i++) {
+        dfd_face_res *f = &r->faces[i];
+        f->id = i;
+        memcpy(f->box, faces[i].box, sizeof f->box);
+        f->p_fake = p[i];
+        f->p_fake_video_model = NAN;
+        if (isnan(r->p_fake) || p[i] > r->p_fake) r->p_fake = p[i];
+    }
+out:
+    for (int i = 0; crops && i < n; i++) dfd_image_free(&crops[i]);
+    free(crops);
+    free(p);
+    free(faces);
+    return rc;
+}
+
+/* ---- Videos -------------------------------------------------------------------- */
+
+/* Crops every point of a track with a contract. */
+static int crop_track(const dfd_frame_set *fs, const dfd_face_track *t, const dfd_crop_contract *cc, dfd_image *out,
+                      dfd_error *err) {
+    for (int k = 0; k < t->n_points; k++) {
+        const dfd_track_point *pt = &t->points[k];
+        int rc = dfd_face_crop(&fs->frames[pt->sample].img, &pt->face, cc, &out[k], err);
+        if (rc) return rc;
+    }
+    return DFD_OK;
+}
+
+static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, void *user, dfd_result *r,
+                         dfd_error *err) {
+    dfd_frame_set fs = {0};
+    stage st = {progress, user, 0.0, 0.5};
+    double t0 = dfd_now_ms();
+    int rc = dfd_video_sample_frames(v, ctx->o.frames, progress ? stage_report : NULL, &st, &fs, err);
+    r->t_decode_ms = dfd_now_ms() - t0;
+    if (rc) return rc;
+    r->frames_skipped = fs.corrupt;
+    const int nf = fs.count;
+    dfd_face **faces = calloc((size_t)nf + 1, sizeof *faces);
+    int *counts = calloc((size_t)nf + 1, sizeof *counts);
+    dfd_face_track *tracks = NULL;
+    int nt = 0;
+    dfd_image *crops = NULL;
+    double *p = NULL;
+    if (!faces || !counts) {
+        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    t0 = dfd_now_ms();
+    for (int i = 0; i < nf && rc == DFD_OK; i++) {
+        rc = dfd_face_detect(ctx->faces, &fs.frames[i].img, &faces[i], &counts[i], err);
+        if (rc == DFD_OK && progress && progress(user, 0.5 + 0.3 * (i + 1) / nf))
+            rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
+    }
+    if (rc == DFD_OK) {
+        dfd_track_opts to;
+        dfd_track_opts_default(&to);
+        rc = dfd_face_track_link((const dfd_face *const *)faces, counts, nf, &to, &tracks, &nt, err);
+    }
+    r->t_faces_ms = dfd_now_ms() - t0;
+    if (rc) goto out;
+
+    /* Frames, each with the tracked faces seen in it. */
+    r->frames = calloc((size_t)nf + 1, sizeof *r->frames);
+    r->faces = calloc((size_t)nt + 1, sizeof *r->faces);
+    if (!r->frames || !r->faces) {
+        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    r->n_frames = nf;
+    for (int i = 0; i < nf; i++) {
+        r->frames[i].index = (int)fs.frames[i].index;
+        r->frames[i].time_s = fs.frames[i].time_s;
+        r->frames[i].faces = calloc((size_t)nt + 1, sizeof *r->frames[i].faces);
+        if (!r->frames[i].faces) {
+            rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+
+    t0 = dfd_now_ms();
+    const dfd_crop_contract *cc = dfd_classifier_contract(ctx->img);
+    for (int ti = 0; ti < nt && rc == DFD_OK; ti++) {
+        const dfd_face_track *t = &tracks[ti];
+        dfd_face_res *fr = &r->faces[ti];
+        fr->id = t->id;
+        fr->p_fake_video_model = NAN;
+        crops = calloc((size_t)t->n_points + 1, sizeof *crops);
+        p = calloc((size_t)t->n_points + 1, sizeof *p);
+        fr->frames = calloc((size_t)t->n_points + 1, sizeof *fr->frames);
+        if (!crops || !p || !fr->frames) {
+            rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+            break;
+        }
+        rc = crop_track(&fs, t, cc, crops, err);
+        if (rc == DFD_OK) rc = dfd_classifier_score(ctx->img, crops, t->n_points, 1, p, err);
+        for (int k = 0; k < t->n_points; k++) dfd_image_free(&crops[k]);
+        if (rc) break;
+        int best = 0;
+        for (int k = 0; k < t->n_points; k++) {
+            const dfd_track_point *pt = &t->points[k];
+            dfd_frame_res *frm = &r->frames[pt->sample];
+            dfd_face_obs *ob = &frm->faces[frm->n_faces++];
+            ob->track = t->id;
+            memcpy(ob->box, pt->face.box, sizeof ob->box);
+            ob->p_fake = p[k];
+            fr->frames[fr->n_frames++] = r->frames[pt->sample].index;
+            if (p[k] > p[best]) best = k;
+        }
+        memcpy(fr->box, t->points[best].face.box, sizeof fr->box);
+        fr->p_fake = dfd_aggregate(p, t->n_points, ctx->o.aggregation);
+        if (ctx->vid) {
+            /* The video model has its own contract (size, margin): crop again with it. */
+            rc = crop_track(&fs, t, dfd_classifier_contract(ctx->vid), crops, err);
+            double pv = NAN;
+            if (rc == DFD_OK) rc = dfd_classifier_score_sequence(ctx->vid, crops, t->n_points, &pv, err);
+            for (int k = 0; k < t->n_points; k++) dfd_image_free(&crops[k]);
+            if (rc) break;
+            fr->p_fake_video_model = pv;
+            fr->p_fake = 0.5 * (fr->p_fake + pv);
+        }
+        r->n_faces++;
+        if (isnan(r->p_fake) || fr->p_fake > r->p_fake) r->p_fake = fr->p_fake;
+        free(crops);
+        free(p);
+        crops = NULL;
+        p = NULL;
+        if (progress && progress(user, 0.8 + 0.2 * (ti + 1) / nt)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
+    }
+    r->t_classify_ms = dfd_now_ms() - t0;
+out:
+    free(crops);
+    free(p);
+    dfd_face_tracks_free(tracks, nt);
+    for (int i = 0; faces && i < nf; i++) free(faces[i]);
+    free(faces);
+    free(counts);
+    dfd_frame_set_free(&fs);
+    return rc;
+}
+
+/* ---- Entry points -------------------------------------------------------------- */
+
+static void finish(dfd_ctx *ctx, dfd_result *r, int rc, const dfd_error *e, double t_start) {
+    r->threshold = threshold_of(ctx);
+    free(r->model_image);
+    r->model_image = strdup(dfd_classifier_name(ctx->img));
+    if (ctx->vid && r->media == DFD_MEDIA_VIDEO) {
+        free(r->model_video);
+        r->model_video = strdup(dfd_classifier_name(ctx->vid));
+    }
+    if (rc != DFD_OK) {
+        /* The file is dropped whole, never half-judged: clear partial scores. */
+        dfd_result_set_error(r, e->message[0] ? e->message : dfd_strerror(rc));
+    }
+    dfd_result_decide(r);
+    r->t_total_ms = dfd_now_ms() - t_start;
+}
+
+static int analyze(dfd_ctx *ctx, const char *name, const void *data, size_t len, const char *path,
+                   dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err) {
+    *out = NULL;
+    double t_start = dfd_now_ms();
+    dfd_error e;
+    dfd_error_clear(&e);
+    dfd_media_kind kind = DFD_MEDIA_UNKNOWN;
+    const char *format = NULL;
+    int rc;
+    if (path)
+        rc = dfd_media_sniff_file(path, &kind, &format, &e);
+    else
+        kind = dfd_media_sniff(data, len, &format), rc = DFD_OK;
+    dfd_result *r = dfd_result_new(name, kind);
+    if (!r) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (rc == DFD_OK && kind == DFD_MEDIA_UNKNOWN) rc = dfd_media_fail_unsupported(format, &e);
+    if (rc == DFD_OK && kind == DFD_MEDIA_IMAGE) {
+        dfd_image img = {0};
+        double t0 = dfd_now_ms();
+        rc = path ? dfd_image_load(path, &ctx->o.limits, &img, NULL, &e)
+                  : dfd_image_decode(data, len, &ctx->o.limits, &img, NULL, &e);
+        r->t_decode_ms = dfd_now_ms() - t0;
+        if (rc == DFD_OK) rc = analyze_image(ctx, &img, r, &e);
+        dfd_image_free(&img);
+        if (rc == DFD_OK && progress) progress(user, 1.0);
+    } else if (rc == DFD_OK && kind == DFD_MEDIA_VIDEO) {
+        dfd_video *v = NULL;
+        rc = path ? dfd_video_open(path, &ctx->o.limits, ctx->o.threads, &v, &e)
+                  : dfd_video_open_buffer(data, len, &ctx->o.limits, ctx->o.threads, &v, &e);
+        if (rc == DFD_OK) rc = analyze_video(ctx, v, progress, user, r, &e);
+        dfd_video_close(v);
+    }
+    if (rc == DFD_E_NOMEM) {
+        dfd_result_free(r);
+        return dfd_fail(err, DFD_E_NOMEM, "%s", e.message);
+    }
+    finish(ctx, r, rc, &e, t_start);
+    *out = r;
+    return DFD_OK;
+}
+
+int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn progress, void *user, dfd_result **out,
+                     dfd_error *err) {
+    if (!ctx || !path || !out) return dfd_fail(err, DFD_E_ARG, "dfd_analyze_file: NULL argument");
+    return analyze(ctx, path, NULL, 0, path, progress, user, out, err);
+}
+
+int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name, dfd_progress_fn progress,
+                       void *user, dfd_result **out, dfd_error *err) {
+    if (!ctx || !data || !out) return dfd_fail(err, DFD_E_ARG, "dfd_analyze_buffer: NULL argument");
+    if (len > ctx->o.limits.max_file_bytes) {
+        dfd_result *r = dfd_result_new(name ? name : "(buffer)", DFD_MEDIA_UNKNOWN);
+        if (!r) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        char msg[128];
+        snprintf(msg, sizeof msg, "input is %zu bytes, over the %llu-byte limit", len,
+                 (unsigned long long)ctx->o.limits.max_file_bytes);
+        dfd_result_set_error(r, msg);
+        r->threshold = threshold_of(ctx);
+        *out = r;
+        return DFD_OK;
+    }
+    return analyze(ctx, name ? name : "(buffer)", data, len, NULL, progress, user, out, err);
+}
