@@ -28,6 +28,7 @@ static void ref_destroy(nn_exec *ex) {
     }
     free(P->nodes);
     free(P->scratch);
+    free(P->acc);
     free(P);
     ex->priv = NULL;
 }
@@ -42,10 +43,12 @@ static int ref_create(nn_exec *ex, dfd_error *err) {
     if (!P->nodes) goto nomem;
     P->n_nodes = n;
     int train = ex->opts.training;
+    int max_c = 1;
     for (int i = 0; i < n; i++) {
         const nn_node *nd = nn_graph_node(g, i);
         ref_node *r = &P->nodes[i];
         size_t rows = ref_rows(nd, ex->opts.max_batch), elems;
+        if (nd->ndim > 0 && nd->shape[nd->ndim - 1] > max_c) max_c = nd->shape[nd->ndim - 1];
         if (dfd_mul_size(rows, nn_node_size(nd), &elems)) goto toolarge;
         r->out = dfd_malloc_array(elems, sizeof(float));
         if (!r->out) goto nomem;
@@ -82,6 +85,8 @@ static int ref_create(nn_exec *ex, dfd_error *err) {
         P->scratch = dfd_malloc_array(P->scratch_n, sizeof(float));
         if (!P->scratch) goto nomem;
     }
+    P->acc = dfd_malloc_array((size_t)max_c, sizeof(double));
+    if (!P->acc) goto nomem;
     return DFD_OK;
 nomem:
     ref_destroy(ex);
@@ -122,6 +127,9 @@ static void finish_act(const nn_exec *ex, const nn_node *n, ref_node *r, nn_act 
     apply_act(act, alpha ? alpha->data : NULL, linear_target(r, act), r->out, count, C);
 }
 
+/* Convolution, one output pixel at a time: every kernel tap adds x * K[tap][ci][:] to
+ * the pixel's output channels (a contiguous row of the Keras kernel, which keeps the inner
+ * loop simple and fast enough for tests on real architectures). Accumulates in double. */
 static void fwd_conv(const nn_exec *ex, const nn_node *n, const nn_node *xn, const float *x, ref_node *r,
                      size_t rows) {
     const nn_conv_attr *a = &n->a.conv;
@@ -130,27 +138,32 @@ static void fwd_conv(const nn_exec *ex, const nn_node *n, const nn_node *xn, con
     const int cig = C / a->groups, cog = CO / a->groups;
     const float *K = ref_param(ex, n, 0)->data; /* {KH,KW,cig,CO} */
     nn_param *bp = ref_param(ex, n, 1);
+    double *acc = ((ref_priv *)ex->priv)->acc;
     float *y = linear_target(r, a->act);
     for (size_t b = 0; b < rows; b++)
         for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++)
-                for (int co = 0; co < CO; co++) {
-                    int g = co / cog;
-                    double acc = bp ? bp->data[co] : 0.0;
-                    for (int ky = 0; ky < a->kh; ky++) {
-                        int iy = oy * a->sh - a->pad_t + ky * a->dh;
-                        if (iy < 0 || iy >= H) continue; /* zero padding */
-                        for (int kx = 0; kx < a->kw; kx++) {
-                            int ix = ox * a->sw - a->pad_l + kx * a->dw;
-                            if (ix < 0 || ix >= W) continue;
-                            const float *xp = x + ((b * (size_t)H + (size_t)iy) * (size_t)W + (size_t)ix) * (size_t)C +
-                                              (size_t)(g * cig);
-                            const float *kp = K + ((size_t)(ky * a->kw + kx) * (size_t)cig) * (size_t)CO + (size_t)co;
-                            for (int ci = 0; ci < cig; ci++) acc += (double)xp[ci] * kp[(size_t)ci * (size_t)CO];
-                        }
+            for (int ox = 0; ox < OW; ox++) {
+                for (int co = 0; co < CO; co++) acc[co] = bp ? bp->data[co] : 0.0;
+                for (int ky = 0; ky < a->kh; ky++) {
+                    int iy = oy * a->sh - a->pad_t + ky * a->dh;
+                    if (iy < 0 || iy >= H) continue; /* zero padding */
+                    for (int kx = 0; kx < a->kw; kx++) {
+                        int ix = ox * a->sw - a->pad_l + kx * a->dw;
+                        if (ix < 0 || ix >= W) continue;
+                        const float *xp = x + ((b * (size_t)H + (size_t)iy) * (size_t)W + (size_t)ix) * (size_t)C;
+                        const float *kt = K + (size_t)(ky * a->kw + kx) * (size_t)cig * (size_t)CO;
+                        for (int g = 0; g < a->groups; g++)
+                            for (int ci = 0; ci < cig; ci++) {
+                                const double xv = xp[g * cig + ci];
+                                const float *kr = kt + (size_t)ci * (size_t)CO + (size_t)(g * cog);
+                                double *ac = acc + g * cog;
+                                for (int j = 0; j < cog; j++) ac[j] += xv * kr[j];
+                            }
                     }
-                    y[((b * (size_t)OH + (size_t)oy) * (size_t)OW + (size_t)ox) * (size_t)CO + (size_t)co] = (float)acc;
                 }
+                float *yp = y + ((b * (size_t)OH + (size_t)oy) * (size_t)OW + (size_t)ox) * (size_t)CO;
+                for (int co = 0; co < CO; co++) yp[co] = (float)acc[co];
+            }
     finish_act(ex, n, r, a->act, rows);
 }
 

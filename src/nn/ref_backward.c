@@ -37,6 +37,8 @@ static const float *act_back(const nn_exec *ex, const nn_node *n, const ref_node
     return d;
 }
 
+/* Mirrors fwd_conv: per output pixel and kernel tap, dx[ci] += K[tap][ci][:] . d[:] and
+ * dK[tap][ci][:] += x[ci] * d[:]. */
 static void bwd_conv(const nn_exec *ex, const nn_node *n, const nn_node *xn, const float *x, float *dx,
                      const ref_node *r, const float *dy, size_t rows) {
     const nn_conv_attr *a = &n->a.conv;
@@ -48,28 +50,33 @@ static void bwd_conv(const nn_exec *ex, const nn_node *n, const nn_node *xn, con
     const float *d = act_back(ex, n, r, a->act, r->pre, dy, rows * nn_node_size(n), 2);
     for (size_t b = 0; b < rows; b++)
         for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++)
-                for (int co = 0; co < CO; co++) {
-                    float g = d[((b * (size_t)OH + (size_t)oy) * (size_t)OW + (size_t)ox) * (size_t)CO + (size_t)co];
-                    if (g == 0.0f) continue;
-                    if (db) db[co] += g;
-                    int grp = co / cog;
-                    for (int ky = 0; ky < a->kh; ky++) {
-                        int iy = oy * a->sh - a->pad_t + ky * a->dh;
-                        if (iy < 0 || iy >= H) continue;
-                        for (int kx = 0; kx < a->kw; kx++) {
-                            int ix = ox * a->sw - a->pad_l + kx * a->dw;
-                            if (ix < 0 || ix >= W) continue;
-                            size_t xo = ((b * (size_t)H + (size_t)iy) * (size_t)W + (size_t)ix) * (size_t)C +
-                                        (size_t)(grp * cig);
-                            size_t ko = ((size_t)(ky * a->kw + kx) * (size_t)cig) * (size_t)CO + (size_t)co;
+            for (int ox = 0; ox < OW; ox++) {
+                const float *dp = d + ((b * (size_t)OH + (size_t)oy) * (size_t)OW + (size_t)ox) * (size_t)CO;
+                if (db)
+                    for (int co = 0; co < CO; co++) db[co] += dp[co];
+                for (int ky = 0; ky < a->kh; ky++) {
+                    int iy = oy * a->sh - a->pad_t + ky * a->dh;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kx = 0; kx < a->kw; kx++) {
+                        int ix = ox * a->sw - a->pad_l + kx * a->dw;
+                        if (ix < 0 || ix >= W) continue;
+                        size_t xo = ((b * (size_t)H + (size_t)iy) * (size_t)W + (size_t)ix) * (size_t)C;
+                        size_t ko = (size_t)(ky * a->kw + kx) * (size_t)cig * (size_t)CO;
+                        for (int g = 0; g < a->groups; g++)
                             for (int ci = 0; ci < cig; ci++) {
-                                dx[xo + (size_t)ci] += g * K[ko + (size_t)ci * (size_t)CO];
-                                if (dK) dK[ko + (size_t)ci * (size_t)CO] += g * x[xo + (size_t)ci];
+                                size_t kr = ko + (size_t)ci * (size_t)CO + (size_t)(g * cog);
+                                const float *dg = dp + g * cog;
+                                double s = 0;
+                                for (int j = 0; j < cog; j++) s += (double)dg[j] * K[kr + (size_t)j];
+                                dx[xo + (size_t)(g * cig + ci)] += (float)s;
+                                if (dK) {
+                                    const float xv = x[xo + (size_t)(g * cig + ci)];
+                                    for (int j = 0; j < cog; j++) dK[kr + (size_t)j] += xv * dg[j];
+                                }
                             }
-                        }
                     }
                 }
+            }
 }
 
 static void bwd_batchnorm(const nn_exec *ex, const nn_node *n, const float *x, float *dx, const ref_node *r,

@@ -27,6 +27,7 @@ typedef struct ref_priv {
     int n_nodes;
     float *scratch;   /* training: d(pre-activation) of the node being differentiated */
     size_t scratch_n;
+    double *acc;      /* one output pixel's channels (conv), as many as the widest node */
 } ref_priv;
 
 /* Rows of a node in a pass of `batch` items (the batch times its time folding). */
