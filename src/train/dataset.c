@@ -816,27 +816,27 @@ static void shuffle(size_t *v, size_t n, nn_rng *r) {
     }
 }
 
-int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
-                            size_t **idx, size_t *n, dfd_error *err) {
+int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split, int undersample, uint64_t seed,
+                       long limit, size_t **idx, size_t *count, dfd_error *err) {
     *idx = NULL;
-    *n = 0;
+    *count = 0;
     size_t *cls[2];
     size_t cn[2] = {0, 0};
-    cls[0] = dfd_malloc_array(d->n ? d->n : 1, sizeof(size_t));
-    cls[1] = dfd_malloc_array(d->n ? d->n : 1, sizeof(size_t));
+    cls[0] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
+    cls[1] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
     if (!cls[0] || !cls[1]) {
         free(cls[0]), free(cls[1]);
-        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu items", d->n);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu samples", n);
     }
-    for (size_t i = 0; i < d->n; i++)
-        if (split < 0 || (int)d->items[i].split == split) cls[d->items[i].label][cn[d->items[i].label]++] = i;
+    for (size_t i = 0; i < n; i++)
+        if (split < 0 || splits[i] == split) cls[labels[i] ? 1 : 0][cn[labels[i] ? 1 : 0]++] = i;
     nn_rng r;
     nn_rng_seed(&r, seed);
     if (undersample && cn[0] && cn[1]) {
         int big = cn[1] > cn[0];
         shuffle(cls[big], cn[big], &r);
         cn[big] = cn[!big];
-        /* Keep the kept ones in item order, so the final shuffle alone sets the order. */
+        /* Keep the kept ones in index order, so the final shuffle alone sets the order. */
         size_t *v = cls[big];
         for (size_t i = 1; i < cn[big]; i++)
             for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
@@ -849,17 +849,30 @@ int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, ui
     size_t *out = dfd_malloc_array(total ? total : 1, sizeof *out);
     if (!out) {
         free(cls[0]), free(cls[1]);
-        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu items", total);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu samples", total);
     }
-    /* Merge back in item order, then shuffle. */
+    /* Merge back in index order, then shuffle. */
     size_t a = 0, b = 0, k = 0;
     while (a < cn[0] || b < cn[1]) out[k++] = (b >= cn[1] || (a < cn[0] && cls[0][a] < cls[1][b])) ? cls[0][a++] : cls[1][b++];
     shuffle(out, total, &r);
     if (limit > 0 && (size_t)limit < total) total = (size_t)limit;
     free(cls[0]), free(cls[1]);
     *idx = out;
-    *n = total;
+    *count = total;
     return DFD_OK;
+}
+
+int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
+                            size_t **idx, size_t *n, dfd_error *err) {
+    int *labels = dfd_malloc_array(d->n ? d->n : 1, sizeof *labels), *splits = dfd_malloc_array(d->n ? d->n : 1, sizeof *splits);
+    if (!labels || !splits) {
+        free(labels), free(splits);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu items", d->n);
+    }
+    for (size_t i = 0; i < d->n; i++) labels[i] = d->items[i].label, splits[i] = (int)d->items[i].split;
+    int rc = dfd_order_balanced(labels, splits, d->n, split, undersample, seed, limit, idx, n, err);
+    free(labels), free(splits);
+    return rc;
 }
 
 /* ---- Sequences -------------------------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 
 #include "core/core.h"
 #include "media/media.h"
+#include "io/model_file.h"
 #include "nn/nn.h"
 
 /* ---- Metrics (metrics.c) -------------------------------------------------------- */
@@ -190,6 +191,10 @@ void dfd_dataset_class_weights(const dfd_dataset *d, int split, float w[2]);
 int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
                             size_t **idx, size_t *n, dfd_error *err);
 
+/* The same over any samples: indices i < n with splits[i] == split (-1 = all), labels 0/1. */
+int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split, int undersample, uint64_t seed,
+                       long limit, size_t **idx, size_t *count, dfd_error *err);
+
 /* Sequences for video models: consecutive items sharing a `source`, in frame order.
  * Each sequence is an index range into a malloc'ed array of item indices. */
 typedef struct dfd_sequence {
@@ -291,5 +296,184 @@ int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_e
 /* A grid of images (resized to cell x cell) with a caption under each, as a PNG. */
 int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *const *captions, int n, int cols,
                         int cell, const char *title, dfd_error *err);
+
+/* ---- Batch loader (loader.c) ----------------------------------------------------------- */
+
+/* Produces batches of normalised input tensors on worker threads while the caller trains
+ * on the previous batch. Each sample's randomness comes from (seed, its position in the
+ * epoch) alone, so the batches are the same whatever the number of workers or their
+ * timing. A file that cannot be read gives a sample with ok = 0 (and weight 0), logged,
+ * instead of stopping a long run. */
+typedef struct dfd_loader_opts {
+    const dfd_dataset *ds;
+    const size_t *order;        /* image mode: item indices, in order; video: sequence indices */
+    size_t n;                   /* number of samples */
+    const dfd_sequence *seqs;   /* video mode: sequences, and the item order they index */
+    const size_t *seq_items;
+    int frames;                 /* video mode when > 0: frames per sample */
+    int batch, size;            /* batch size, input side */
+    int norm;                   /* dfd_norm of face.h */
+    const dfd_augment_opts *aug;   /* NULL = no augmentation */
+    float sbi_fraction;            /* share of REAL image samples turned into self-blended fakes */
+    const dfd_sbi_opts *sbi;
+    const float *class_w;          /* weight per label, NULL = 1 */
+    int flip;                      /* 1: every sample mirrored (test-time flip averaging) */
+    uint64_t seed;
+    int workers;                   /* threads, >= 1 */
+} dfd_loader_opts;
+
+typedef struct dfd_batch {
+    int n;            /* samples in this batch (the last may be short) */
+    long first;       /* position of the first sample in the epoch */
+    float *x;         /* n x (frames x) size x size x 3 */
+    float *y, *w;     /* labels (after SBI) and loss weights */
+    size_t *sample;   /* the sample's index into opts.order ... */
+    size_t *item;     /* ... and its item (video: the first frame's item) */
+    unsigned char *ok, *sbi;
+} dfd_batch;
+
+typedef struct dfd_loader dfd_loader;
+
+int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err);
+/* The next batch in order (blocks until it is ready), or *b = NULL at the end. The batch
+ * stays valid until the next call. */
+int dfd_loader_next(dfd_loader *l, const dfd_batch **b, dfd_error *err);
+/* Samples that could not be read so far. */
+long dfd_loader_failures(const dfd_loader *l);
+/* Stops the workers and frees everything. */
+void dfd_loader_free(dfd_loader *l);
+
+/* ---- Training (loop.c) ------------------------------------------------------------------- */
+
+typedef enum dfd_balance { DFD_BALANCE_NONE = 0, DFD_BALANCE_UNDERSAMPLE = 1, DFD_BALANCE_WEIGHTS = 2 } dfd_balance;
+
+typedef struct dfd_train_opts {
+    const char *arch;          /* registry name, e.g. "mobilenet_v2-image" (required) */
+    int video;                 /* 1: sequences of crops -> a *-video architecture */
+    const char *data;          /* dataset folder (crops: a `dfd prepare` output or similar) */
+    dfd_layout layout;
+    const char *val;           /* separate validation folder, or NULL to split data by group */
+    double val_fraction;       /* 0.2 */
+    const char *extra_real;    /* extra REAL faces for training only (and SBI sources), or NULL */
+    int epochs;                /* epochs of the (last) stage: 10 */
+    int batch;                 /* 32 (video 8) */
+    float lr;                  /* 1e-3 */
+    nn_optim_kind optimizer;   /* AdamW */
+    float weight_decay;        /* < 0: the optimiser's default */
+    nn_lr_schedule schedule;   /* cosine (per stage) */
+    long warmup_steps;         /* 100 */
+    int input_size;            /* 0: the architecture's default */
+    int frames;                /* video: frames per sample (0: 30) */
+    float width, dropout;      /* architecture options (0 / -1: defaults) */
+    dfd_balance balance;       /* undersample */
+    const char *init;          /* start from these weights (by parameter name; mismatches skipped) */
+    const char *freeze_until;  /* single stage: layers before this one are frozen */
+    int freeze_bn;             /* keep batch-norm statistics fixed (single stage, or stage 2) */
+    int stage1_epochs;         /* > 0: first train the head alone for up to this many epochs */
+    const char *stage2_from;   /* stage 2 unfreezes from this layer (NULL: everything) */
+    float stage2_lr;           /* <= 0: lr / 100 */
+    int patience;              /* early stopping on validation AUC, per stage; 0 = off */
+    const char *resume;        /* checkpoint.safetensors of an interrupted run */
+    const char *out;           /* output folder (created) */
+    int keep_epochs;           /* also keep epoch-NNN.safetensors for each epoch */
+    int threads;               /* engine threads, 0 = all cores */
+    int loader_threads;        /* 1 */
+    uint64_t seed;
+    long limit;                /* use at most this many training samples per epoch (0 = all) */
+    long val_limit;            /* ... and validation samples (0 = all) */
+    float sbi_fraction;        /* share of real training images turned into self-blended fakes */
+    int augment;               /* 1: the augmentation below, 0: none */
+    dfd_augment_opts aug;
+    dfd_sbi_opts sbi;
+    nn_backend backend;
+    int bf16_save;             /* store checkpoints in bf16 */
+} dfd_train_opts;
+
+void dfd_train_opts_default(dfd_train_opts *o);
+
+typedef enum dfd_train_phase { DFD_TRAIN_STEP = 0, DFD_TRAIN_VALIDATING = 1, DFD_TRAIN_EPOCH_DONE = 2 } dfd_train_phase;
+
+typedef struct dfd_train_progress {
+    dfd_train_phase phase;
+    int stage, epoch, max_epoch; /* epoch counted over both stages, 1-based */
+    long step, steps;            /* batches in this epoch */
+    double loss, acc, auc;       /* running means over the epoch so far (auc refreshed now and then) */
+    double images_per_s, eta_s;  /* eta of this epoch */
+    const dfd_history_row *row;  /* DFD_TRAIN_EPOCH_DONE: the epoch's row */
+    int improved;                /* DFD_TRAIN_EPOCH_DONE: a new best */
+} dfd_train_progress;
+
+/* Called from the training thread; return non-zero to stop (after the current step). */
+typedef int (*dfd_train_progress_fn)(void *user, const dfd_train_progress *p);
+
+typedef struct dfd_train_summary {
+    int epochs_run, best_epoch;
+    double best_val_auc;
+    dfd_metrics best_val;
+    double train_seconds, images_per_s;
+    long n_train_real, n_train_fake, n_val_real, n_val_fake;
+    long failures;
+    int stopped_early, cancelled;
+    char best_path[1100], last_path[1100];
+} dfd_train_summary;
+
+/* Trains as the options say, writing into o->out: checkpoint.safetensors (+ its
+ * .state.safetensors, the optimiser state) after every epoch, best.safetensors (the best
+ * validation AUC so far, its threshold at the validation EER), history.csv/.png. */
+int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user, dfd_train_summary *s,
+                  dfd_error *err);
+
+/* Writes a grid of training samples (real, self-blended, augmented) as a PNG. */
+int dfd_train_preview(const dfd_train_opts *o, const char *png, int n, dfd_error *err);
+
+/* dfd_model_build_fn for io's dfd_model_load: builds the architecture the metadata names. */
+int dfd_train_build_model(void *user, const dfd_model_meta *meta, nn_graph **out, dfd_error *err);
+
+/* Copies from a safetensors file every tensor whose name and shape match a parameter of g
+ * (a pretrained backbone into a new head, an image encoder into a video model); the rest
+ * keep their values. *loaded and *skipped count graph parameters. */
+int dfd_train_load_matching(nn_graph *g, const char *path, int *loaded, int *skipped, dfd_error *err);
+
+/* ---- Evaluation (eval.c) ------------------------------------------------------------------ */
+
+typedef enum dfd_eval_split {
+    DFD_EVAL_ALL = 0,   /* every item of the folder */
+    DFD_EVAL_TEST = 1,  /* the official test items (Celeb-DF's list, or split=test in a manifest) */
+    DFD_EVAL_VAL = 2,   /* the validation groups `dfd train` held out with the same seed and fraction */
+    DFD_EVAL_TRAIN = 3  /* ... and the rest */
+} dfd_eval_split;
+
+typedef struct dfd_eval_opts {
+    const char *model;         /* a dfd model file */
+    const char *data;          /* folder of crops (or a manifest/labels.csv folder) */
+    dfd_layout layout;
+    dfd_eval_split split;
+    double val_fraction;       /* for DFD_EVAL_VAL/TRAIN: as given to dfd train (0.2) */
+    uint64_t seed;             /* likewise (1) */
+    int video_level;           /* aggregate the frames of each source video */
+    dfd_aggregation aggregation;
+    int flip_tta;              /* average each crop's score with its mirror image's */
+    double threshold;          /* < 0: the model's stored threshold */
+    long limit;                /* at most this many samples (0 = all), seeded subset */
+    int threads;
+    const char *out;           /* folder for metrics.json, scores.csv, roc.png, confusion.png; NULL = none */
+    dfd_progress_fn progress;
+    void *user;
+} dfd_eval_opts;
+
+void dfd_eval_opts_default(dfd_eval_opts *o);
+
+typedef struct dfd_eval_result {
+    dfd_metrics m;
+    long samples;     /* scored units: crops, or videos at video level, or sequences */
+    long failures;    /* files that could not be read (left out) */
+    double seconds;
+    int level_video;
+    char model_arch[64];
+} dfd_eval_result;
+
+/* Scores the data with the model exactly as `dfd scan` would score the same crops (the
+ * detect module's classifier), and computes the metrics at the threshold. Deterministic. */
+int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err);
 
 #endif

@@ -1,0 +1,271 @@
+/* loader.c — the prefetching batch loader: decoding, resizing, self-blending, augmenting
+ * and normalising samples on worker threads while the main thread runs the network.
+ *
+ * On this project's small machines the network and the JPEG decoder compete for the same
+ * cores, so the loader must never make the trainer wait: a ring of batch slots lets the
+ * workers run ahead by a few batches. Batch b always lands in slot b % K and is handed out
+ * in order, and every sample draws its random numbers from a generator seeded by (seed,
+ * sample position), so results do not depend on which worker made which batch. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "face/face.h"
+#include "train/train.h"
+
+enum { SLOT_EMPTY = 0, SLOT_FILLING = 1, SLOT_READY = 2 };
+
+typedef struct slot {
+    dfd_batch b;
+    int state;
+    long index; /* batch number it holds or is being filled with */
+} slot;
+
+struct dfd_loader {
+    dfd_loader_opts o;
+    size_t sample_floats; /* floats per sample */
+    long n_batches;
+    int k;                /* slots */
+    slot *slots;
+    pthread_t *threads;
+    int n_threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long next_fill, next_take;
+    int taken;            /* the caller holds slot (next_take - 1) % k */
+    int stop;
+    long failures;
+    int err_code;         /* first fatal error (no memory), else 0 */
+    char err_msg[512];
+};
+
+/* ---- One sample ------------------------------------------------------------------------- */
+
+static void normalize(const dfd_image *im, int norm, float *out) { dfd_crop_normalize(im, (dfd_norm)norm, out); }
+
+/* Loads an item as an RGB image of size x size. */
+static int load_item(const dfd_loader *l, size_t item, dfd_image *out, dfd_error *err) {
+    const dfd_item *it = &l->o.ds->items[item];
+    dfd_image im;
+    int rc = dfd_image_load(it->path, NULL, &im, NULL, err);
+    if (rc) return rc;
+    if (im.w == l->o.size && im.h == l->o.size) {
+        *out = im;
+        return DFD_OK;
+    }
+    rc = dfd_image_resize(&im, l->o.size, l->o.size, out, err);
+    dfd_image_free(&im);
+    return rc;
+}
+
+/* Fills sample j of batch b (epoch position pos). Returns a fatal error code (no memory),
+ * or DFD_OK; unreadable files only clear ok. */
+static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
+    const dfd_loader_opts *o = &l->o;
+    size_t s = o->order[pos];
+    float *x = b->x + (size_t)j * l->sample_floats;
+    size_t per_frame = (size_t)o->size * o->size * 3;
+    int frames = o->frames > 0 ? o->frames : 1;
+    const dfd_item *first;
+    size_t first_item;
+    if (o->frames > 0) {
+        first_item = o->seq_items[o->seqs[s].first];
+    } else first_item = s;
+    first = &o->ds->items[first_item];
+    b->sample[j] = (size_t)pos;
+    b->item[j] = first_item;
+    b->y[j] = (float)first->label;
+    b->ok[j] = 1;
+    b->sbi[j] = 0;
+    uint64_t sample_seed = dfd_hash_str(first->path, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull));
+    nn_rng r;
+    nn_rng_seed(&r, sample_seed);
+    int make_sbi = o->frames <= 0 && first->label == 0 && o->sbi && o->sbi_fraction > 0 &&
+                   nn_rng_uniform(&r) < o->sbi_fraction;
+    uint64_t aug_seed = nn_rng_next(&r);
+    for (int f = 0; f < frames; f++) {
+        size_t item = first_item;
+        if (o->frames > 0) {
+            /* count frames of the sequence spread evenly over T (repeated when fewer). */
+            const dfd_sequence *sq = &o->seqs[s];
+            size_t k = (size_t)((long)f * sq->count / frames);
+            item = o->seq_items[sq->first + k];
+        }
+        dfd_error e;
+        dfd_image im;
+        int rc = load_item(l, item, &im, &e);
+        if (rc == DFD_E_NOMEM) return rc;
+        if (rc) {
+            pthread_mutex_lock(&l->mu);
+            long nf = ++l->failures;
+            pthread_mutex_unlock(&l->mu);
+            if (nf <= 5) dfd_log(DFD_LOG_WARN, "loader: skipping '%s': %s", o->ds->items[item].path, e.message);
+            b->ok[j] = 0;
+            memset(x + f * per_frame, 0, per_frame * sizeof(float));
+            continue;
+        }
+        /* Every frame of a sequence gets the same random transform. */
+        nn_rng ar;
+        nn_rng_seed(&ar, aug_seed);
+        if (make_sbi) {
+            rc = dfd_sbi(&im, o->sbi, &ar, NULL, &e);
+            if (!rc) b->sbi[j] = 1, b->y[j] = 1;
+        }
+        if (!rc && o->aug) rc = dfd_augment(&im, o->aug, &ar, &e);
+        if (rc) {
+            dfd_image_free(&im);
+            if (rc == DFD_E_NOMEM) return rc;
+            b->ok[j] = 0;
+            continue;
+        }
+        if (o->flip) dfd_image_flip_h(&im);
+        normalize(&im, o->norm, x + f * per_frame);
+        dfd_image_free(&im);
+    }
+    float w = o->class_w ? o->class_w[(int)b->y[j]] : 1.0f;
+    b->w[j] = b->ok[j] ? w : 0.0f;
+    return DFD_OK;
+}
+
+/* ---- Workers ------------------------------------------------------------------------------- */
+
+static void *worker(void *arg) {
+    dfd_loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->stop && l->next_fill < l->n_batches && l->slots[l->next_fill % l->k].state != SLOT_EMPTY)
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (l->stop || l->next_fill >= l->n_batches) break;
+        long bi = l->next_fill++;
+        slot *sl = &l->slots[bi % l->k];
+        sl->state = SLOT_FILLING;
+        sl->index = bi;
+        pthread_mutex_unlock(&l->mu);
+        long first = bi * l->o.batch;
+        long n = (long)l->o.n - first;
+        if (n > l->o.batch) n = l->o.batch;
+        sl->b.n = (int)n;
+        sl->b.first = first;
+        int rc = DFD_OK;
+        for (int j = 0; j < n && !rc && !l->stop; j++) rc = fill_sample(l, &sl->b, j, first + j);
+        pthread_mutex_lock(&l->mu);
+        if (rc && !l->err_code) {
+            l->err_code = rc;
+            snprintf(l->err_msg, sizeof l->err_msg, "loader: out of memory while preparing batch %ld", bi);
+        }
+        sl->state = SLOT_READY;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void free_slots(dfd_loader *l) {
+    for (int i = 0; l->slots && i < l->k; i++) {
+        dfd_batch *b = &l->slots[i].b;
+        free(b->x), free(b->y), free(b->w), free(b->sample), free(b->item), free(b->ok), free(b->sbi);
+    }
+    free(l->slots);
+}
+
+int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err) {
+    *out = NULL;
+    if (!o || !o->ds || (o->n && !o->order) || o->batch < 1 || o->size < 8 || o->size > 4096 ||
+        (o->frames > 0 && (!o->seqs || !o->seq_items)) || o->frames > 1000)
+        return dfd_fail(err, DFD_E_ARG, "loader: bad options (batch %d, size %d, frames %d)", o ? o->batch : 0,
+                        o ? o->size : 0, o ? o->frames : 0);
+    dfd_loader *l = calloc(1, sizeof *l);
+    if (!l) return dfd_fail(err, DFD_E_NOMEM, "loader: no memory");
+    l->o = *o;
+    if (l->o.workers < 1) l->o.workers = 1;
+    if (l->o.workers > 64) l->o.workers = 64;
+    size_t per;
+    if (dfd_mul3_size((size_t)o->size, (size_t)o->size, 3 * (size_t)(o->frames > 0 ? o->frames : 1), &per) ||
+        dfd_mul_size(per, (size_t)o->batch, &(size_t){0})) {
+        free(l);
+        return dfd_fail(err, DFD_E_LIMIT, "loader: batch of %d x %d px is too large", o->batch, o->size);
+    }
+    l->sample_floats = per;
+    l->n_batches = (long)((o->n + (size_t)o->batch - 1) / (size_t)o->batch);
+    l->k = l->o.workers + 2;
+    l->slots = calloc((size_t)l->k, sizeof *l->slots);
+    int rc = l->slots ? DFD_OK : DFD_E_NOMEM;
+    for (int i = 0; i < l->k && !rc; i++) {
+        dfd_batch *b = &l->slots[i].b;
+        size_t B = (size_t)o->batch;
+        b->x = dfd_malloc_array(B * per, sizeof(float));
+        b->y = dfd_malloc_array(B, sizeof(float));
+        b->w = dfd_malloc_array(B, sizeof(float));
+        b->sample = dfd_malloc_array(B, sizeof(size_t));
+        b->item = dfd_malloc_array(B, sizeof(size_t));
+        b->ok = malloc(B);
+        b->sbi = malloc(B);
+        if (!b->x || !b->y || !b->w || !b->sample || !b->item || !b->ok || !b->sbi) rc = DFD_E_NOMEM;
+    }
+    if (rc) {
+        free_slots(l);
+        free(l);
+        return dfd_fail(err, rc, "loader: no memory for %d batches of %d samples", o->workers + 2, o->batch);
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->threads = calloc((size_t)l->o.workers, sizeof *l->threads);
+    for (int i = 0; l->threads && i < l->o.workers; i++) {
+        if (pthread_create(&l->threads[i], NULL, worker, l) != 0) break;
+        l->n_threads++;
+    }
+    if (l->n_threads == 0) {
+        dfd_loader_free(l);
+        return dfd_fail(err, DFD_E_INTERNAL, "loader: cannot start a worker thread");
+    }
+    *out = l;
+    return DFD_OK;
+}
+
+int dfd_loader_next(dfd_loader *l, const dfd_batch **b, dfd_error *err) {
+    *b = NULL;
+    pthread_mutex_lock(&l->mu);
+    if (l->taken) { /* hand the previous batch's slot back to the workers */
+        l->slots[(l->next_take - 1) % l->k].state = SLOT_EMPTY;
+        l->taken = 0;
+        pthread_cond_broadcast(&l->cv);
+    }
+    if (l->next_take >= l->n_batches) {
+        pthread_mutex_unlock(&l->mu);
+        return DFD_OK;
+    }
+    slot *sl = &l->slots[l->next_take % l->k];
+    while (!l->err_code && !(sl->state == SLOT_READY && sl->index == l->next_take)) pthread_cond_wait(&l->cv, &l->mu);
+    int rc = l->err_code;
+    if (rc) {
+        dfd_fail(err, rc, "%s", l->err_msg);
+    } else {
+        l->next_take++;
+        l->taken = 1;
+        *b = &sl->b;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+long dfd_loader_failures(const dfd_loader *l) {
+    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+    long n = l->failures;
+    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+    return n;
+}
+
+void dfd_loader_free(dfd_loader *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < l->n_threads; i++) pthread_join(l->threads[i], NULL);
+    free(l->threads);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free_slots(l);
+    free(l);
+}

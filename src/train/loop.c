@@ -1,0 +1,865 @@
+/* loop.c — `dfd train`: from a dataset of face crops to a model file with its threshold.
+ *
+ * The run follows the original system's recipe where it was sound (a frozen backbone
+ * first, then fine-tuning from a named layer with batch-norm statistics frozen at a lower
+ * learning rate; early stopping on validation AUC) and fixes what made its results hard
+ * to reproduce: validation is split by group, never by file; every random choice (split,
+ * order, augmentation, dropout, initialisation) comes from one seed; the decision
+ * threshold is chosen on validation data (at its EER) and stored in the model with the
+ * crop contract the data was made with.
+ *
+ * Files in the output folder: checkpoint.safetensors after every epoch (with
+ * checkpoint.state.safetensors: optimiser moments and the run's counters, for --resume),
+ * best.safetensors (best validation AUC so far), history.csv and history.png. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "face/face.h"
+#include "io/safetensors.h"
+#include "models/models.h"
+#include "train/train.h"
+
+void dfd_train_opts_default(dfd_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->layout = DFD_LAYOUT_AUTO;
+    o->val_fraction = 0.2;
+    o->epochs = 10;
+    o->batch = 32;
+    o->lr = 1e-3f;
+    o->optimizer = NN_OPT_ADAMW;
+    o->weight_decay = -1;
+    o->schedule = NN_LR_COSINE;
+    o->warmup_steps = 100;
+    o->dropout = -1;
+    o->balance = DFD_BALANCE_UNDERSAMPLE;
+    o->patience = 3;
+    o->loader_threads = 1;
+    o->seed = 1;
+    o->augment = 1;
+    dfd_augment_opts_default(&o->aug);
+    dfd_sbi_opts_default(&o->sbi);
+    o->backend = NN_BACKEND_DNNL;
+}
+
+/* ---- Models ------------------------------------------------------------------------------ */
+
+int dfd_train_build_model(void *user, const dfd_model_meta *meta, nn_graph **out, dfd_error *err) {
+    (void)user;
+    dfd_arch_opts ao;
+    dfd_arch_opts_default(&ao);
+    ao.input_size = meta->input_size;
+    ao.frames = meta->frames;
+    ao.width = meta->width == 1.0f ? 0 : meta->width;
+    ao.dropout = meta->dropout;
+    return dfd_arch_build(meta->arch, &ao, out, err);
+}
+
+int dfd_train_load_matching(nn_graph *g, const char *path, int *loaded, int *skipped, dfd_error *err) {
+    dfd_st_file *f;
+    *loaded = *skipped = 0;
+    int rc = dfd_st_open(path, &f, err);
+    if (rc) return rc;
+    for (int i = 0; i < nn_graph_param_count(g) && !rc; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        const dfd_st_tensor *t = dfd_st_find(f, p->name);
+        int same = t && t->ndim == p->ndim && t->count == p->count;
+        for (int k = 0; same && k < p->ndim; k++) same = t->shape[k] == p->shape[k];
+        if (!same) {
+            if (t) dfd_log(DFD_LOG_INFO, "init: '%s' has another shape in %s: kept as initialised", p->name, path);
+            (*skipped)++;
+            continue;
+        }
+        rc = dfd_st_read_f32(f, t, p->data, p->count, err);
+        if (!rc) (*loaded)++;
+    }
+    dfd_st_close(f);
+    if (!rc && *loaded == 0)
+        rc = dfd_fail(err, DFD_E_MODEL, "%s: no tensor matches a parameter of the model by name and shape", path);
+    return rc;
+}
+
+/* ---- Small helpers ------------------------------------------------------------------------ */
+
+static int mkdir_p(const char *path, dfd_error *err) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return dfd_fail(err, DFD_E_ARG, "path too long: %s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) return dfd_fail(err, DFD_E_IO, "cannot create '%s': %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) && errno != EEXIST) return dfd_fail(err, DFD_E_IO, "cannot create '%s': %s", buf, strerror(errno));
+    return DFD_OK;
+}
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+
+/* checkpoint.safetensors -> checkpoint.state.safetensors */
+static void state_path_for(const char *ckpt, char *buf, size_t cap) {
+    size_t n = strlen(ckpt);
+    const char *ext = ".safetensors";
+    size_t le = strlen(ext);
+    if (n >= le && strcmp(ckpt + n - le, ext) == 0) n -= le;
+    snprintf(buf, cap, "%.*s.state.safetensors", (int)n, ckpt);
+}
+
+static double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
+
+/* The crop contract the data was made with: `dfd prepare` leaves prepare.json with it;
+ * other crop sets get dfd's default contract (and a note in the log). */
+static void data_contract(const char *dir, int size, dfd_crop_contract *c) {
+    dfd_crop_contract_default(c, size);
+    char p[1024];
+    path_in(p, sizeof p, dir, "prepare.json");
+    json_t *j = json_load_file(p, 0, NULL);
+    json_t *cj = j ? json_object_get(j, "contract") : NULL;
+    char *text = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+    if (!text || dfd_crop_contract_from_json(text, c, NULL) != DFD_OK) {
+        dfd_crop_contract_default(c, size);
+        dfd_log(DFD_LOG_INFO, "%s has no prepare.json: the model records dfd's default crop contract", dir);
+    }
+    c->size = size;
+    free(text);
+    json_decref(j);
+}
+
+/* ---- Samples: items (image models) or sequences (video models) -------------------------- */
+
+typedef struct samples {
+    size_t n;
+    int *label, *split;
+    size_t *seq_items;     /* video */
+    dfd_sequence *seqs;
+} samples;
+
+static void samples_free(samples *s) {
+    free(s->label), free(s->split), free(s->seq_items), free(s->seqs);
+    memset(s, 0, sizeof *s);
+}
+
+static int samples_make(const dfd_dataset *d, int video, samples *s, dfd_error *err) {
+    memset(s, 0, sizeof *s);
+    if (video) {
+        int rc = dfd_dataset_sequences(d, 1, &s->seq_items, &s->seqs, &s->n, err);
+        if (rc) return rc;
+    } else s->n = d->n;
+    s->label = dfd_malloc_array(s->n ? s->n : 1, sizeof *s->label);
+    s->split = dfd_malloc_array(s->n ? s->n : 1, sizeof *s->split);
+    if (!s->label || !s->split) {
+        samples_free(s);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for %zu samples", s->n);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        s->label[i] = video ? s->seqs[i].label : d->items[i].label;
+        s->split[i] = video ? (int)s->seqs[i].split : (int)d->items[i].split;
+    }
+    return DFD_OK;
+}
+
+/* ---- Optimiser state and run counters (for --resume) ------------------------------------- */
+
+typedef struct run_state {
+    int epoch;       /* epochs completed, over both stages */
+    int stage;       /* stage of the last completed epoch (0-based) */
+    int stage_epoch; /* epochs completed in that stage */
+    int bad_epochs;  /* epochs without improvement in that stage */
+    int best_epoch;
+    double best_auc;
+    long step;       /* optimiser steps in that stage (learning-rate schedule) */
+} run_state;
+
+static json_t *history_json(const dfd_history_row *h, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) {
+        const dfd_history_row *r = &h[i];
+        double v[] = {r->lr, r->train_loss, r->train_acc, r->train_auc, r->val_loss, r->val_acc, r->val_auc, r->val_eer,
+                      r->seconds, r->images_per_s};
+        json_t *row = json_array();
+        json_array_append_new(row, json_integer(r->epoch));
+        json_array_append_new(row, json_integer(r->stage));
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) json_array_append_new(row, isfinite(v[k]) ? json_real(v[k]) : json_null());
+        json_array_append_new(a, row);
+    }
+    return a;
+}
+
+static int history_from_json(json_t *a, dfd_history_row *h, int cap) {
+    int n = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(a, i, row) {
+        if (n >= cap || json_array_size(row) != 12) break;
+        dfd_history_row *r = &h[n++];
+        double *v[] = {&r->lr, &r->train_loss, &r->train_acc, &r->train_auc, &r->val_loss, &r->val_acc, &r->val_auc,
+                       &r->val_eer, &r->seconds, &r->images_per_s};
+        r->epoch = (int)json_integer_value(json_array_get(row, 0));
+        r->stage = (int)json_integer_value(json_array_get(row, 1));
+        for (int k = 0; k < 10; k++) {
+            json_t *x = json_array_get(row, (size_t)k + 2);
+            *v[k] = json_is_number(x) ? json_number_value(x) : NAN;
+        }
+    }
+    return n;
+}
+
+static int save_state(nn_graph *g, const run_state *st, const dfd_history_row *h, int nh, const char *path, dfd_error *err) {
+    dfd_st_writer *w = dfd_st_writer_new();
+    if (!w) return dfd_fail(err, DFD_E_NOMEM, "no memory for a state file");
+    int rc = DFD_OK;
+    char name[NN_NAME_MAX + 16];
+    for (int i = 0; i < nn_graph_param_count(g) && !rc; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        int64_t shape[NN_MAX_DIMS];
+        for (int k = 0; k < p->ndim; k++) shape[k] = p->shape[k];
+        if (p->opt_m) {
+            snprintf(name, sizeof name, "%s/opt_m", p->name);
+            rc = dfd_st_writer_add_f32(w, name, p->ndim, shape, p->opt_m, DFD_ST_F32, err);
+        }
+        if (!rc && p->opt_v) {
+            snprintf(name, sizeof name, "%s/opt_v", p->name);
+            rc = dfd_st_writer_add_f32(w, name, p->ndim, shape, p->opt_v, DFD_ST_F32, err);
+        }
+    }
+    json_t *j = json_pack("{s:i,s:i,s:i,s:i,s:i,s:f,s:I,s:o}", "epoch", st->epoch, "stage", st->stage, "stage_epoch",
+                          st->stage_epoch, "bad_epochs", st->bad_epochs, "best_epoch", st->best_epoch, "best_auc",
+                          isfinite(st->best_auc) ? st->best_auc : -1.0, "step", (json_int_t)st->step, "history",
+                          history_json(h, nh));
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!rc && !text) rc = dfd_fail(err, DFD_E_NOMEM, "no memory for the run state");
+    if (!rc) rc = dfd_st_writer_set_meta(w, "dfd_train_state", text, err);
+    if (!rc) rc = dfd_st_writer_set_meta(w, "format", "dfd.train-state/1", err);
+    if (!rc) rc = dfd_st_writer_save(w, path, err);
+    free(text);
+    dfd_st_writer_free(w);
+    return rc;
+}
+
+/* Reads the counters and history; the moments are restored by restore_moments once the
+ * optimiser of the right stage exists. */
+static int load_state(const char *path, run_state *st, dfd_history_row *h, int cap, int *nh, dfd_error *err) {
+    dfd_st_file *f;
+    int rc = dfd_st_open(path, &f, err);
+    if (rc) return rc;
+    const char *text = dfd_st_meta_get(f, "dfd_train_state");
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    if (!j) rc = dfd_fail(err, DFD_E_MODEL, "%s: no readable dfd_train_state metadata", path);
+    else {
+        st->epoch = (int)json_integer_value(json_object_get(j, "epoch"));
+        st->stage = (int)json_integer_value(json_object_get(j, "stage"));
+        st->stage_epoch = (int)json_integer_value(json_object_get(j, "stage_epoch"));
+        st->bad_epochs = (int)json_integer_value(json_object_get(j, "bad_epochs"));
+        st->best_epoch = (int)json_integer_value(json_object_get(j, "best_epoch"));
+        st->best_auc = json_number_value(json_object_get(j, "best_auc"));
+        if (st->best_auc < 0) st->best_auc = NAN;
+        st->step = (long)json_integer_value(json_object_get(j, "step"));
+        *nh = history_from_json(json_object_get(j, "history"), h, cap);
+        if (st->epoch < 0 || st->stage < 0 || st->stage > 1)
+            rc = dfd_fail(err, DFD_E_MODEL, "%s: run state out of range", path);
+    }
+    json_decref(j);
+    dfd_st_close(f);
+    return rc;
+}
+
+static int restore_moments(nn_graph *g, const char *path, dfd_error *err) {
+    dfd_st_file *f;
+    int rc = dfd_st_open(path, &f, err);
+    if (rc) return rc;
+    char name[NN_NAME_MAX + 16];
+    for (int i = 0; i < nn_graph_param_count(g) && !rc; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        float *dst[2] = {p->opt_m, p->opt_v};
+        const char *suffix[2] = {"opt_m", "opt_v"};
+        for (int k = 0; k < 2 && !rc; k++) {
+            if (!dst[k]) continue;
+            snprintf(name, sizeof name, "%s/%s", p->name, suffix[k]);
+            const dfd_st_tensor *t = dfd_st_find(f, name);
+            if (t && t->count == p->count) rc = dfd_st_read_f32(f, t, dst[k], p->count, err);
+        }
+    }
+    dfd_st_close(f);
+    return rc;
+}
+
+/* ---- Parameter snapshots (the best epoch, kept in memory) ---------------------------------- */
+
+typedef struct snapshot {
+    float **data;
+    int n;
+} snapshot;
+
+static int snapshot_take(nn_graph *g, snapshot *s, dfd_error *err) {
+    if (!s->data) {
+        s->n = nn_graph_param_count(g);
+        s->data = calloc((size_t)(s->n ? s->n : 1), sizeof *s->data);
+        if (!s->data) return dfd_fail(err, DFD_E_NOMEM, "no memory for a copy of the weights");
+    }
+    for (int i = 0; i < s->n; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        if (!s->data[i] && !(s->data[i] = dfd_malloc_array(p->count, sizeof(float))))
+            return dfd_fail(err, DFD_E_NOMEM, "no memory for a copy of the weights");
+        memcpy(s->data[i], p->data, p->count * sizeof(float));
+    }
+    return DFD_OK;
+}
+
+static void snapshot_restore(nn_graph *g, const snapshot *s) {
+    for (int i = 0; s->data && i < s->n; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        memcpy(p->data, s->data[i], p->count * sizeof(float));
+    }
+}
+
+static void snapshot_free(snapshot *s) {
+    for (int i = 0; s->data && i < s->n; i++) free(s->data[i]);
+    free(s->data);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- The run ------------------------------------------------------------------------------- */
+
+typedef struct stage_plan {
+    int epochs;
+    float lr;
+    const char *unfreeze_from; /* NULL: all layers train */
+    int freeze_bn;
+} stage_plan;
+
+typedef struct run {
+    const dfd_train_opts *o;
+    dfd_train_progress_fn fn;
+    void *user;
+    dfd_dataset *ds, *val_ds; /* val_ds == ds when split from it */
+    samples tr, va;           /* samples of ds (train) and of val_ds */
+    nn_graph *g;
+    nn_exec *infer;
+    dfd_crop_contract contract;
+    int size, frames;
+    float class_w[2];
+    dfd_history_row hist[1000];
+    int n_hist;
+    char *training_data;
+    int cancelled;
+    long failures;
+} run;
+
+/* Scores (p_fake) of every validation sample with the inference executor. */
+static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, long limit, double **scores, int **labels,
+                   size_t *n_out, dfd_error *err) {
+    size_t *order, n;
+    int rc = dfd_order_balanced(s->label, s->split, s->n, split, 0, r->o->seed, 0, &order, &n, err);
+    if (rc) return rc;
+    /* In sample order (not shuffled) for reproducible files; limit keeps a seeded subset. */
+    if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && order[j - 1] > order[j]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    double *sc = dfd_malloc_array(n ? n : 1, sizeof *sc);
+    int *lb = dfd_malloc_array(n ? n : 1, sizeof *lb);
+    if (!sc || !lb) {
+        free(order), free(sc), free(lb);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for %zu scores", n);
+    }
+    dfd_loader_opts lo = {.ds = ds, .order = order, .n = n, .seqs = s->seqs, .seq_items = s->seq_items,
+                          .frames = r->frames, .batch = r->o->batch, .size = r->size, .norm = (int)r->contract.norm,
+                          .seed = r->o->seed, .workers = r->o->loader_threads};
+    dfd_loader *l;
+    size_t k = 0;
+    rc = dfd_loader_start(&lo, &l, err);
+    const dfd_batch *b;
+    while (!rc && !(rc = dfd_loader_next(l, &b, err)) && b) {
+        if ((rc = nn_forward(r->infer, b->x, b->n, err))) break;
+        size_t cnt;
+        const float *z = nn_output(r->infer, 0, &cnt);
+        for (int i = 0; i < b->n; i++)
+            if (b->ok[i]) sc[k] = sigmoid(z[i]), lb[k] = (int)b->y[i], k++;
+        if (r->fn) {
+            dfd_train_progress p = {.phase = DFD_TRAIN_VALIDATING, .step = (long)(b->first + b->n), .steps = (long)n};
+            if (r->fn(r->user, &p)) {
+                r->cancelled = 1;
+                break;
+            }
+        }
+    }
+    if (l) r->failures += dfd_loader_failures(l);
+    dfd_loader_free(l);
+    free(order);
+    if (rc) {
+        free(sc), free(lb);
+        return rc;
+    }
+    *scores = sc, *labels = lb, *n_out = k;
+    return DFD_OK;
+}
+
+static int write_history(run *r, dfd_error *err) {
+    char p[1100];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return dfd_fail(err, DFD_E_NOMEM, "no memory for the history");
+    fputs("epoch,stage,lr,train_loss,train_acc,train_auc,val_loss,val_acc,val_auc,val_eer,seconds,images_per_s\n", f);
+    for (int i = 0; i < r->n_hist; i++) {
+        const dfd_history_row *h = &r->hist[i];
+        fprintf(f, "%d,%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f\n", h->epoch, h->stage, h->lr, h->train_loss,
+                h->train_acc, h->train_auc, h->val_loss, h->val_acc, h->val_auc, h->val_eer, h->seconds, h->images_per_s);
+    }
+    fclose(f);
+    path_in(p, sizeof p, r->o->out, "history.csv");
+    int rc = dfd_write_file_atomic(p, buf, len, err);
+    free(buf);
+    path_in(p, sizeof p, r->o->out, "history.png");
+    if (!rc) rc = dfd_plot_history(p, r->hist, r->n_hist, err);
+    return rc;
+}
+
+static int save_model(run *r, const char *path, double threshold, const dfd_metrics *m, int epoch, int stage,
+                      dfd_error *err) {
+    dfd_model_meta meta;
+    dfd_model_meta_init(&meta);
+    meta.arch = (char *)r->o->arch;
+    meta.input_size = r->size;
+    meta.frames = r->o->video ? r->frames : 0;
+    meta.width = r->o->width > 0 ? r->o->width : 1.0f;
+    meta.dropout = r->o->dropout;
+    meta.preprocess = dfd_crop_contract_to_json(&r->contract);
+    meta.threshold = isfinite(threshold) && threshold >= 0 && threshold <= 1 ? threshold : 0.5;
+    meta.training_data = r->training_data;
+    json_t *mj = m ? dfd_metrics_to_json(m) : json_object();
+    if (mj) {
+        json_object_set_new(mj, "epoch", json_integer(epoch));
+        json_object_set_new(mj, "stage", json_integer(stage));
+        json_object_set_new(mj, "split", json_string(r->o->val ? "validation folder" : "validation groups"));
+        json_object_set_new(mj, "threshold_rule", json_string("equal error rate on validation"));
+    }
+    meta.metrics = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
+    json_decref(mj);
+    dfd_model_save_opts so = {.bf16 = r->o->bf16_save};
+    int rc = meta.preprocess && meta.metrics ? dfd_model_save(r->g, &meta, &so, path, err)
+                                             : dfd_fail(err, DFD_E_NOMEM, "no memory for model metadata");
+    free(meta.preprocess);
+    free(meta.metrics);
+    return rc;
+}
+
+static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, run_state *st, long steps_total,
+                     dfd_history_row *row, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    size_t *order, n;
+    uint64_t eseed = o->seed * 1000003ull + (uint64_t)st->epoch;
+    int rc = dfd_order_balanced(r->tr.label, r->tr.split, r->tr.n, DFD_SPLIT_TRAIN,
+                                o->balance == DFD_BALANCE_UNDERSAMPLE, eseed, o->limit, &order, &n, err);
+    if (rc) return rc;
+    if (n == 0) {
+        free(order);
+        return dfd_fail(err, DFD_E_ARG, "no training samples");
+    }
+    dfd_loader_opts lo = {.ds = r->ds, .order = order, .n = n, .seqs = r->tr.seqs, .seq_items = r->tr.seq_items,
+                          .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
+                          .aug = o->augment ? &o->aug : NULL, .sbi_fraction = o->video ? 0 : o->sbi_fraction,
+                          .sbi = &o->sbi, .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
+                          .seed = eseed, .workers = o->loader_threads};
+    dfd_loader *l;
+    rc = dfd_loader_start(&lo, &l, err);
+    if (rc) {
+        free(order);
+        return rc;
+    }
+    double *sc = dfd_malloc_array(n, sizeof *sc);
+    int *lb = dfd_malloc_array(n, sizeof *lb);
+    float *dl = dfd_malloc_array((size_t)o->batch, sizeof *dl);
+    if (!sc || !lb || !dl) rc = dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch's scores");
+    size_t k = 0;
+    double loss_sum = 0, t0 = dfd_now_ms(), auc = NAN;
+    long correct = 0, seen = 0, step = 0, steps = (long)((n + (size_t)o->batch - 1) / (size_t)o->batch);
+    const dfd_batch *b;
+    while (!rc && !(rc = dfd_loader_next(l, &b, err)) && b) {
+        if ((rc = nn_forward(ex, b->x, b->n, err))) break;
+        size_t cnt;
+        const float *z = nn_output(ex, 0, &cnt);
+        float loss = nn_bce_logits(z, b->y, b->w, b->n, dl);
+        for (int i = 0; i < b->n; i++) {
+            if (!b->ok[i]) continue;
+            double p = sigmoid(z[i]);
+            sc[k] = p, lb[k] = (int)b->y[i], k++;
+            correct += (p >= 0.5) == (b->y[i] > 0.5f);
+        }
+        seen += b->n;
+        loss_sum += (double)loss * b->n;
+        nn_graph_zero_grad(r->g);
+        const float *dout[1] = {dl};
+        if ((rc = nn_backward(ex, dout, err))) break;
+        float lr = nn_lr_at(o->schedule, sp->lr, st->step, steps_total, o->warmup_steps);
+        nn_optim_step(opt, lr);
+        st->step++;
+        step++;
+        row->lr = lr;
+        if (step % 25 == 0 || step == steps) dfd_metric_auc(sc, lb, k, &auc, NULL);
+        if (r->fn) {
+            double el = (dfd_now_ms() - t0) / 1000;
+            dfd_train_progress p = {.phase = DFD_TRAIN_STEP, .stage = st->stage + 1, .epoch = st->epoch + 1,
+                                    .step = step, .steps = steps, .loss = loss_sum / (double)seen,
+                                    .acc = k ? (double)correct / (double)k : NAN, .auc = auc,
+                                    .images_per_s = el > 0 ? seen / el : 0, .eta_s = el / step * (steps - step)};
+            if (r->fn(r->user, &p)) {
+                r->cancelled = 1;
+                break;
+            }
+        }
+    }
+    double secs = (dfd_now_ms() - t0) / 1000;
+    r->failures += dfd_loader_failures(l);
+    dfd_loader_free(l);
+    if (!rc) {
+        dfd_metric_auc(sc, lb, k, &auc, NULL);
+        row->train_loss = seen ? loss_sum / (double)seen : NAN;
+        row->train_acc = k ? (double)correct / (double)k : NAN;
+        row->train_auc = auc;
+        row->seconds = secs;
+        row->images_per_s = secs > 0 ? (double)seen * (r->frames > 0 ? r->frames : 1) / secs : 0;
+    }
+    free(order), free(sc), free(lb), free(dl);
+    return rc;
+}
+
+static int open_data(run *r, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    int rc = dfd_dataset_open(o->data, o->layout, &r->ds, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < r->ds->n; i++)
+        if (r->ds->items[i].kind == DFD_ITEM_VIDEO)
+            return dfd_fail(err, DFD_E_ARG, "%s holds videos ('%s'): run `dfd prepare` on it first and train on its output",
+                            o->data, r->ds->items[i].path);
+    if (o->val) {
+        if ((rc = dfd_dataset_open(o->val, DFD_LAYOUT_AUTO, &r->val_ds, err))) return rc;
+        for (size_t i = 0; i < r->val_ds->n; i++)
+            if (r->val_ds->items[i].split != DFD_SPLIT_TEST) r->val_ds->items[i].split = DFD_SPLIT_VAL;
+    } else {
+        if ((rc = dfd_dataset_split_groups(r->ds, o->val_fraction, o->seed, err))) return rc;
+        r->val_ds = r->ds;
+    }
+    if (o->extra_real) {
+        dfd_dataset *x;
+        if ((rc = dfd_dataset_open(o->extra_real, DFD_LAYOUT_AUTO, &x, err))) return rc;
+        long kept = 0;
+        for (size_t i = 0; i < x->n && !rc; i++) {
+            const dfd_item *it = &x->items[i];
+            if (it->label != 0 || it->kind == DFD_ITEM_VIDEO) continue;
+            char group[600];
+            snprintf(group, sizeof group, "extra/%s", it->group);
+            rc = dfd_dataset_add(r->ds, it->path, 0, group, it->source, it->frame, it->box, DFD_SPLIT_TRAIN, err);
+            kept++;
+        }
+        dfd_log(DFD_LOG_INFO, "extra reals: %ld faces from %s (training only)", kept, o->extra_real);
+        dfd_dataset_free(x);
+        if (rc) return rc;
+    }
+    return DFD_OK;
+}
+
+static int describe_data(run *r, dfd_train_summary *s) {
+    const dfd_train_opts *o = r->o;
+    dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
+    dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:s*,s:f,s:s}", "data", o->data, "layout",
+                          dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
+                          (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
+                          (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
+                          o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed, "extra_real", o->extra_real,
+                          "sbi_fraction", (double)o->sbi_fraction, "terms",
+                          "research use only, under the terms of the source datasets");
+    r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return r->training_data ? DFD_OK : DFD_E_NOMEM;
+}
+
+int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user, dfd_train_summary *s, dfd_error *err) {
+    memset(s, 0, sizeof *s);
+    s->best_val_auc = NAN;
+    if (!o->arch || !o->data || !o->out) return dfd_fail(err, DFD_E_ARG, "train: --arch, --data and --out are required");
+    const dfd_arch_info *ai = dfd_arch_find(o->arch);
+    if (!ai) {
+        nn_graph *tmp = NULL;
+        return dfd_arch_build(o->arch, NULL, &tmp, err); /* its message lists the names */
+    }
+    if (!ai->has_head) return dfd_fail(err, DFD_E_ARG, "train: '%s' is a backbone without a head; use %s-image", o->arch, o->arch);
+    if (ai->is_video != !!o->video)
+        return dfd_fail(err, DFD_E_ARG, "train: '%s' is %s architecture, but training is for %s", o->arch,
+                        ai->is_video ? "a video" : "an image", o->video ? "video" : "images");
+    if (o->batch < 1 || o->batch > 4096 || o->epochs < 0 || o->epochs > 1000 || o->stage1_epochs < 0 ||
+        o->epochs + o->stage1_epochs > 999 || !(o->lr > 0) || !(o->sbi_fraction >= 0 && o->sbi_fraction <= 1))
+        return dfd_fail(err, DFD_E_ARG, "train: batch %d, epochs %d+%d, lr %g or sbi fraction %g out of range", o->batch,
+                        o->stage1_epochs, o->epochs, (double)o->lr, (double)o->sbi_fraction);
+    int rc = mkdir_p(o->out, err);
+    if (rc) return rc;
+
+    run R;
+    memset(&R, 0, sizeof R);
+    run *r = &R;
+    r->o = o, r->fn = fn, r->user = user;
+    r->size = o->input_size > 0 ? o->input_size : ai->default_input;
+    r->frames = o->video ? (o->frames > 0 ? o->frames : 30) : 0;
+    nn_exec *ex = NULL;
+    nn_optim *opt = NULL;
+    snapshot best = {0};
+    char ckpt[1100], state_path[1100], best_path[1100];
+    path_in(ckpt, sizeof ckpt, o->out, "checkpoint.safetensors");
+    path_in(state_path, sizeof state_path, o->out, "checkpoint.state.safetensors");
+    path_in(best_path, sizeof best_path, o->out, "best.safetensors");
+
+    if ((rc = open_data(r, err))) goto done;
+    if ((rc = describe_data(r, s))) {
+        rc = dfd_fail(err, rc, "no memory");
+        goto done;
+    }
+    if ((rc = samples_make(r->ds, o->video, &r->tr, err))) goto done;
+    if ((rc = samples_make(r->val_ds, o->video, &r->va, err))) goto done;
+    dfd_dataset_class_weights(r->ds, DFD_SPLIT_TRAIN, r->class_w);
+    data_contract(o->data, r->size, &r->contract);
+
+    /* The model. */
+    dfd_model_meta bm;
+    dfd_model_meta_init(&bm);
+    bm.arch = (char *)o->arch, bm.input_size = r->size, bm.frames = r->frames;
+    bm.width = o->width > 0 ? o->width : 1.0f, bm.dropout = o->dropout;
+    if ((rc = dfd_train_build_model(NULL, &bm, &r->g, err))) goto done;
+    nn_graph_init_weights(r->g, o->seed);
+    if (o->init && !o->resume) {
+        int loaded, skipped;
+        if ((rc = dfd_train_load_matching(r->g, o->init, &loaded, &skipped, err))) goto done;
+        dfd_log(DFD_LOG_INFO, "init: %d parameters from %s, %d kept as initialised", loaded, o->init, skipped);
+    }
+
+    /* The stages. */
+    stage_plan plan[2];
+    int n_stages = 0;
+    const char *head = o->video ? "lstm" : "global_average_pooling2d";
+    if (o->stage1_epochs > 0) {
+        plan[n_stages++] = (stage_plan){o->stage1_epochs, o->lr, head, 0};
+        plan[n_stages++] = (stage_plan){o->epochs, o->stage2_lr > 0 ? o->stage2_lr : o->lr / 100, o->stage2_from, o->freeze_bn};
+    } else plan[n_stages++] = (stage_plan){o->epochs, o->lr, o->freeze_until, o->freeze_bn};
+    for (int i = 0; i < n_stages; i++)
+        if (plan[i].unfreeze_from && nn_graph_find_node(r->g, plan[i].unfreeze_from) < 0) {
+            rc = dfd_fail(err, DFD_E_NOT_FOUND, "train: the model has no layer named '%s'", plan[i].unfreeze_from);
+            goto done;
+        }
+
+    run_state st = {.best_auc = NAN};
+    if (o->resume) {
+        dfd_st_file *f;
+        if ((rc = dfd_st_open(o->resume, &f, err))) goto done;
+        rc = dfd_model_load_params(f, r->g, err);
+        dfd_st_close(f);
+        if (rc) goto done;
+        char sp[1100];
+        state_path_for(o->resume, sp, sizeof sp);
+        if ((rc = load_state(sp, &st, r->hist, 1000, &r->n_hist, err))) goto done;
+        /* The best weights so far: from best.safetensors in the output folder. */
+        dfd_st_file *bf;
+        if (dfd_st_open(best_path, &bf, NULL) == DFD_OK) {
+            nn_graph *tmp;
+            if (dfd_train_build_model(NULL, &bm, &tmp, NULL) == DFD_OK) {
+                if (dfd_model_load_params(bf, tmp, NULL) == DFD_OK) rc = snapshot_take(tmp, &best, err);
+                nn_graph_free(tmp);
+            }
+            dfd_st_close(bf);
+            if (rc) goto done;
+        }
+        dfd_log(DFD_LOG_INFO, "resuming after epoch %d (stage %d)", st.epoch, st.stage + 1);
+    }
+
+    nn_exec_opts io;
+    nn_exec_opts_default(&io);
+    io.backend = o->backend, io.max_batch = o->batch, io.threads = o->threads, io.training = 0;
+    if ((rc = nn_exec_create(r->g, &io, &r->infer, err))) goto done;
+
+    long n_train_samples;
+    {
+        size_t *tmp, cnt;
+        if ((rc = dfd_order_balanced(r->tr.label, r->tr.split, r->tr.n, DFD_SPLIT_TRAIN, o->balance == DFD_BALANCE_UNDERSAMPLE,
+                                     0, o->limit, &tmp, &cnt, err)))
+            goto done;
+        free(tmp);
+        n_train_samples = (long)cnt;
+    }
+    if (n_train_samples == 0) {
+        rc = dfd_fail(err, DFD_E_ARG, "train: no training samples in %s", o->data);
+        goto done;
+    }
+    long steps_per_epoch = (n_train_samples + o->batch - 1) / o->batch;
+    int max_epoch = 0;
+    for (int i = 0; i < n_stages; i++) max_epoch += plan[i].epochs;
+    double train_secs = 0, train_imgs = 0;
+
+    for (int si = 0; si < n_stages && !r->cancelled; si++) {
+        const stage_plan *sp = &plan[si];
+        int resumed_here = o->resume && st.stage == si && st.epoch > 0;
+        if (o->resume && st.epoch > 0 && si < st.stage) continue; /* finished before the interruption */
+        int first_epoch = resumed_here ? st.stage_epoch : 0;
+        if (!resumed_here) st.stage_epoch = 0, st.bad_epochs = 0, st.step = 0;
+        if (resumed_here && st.bad_epochs >= o->patience && o->patience > 0) first_epoch = sp->epochs;
+        if (first_epoch >= sp->epochs) {
+            if (si + 1 < n_stages && best.data) snapshot_restore(r->g, &best);
+            continue;
+        }
+        nn_graph_set_trainable(r->g, NULL, 1);
+        if (sp->unfreeze_from) nn_graph_set_trainable(r->g, sp->unfreeze_from, 1);
+        nn_graph_freeze_bn_stats(r->g, sp->freeze_bn);
+        nn_exec_opts to = io;
+        to.training = 1;
+        to.seed = o->seed + (uint64_t)si;
+        nn_exec_free(ex);
+        ex = NULL;
+        if ((rc = nn_exec_create(r->g, &to, &ex, err))) goto done;
+        nn_optim_opts oo;
+        nn_optim_opts_default(&oo, o->optimizer);
+        oo.lr = sp->lr;
+        if (o->weight_decay >= 0) oo.weight_decay = o->weight_decay;
+        nn_optim_free(opt);
+        opt = NULL;
+        if ((rc = nn_optim_create(r->g, &oo, &opt, err))) goto done;
+        if (resumed_here) {
+            char sp2[1100];
+            state_path_for(o->resume, sp2, sizeof sp2);
+            if ((rc = restore_moments(r->g, sp2, err))) goto done;
+        }
+        long steps_total = steps_per_epoch * sp->epochs;
+        for (int e = first_epoch; e < sp->epochs && !r->cancelled; e++) {
+            dfd_history_row row = {.epoch = st.epoch + 1, .stage = si + 1, .val_loss = NAN, .val_acc = NAN,
+                                   .val_auc = NAN, .val_eer = NAN};
+            if ((rc = run_epoch(r, sp, ex, opt, &st, steps_total, &row, err))) goto done;
+            if (r->cancelled) break;
+            train_secs += row.seconds;
+            train_imgs += row.images_per_s * row.seconds;
+            /* Validation. */
+            if ((rc = nn_exec_refresh(r->infer, err))) goto done;
+            double *sc = NULL;
+            int *lb = NULL;
+            size_t nv = 0;
+            if ((rc = predict(r, r->val_ds, &r->va, DFD_SPLIT_VAL, o->val_limit, &sc, &lb, &nv, err))) goto done;
+            if (r->cancelled) {
+                free(sc), free(lb);
+                break;
+            }
+            dfd_metrics m, mt;
+            rc = dfd_metrics_compute(sc, lb, nv, 0.5, &m, err);
+            /* The same scores at the validation EER threshold: what the model file will use. */
+            if (!rc) rc = dfd_metrics_compute(sc, lb, nv, isfinite(m.eer_threshold) ? m.eer_threshold : 0.5, &mt, err);
+            free(sc), free(lb);
+            if (rc) goto done;
+            row.val_loss = m.loss, row.val_acc = m.accuracy, row.val_auc = m.auc, row.val_eer = m.eer;
+            st.epoch++;
+            st.stage = si;
+            st.stage_epoch = e + 1;
+            int improved = isfinite(m.auc) && (!isfinite(st.best_auc) || m.auc > st.best_auc + 1e-4);
+            if (nv == 0 || !isfinite(m.auc)) improved = 1; /* nothing to judge by: the latest is the best */
+            if (improved) {
+                st.best_auc = m.auc, st.best_epoch = st.epoch, st.bad_epochs = 0;
+                s->best_val = mt;
+                if ((rc = snapshot_take(r->g, &best, err))) goto done;
+                if ((rc = save_model(r, best_path, mt.threshold, &mt, st.epoch, si + 1, err))) goto done;
+            } else st.bad_epochs++;
+            if (r->n_hist < 1000) r->hist[r->n_hist++] = row;
+            if ((rc = save_model(r, ckpt, mt.threshold, &mt, st.epoch, si + 1, err))) goto done;
+            if ((rc = save_state(r->g, &st, r->hist, r->n_hist, state_path, err))) goto done;
+            if (o->keep_epochs) {
+                char ep[1100];
+                snprintf(ep, sizeof ep, "%s/epoch-%03d.safetensors", o->out, st.epoch);
+                if ((rc = save_model(r, ep, mt.threshold, &mt, st.epoch, si + 1, err))) goto done;
+            }
+            if ((rc = write_history(r, err))) goto done;
+            s->epochs_run++;
+            if (fn) {
+                dfd_train_progress p = {.phase = DFD_TRAIN_EPOCH_DONE, .stage = si + 1, .epoch = st.epoch,
+                                        .max_epoch = max_epoch, .row = &r->hist[r->n_hist - 1], .improved = improved,
+                                        .images_per_s = row.images_per_s};
+                if (fn(user, &p)) r->cancelled = 1;
+            }
+            if (o->patience > 0 && st.bad_epochs >= o->patience) {
+                dfd_log(DFD_LOG_INFO, "stage %d: no better validation AUC for %d epochs: stopping it", si + 1, o->patience);
+                s->stopped_early = 1;
+                break;
+            }
+        }
+        /* The next stage starts from this stage's best weights (Keras restore_best_weights). */
+        if (si + 1 < n_stages && best.data) snapshot_restore(r->g, &best);
+    }
+    s->best_epoch = st.best_epoch;
+    s->best_val_auc = st.best_auc;
+    s->train_seconds = train_secs;
+    s->images_per_s = train_secs > 0 ? train_imgs / train_secs : 0;
+    s->failures = r->failures;
+    s->cancelled = r->cancelled;
+    snprintf(s->best_path, sizeof s->best_path, "%s", best_path);
+    snprintf(s->last_path, sizeof s->last_path, "%s", ckpt);
+done:
+    snapshot_free(&best);
+    nn_optim_free(opt);
+    nn_exec_free(ex);
+    nn_exec_free(r->infer);
+    nn_graph_free(r->g);
+    samples_free(&r->tr);
+    samples_free(&r->va);
+    if (r->val_ds != r->ds) dfd_dataset_free(r->val_ds);
+    dfd_dataset_free(r->ds);
+    free(r->training_data);
+    return rc;
+}
+
+/* ---- Preview ---------------------------------------------------------------------------------- */
+
+int dfd_train_preview(const dfd_train_opts *o, const char *png, int n, dfd_error *err) {
+    dfd_dataset *d;
+    const char *src = o->extra_real ? o->extra_real : o->data;
+    int rc = dfd_dataset_open(src, o->extra_real ? DFD_LAYOUT_AUTO : o->layout, &d, err);
+    if (rc) return rc;
+    int size = o->input_size > 0 ? o->input_size : 128;
+    if (n < 1) n = 6;
+    if (n > 16) n = 16;
+    dfd_image *ims = calloc((size_t)n * 4, sizeof *ims);
+    const char **caps = calloc((size_t)n * 4, sizeof *caps);
+    if (!ims || !caps) {
+        free(ims), free(caps), dfd_dataset_free(d);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for a preview");
+    }
+    /* n real faces spread over the dataset, each: as is, self-blended, augmented, both. */
+    size_t reals = 0;
+    for (size_t i = 0; i < d->n; i++) reals += d->items[i].label == 0 && d->items[i].kind == DFD_ITEM_IMAGE;
+    int k = 0;
+    size_t seen = 0;
+    for (size_t i = 0; i < d->n && k < n * 4 && !rc; i++) {
+        const dfd_item *it = &d->items[i];
+        if (it->label != 0 || it->kind != DFD_ITEM_IMAGE) continue;
+        if (seen++ % (reals / (size_t)n > 0 ? reals / (size_t)n : 1)) continue;
+        dfd_image im;
+        if (dfd_image_load(it->path, NULL, &im, NULL, NULL)) continue;
+        dfd_image *row = &ims[k];
+        rc = dfd_image_resize(&im, size, size, &row[0], err);
+        dfd_image_free(&im);
+        nn_rng rg;
+        nn_rng_seed(&rg, o->seed + i);
+        for (int c = 1; c < 4 && !rc; c++) rc = dfd_image_copy(&row[0], &row[c], err);
+        if (!rc) rc = dfd_sbi(&row[1], &o->sbi, &rg, NULL, err);
+        if (!rc) rc = dfd_augment(&row[2], &o->aug, &rg, err);
+        if (!rc) rc = dfd_sbi(&row[3], &o->sbi, &rg, NULL, err);
+        if (!rc) rc = dfd_augment(&row[3], &o->aug, &rg, err);
+        caps[k] = "real", caps[k + 1] = "self-blended (FAKE)", caps[k + 2] = "real, augmented",
+        caps[k + 3] = "self-blended, augmented";
+        k += 4;
+    }
+    if (!rc && k == 0) rc = dfd_fail(err, DFD_E_NOT_FOUND, "no readable real image in %s", src);
+    if (!rc) rc = dfd_plot_image_grid(png, ims, caps, k, 4, 160, "Training samples: real / self-blended / augmented", err);
+    for (int i = 0; i < n * 4; i++) dfd_image_free(&ims[i]);
+    free(ims), free(caps);
+    dfd_dataset_free(d);
+    return rc;
+}
