@@ -17,6 +17,7 @@ mkdir -p "$OUT"
 MODELS=(
   "third_party/@mediapipe_face_detection/face_detection_short_range.tflite blazeface-short"
   "third_party/@mediapipe_face_detection/face_detection_full_range.tflite  blazeface-full"
+  "third_party/nsfwjs/tfjs-mobilenet_v2/model.json                         mobilenet_v2-imagenet"
 )
 for entry in "${MODELS[@]}"; do
   read -r src name <<<"$entry"
@@ -27,6 +28,7 @@ for entry in "${MODELS[@]}"; do
   if [[ "${DFD_FORCE:-0}" != 1 && -f "$dst" && "$dst" -nt "$src" ]]; then
     continue
   fi
-  "$DFD" import tflite "$src" "$dst" >/dev/null
+  case "$src" in *.tflite) fmt=tflite ;; *.json) fmt=tfjs ;; *) say "unknown format: $src"; exit 1 ;; esac
+  "$DFD" import "$fmt" "$src" "$dst" >/dev/null
   say "wrote $dst"
 done

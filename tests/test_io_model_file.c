@@ -335,7 +335,7 @@ static void metadata_is_validated(void **state) {
         {"threshold", "0.5x", "threshold"},
         {"threshold", "nan", "threshold"},
         {"input_size", "-3", "input_size"},
-        {"output", "probability", "output 'probability'"},
+        {"output", "probability", "output meaning 'probability'"},
         {"metrics", "[1,2]", "metrics"},
         {"architecture", "", "architecture"},
     };

@@ -53,6 +53,18 @@ static void dims_str(const int64_t *d, int n, char *buf, size_t cap) {
 
 /* ---- Saving ------------------------------------------------------------------------ */
 
+/* What output 0 of a model may mean. Classifiers trained by dfd output a logit of P(fake);
+ * models imported from the original Keras system output sigmoid(P(real)); backbones
+ * (pretrained starting points) output features. */
+static const char *const known_outputs[] = {"logit_p_fake", "logit_p_real", "sigmoid_p_fake", "sigmoid_p_real",
+                                            "features", NULL};
+
+static int output_known(const char *o) {
+    for (int i = 0; known_outputs[i]; i++)
+        if (strcmp(o, known_outputs[i]) == 0) return 1;
+    return 0;
+}
+
 static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
     if (!m || !m->arch || !*m->arch) return dfd_fail(err, DFD_E_ARG, "model metadata needs an architecture name");
     if (m->input_size < 1 || m->input_size > MAX_INPUT_SIZE)
@@ -64,9 +76,8 @@ static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
     if (!(m->width > 0.0f) || !isfinite(m->width) || !isfinite(m->dropout))
         return dfd_fail(err, DFD_E_ARG, "model metadata: width %g / dropout %g invalid", (double)m->width,
                         (double)m->dropout);
-    if (m->output && strcmp(m->output, DFD_MODEL_OUTPUT_LOGIT) != 0)
-        return dfd_fail(err, DFD_E_ARG, "model metadata: output '%s' is not '%s'", m->output,
-                        DFD_MODEL_OUTPUT_LOGIT);
+    if (m->output && !output_known(m->output))
+        return dfd_fail(err, DFD_E_ARG, "model metadata: unknown output meaning '%s'", m->output);
     if (m->preprocess && !is_json_object(m->preprocess))
         return dfd_fail(err, DFD_E_ARG, "model metadata: preprocess is not a JSON object");
     if (m->metrics && !is_json_object(m->metrics))
@@ -97,7 +108,7 @@ int dfd_model_save(nn_graph *g, const dfd_model_meta *meta, const dfd_model_save
     int n = 0;
     kv[n++] = (struct meta_kv){"format", DFD_MODEL_FORMAT};
     kv[n++] = (struct meta_kv){"architecture", meta->arch};
-    kv[n++] = (struct meta_kv){"output", DFD_MODEL_OUTPUT_LOGIT};
+    kv[n++] = (struct meta_kv){"output", meta->output ? meta->output : DFD_MODEL_OUTPUT_LOGIT};
     kv[n++] = (struct meta_kv){"dfd_version", dfd_version()};
     if (meta->preprocess) kv[n++] = (struct meta_kv){"preprocess", meta->preprocess};
     if (meta->training_data) kv[n++] = (struct meta_kv){"training_data", meta->training_data};
@@ -184,9 +195,8 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
     if (!s || parse_double(s, &threshold) || threshold < 0.0 || threshold > 1.0)
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'threshold' missing or not in [0,1]");
     const char *output = dfd_st_meta_get(f, "output");
-    if (!output || strcmp(output, DFD_MODEL_OUTPUT_LOGIT) != 0)
-        return dfd_fail(err, DFD_E_MODEL, "model metadata: output '%.64s' is not '%s'", output ? output : "(none)",
-                        DFD_MODEL_OUTPUT_LOGIT);
+    if (!output || !output_known(output))
+        return dfd_fail(err, DFD_E_MODEL, "model metadata: unknown output meaning '%.64s'", output ? output : "(none)");
     const char *pre = dfd_st_meta_get(f, "preprocess"), *met = dfd_st_meta_get(f, "metrics");
     if (pre && !is_json_object(pre))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'preprocess' is not a JSON object");

@@ -8,7 +8,9 @@
  *   input_size    square input side in pixels;  frames, width, dropout: the other
  *                 architecture options (frames 0 for image models)
  *   preprocess    JSON object text: the preprocessing / crop contract the model was trained with
- *   output        what output 0 means: "logit_p_fake" (p_fake = sigmoid(output))
+ *   output        what output 0 means: "logit_p_fake" (p_fake = sigmoid(output), what dfd
+ *                 trains), "logit_p_real", "sigmoid_p_fake", "sigmoid_p_real" (models
+ *                 imported from the original Keras system), or "features" (a backbone)
  *   threshold     decision threshold on p_fake, in [0,1]
  *   training_data free text (data sets, splits);  metrics: JSON object text
  *   dfd_version   version of dfd that wrote the file
@@ -38,7 +40,7 @@ typedef struct dfd_model_meta {
     float width;         /* architecture width multiplier (1 = default) */
     float dropout;       /* head dropout rate used in training (< 0 = default) */
     char *preprocess;    /* JSON object text, or NULL */
-    char *output;        /* "logit_p_fake" (NULL when saving means that) */
+    char *output;        /* see "output" above (NULL when saving means "logit_p_fake") */
     double threshold;    /* on p_fake, [0,1]; default 0.5 */
     char *training_data; /* free text, or NULL */
     char *metrics;       /* JSON object text, or NULL */
