@@ -93,6 +93,19 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return md / (rms > 1e-3 ? rms : 1e-3);
 }
 
+/* max |a - b| / max(RMS(b), floor). */
+static double rel_err_floor(const float *a, const float *b, size_t n, double floor) {
+    double ss = 0, md = 0;
+    for (size_t i = 0; i < n; i++) {
+        ss += (double)b[i] * b[i];
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= md)) md = e;
+    }
+    double rms = sqrt(ss / (double)(n ? n : 1));
+    if (rms < floor) rms = floor;
+    return md / (rms > 1e-12 ? rms : 1e-12);
+}
+
 static nn_exec *make_exec(nn_graph *g, nn_backend b, nn_precision p, int training, int max_batch) {
     nn_exec_opts o;
     nn_exec_opts_default(&o);
@@ -515,6 +528,309 @@ static void refresh_rereads_parameters(void **state) {
     nn_graph_free(g);
 }
 
+/* ---- Training: forward values, parameter and input gradients ---------------------------------- */
+
+#define TOL_GRAD 1e-3
+
+typedef struct snap {
+    float **grad, **stat;
+} snap;
+
+static void zero_grads(nn_graph *g) { nn_graph_zero_grad(g); }
+
+/* One training step's forward + backward on executor ex: returns copies of the output,
+ * every parameter gradient and the input gradient; leaves the moving statistics as they
+ * were before the pass in *before (restored) and as the pass left them in *after. */
+typedef struct step_result {
+    float *out;
+    size_t nout;
+    float **grads;
+    float *dx;
+    size_t ndx;
+    float **stats;
+} step_result;
+
+static void step_free(nn_graph *g, step_result *r) {
+    free(r->out);
+    free(r->dx);
+    for (int i = 0; i < nn_graph_param_count(g); i++) {
+        free(r->grads[i]);
+        free(r->stats[i]);
+    }
+    free(r->grads);
+    free(r->stats);
+}
+
+static float *dup_floats(const float *x, size_t n) {
+    float *y = malloc((n ? n : 1) * sizeof *y);
+    assert_non_null(y);
+    if (n) memcpy(y, x, n * sizeof *y);
+    return y;
+}
+
+static void train_step(nn_graph *g, nn_exec *ex, const float *x, const float *dy, int batch, step_result *r) {
+    int np = nn_graph_param_count(g);
+    float **saved = calloc((size_t)np, sizeof *saved);
+    assert_non_null(saved);
+    for (int i = 0; i < np; i++) /* moving statistics: restore after the pass */
+        if (nn_graph_param(g, i)->is_statistic) saved[i] = dup_floats(nn_graph_param(g, i)->data, nn_graph_param(g, i)->count);
+    zero_grads(g);
+    forward(ex, x, batch);
+    const float *o = nn_output(ex, 0, &r->nout);
+    assert_non_null(o);
+    r->out = dup_floats(o, r->nout);
+    const float *douts[1] = {dy};
+    dfd_error e = {0};
+    int rc = nn_backward(ex, douts, &e);
+    if (rc) print_message("nn_backward: %s\n", e.message);
+    assert_int_equal(rc, DFD_OK);
+    r->ndx = node_elems(g, nn_graph_input(g), batch);
+    const float *dx = nn_input_grad(ex);
+    assert_non_null(dx);
+    r->dx = dup_floats(dx, r->ndx);
+    r->grads = calloc((size_t)np, sizeof *r->grads);
+    r->stats = calloc((size_t)np, sizeof *r->stats);
+    assert_true(r->grads && r->stats);
+    for (int i = 0; i < np; i++) {
+        nn_param *p = nn_graph_param(g, i);
+        if (p->grad) r->grads[i] = dup_floats(p->grad, p->count);
+        if (saved[i]) {
+            r->stats[i] = dup_floats(p->data, p->count);
+            memcpy(p->data, saved[i], p->count * sizeof(float));
+            free(saved[i]);
+        }
+    }
+    free(saved);
+}
+
+static void check_training(nn_graph *g, const char *what) {
+    assert_null(nn_graph_error(g));
+    assert_int_equal(nn_graph_output_count(g), 1);
+    nn_exec *ref = make_exec(g, NN_BACKEND_REF, NN_PREC_F32, 1, 3);
+    nn_exec *dn = make_exec(g, NN_BACKEND_DNNL, NN_PREC_F32, 1, 3);
+    const int batches[3] = {3, 2, 3};
+    for (int bi = 0; bi < 3; bi++) {
+        int batch = batches[bi];
+        float *x = random_input(node_elems(g, nn_graph_input(g), batch), 200 + (uint64_t)bi);
+        float *dy = random_input(node_elems(g, nn_graph_output(g, 0), batch), 300 + (uint64_t)bi);
+        step_result a, b;
+        train_step(g, ref, x, dy, batch, &a);
+        train_step(g, dn, x, dy, batch, &b);
+        assert_int_equal(a.nout, b.nout);
+        double e = rel_err(b.out, a.out, a.nout);
+        if (!(e <= TOL_F32)) print_message("%s (training, batch %d): output differs by %.3g x RMS\n", what, batch, e);
+        assert_true(e <= TOL_F32);
+        e = rel_err(b.dx, a.dx, a.ndx);
+        if (!(e <= TOL_GRAD)) print_message("%s (batch %d): input gradient differs by %.3g x RMS\n", what, batch, e);
+        assert_true(e <= TOL_GRAD);
+        /* A gradient that cancels to (nearly) zero, such as a bias followed by batch-norm,
+         * holds only rounding noise: compare each one at least at 1% of the largest
+         * gradient's RMS in the model. */
+        double gscale = 0;
+        for (int i = 0; i < nn_graph_param_count(g); i++) {
+            nn_param *p = nn_graph_param(g, i);
+            if (!a.grads[i] || !p->trainable || p->is_statistic) continue;
+            double ss = 0;
+            for (size_t k = 0; k < p->count; k++) ss += (double)a.grads[i][k] * a.grads[i][k];
+            if (sqrt(ss / (double)p->count) > gscale) gscale = sqrt(ss / (double)p->count);
+        }
+        int checked = 0;
+        for (int i = 0; i < nn_graph_param_count(g); i++) {
+            nn_param *p = nn_graph_param(g, i);
+            if (a.stats[i]) {
+                e = rel_err(b.stats[i], a.stats[i], p->count);
+                if (!(e <= TOL_F32)) print_message("%s (batch %d): moving statistic '%s' differs by %.3g\n", what, batch, p->name, e);
+                assert_true(e <= TOL_F32);
+            }
+            if (!p->trainable || p->is_statistic) continue;
+            assert_non_null(a.grads[i]);
+            assert_non_null(b.grads[i]);
+            e = rel_err_floor(b.grads[i], a.grads[i], p->count, 0.01 * gscale);
+            if (!(e <= TOL_GRAD)) print_message("%s (batch %d): gradient of '%s' differs by %.3g x RMS\n", what, batch, p->name, e);
+            assert_true(e <= TOL_GRAD);
+            checked++;
+        }
+        assert_true(checked == 0 || gscale > 0);
+        step_free(g, &a);
+        step_free(g, &b);
+        free(x);
+        free(dy);
+    }
+    nn_exec_free(dn);
+    nn_exec_free(ref);
+}
+
+static void train_conv_and_bn(void **state) {
+    (void)state;
+    struct {
+        int k, s, d;
+        nn_padding pad;
+        int groups, out_c, bias;
+        nn_act act;
+    } cases[] = {
+        {3, 1, 1, NN_PAD_SAME, 1, 6, 1, NN_ACT_RELU},  {3, 2, 1, NN_PAD_SAME, 1, 5, 0, NN_ACT_NONE},
+        {3, 1, 2, NN_PAD_VALID, 1, 4, 1, NN_ACT_TANH}, {3, 1, 1, NN_PAD_SAME, 2, 6, 1, NN_ACT_PRELU},
+        {1, 1, 1, NN_PAD_VALID, 1, 8, 1, NN_ACT_SWISH}, {3, 2, 1, NN_PAD_SAME, 4, 4, 1, NN_ACT_RELU6},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        int x = input3(g, 9, 8, 4);
+        nn_conv_attr a = conv_attr(cases[i].k, cases[i].s, cases[i].d, cases[i].pad, cases[i].groups, cases[i].out_c,
+                                   cases[i].bias, cases[i].act);
+        int c = nn_conv2d(g, "conv", x, &a);
+        nn_mark_output(g, nn_batchnorm(g, "bn", c, 1e-3f, 0.9f));
+        randomize(g, 100 + i);
+        char what[64];
+        snprintf(what, sizeof what, "train conv case %zu", i);
+        check_training(g, what);
+        /* frozen statistics: the moving ones normalise, gamma/beta still learn */
+        nn_graph_freeze_bn_stats(g, 1);
+        check_training(g, "train conv, frozen bn statistics");
+        nn_graph_free(g);
+    }
+    /* a frozen prefix: no gradient for its parameters, still one for the input */
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 7, 7, 3);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 4, 1, NN_ACT_RELU);
+    int c1 = nn_conv2d(g, "c1", x, &a);
+    int b1 = nn_batchnorm(g, "b1", c1, 1e-3f, 0.9f);
+    int c2 = nn_conv2d(g, "c2", b1, &a);
+    nn_mark_output(g, nn_batchnorm(g, "b2", c2, 1e-3f, 0.9f));
+    randomize(g, 110);
+    assert_int_equal(nn_graph_set_trainable(g, "c2", 1), DFD_OK);
+    check_training(g, "frozen prefix");
+    nn_graph_free(g);
+}
+
+static void train_depthwise_separable(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 8, 9, 6);
+    int dw = nn_depthwise2d(g, "dw", x, 3, 3, 2, 2, NN_PAD_SAME, 1, NN_ACT_RELU6);
+    int s = nn_separable2d(g, "sep", dw, 7, 3, 3, 1, 1, NN_PAD_SAME, 1, NN_ACT_NONE);
+    nn_mark_output(g, nn_activation(g, "act", nn_batchnorm(g, "bn", s, 1e-3f, 0.9f), NN_ACT_RELU));
+    randomize(g, 120);
+    check_training(g, "train depthwise + separable");
+    nn_graph_free(g);
+}
+
+static void train_activations_pooling(void **state) {
+    (void)state;
+    nn_act acts[] = {NN_ACT_NONE, NN_ACT_RELU, NN_ACT_RELU6, NN_ACT_SIGMOID, NN_ACT_SWISH, NN_ACT_TANH, NN_ACT_PRELU};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        nn_graph *g = nn_graph_new();
+        int x = input3(g, 6, 7, 5);
+        nn_conv_attr a = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 5, 1, NN_ACT_NONE);
+        int c = nn_conv2d(g, "conv", x, &a);
+        nn_mark_output(g, nn_activation(g, "act", c, acts[i]));
+        randomize(g, 130 + i);
+        nn_param *k = nn_graph_find_param(g, "conv/kernel");
+        for (size_t j = 0; j < k->count; j++) k->data[j] *= 6.0f;
+        char what[64];
+        snprintf(what, sizeof what, "train activation %d", (int)acts[i]);
+        check_training(g, what);
+        nn_graph_free(g);
+    }
+    for (int op = 0; op < 2; op++)
+        for (int pad = 0; pad < 2; pad++) {
+            nn_graph *g = nn_graph_new();
+            int x = input3(g, 9, 8, 5);
+            int y = op ? nn_avgpool(g, "pool", x, 3, 3, 2, 2, pad ? NN_PAD_SAME : NN_PAD_VALID)
+                       : nn_maxpool(g, "pool", x, 3, 3, 2, 2, pad ? NN_PAD_SAME : NN_PAD_VALID);
+            nn_mark_output(g, y);
+            check_training(g, op ? "train avg pool" : "train max pool");
+            nn_graph_free(g);
+        }
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 5, 6, 4);
+    nn_mark_output(g, nn_gap(g, "gap", x));
+    check_training(g, "train global pooling");
+    nn_graph_free(g);
+    g = nn_graph_new();
+    x = nn_input(g, "input", 2, (int[]){5, 4});
+    nn_mark_output(g, nn_gap(g, "gap", x));
+    check_training(g, "train global pooling over time");
+    nn_graph_free(g);
+}
+
+static void train_dense_dropout_add_concat_pad(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 1, (int[]){16});
+    int d1 = nn_dense(g, "d1", x, 12, 1, NN_ACT_RELU);
+    int b = nn_batchnorm(g, "bn", d1, 1e-3f, 0.9f);
+    int dr = nn_dropout(g, "drop", b, 0.4f);
+    nn_mark_output(g, nn_dense(g, "d2", dr, 3, 0, NN_ACT_SIGMOID));
+    randomize(g, 140);
+    check_training(g, "train dense + bn + dropout");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = nn_input(g, "input", 2, (int[]){4, 6});
+    nn_mark_output(g, nn_dense(g, "d", x, 5, 1, NN_ACT_PRELU));
+    randomize(g, 141);
+    check_training(g, "train dense per time step");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 6, 6, 4);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 4, 1, NN_ACT_NONE);
+    int c1 = nn_conv2d(g, "c1", x, &a);
+    int c2 = nn_conv2d(g, "c2", c1, &a);
+    int add = nn_add(g, "add", c1, c2); /* c1 feeds two nodes: its gradient is a sum */
+    nn_conv_attr a3 = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 3, 1, NN_ACT_NONE);
+    int ins[3] = {nn_conv2d(g, "c3", add, &a3), add, x};
+    int cat = nn_concat(g, "cat", 3, ins);
+    int p = nn_pad(g, "pad", cat, 1, 0, 2, 1, 2);
+    nn_mark_output(g, nn_maxpool(g, "pool", p, 2, 2, 2, 2, NN_PAD_VALID));
+    randomize(g, 142);
+    check_training(g, "train add + concat + pad");
+    nn_graph_free(g);
+
+    g = nn_graph_new();
+    x = input3(g, 4, 3, 2);
+    int c = nn_conv2d(g, "c", x, &a);
+    int r = nn_reshape(g, "r", c, 2, (int[]){12, 4});
+    nn_mark_output(g, nn_dense(g, "d", r, 3, 1, NN_ACT_NONE));
+    randomize(g, 143);
+    check_training(g, "train reshape");
+    nn_graph_free(g);
+
+    for (int mode = 0; mode < 3; mode++) {
+        g = nn_graph_new();
+        x = input3(g, 5, 7, 3);
+        c = nn_conv2d(g, "c", x, &a);
+        nn_mark_output(g, nn_resize_bilinear(g, "rs", c, mode == 2 ? 4 : 11, mode == 2 ? 3 : 9, mode == 1, mode == 2));
+        randomize(g, 144);
+        check_training(g, "train resize");
+        nn_graph_free(g);
+    }
+}
+
+static void train_lstm_video(void **state) {
+    (void)state;
+    for (int rs = 0; rs < 2; rs++) {
+        nn_graph *g = nn_graph_new();
+        int x = nn_input(g, "input", 2, (int[]){5, 6});
+        nn_mark_output(g, nn_lstm(g, "lstm", x, 7, rs));
+        randomize(g, 150 + (uint64_t)rs);
+        check_training(g, rs ? "train LSTM sequences" : "train LSTM last");
+        nn_graph_free(g);
+    }
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 4, (int[]){3, 6, 6, 3});
+    int f = nn_fold_time(g, x);
+    nn_conv_attr a = conv_attr(3, 2, 1, NN_PAD_SAME, 1, 8, 1, NN_ACT_RELU);
+    int c = nn_batchnorm(g, "bn", nn_conv2d(g, "c", f, &a), 1e-3f, 0.9f);
+    int u = nn_unfold_time(g, nn_gap(g, "gap", c));
+    int l1 = nn_lstm(g, "lstm1", u, 6, 1);
+    int l2 = nn_lstm(g, "lstm2", nn_dropout(g, "drop", l1, 0.3f), 4, 0);
+    nn_mark_output(g, nn_dense(g, "head", l2, 1, 1, NN_ACT_NONE));
+    randomize(g, 152);
+    check_training(g, "train video model");
+    nn_graph_free(g);
+}
+
 int main(void) {
     /* Linking the backend object explicitly (exec.c may refer to it weakly). */
     assert_string_equal(nn_backend_dnnl.name, "oneDNN");
@@ -529,6 +845,11 @@ int main(void) {
         cmocka_unit_test(lstm_and_time),
         cmocka_unit_test(fused_patterns),
         cmocka_unit_test(refresh_rereads_parameters),
+        cmocka_unit_test(train_conv_and_bn),
+        cmocka_unit_test(train_depthwise_separable),
+        cmocka_unit_test(train_activations_pooling),
+        cmocka_unit_test(train_dense_dropout_add_concat_pad),
+        cmocka_unit_test(train_lstm_video),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -339,11 +339,14 @@ int dn_get_weight(dn_priv *d, dn_plan *pl, dn_steps *st, int node, int key, cons
             if (rc) return rc;
         }
     }
-    if (d->training) { /* parameters change between passes: convert at every pass */
+    /* Training: parameters change between passes, so convert at every pass; a backward
+     * pass reuses what its forward pass converted. */
+    if (d->training && !(d->building_bwd && w->stamp == pl)) {
         dnnl_memory_t ms;
         int rc = dn_mem_ext(d, pl, user, (void *)src, &ms, err);
         if (!rc) rc = dn_add_reorder(d, pl, st, ms, w->mem, err);
         if (rc) return rc;
+        w->stamp = pl;
     }
     *out = w->mem;
     return DFD_OK;
@@ -392,6 +395,9 @@ static void plan_free(dn_priv *d, dn_plan *pl) {
     free_steps(&pl->bwd);
     for (int i = 0; pl->vals && i < d->n; i++)
         if (pl->vals[i].out_prim) dnnl_primitive_destroy(pl->vals[i].out_prim);
+    for (int i = 0; pl->hint && i < 2 * d->n; i++)
+        if (pl->hint[i]) dnnl_primitive_desc_destroy(pl->hint[i]);
+    free(pl->hint);
     for (int i = 0; i < pl->nmems; i++) dnnl_memory_destroy(pl->mems[i].mem);
     free(pl->mems);
     free(pl->vals);
@@ -418,7 +424,8 @@ static int plan_get(dn_priv *d, int batch, dn_plan **out, dfd_error *err) {
         pl->batch = batch;
         pl->vals = calloc((size_t)d->n, sizeof *pl->vals);
         pl->grad_ready = calloc((size_t)d->n, sizeof *pl->grad_ready);
-        if (!pl->vals || !pl->grad_ready) {
+        pl->hint = calloc((size_t)d->n * 2, sizeof *pl->hint);
+        if (!pl->vals || !pl->grad_ready || !pl->hint) {
             plan_free(d, pl);
             return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for a plan");
         }

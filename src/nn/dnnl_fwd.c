@@ -288,7 +288,7 @@ static int fn_resize(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) 
 
 static dnnl_prop_kind_t prop(const dn_priv *d) { return d->training ? dnnl_forward_training : dnnl_forward_inference; }
 
-static int attr_new(dnnl_primitive_attr_t *attr, dfd_error *err) {
+int dn_attr_new(dnnl_primitive_attr_t *attr, dfd_error *err) {
     int rc = dn_check(dnnl_primitive_attr_create(attr), err, "attribute", NULL);
     if (!rc) dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
     return rc;
@@ -297,6 +297,14 @@ static int attr_new(dnnl_primitive_attr_t *attr, dfd_error *err) {
 static int pd_create(dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_attr_t attr, const dn_priv *d,
                      const_dnnl_primitive_desc_t hint, const nn_node *n, const char *what, dfd_error *err) {
     return dn_check(dnnl_primitive_desc_create(pd, desc, attr, d->eng, hint), err, what, n);
+}
+
+/* Training: keeps a forward descriptor for the backward pass (slot 0 the op, 1 its activation). */
+static void keep_hint(dn_priv *d, dn_plan *pl, int node, int slot, const_dnnl_primitive_desc_t pd) {
+    if (!d->training || node < 0) return;
+    dnnl_primitive_desc_t *h = &pl->hint[node * 2 + slot];
+    if (*h) dnnl_primitive_desc_destroy(*h);
+    if (dnnl_primitive_desc_clone(h, pd) != dnnl_success) *h = NULL;
 }
 
 static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, int arg) {
@@ -335,7 +343,8 @@ static int md_1d(dnnl_memory_desc_t *md, dnnl_dim_t c) {
 
 /* An eltwise (non-PReLU activation) step from src to dst, both of layout md. */
 static int add_eltwise(dn_priv *d, dn_plan *pl, dn_steps *st, const nn_node *n, nn_act act,
-                       const dnnl_memory_desc_t *md, dnnl_memory_t src, dnnl_memory_t dst, dfd_error *err) {
+                       const dnnl_memory_desc_t *md, dnnl_memory_t src, dnnl_memory_t dst, int hnode, int hslot,
+                       dfd_error *err) {
     float alpha, beta;
     dnnl_alg_kind_t alg = act == NN_ACT_NONE ? dnnl_eltwise_linear : dn_act_alg(act, &alpha, &beta);
     if (act == NN_ACT_NONE) {
@@ -346,11 +355,12 @@ static int add_eltwise(dn_priv *d, dn_plan *pl, dn_steps *st, const nn_node *n, 
     int rc = dn_check(dnnl_eltwise_forward_desc_init(&ed, prop(d), alg, md, alpha, beta), err, "activation", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &ed, attr, d, NULL, n, "activation", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, hnode, hslot, pd);
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     rc = dn_add_prim(d, pl, st, pd, 2, args, err);
     dnnl_primitive_desc_destroy(pd);
@@ -366,7 +376,7 @@ static int prelu_user_md(dnnl_memory_desc_t *md, int ndims, dnnl_dim_t C) {
 }
 
 static int add_prelu(dn_priv *d, dn_plan *pl, dn_steps *st, int node, int alpha_param, const dnnl_memory_desc_t *md,
-                     dnnl_memory_t src, dnnl_memory_t dst, dfd_error *err) {
+                     dnnl_memory_t src, dnnl_memory_t dst, int hslot, dfd_error *err) {
     const nn_node *n = NODE(d, node);
     nn_param *alpha = nn_graph_param(d->g, alpha_param);
     dnnl_memory_desc_t wu, wany;
@@ -377,11 +387,12 @@ static int add_prelu(dn_priv *d, dn_plan *pl, dn_steps *st, int node, int alpha_
     int rc = dn_check(dnnl_prelu_forward_desc_init(&pdsc, prop(d), md, &wany), err, "PReLU", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &pdsc, attr, d, NULL, n, "PReLU", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, node, hslot, pd);
     dnnl_memory_t wm;
     rc = dn_get_weight(d, pl, st, node, 7, &wu, alpha->data, q_md(pd, DNNL_ARG_WEIGHTS), &wm, err);
     if (!rc) {
@@ -431,7 +442,7 @@ static int build_chain(dn_priv *d, dn_plan *pl, dn_steps *st, int ci, dfd_error 
     if (rc) return rc;
     /* Post-ops (inference): activation, residual sum, activation. */
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     int separate_act = c->act1 != NN_ACT_NONE && (d->training || c->act1 == NN_ACT_PRELU);
     if (!d->training) {
         dnnl_post_ops_t po;
@@ -454,6 +465,7 @@ static int build_chain(dn_priv *d, dn_plan *pl, dn_steps *st, int ci, dfd_error 
     rc = pd_create(&pd, &cd, attr, d, NULL, h, "convolution", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, c->head, 0, pd);
     dnnl_memory_t msrc, mw, mb = NULL, mdst;
     rc = dn_get_input(d, pl, st, c->src, q_md(pd, DNNL_ARG_SRC), &msrc, NULL, err);
     if (!rc) rc = dn_get_weight(d, pl, st, c->head, 0, &wu, wsrc, q_md(pd, DNNL_ARG_WEIGHTS), &mw, err);
@@ -489,9 +501,9 @@ static int build_chain(dn_priv *d, dn_plan *pl, dn_steps *st, int ci, dfd_error 
     }
     if (!rc && separate_act) {
         if (c->act1 == NN_ACT_PRELU)
-            rc = add_prelu(d, pl, st, c->head, c->act1_alpha, qdst, mdst, ve->mem, err);
+            rc = add_prelu(d, pl, st, c->head, c->act1_alpha, qdst, mdst, ve->mem, 1, err);
         else
-            rc = add_eltwise(d, pl, st, h, c->act1, qdst, mdst, ve->mem, err);
+            rc = add_eltwise(d, pl, st, h, c->act1, qdst, mdst, ve->mem, c->head, 1, err);
     }
     dnnl_primitive_desc_destroy(pd);
     return rc;
@@ -525,11 +537,12 @@ static int build_bn(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *er
                       "batch-norm", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &bd, attr, d, NULL, n, "batch-norm", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, id, 0, pd);
     dnnl_memory_desc_t cmd;
     md_1d(&cmd, n->shape[n->ndim - 1]);
     dnnl_memory_t msrc, ms, mh, mm, mv;
@@ -561,8 +574,8 @@ static int build_act(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *e
     int rc = set_val(d, pl, id, &md, err);
     if (rc) return rc;
     if (n->a.act.act == NN_ACT_PRELU)
-        return add_prelu(d, pl, st, id, n->params[0], &md, pl->vals[in].mem, pl->vals[id].mem, err);
-    return add_eltwise(d, pl, st, n, n->a.act.act, &md, pl->vals[in].mem, pl->vals[id].mem, err);
+        return add_prelu(d, pl, st, id, n->params[0], &md, pl->vals[in].mem, pl->vals[id].mem, 0, err);
+    return add_eltwise(d, pl, st, n, n->a.act.act, &md, pl->vals[in].mem, pl->vals[id].mem, id, 0, err);
 }
 
 static int build_pool(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *err) {
@@ -582,11 +595,12 @@ static int build_pool(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *
                       "pooling", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &pdsc, attr, d, NULL, n, "pooling", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, id, 0, pd);
     rc = set_val(d, pl, id, q_md(pd, DNNL_ARG_DST), err);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, pl->vals[in].mem}, {DNNL_ARG_DST, pl->vals[id].mem}, {0, NULL}};
     int nargs = 2;
@@ -627,11 +641,12 @@ static int build_gap(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *e
                   err, "global pooling", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &pdsc, attr, d, NULL, n, "global pooling", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, id, 0, pd);
     /* The value is {N, C} plain fp32; the pool writes {N, C, 1, 1}, the same bytes when plain. */
     dnnl_memory_t mview, mdst;
     rc = set_val(d, pl, id, &vmd, err);
@@ -671,7 +686,7 @@ static int build_dense(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error 
                   "dense", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     if (act != NN_ACT_NONE && !separate_act) {
         dnnl_post_ops_t po;
         dnnl_post_ops_create(&po);
@@ -683,6 +698,7 @@ static int build_dense(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error 
     rc = pd_create(&pd, &ipd, attr, d, NULL, n, "dense", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, id, 0, pd);
     dnnl_memory_t mfull, msrc, mw, mb = NULL, mdst;
     int buf;
     rc = get_plain(d, pl, st, in, dt, &mfull, &buf, err);
@@ -699,8 +715,8 @@ static int build_dense(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error 
     if (!rc && separate_act) {
         dnnl_memory_t mval;
         rc = dn_mem_buf(d, pl, &dst2, dn_slot(id, DN_SLOT_VAL), &mval, err);
-        if (!rc && act == NN_ACT_PRELU) rc = add_prelu(d, pl, st, id, n->params[2], &dst2, mdst, mval, err);
-        else if (!rc) rc = add_eltwise(d, pl, st, n, act, &dst2, mdst, mval, err);
+        if (!rc && act == NN_ACT_PRELU) rc = add_prelu(d, pl, st, id, n->params[2], &dst2, mdst, mval, 1, err);
+        else if (!rc) rc = add_eltwise(d, pl, st, n, act, &dst2, mdst, mval, id, 1, err);
     }
     dnnl_primitive_desc_destroy(pd);
     return rc;
@@ -731,7 +747,7 @@ static int build_add(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *e
     int rc = dn_check(dnnl_binary_desc_init(&bd, dnnl_binary_add, &md, &md, &md), err, "add", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &bd, attr, d, NULL, n, "add", err);
     dnnl_primitive_attr_destroy(attr);
@@ -762,7 +778,7 @@ static int build_concat(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error
     }
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr;
-    int rc = attr_new(&attr, err);
+    int rc = dn_attr_new(&attr, err);
     if (rc) return rc;
     if (same_type && !d->training && !dn_md_any(&dmd, nd, dd, dt))
         if (dnnl_concat_primitive_desc_create(&pd, &dmd, n->n_inputs, 1, smd, attr, d->eng) != dnnl_success) pd = NULL;
@@ -866,11 +882,12 @@ static int build_lstm(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *
                   err, "LSTM", n);
     if (rc) return rc;
     dnnl_primitive_attr_t attr;
-    if ((rc = attr_new(&attr, err))) return rc;
+    if ((rc = dn_attr_new(&attr, err))) return rc;
     dnnl_primitive_desc_t pd;
     rc = pd_create(&pd, &rd, attr, d, NULL, n, "LSTM", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
+    keep_hint(d, pl, id, 0, pd);
     dnnl_memory_t mx, msl, mwl, mwi, mb, mdl, mdi, mdc, mws = NULL;
     int buf;
     const int rs = n->a.lstm.return_sequences;

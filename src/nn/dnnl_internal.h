@@ -34,7 +34,12 @@ enum {
     DN_SLOT_AUX2,
     DN_SLOT_AUX3,
     DN_SLOT_CONV0, /* the value converted to other layouts/types wanted by consumers */
-    DN_SLOTS = DN_SLOT_CONV0 + 4
+    DN_SLOT_B0 = DN_SLOT_CONV0 + 4, /* training: backward temporaries of the node */
+    DN_SLOT_B1,
+    DN_SLOT_B2,
+    DN_SLOT_B3,
+    DN_SLOT_B4,
+    DN_SLOTS
 };
 /* A memory "on" this buffer id is bound to the caller's input at every pass (inference). */
 #define DN_BUF_INPUT (-2)
@@ -95,7 +100,8 @@ struct dn_plan {
     dn_bind *mems;      /* every memory object of the plan */
     int nmems, capmems;
     unsigned gen;       /* buffer generation the memories point into */
-    int *grad_ready;    /* training: per node, its DIFF buffer holds a value this pass */
+    int *grad_ready;    /* training: per node, its DIFF buffer receives a gradient */
+    dnnl_primitive_desc_t *hint; /* training: per node 2 forward descriptors (op, activation) */
 };
 
 /* A fused convolution: conv [+ folded batch-norm] [+ act] [+ residual add] [+ act]. */
@@ -121,6 +127,7 @@ typedef struct dn_wcopy {
     dnnl_memory_desc_t md;    /* the primitive's layout */
     dnnl_memory_t mem;
     void *p;
+    const void *stamp; /* training: the plan whose steps last got a conversion into it */
 } dn_wcopy;
 
 typedef struct dn_node {
@@ -157,6 +164,8 @@ struct dn_priv {
     dn_plan **plans; /* [max_batch + 1] */
     dn_plan *cur;
     const float *cur_input;
+    const float *const *cur_douts; /* d(loss)/d(outputs) of the backward pass running */
+    int building_bwd;              /* weights converted by the forward pass are current */
 };
 
 /* ---- dnnl.c ---- */
@@ -199,6 +208,7 @@ int dn_conv_weights_md(const nn_node *n, int cin, dnnl_memory_desc_t *user, dnnl
 int dn_analyse(dn_priv *d, dfd_error *err);
 int dn_prepare_weights(dn_priv *d, dfd_error *err); /* inference: fold batch-norms into convolutions */
 int dn_build_forward(dn_priv *d, dn_plan *pl, dfd_error *err);
+int dn_attr_new(dnnl_primitive_attr_t *attr, dfd_error *err); /* user scratchpad */
 
 /* ---- dnnl_bwd.c ---- */
 int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err);
