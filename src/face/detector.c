@@ -8,17 +8,21 @@
  * black, and RGB values are mapped to [-1, 1]. dfd shrinks with area averaging rather than
  * MediaPipe's plain bilinear sampling, so a 4K frame reduced to 128 px does not alias.
  *
- * Automatic mode (faces from min_face pixels to the whole frame):
- *   1. short range on the letterboxed image — large faces, MediaPipe's default;
- *   2. full range on the letterboxed image when 1 found nothing, or when the image is
- *      large enough that a min_face face is below what short range sees on it
- *      (SHORT_MIN_FRAC of the letterbox side);
- *   3. full range on overlapping square tiles when even 2 cannot see a min_face face
- *      (FULL_MIN_FRAC): tiles of side min_face / FULL_MIN_FRAC overlapping by half, so
- *      every face up to half a tile lies whole inside one tile; detections that touch a
- *      tile's inner edge are cut faces and are dropped (larger faces are found by 1-2).
- * Everything is then merged by weighted NMS in source coordinates. The two fractions were
- * measured by shrinking UTKFace portraits (docs/preprocessing.md).
+ * Automatic mode (faces from min_face pixels to the whole frame). Measured on UTKFace
+ * portraits pasted at known sizes into a grey canvas (docs/preprocessing.md), short range
+ * finds faces whose side is 13% to 85% of its window, full range 6% to 50%. So:
+ *   1. short range on the letterboxed image zoomed out by ZOOM_OUT (the window is 1.5x the
+ *      image, centred): faces from 20% of the image to the whole image — close-ups
+ *      included, which MediaPipe's plain letterbox misses;
+ *   2. full range on the letterboxed image: faces from 6% to 50% of the image; skipped
+ *      when 1 found a face and the image is so small that 20% of it is below min_face;
+ *   3. when 6% of the image is above min_face, full range on overlapping square tiles of
+ *      side min_face / FULL_MIN_FRAC, then twice that, ... until the tiles reach what 2
+ *      covers; each tile level finds faces from 6% to TILE_MAX_FRAC of the tile, tiles
+ *      overlap by TILE_MAX_FRAC of their side so such a face lies whole inside one, and
+ *      detections touching a tile edge inside the image (cut faces) are dropped.
+ * Everything is then merged by weighted NMS in source coordinates, and detections lying
+ * inside a better face at less than half its size (its eyes or mouth) are dropped.
  */
 #include <limits.h>
 #include <math.h>
@@ -29,10 +33,12 @@
 
 #include "face/face.h"
 
-/* Smallest face side, as a fraction of the letterboxed square, that each model finds
- * reliably (measured, see docs/preprocessing.md). */
-#define SHORT_MIN_FRAC 0.20f
-#define FULL_MIN_FRAC 0.07f
+/* Face sides, as fractions of the model's window, each model finds reliably (measured,
+ * see docs/preprocessing.md), and the zoom-out of the short-range pass. */
+#define SHORT_MIN_FRAC 0.13f
+#define FULL_MIN_FRAC 0.06f
+#define TILE_MAX_FRAC 0.35f
+#define ZOOM_OUT 1.5f
 /* Largest number of raw detections kept per model pass before NMS. */
 #define MAX_RAW 256
 
@@ -313,23 +319,61 @@ static int pass(dfd_face_detector *d, dfd_blazeface_kind kind, const dfd_image *
     return DFD_OK;
 }
 
-/* Tile origins along one axis of length len: tiles of side t every t/2, the last one
+/* Tile origins along one axis of length len: tiles of side t every `step`, the last one
  * flush with the end. */
-static int tile_starts(int len, float t, float *starts, int max) {
+static int tile_starts(int len, float t, float step, float *starts, int max) {
     if (len <= t) {
-        starts[0] = 0;
+        starts[0] = (len - t) * 0.5f; /* one tile, centred, padded */
         return 1;
     }
     int n = 0;
-    float step = t * 0.5f;
     for (float s = 0; n < max; s += step) {
-        if (s + t >= len) {
+        if (s + t >= len || n == max - 1) {
             starts[n++] = (float)len - t;
             break;
         }
         starts[n++] = s;
     }
     return n;
+}
+
+/* Drops detections that are parts of a better face: mostly (70%) inside a higher-scored
+ * detection at least twice their side. Eyes and mouths of a large face are what the
+ * full-range model reports at sizes far below the face (seen on tight DFDC crops). */
+static int drop_parts(dfd_face *f, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int part = 0;
+        for (int j = 0; j < n && !part; j++) {
+            if (j == i || !(f[j].score > f[i].score)) continue;
+            const float *a = f[j].box, *b = f[i].box;
+            float ix = fminf(a[0] + a[2], b[0] + b[2]) - fmaxf(a[0], b[0]);
+            float iy = fminf(a[1] + a[3], b[1] + b[3]) - fmaxf(a[1], b[1]);
+            float inter = ix > 0 && iy > 0 ? ix * iy : 0.0f;
+            part = inter >= 0.7f * b[2] * b[3] && fmaxf(b[2], b[3]) * 2.0f <= fmaxf(a[2], a[3]);
+        }
+        if (!part) f[k++] = f[i];
+    }
+    return k;
+}
+
+/* Automatic mode (see the top of the file). */
+static int detect_auto(dfd_face_detector *d, const dfd_image *img, facebuf *b, dfd_error *err) {
+    float S = (float)(img->w > img->h ? img->w : img->h), mf = (float)d->o.min_face;
+    float Z = S * ZOOM_OUT;
+    int rc = pass(d, DFD_BLAZEFACE_SHORT, img, (img->w - Z) * 0.5f, (img->h - Z) * 0.5f, Z, 0, b, err);
+    if (!rc && (b->n == 0 || SHORT_MIN_FRAC * ZOOM_OUT * S > mf))
+        rc = pass(d, DFD_BLAZEFACE_FULL, img, (img->w - S) * 0.5f, (img->h - S) * 0.5f, S, 0, b, err);
+    /* Tile levels while the letterbox pass cannot see faces as small as the level below. */
+    float covered = FULL_MIN_FRAC * S; /* smallest face found so far, in pixels */
+    for (float t = mf / FULL_MIN_FRAC; !rc && covered > mf && t < S; t *= 2.0f) {
+        float xs[64], ys[64], step = t * (1.0f - TILE_MAX_FRAC);
+        int nx = tile_starts(img->w, t, step, xs, 64), ny = tile_starts(img->h, t, step, ys, 64);
+        for (int j = 0; j < ny && !rc; j++)
+            for (int i = 0; i < nx && !rc; i++) rc = pass(d, DFD_BLAZEFACE_FULL, img, xs[i], ys[j], t, 1, b, err);
+        if (TILE_MAX_FRAC * t >= covered) break; /* this level reaches the letterbox's range */
+    }
+    return rc;
 }
 
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err) {
@@ -343,25 +387,14 @@ int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces
     switch (d->o.mode) {
     case DFD_FACE_SHORT: rc = pass(d, DFD_BLAZEFACE_SHORT, img, lx, ly, S, 0, &b, err); break;
     case DFD_FACE_FULL: rc = pass(d, DFD_BLAZEFACE_FULL, img, lx, ly, S, 0, &b, err); break;
-    default: {
-        rc = pass(d, DFD_BLAZEFACE_SHORT, img, lx, ly, S, 0, &b, err);
-        if (!rc && (b.n == 0 || S * SHORT_MIN_FRAC > (float)d->o.min_face))
-            rc = pass(d, DFD_BLAZEFACE_FULL, img, lx, ly, S, 0, &b, err);
-        if (!rc && S * FULL_MIN_FRAC > (float)d->o.min_face) {
-            float t = (float)d->o.min_face / FULL_MIN_FRAC;
-            float xs[64], ys[64];
-            int nx = tile_starts(img->w, t, xs, 64), ny = tile_starts(img->h, t, ys, 64);
-            for (int j = 0; j < ny && !rc; j++)
-                for (int i = 0; i < nx && !rc; i++) rc = pass(d, DFD_BLAZEFACE_FULL, img, xs[i], ys[j], t, 1, &b, err);
-        }
-        break;
-    }
+    default: rc = detect_auto(d, img, &b, err); break;
     }
     if (rc) {
         free(b.f);
         return rc;
     }
     int n = dfd_weighted_nms(b.f, b.n, d->o.nms_iou);
+    n = drop_parts(b.f, n);
     if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
     if (n == 0) {
         free(b.f);
