@@ -27,6 +27,7 @@ PACKAGES=(
   libcairo2-dev                                 # plots
   libcmocka-dev                                 # tests
   nodejs npm                                    # fetching registry packages
+  chromium curl                                 # server tests: the page in a browser, the API with curl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -78,6 +79,14 @@ for entry in "${NPM_PACKAGES[@]}"; do fetch_npm $entry; done
 # nsfwjs ships its ImageNet-derived MobileNetV2 as JavaScript modules: unpack to model.json + shard.
 if [[ ! -f third_party/nsfwjs/tfjs-mobilenet_v2/model.json ]]; then
   node scripts/extract-tfjs.js third_party/nsfwjs/dist/models/mobilenet_v2 third_party/nsfwjs/tfjs-mobilenet_v2
+fi
+# The browser test's driver, playwright-core, pinned by tests/browser/package-lock.json (git-ignored
+# node_modules there); without it that one test is skipped, so a failure here is not fatal.
+pw_want=$(sed -n 's/.*"playwright-core": "\([0-9.]*\)".*/\1/p' tests/browser/package.json)
+pw_have=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [[ "$pw_have" != "$pw_want" ]]; then
+  say "installing playwright-core $pw_want for the browser test (npm ci in tests/browser)"
+  (cd tests/browser && npm ci --silent --no-audit --no-fund >/dev/null) || say "could not install playwright-core: the browser test will be skipped"
 fi
 
 # ---- 3. Configure and build ------------------------------------------------------

@@ -24,6 +24,9 @@
 
 #include "server/server.h"
 
+/* Each test program uses only some of these. */
+#define TH_FN static __attribute__((unused))
+
 /* ---- the server in a thread ------------------------------------------------------------ */
 
 typedef struct th_server {
@@ -40,7 +43,7 @@ typedef struct th_server {
     size_t log_len;
 } th_server;
 
-static void th_on_ready(void *user, const char *host, int port) {
+TH_FN void th_on_ready(void *user, const char *host, int port) {
     (void)host;
     th_server *s = user;
     pthread_mutex_lock(&s->mu);
@@ -49,7 +52,7 @@ static void th_on_ready(void *user, const char *host, int port) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static void th_access_log(void *user, const char *line) {
+TH_FN void th_access_log(void *user, const char *line) {
     th_server *s = user;
     pthread_mutex_lock(&s->mu);
     size_t n = strlen(line);
@@ -64,7 +67,7 @@ static void th_access_log(void *user, const char *line) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static void *th_main(void *arg) {
+TH_FN void *th_main(void *arg) {
     th_server *s = arg;
     int rc = dfd_server_run(&s->cfg, s->stop_pipe[0], &s->err);
     pthread_mutex_lock(&s->mu);
@@ -77,7 +80,7 @@ static void *th_main(void *arg) {
 
 /* Starts the server (cfg's port is forced to 0 = any free port); returns 0 when it
  * listens, -1 if it stopped first (s->rc, s->err say why). */
-static int th_start(th_server *s, const dfd_server_config *cfg) {
+TH_FN int th_start(th_server *s, const dfd_server_config *cfg) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->cfg.host = "127.0.0.1";
@@ -97,7 +100,7 @@ static int th_start(th_server *s, const dfd_server_config *cfg) {
 }
 
 /* Asks the server to stop (as SIGTERM would) and waits; returns its status. */
-static int th_stop(th_server *s) {
+TH_FN int th_stop(th_server *s) {
     char b = 1;
     if (write(s->stop_pipe[1], &b, 1) != 1) return -1;
     pthread_join(s->thread, NULL);
@@ -113,7 +116,7 @@ static int th_stop(th_server *s) {
 /* ---- a raw HTTP client ------------------------------------------------------------------ */
 
 /* Case-insensitive strstr (strcasestr is a GNU extension). */
-static const char *th_strcasestr(const char *h, const char *n) {
+TH_FN const char *th_strcasestr(const char *h, const char *n) {
     size_t nl = strlen(n);
     for (; *h; h++)
         if (strncasecmp(h, n, nl) == 0) return h;
@@ -128,13 +131,13 @@ typedef struct th_resp {
     int closed;      /* the server closed the connection */
 } th_resp;
 
-static void th_resp_free(th_resp *r) {
+TH_FN void th_resp_free(th_resp *r) {
     free(r->head);
     free(r->body);
     memset(r, 0, sizeof *r);
 }
 
-static int th_connect(int port) {
+TH_FN int th_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -146,7 +149,7 @@ static int th_connect(int port) {
     return fd;
 }
 
-static int th_send(int fd, const void *d, size_t n) {
+TH_FN int th_send(int fd, const void *d, size_t n) {
     const char *p = d;
     while (n) {
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -160,13 +163,13 @@ static int th_send(int fd, const void *d, size_t n) {
     return 0;
 }
 
-static double th_now(void) {
+TH_FN double th_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void th_sleep_ms(int ms) {
+TH_FN void th_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
@@ -174,7 +177,7 @@ static void th_sleep_ms(int ms) {
 
 /* Reads one response (the requests say Connection: close, so: until EOF or, with a
  * Content-Length, until the body is complete), waiting at most timeout_s. */
-static th_resp th_read(int fd, double timeout_s) {
+TH_FN th_resp th_read(int fd, double timeout_s) {
     th_resp r = {0};
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
@@ -226,7 +229,7 @@ static th_resp th_read(int fd, double timeout_s) {
 }
 
 /* A header's value in a response (static copy, good until the next call), or NULL. */
-static const char *th_header(const th_resp *r, const char *name) {
+TH_FN const char *th_header(const th_resp *r, const char *name) {
     static char v[512];
     if (!r->head) return NULL;
     char pat[128];
@@ -243,7 +246,7 @@ static const char *th_header(const th_resp *r, const char *name) {
 }
 
 /* One whole request on a fresh connection; extra_headers end each line with \r\n. */
-static th_resp th_request(int port, const char *method, const char *path, const char *extra_headers, const void *body,
+TH_FN th_resp th_request(int port, const char *method, const char *path, const char *extra_headers, const void *body,
                           size_t body_len) {
     th_resp r = {0};
     int fd = th_connect(port);
@@ -258,12 +261,12 @@ static th_resp th_request(int port, const char *method, const char *path, const 
     return r;
 }
 
-static th_resp th_get(int port, const char *path, const char *extra_headers) {
+TH_FN th_resp th_get(int port, const char *path, const char *extra_headers) {
     return th_request(port, "GET", path, extra_headers, NULL, 0);
 }
 
 /* The response body as JSON (NULL if it is not). */
-static json_t *th_json(const th_resp *r) {
+TH_FN json_t *th_json(const th_resp *r) {
     if (!r->body) return NULL;
     return json_loadb(r->body, r->body_len, 0, NULL);
 }
@@ -272,7 +275,7 @@ static json_t *th_json(const th_resp *r) {
 #define TH_MULTIPART_CT "Content-Type: multipart/form-data; boundary=" TH_BOUNDARY "\r\n"
 
 /* A multipart/form-data body with one field (name) holding data as file fname. */
-static char *th_multipart(const char *name, const char *fname, const void *data, size_t n, size_t *len) {
+TH_FN char *th_multipart(const char *name, const char *fname, const void *data, size_t n, size_t *len) {
     char head[512];
     int h = snprintf(head, sizeof head,
                      "--" TH_BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
@@ -287,7 +290,7 @@ static char *th_multipart(const char *name, const char *fname, const void *data,
     return b;
 }
 
-static th_resp th_upload(int port, const char *path, const char *fname, const void *data, size_t n) {
+TH_FN th_resp th_upload(int port, const char *path, const char *fname, const void *data, size_t n) {
     size_t len;
     char *body = th_multipart("file", fname, data, n, &len);
     th_resp r = th_request(port, "POST", path, TH_MULTIPART_CT, body, len);

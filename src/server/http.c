@@ -315,7 +315,10 @@ static enum MHD_Result serve_health(request *r) {
                           "version", dfd_version(), "uptime_s", (dfd_now_ms() - s->started_ms) / 1000.0, "workers",
                           st.workers, "running", st.running, "queue_depth", st.queued, "queue_capacity",
                           st.queue_capacity);
-    if (o) json_object_set_new(o, "error", deg ? json_string(deg) : json_null());
+    if (o) {
+        json_object_set_new(o, "max_upload_bytes", json_integer((json_int_t)s->cfg.max_upload_bytes));
+        json_object_set_new(o, "error", deg ? json_string(deg) : json_null());
+    }
     return queue_json(r, deg || down ? 503 : 200, o);
 }
 

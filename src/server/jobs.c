@@ -46,6 +46,7 @@ typedef struct worker {
     pthread_t thread;
     int started;
     void *state;
+    int loaded;       /* worker_create succeeded (state may legitimately be NULL) */
     dfd_error err;
     srv_job *current; /* the job it runs, for a forced stop */
 } worker;
@@ -175,6 +176,7 @@ static void *worker_main(void *arg) {
     dfd_error_clear(&w->err);
     int rc = a->worker_create(a->cls, w->index, p->cfg.threads_per_worker, &w->state, &w->err);
     pthread_mutex_lock(&p->mu);
+    w->loaded = rc == DFD_OK;
     if (rc != DFD_OK) {
         w->state = NULL;
         if (!w->err.message[0]) dfd_fail(&w->err, rc, "%s", dfd_strerror(rc));
@@ -210,7 +212,7 @@ static void *worker_main(void *arg) {
             dfd_result *res = NULL;
             dfd_error e;
             dfd_error_clear(&e);
-            if (w->state)
+            if (w->loaded)
                 rc = a->analyze(a->cls, w->state, j->path, j->name, on_progress, j, &res, &e);
             else
                 rc = dfd_fail(&e, DFD_E_MODEL, "model not loaded: %s", w->err.message);
@@ -240,7 +242,7 @@ static void *worker_main(void *arg) {
         unref_locked(j); /* the queue's reference */
     }
     pthread_mutex_unlock(&p->mu);
-    if (w->state) a->worker_destroy(a->cls, w->state);
+    if (w->loaded) a->worker_destroy(a->cls, w->state);
     w->state = NULL;
     return NULL;
 }

@@ -1,0 +1,190 @@
+// page.test.cjs — dfd's web page in a real browser (Debian's headless Chromium, driven by
+// playwright-core): keyboard access, uploading an image and a video, the verdicts with
+// their colours, the face boxes, the video's progress, timeline and thumbnails, an API
+// error shown as the API words it, and a phone-sized layout. Screenshots of each view
+// go to OUTDIR.
+//
+// Usage: node page.test.cjs URL IMAGE VIDEO OUTDIR
+// Environment: DFD_EXPECT_IMAGE / DFD_EXPECT_VIDEO — the verdict to expect (FAKE, REAL,
+// NO FACE); unset: any verdict, as long as its colour matches it (a real model's call).
+// Exit status: 0 passed, 1 failed (with the reason on stderr).
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const [url, imagePath, videoPath, outdir] = process.argv.slice(2);
+if (!url || !imagePath || !videoPath || !outdir) {
+  console.error('usage: node page.test.cjs URL IMAGE VIDEO OUTDIR');
+  process.exit(2);
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error('check failed: ' + what);
+  console.log('ok - ' + what);
+}
+
+const verdictClass = { FAKE: 'fake', REAL: 'real', 'NO FACE': 'noface', ERROR: 'error' };
+
+async function expectVerdict(page, expected, label) {
+  await page.locator('#result').waitFor({ state: 'visible', timeout: +(process.env.DFD_VERDICT_TIMEOUT_MS || 120000) });
+  const verdict = (await page.locator('#verdict').textContent()).trim();
+  const cls = await page.locator('#verdict-box').getAttribute('class');
+  if (expected) check(verdict === expected, label + ' verdict is ' + expected + ' (got ' + verdict + ')');
+  else check(verdict in verdictClass && verdict !== 'ERROR', label + ' has a verdict (' + verdict + ')');
+  check(cls.split(' ').includes(verdictClass[verdict]), label + ' verdict box is coloured as ' + verdict);
+  // The colour itself: red for FAKE, green for REAL, grey for NO FACE.
+  const rgb = await page.locator('#verdict-box').evaluate((e) => getComputedStyle(e).backgroundColor);
+  const [r, g, b] = rgb.match(/\d+/g).map(Number);
+  if (verdict === 'FAKE') check(r > g + 60 && r > b + 60, label + ' FAKE is red (' + rgb + ')');
+  if (verdict === 'REAL') check(g > r + 40 && g > b + 20, label + ' REAL is green (' + rgb + ')');
+  if (verdict === 'NO FACE') check(Math.abs(r - g) < 30 && Math.abs(g - b) < 30, label + ' NO FACE is grey (' + rgb + ')');
+  return verdict;
+}
+
+(async () => {
+  fs.mkdirSync(outdir, { recursive: true });
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'dfd-chromium-'));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.DFD_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  const errors = [];
+  let failed = false;
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  try {
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // Failed requests are expected (the error case); script errors are not.
+    page.on('console', (m) => { if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) errors.push(m.text()); });
+    // Nothing may be loaded from anywhere but this server (no CDN: works offline).
+    const origin = new URL(url).origin;
+    const foreign = [];
+    page.on('request', (r) => {
+      const u = r.url();
+      if (!u.startsWith(origin) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
+    });
+
+    await page.goto(url, { waitUntil: 'load' });
+    check((await page.title()) === 'Deepfake Detector', 'the page is served at / to a browser');
+    check(await page.locator('h1').isVisible(), 'the title is visible');
+
+    // Keyboard: Tab reaches the drop zone, which is a button with a name.
+    await page.keyboard.press('Tab');
+    check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'drop'),
+      'Tab reaches the drop zone');
+    check(await page.locator('#analyze').isHidden(), 'no Analyze button before a file is chosen');
+
+    // ---- an image ----
+    await page.setInputFiles('#file', imagePath);
+    await page.locator('#preview-media img').waitFor({ state: 'visible' });
+    check(await page.locator('#analyze').isEnabled(), 'Analyze is enabled once an image is chosen');
+    check(await page.evaluate(() => document.activeElement.id === 'analyze'), 'focus moves to Analyze');
+    await page.keyboard.press('Enter'); // keyboard-only: Enter on the focused button
+    await expectVerdict(page, process.env.DFD_EXPECT_IMAGE, 'image');
+    const scoreText = await page.locator('#score').textContent();
+    check(/P\(fake\) \d+\.\d %/.test(scoreText), 'P(fake) shown as a percentage (' + scoreText + ')');
+    await page.waitForFunction(() => document.getElementById('image-canvas').dataset.boxes !== undefined,
+      null, { timeout: 10000 }).catch(() => {});
+    const boxes = Number(await page.locator('#image-canvas').getAttribute('data-boxes'));
+    check(boxes >= 1, 'the image is drawn with ' + boxes + ' face box(es)');
+    // A box is drawn in its score's colour: look for strongly saturated pixels on the canvas.
+    const coloured = await page.locator('#image-canvas').evaluate((c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        const mx = Math.max(d[i], d[i + 1], d[i + 2]);
+        const mn = Math.min(d[i], d[i + 1], d[i + 2]);
+        if (mx > 180 && mx - mn > 150) n++;
+      }
+      return n;
+    });
+    check(coloured > 100, 'face boxes are drawn on the canvas (' + coloured + ' box-coloured pixels)');
+    check((await page.locator('#faces li').count()) === boxes, 'one line per face under the picture');
+    await page.screenshot({ path: path.join(outdir, 'image-verdict.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' }); // the original's look
+    await page.waitForTimeout(400); // let the colour transitions end
+    await page.screenshot({ path: path.join(outdir, 'image-verdict-dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    // ---- a video ----
+    await page.click('#clear');
+    check(await page.locator('#result').isHidden(), 'choosing another file clears the verdict');
+    await page.setInputFiles('#file', videoPath);
+    await page.locator('#preview-media video').waitFor({ state: 'visible' });
+    await page.click('#analyze');
+    await page.locator('#progress-box').waitFor({ state: 'visible' });
+    // The job is followed with a progress bar that moves.
+    let sawProgress = false;
+    for (let i = 0; i < 600 && !(await page.locator('#result').isVisible()); i++) {
+      const v = await page.locator('#progress').evaluate((p) => (p.hasAttribute('value') ? p.value : -1));
+      const text = await page.locator('#progress-text').textContent();
+      if (v > 0 && v < 1 && /Analysing the video/.test(text)) {
+        if (!sawProgress) await page.screenshot({ path: path.join(outdir, 'video-progress.png'), fullPage: true });
+        sawProgress = true;
+      }
+      await page.waitForTimeout(50);
+    }
+    if (process.env.DFD_EXPECT_PROGRESS === '1') check(sawProgress, 'the progress bar moved while the video was analysed');
+    const vv = await expectVerdict(page, process.env.DFD_EXPECT_VIDEO, 'video');
+    if (vv !== 'NO FACE') {
+      check(await page.locator('#why-video').isVisible(), 'the video\'s explanation is shown');
+      const tracks = Number(await page.locator('#timeline').getAttribute('data-tracks'));
+      const points = Number(await page.locator('#timeline').getAttribute('data-points'));
+      check(tracks >= 1 && points >= tracks, 'the timeline shows ' + tracks + ' track(s), ' + points + ' points');
+      check((await page.locator('#legend span').count()) === tracks, 'one legend entry per track');
+      await page.waitForFunction(() => document.getElementById('thumbs').dataset.drawn !== undefined,
+        null, { timeout: 30000 });
+      const drawn = Number(await page.locator('#thumbs').getAttribute('data-drawn'));
+      check(drawn >= 1, drawn + ' suspicious frame thumbnail(s) drawn from the video');
+      const lit = await page.locator('#thumbs canvas').first().evaluate((c) => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) n++;
+        return n / (d.length / 4);
+      });
+      check(lit > 0.2, 'the thumbnail shows the frame, not a blank canvas (' + (100 * lit).toFixed(0) + '% lit)');
+    }
+    await page.screenshot({ path: path.join(outdir, 'video-verdict.png'), fullPage: true });
+
+    // ---- an error, worded by the API ----
+    await page.click('#clear');
+    await page.setInputFiles('#file', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a picture at all') });
+    await page.click('#analyze');
+    await page.locator('#error').waitFor({ state: 'visible', timeout: 20000 });
+    const err = await page.locator('#error').textContent();
+    check(/unsupported format/.test(err), 'an unreadable upload shows the API\'s message (' + err.trim() + ')');
+    check(await page.locator('#result').isHidden(), 'and no verdict');
+    await page.screenshot({ path: path.join(outdir, 'error.png'), fullPage: true });
+
+    // ---- a phone ----
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('#clear');
+    await page.setInputFiles('#file', imagePath);
+    await page.click('#analyze');
+    await page.locator('#result').waitFor({ state: 'visible', timeout: +(process.env.DFD_VERDICT_TIMEOUT_MS || 120000) });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, 'nothing overflows a 390 px wide phone screen (' + overflow + ' px)');
+    await page.screenshot({ path: path.join(outdir, 'phone.png'), fullPage: true });
+
+    check(foreign.length === 0, 'the page loads nothing from other origins' + (foreign.length ? ': ' + foreign.join(', ') : ''));
+    check(errors.length === 0, 'no script errors' + (errors.length ? ': ' + errors.join(' | ') : ''));
+  } catch (e) {
+    failed = true;
+    console.error(e && e.stack ? e.stack : String(e));
+    if (errors.length) console.error('script errors: ' + errors.join(' | '));
+    try {
+      const shown = await page.locator('#error').textContent({ timeout: 1000 });
+      if (shown && shown.trim()) console.error('the page shows: ' + shown.trim());
+      await page.screenshot({ path: path.join(outdir, 'failure.png'), fullPage: true });
+    } catch (_) { /* the screenshot is a courtesy */ }
+  } finally {
+    await ctx.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+  process.exit(failed ? 1 : 0);
+})();
