@@ -474,8 +474,10 @@ static int build_chain(dn_priv *d, dn_plan *pl, dn_steps *st, int ci, dfd_error 
     dn_val *ve = &pl->vals[c->end];
     if (!rc && c->add >= 0) {
         dn_val *vo = &pl->vals[c->add_other];
-        int r = d->nodes[c->add_other].root;
-        if (c->inplace_ok && vo->buf == dn_slot(r, DN_SLOT_VAL) && dnnl_memory_desc_equal(&vo->md, qdst)) {
+        /* The buffer holding the other operand: a node's value buffer (possibly an earlier
+         * node's, itself overwritten in place), not a padded one, not a conversion. */
+        int own = vo->buf >= 0 && vo->buf % DN_SLOTS == DN_SLOT_VAL && NODE(d, vo->buf / DN_SLOTS)->op != NN_OP_PAD;
+        if (c->inplace_ok && own && dnnl_memory_desc_equal(&vo->md, qdst)) {
             /* The sum lands on the other operand's own buffer: its value is gone after this. */
             for (int x = 0; x < d->n; x++)
                 if (pl->vals[x].buf == vo->buf) pl->vals[x].clobbered = 1;
