@@ -476,4 +476,52 @@ typedef struct dfd_eval_result {
  * detect module's classifier), and computes the metrics at the threshold. Deterministic. */
 int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err);
 
+/* ---- Preparing datasets (prepare.c) ------------------------------------------------------ */
+
+typedef struct dfd_prepare_opts {
+    const char *data;          /* a dataset folder, any layout */
+    dfd_layout layout;
+    const char *out;           /* output folder (created; resumable) */
+    int sequences;             /* 0: up to per_video crops per video (image models);
+                                  1: one sequence of `frames` crops per face track (video models) */
+    int per_video;             /* 30 */
+    int frames;                /* 30 */
+    int min_faces;             /* sequences: tracks seen in fewer frames are dropped (0: 80% of frames) */
+    int size;                  /* crop side in pixels (224) */
+    float margin;              /* > 0: crop margin instead of the contract's default */
+    int quality;               /* JPEG quality (95) */
+    int workers;               /* files processed at once (2) */
+    long limit;                /* at most this many source files (0 = all) */
+    const char *models_dir;    /* face detector models (NULL = the usual search) */
+    int face_mode;             /* dfd_face_mode */
+} dfd_prepare_opts;
+
+void dfd_prepare_opts_default(dfd_prepare_opts *o);
+
+typedef struct dfd_prepare_summary {
+    long files;                /* source files in the dataset (after limit) */
+    long already_done;         /* found done in the journal of an earlier run */
+    long images, videos;       /* processed in this run */
+    long crops;                /* crops in the manifest (all runs) */
+    long sequences;            /* sequences in the manifest (all runs) */
+    long no_face;              /* files where no face was found (dropped) */
+    long unreadable;           /* files that could not be decoded (dropped) */
+    long short_tracks;         /* sequences mode: tracks with too few faces (dropped) */
+    long frames_no_face;       /* sampled frames without a face */
+    long other_faces;          /* faces besides the main one (not used) */
+    double seconds;
+} dfd_prepare_summary;
+
+/* Called after every file (from the worker threads, serialised); non-zero cancels. */
+typedef int (*dfd_prepare_progress_fn)(void *user, long done, long total, const dfd_prepare_summary *s);
+
+/* Detects faces in every file of the dataset and writes out/crops/{real,fake}/... .jpg,
+ * out/manifest.csv (file,label,group,source,frame,box,split) and out/prepare.json (the
+ * crop contract, the options, the summary). Per file the main face is used: the largest in
+ * an image, the longest track in a video (crops from up to per_video evenly spaced frames,
+ * or one sequence). A journal (out/prepare.journal) records finished files, so a second
+ * run skips them and an interrupted run resumes. */
+int dfd_prepare_run(const dfd_prepare_opts *o, dfd_prepare_progress_fn fn, void *user, dfd_prepare_summary *s,
+                    dfd_error *err);
+
 #endif
