@@ -567,7 +567,13 @@ static void slow_clients_work_and_stalled_ones_time_out(void **state) {
     assert_true(waited >= 0.9 && waited < 5);
     th_resp_free(&r);
     /* Both were logged; the stalled one as closed by timeout, with no answer (499). */
-    th_sleep_ms(100);
+    for (int i = 0; i < 300; i++) { /* the line is written once the server has closed it */
+        pthread_mutex_lock(&s.mu);
+        int done = s.log && strstr(s.log, "closed: timeout");
+        pthread_mutex_unlock(&s.mu);
+        if (done) break;
+        th_sleep_ms(10);
+    }
     pthread_mutex_lock(&s.mu);
     assert_non_null(strstr(s.log, "POST /predict_image 200 "));
     assert_non_null(strstr(s.log, "POST /predict_image 499 0 "));
@@ -831,7 +837,16 @@ static void metrics_count_requests_and_log_lines(void **state) {
     assert_int_equal(metric(r.body, "dfd_http_request_duration_seconds_bucket{route=\"/predict_image\",le=\"+Inf\"} "), 3);
     assert_true(metric(r.body, "\ndfd_http_upload_bytes_total ") > 3 * (long)n);
     th_resp_free(&r);
-    /* One log line per request: method, path, status, bytes, milliseconds. */
+    /* One log line per request: method, path, status, bytes, milliseconds. A line is
+     * written when the connection is done, which may be just after the client has its
+     * answer: wait a little for the last ones. */
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&s.mu);
+        int done = s.log && strstr(s.log, "GET /metrics 200 ") && strstr(s.log, "GET /missing 404 ");
+        pthread_mutex_unlock(&s.mu);
+        if (done) break;
+        th_sleep_ms(10);
+    }
     pthread_mutex_lock(&s.mu);
     int lines = 0;
     for (const char *p = s.log; (p = strstr(p, "POST /predict_image 200 ")); p++) {

@@ -152,6 +152,9 @@ static enum MHD_Result queue(request *r, int status, const char *ctype, const vo
     if (q == MHD_YES) {
         r->status = status;
         r->resp_bytes = len;
+        /* Counted now, not when the connection is done: a client that has its answer
+         * and asks /metrics next must see it counted. */
+        srv_metrics_request(r->s->metrics, r->route_name, status, (dfd_now_ms() - r->t0) / 1000.0, r->bytes_in);
     }
     return q;
 }
@@ -759,7 +762,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
              why ? " closed: " : "", why ? why : "");
     if (s->cfg.access_log) s->cfg.access_log(s->cfg.user, line);
     else dfd_log(DFD_LOG_INFO, "%s", line);
-    srv_metrics_request(s->metrics, r->route_name, status, ms / 1000.0, r->bytes_in);
+    if (!r->status) srv_metrics_request(s->metrics, r->route_name, status, ms / 1000.0, r->bytes_in);
     drop_upload(r);
     if (r->job) {
         srv_job_detach(s->pool, r->job);
