@@ -873,6 +873,10 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         goto out;
     }
     if ((rc = srv_pool_start(&pc, &s->pool, err)) != DFD_OK) goto out;
+    if (srv_pool_degraded(s->pool) && s->cfg.require_models) {
+        rc = dfd_fail(err, DFD_E_MODEL, "cannot load the models: %s", srv_pool_degraded(s->pool));
+        goto out;
+    }
     if (srv_pool_degraded(s->pool))
         dfd_log(DFD_LOG_ERROR, "serving without a model (analysis requests get 503): %s", srv_pool_degraded(s->pool));
 

@@ -55,6 +55,7 @@ typedef struct dfd_server_config {
     int conn_timeout_s;         /* idle connection timeout (stalled clients); default 30 */
     int io_threads;             /* libmicrohttpd threads; default 2 */
     const char *tmp_parent;     /* where the private upload folder is made; NULL = $TMPDIR or /tmp */
+    int require_models;         /* fail to start when models cannot be loaded (else serve degraded: 503) */
     const dfd_server_analyzer *analyzer; /* required */
     /* Called once listening, with the bound port. */
     void (*on_ready)(void *user, const char *host, int port);
