@@ -1,0 +1,259 @@
+/* cmd_scan.c — `dfd scan`: verdicts for images and videos, a line per file or one JSON
+ * document per run. The models are loaded once for all files. */
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "detect/detect.h"
+#include "media/media.h"
+
+const char cmd_scan_help[] =
+    "Usage: dfd scan [OPTIONS] FILE|DIR...\n\n"
+    "Says whether the faces in images and videos are real or fake. Images and videos are\n"
+    "told apart by content. A directory is scanned for media files (-r: and its\n"
+    "sub-directories); files in it that are not images or videos are skipped.\n\n"
+    "Options:\n"
+    "  --json               print one dfd.result/1 JSON document (docs/result-schema.md)\n"
+    "  --model-image PATH   image model (.safetensors); default: the shipped model\n"
+    "  --model-video PATH   video model (CNN-LSTM); default: per-frame scores over time\n"
+    "  --models DIR         where the default and face models live\n"
+    "  --frames N           frames sampled per video (default 30)\n"
+    "  --threshold T        decision threshold on P(fake) (default: the model's own)\n"
+    "  --aggregate HOW      confident (default) or mean, over a track's frames\n"
+    "  --threads N          CPU threads (default: all cores)\n"
+    "  -r, --recursive      walk sub-directories\n"
+    "  -q, --quiet          no progress bar\n\n"
+    "Verdicts: FAKE, REAL, NO_FACE (no face to judge), ERROR (the file could not be read).\n"
+    "Exit codes: 0 every file was analysed (whatever the verdicts), 1 some file failed,\n"
+    "2 usage error.\n";
+
+typedef struct file_list {
+    char **paths;
+    int n, cap;
+} file_list;
+
+static int list_add(file_list *l, const char *p) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 16;
+        char **np = realloc(l->paths, (size_t)cap * sizeof *np);
+        if (!np) return -1;
+        l->paths = np;
+        l->cap = cap;
+    }
+    if (!(l->paths[l->n] = strdup(p))) return -1;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Adds the media files of a directory, sorted by name for a stable order. Files found by
+ * walking are filtered by content so a README next to the photos is not an error. */
+static int walk_dir(file_list *l, const char *dir, int recursive) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    file_list here = {0};
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) {
+            rc = -1;
+            break;
+        }
+        snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        if (list_add(&here, p)) rc = -1;
+        free(p);
+        if (rc) break;
+    }
+    closedir(d);
+    if (here.n) qsort(here.paths, (size_t)here.n, sizeof *here.paths, cmp_str);
+    for (int i = 0; i < here.n && rc == 0; i++) {
+        struct stat st;
+        if (stat(here.paths[i], &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (recursive) rc = walk_dir(l, here.paths[i], recursive);
+        } else if (S_ISREG(st.st_mode)) {
+            dfd_media_kind kind;
+            if (dfd_media_sniff_file(here.paths[i], &kind, NULL, NULL) == DFD_OK && kind != DFD_MEDIA_UNKNOWN)
+                rc = list_add(l, here.paths[i]);
+        }
+    }
+    for (int i = 0; i < here.n; i++) free(here.paths[i]);
+    free(here.paths);
+    return rc;
+}
+
+typedef struct scan_progress {
+    cli_progress bar;
+    int file, nfiles;
+    const char *name;
+} scan_progress;
+
+static int on_progress(void *user, double fraction) {
+    scan_progress *p = user;
+    char detail[96];
+    snprintf(detail, sizeof detail, "%d/%d %.60s", p->file + 1, p->nfiles, p->name);
+    cli_progress_update(&p->bar, (p->file + fraction) / p->nfiles, detail);
+    return 0;
+}
+
+static void print_human(const dfd_result *r, int color) {
+    const char *col = "", *off = color ? "\033[0m" : "";
+    if (color) {
+        switch (r->verdict) {
+        case DFD_VERDICT_FAKE: col = "\033[1;31m"; break;
+        case DFD_VERDICT_REAL: col = "\033[1;32m"; break;
+        case DFD_VERDICT_NO_FACE: col = "\033[90m"; break;
+        default: col = "\033[1;33m"; break;
+        }
+    }
+    char score[16] = "     -";
+    if (!isnan(r->p_fake)) snprintf(score, sizeof score, "%5.1f%%", 100.0 * r->p_fake);
+    printf("%s%-7s%s %s  %s", col, dfd_verdict_name((dfd_verdict)r->verdict), off, score, r->file);
+    if (r->verdict == DFD_VERDICT_ERROR) {
+        printf("  (%s)\n", r->error ? r->error : "error");
+        return;
+    }
+    if (r->media == DFD_MEDIA_VIDEO) {
+        printf("  (%d %s, %d frames", r->n_faces, r->n_faces == 1 ? "face track" : "face tracks", r->n_frames);
+        if (r->frames_skipped) printf(", %d skipped", r->frames_skipped);
+        printf(")\n");
+    } else {
+        printf("  (%d %s)\n", r->n_faces, r->n_faces == 1 ? "face" : "faces");
+    }
+}
+
+int cmd_scan(int argc, char **argv) {
+    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS };
+    static const struct option opts[] = {
+        {"json", no_argument, 0, O_JSON},           {"model-image", required_argument, 0, O_MIMG},
+        {"model-video", required_argument, 0, O_MVID}, {"models", required_argument, 0, O_MODELS},
+        {"frames", required_argument, 0, O_FRAMES}, {"threshold", required_argument, 0, O_THRESH},
+        {"aggregate", required_argument, 0, O_AGG}, {"threads", required_argument, 0, O_THREADS},
+        {"recursive", no_argument, 0, 'r'},         {"quiet", no_argument, 0, 'q'},
+        {0, 0, 0, 0}};
+    dfd_options o;
+    dfd_options_default(&o);
+    int json = 0, recursive = 0, quiet = 0, c;
+    long v;
+    double d;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "rq", opts, NULL)) != -1) {
+        switch (c) {
+        case O_JSON: json = 1; break;
+        case O_MIMG: o.image_model = optarg; break;
+        case O_MVID: o.video_model = optarg; break;
+        case O_MODELS: o.models_dir = optarg; break;
+        case O_FRAMES:
+            if (cli_parse_int(optarg, 1, 1000, &v)) return cli_usage_error("scan", "--frames must be 1..1000");
+            o.frames = (int)v;
+            break;
+        case O_THRESH:
+            if (cli_parse_double(optarg, 0, 1, &d)) return cli_usage_error("scan", "--threshold must be in [0,1]");
+            o.threshold = d;
+            break;
+        case O_AGG:
+            if (strcmp(optarg, "confident") == 0)
+                o.aggregation = DFD_AGG_CONFIDENT;
+            else if (strcmp(optarg, "mean") == 0)
+                o.aggregation = DFD_AGG_MEAN;
+            else
+                return cli_usage_error("scan", "--aggregate must be 'confident' or 'mean'");
+            break;
+        case O_THREADS:
+            if (cli_parse_int(optarg, 1, 1024, &v)) return cli_usage_error("scan", "--threads must be 1..1024");
+            o.threads = (int)v;
+            break;
+        case 'r': recursive = 1; break;
+        case 'q': quiet = 1; break;
+        default: return cli_usage_error("scan", "invalid option");
+        }
+    }
+    if (optind >= argc) return cli_usage_error("scan", "no file given");
+
+    file_list files = {0};
+    int status = DFD_EXIT_OK;
+    for (int i = optind; i < argc; i++) {
+        struct stat st;
+        int rc = 0;
+        if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
+            rc = walk_dir(&files, argv[i], recursive);
+        else
+            rc = list_add(&files, argv[i]); /* missing files become ERROR results */
+        if (rc) {
+            fprintf(stderr, "dfd scan: out of memory\n");
+            status = DFD_EXIT_FAILED;
+            goto out;
+        }
+    }
+    if (files.n == 0) {
+        fprintf(stderr, "dfd scan: no image or video files found\n");
+        status = DFD_EXIT_FAILED;
+        goto out;
+    }
+
+    dfd_error err;
+    dfd_ctx *ctx = NULL;
+    if (dfd_ctx_create(&o, &ctx, &err) != DFD_OK) {
+        fprintf(stderr, "dfd scan: %s\n", err.message);
+        status = DFD_EXIT_FAILED;
+        goto out;
+    }
+    dfd_result **results = calloc((size_t)files.n, sizeof *results);
+    if (!results) {
+        dfd_ctx_destroy(ctx);
+        status = DFD_EXIT_FAILED;
+        goto out;
+    }
+    scan_progress prog = {.nfiles = files.n};
+    cli_progress_start(&prog.bar, "scan");
+    if (quiet) prog.bar.enabled = 0;
+    int color = !json && cli_use_color(stdout);
+    for (int i = 0; i < files.n; i++) {
+        prog.file = i;
+        prog.name = files.paths[i];
+        on_progress(&prog, 0);
+        if (dfd_analyze_file(ctx, files.paths[i], on_progress, &prog, &results[i], &err) != DFD_OK) {
+            /* No result at all (out of memory): report and go on with the others. */
+            cli_progress_done(&prog.bar);
+            fprintf(stderr, "dfd scan: %s: %s\n", files.paths[i], err.message);
+            status = DFD_EXIT_FAILED;
+            continue;
+        }
+        if (results[i]->verdict == DFD_VERDICT_ERROR) status = DFD_EXIT_FAILED;
+        if (!json) {
+            cli_progress_done(&prog.bar);
+            print_human(results[i], color);
+            fflush(stdout);
+        }
+    }
+    cli_progress_done(&prog.bar);
+    if (json) {
+        int k = 0;
+        for (int i = 0; i < files.n; i++)
+            if (results[i]) results[k++] = results[i];
+        char *doc = dfd_results_document((const dfd_result *const *)results, k, 1);
+        if (doc) {
+            puts(doc);
+            free(doc);
+        } else {
+            status = DFD_EXIT_FAILED;
+        }
+        for (int i = 0; i < k; i++) dfd_result_free(results[i]);
+    } else {
+        for (int i = 0; i < files.n; i++) dfd_result_free(results[i]);
+    }
+    free(results);
+    dfd_ctx_destroy(ctx);
+out:
+    for (int i = 0; i < files.n; i++) free(files.paths[i]);
+    free(files.paths);
+    return status;
+}
