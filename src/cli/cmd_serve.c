@@ -36,7 +36,8 @@ const char cmd_serve_help[] =
     "analyses answer 503 until a default model is installed):\n"
     "  --models DIR         where the default and face models are\n"
     "  --model-image P      image model (safetensors)\n"
-    "  --model-video P      video model (safetensors)\n\n"
+    "  --model-video P      video model (safetensors)\n"
+    "  --frames N           frames sampled per video (default 30)\n\n"
     "  -q, --quiet          no request log\n";
 
 static int stop_pipe[2] = {-1, -1};
@@ -127,6 +128,10 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--model-video")) {
             NEED_VALUE();
             opts.video_model = v;
+        } else if (!strcmp(a, "--frames")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("serve", "--frames must be 1..10000");
+            opts.frames = (int)n;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
         } else {

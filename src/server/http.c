@@ -161,7 +161,8 @@ static enum MHD_Result queue(request *r, int status, const char *ctype, const vo
 
 /* Queues obj (stolen) as JSON. */
 static enum MHD_Result queue_json_h(request *r, int status, json_t *obj, const char *const *headers) {
-    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    /* 10 significant digits: 172.1, not 172.09999999999999 (a float box widened to double). */
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(obj);
     if (!text) {
         static const char oom[] = "{\"error\":\"out of memory while writing the answer\"}";
