@@ -373,7 +373,7 @@
     const css = getComputedStyle(document.documentElement);
     const muted = css.getPropertyValue('--muted').trim() || '#999';
     const border = css.getPropertyValue('--border').trim() || '#444';
-    const L = 46, R = 12, T = 12, B = 30;
+    const L = 46, R = 24, T = 12, B = 30; // R leaves room for the last time label
     const tracks = tracksOf(r);
     let tmax = 0;
     r.frames.forEach((fr) => { tmax = Math.max(tmax, fr.time_s || 0); });
