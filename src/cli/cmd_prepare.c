@@ -105,7 +105,7 @@ int cmd_prepare(int argc, char **argv) {
     printf("kept: %ld crops", s.crops);
     if (o.sequences) printf(" in %ld sequences", s.sequences);
     printf("\ndropped (this run): %ld files without a face, %ld unreadable", s.no_face, s.unreadable);
-    if (o.sequences) printf(", %ld tracks too short", s.short_tracks);
+    if (o.sequences) printf(", %ld tracks too short, %ld still images", s.short_tracks, s.stills_skipped);
     printf("; %ld sampled frames without a face, %ld other faces not used\n", s.frames_no_face, s.other_faces);
     printf("wrote %s/manifest.csv and %s/prepare.json\n", o.out, o.out);
     return DFD_EXIT_OK;

@@ -78,7 +78,10 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
     b->y[j] = (float)first->label;
     b->ok[j] = 1;
     b->sbi[j] = 0;
-    uint64_t sample_seed = dfd_hash_str(first->path, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull));
+    /* From the item's source name (relative to the dataset), not its path: the same data
+     * moved elsewhere gives the same samples. */
+    uint64_t sample_seed =
+        dfd_hash_str(first->source, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(first->frame + 1) << 40));
     nn_rng r;
     nn_rng_seed(&r, sample_seed);
     int make_sbi = o->frames <= 0 && first->label == 0 && o->sbi && o->sbi_fraction > 0 &&

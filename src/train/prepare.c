@@ -210,7 +210,7 @@ static int largest(const dfd_face *f, int n) {
 }
 
 typedef struct file_stats {
-    int image, video, crops, sequences, no_face, unreadable, short_tracks, frames_no_face, other_faces;
+    int image, video, crops, sequences, no_face, unreadable, short_tracks, frames_no_face, other_faces, still;
     const char *status;
 } file_stats;
 
@@ -309,6 +309,8 @@ static int do_item(worker_ctx *w, size_t item, dfd_error *err) {
     int rc = DFD_OK;
     if (dfd_media_sniff_file(it->path, &kind, &fmt, &e) || kind == DFD_MEDIA_UNKNOWN) {
         fs.unreadable = 1, fs.status = "not an image or a video";
+    } else if (kind == DFD_MEDIA_IMAGE && j->o->sequences) {
+        fs.still = 1, fs.status = "still image (sequences need a video)";
     } else if (kind == DFD_MEDIA_IMAGE) rc = do_image(w, it, rows, &fs, err);
     else rc = do_video(w, it, rows, &fs, err);
     fprintf(rows, "D\t%s\t%s\t%d\n", it->source, fs.status, fs.crops);
@@ -346,7 +348,7 @@ static int do_item(worker_ctx *w, size_t item, dfd_error *err) {
     dfd_prepare_summary *s = j->s;
     s->images += fs.image, s->videos += fs.video, s->no_face += fs.no_face, s->unreadable += fs.unreadable;
     s->short_tracks += fs.short_tracks, s->frames_no_face += fs.frames_no_face, s->other_faces += fs.other_faces;
-    s->crops += fs.crops, s->sequences += fs.sequences;
+    s->crops += fs.crops, s->sequences += fs.sequences, s->stills_skipped += fs.still;
     j->n_done++;
     if (j->fn && j->fn(j->user, j->n_done, j->total, s)) j->stop = 1;
     pthread_mutex_unlock(&j->mu);
@@ -429,6 +431,8 @@ static int write_outputs(job *j, dfd_error *err) {
         (json_int_t)s->images, "videos", (json_int_t)s->videos, "no_face", (json_int_t)s->no_face, "unreadable",
         (json_int_t)s->unreadable, "short_tracks", (json_int_t)s->short_tracks, "frames_without_face",
         (json_int_t)s->frames_no_face, "other_faces_ignored", (json_int_t)s->other_faces);
+    if (doc && o->sequences)
+        json_object_set_new(json_object_get(doc, "summary"), "still_images_skipped", json_integer(s->stills_skipped));
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     json_decref(doc);
     if (!text) return dfd_fail(err, DFD_E_NOMEM, "no memory");

@@ -509,6 +509,7 @@ typedef struct dfd_prepare_summary {
     long short_tracks;         /* sequences mode: tracks with too few faces (dropped) */
     long frames_no_face;       /* sampled frames without a face */
     long other_faces;          /* faces besides the main one (not used) */
+    long stills_skipped;       /* sequences mode: still images (not videos), skipped */
     double seconds;
 } dfd_prepare_summary;
 
