@@ -209,7 +209,12 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
     dfd_frame_set fs = {0};
     stage st = {progress, user, 0.0, 0.5};
     double t0 = dfd_now_ms();
-    int rc = dfd_video_sample_frames(v, ctx->o.frames, progress ? stage_report : NULL, &st, &fs, err);
+    /* A clip shorter than the sample count gives each frame once, not duplicates that
+     * would weigh some frames twice in the aggregation. */
+    int want = ctx->o.frames;
+    const dfd_video_info *vi = dfd_video_get_info(v);
+    if (vi->frames > 0 && vi->frames < want) want = (int)vi->frames;
+    int rc = dfd_video_sample_frames(v, want, progress ? stage_report : NULL, &st, &fs, err);
     r->t_decode_ms = dfd_now_ms() - t0;
     if (rc) return rc;
     r->frames_skipped = fs.corrupt;
