@@ -1,13 +1,17 @@
 /* analyzer.c — the server's analyses on libdfd: each worker owns one dfd_ctx (its own
  * copy of the models, its share of the threads), and an analysis is dfd_analyze_file on
  * the upload's private temp file. The temp file's path is the server's business: it is
- * replaced by the client's file name in the result and in any message. */
+ * replaced by the client's file name in the result and in any message. /v1/models reads
+ * the model files' metadata (io/model_file.h) for their names, thresholds and
+ * preprocessing. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "io/model_file.h"
+#include "io/safetensors.h"
 #include "server/server.h"
 
 static int lib_worker_create(void *cls, int worker, int threads, void **state, dfd_error *err) {
@@ -81,30 +85,76 @@ static int lib_analyze(void *cls, void *state, const char *path, const char *nam
     return DFD_OK;
 }
 
-static json_t *str_or(const char *s, const char *dflt) { return s ? json_string(s) : dflt ? json_string(dflt) : json_null(); }
-
 static const char *base_name(const char *p) {
-    if (!p) return NULL;
     const char *b = strrchr(p, '/');
     return b ? b + 1 : p;
 }
 
+/* A JSON text field of the model file as JSON (it is an object), else null. */
+static json_t *json_text(const char *text) {
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    return j ? j : json_null();
+}
+
+/* What the model file at path says about itself: name, architecture, input, threshold,
+ * preprocessing (the crop contract it was trained with), training data and metrics.
+ * Only the header is read (the tensors are memory-mapped, not loaded). */
+static json_t *model_info(const char *path) {
+    dfd_st_file *f = NULL;
+    dfd_error e;
+    dfd_error_clear(&e);
+    json_t *o = json_object();
+    if (!o) return NULL;
+    /* File names only: the server's folders are not the client's business. */
+    const char *file = base_name(path);
+    json_object_set_new(o, "file", json_string(file));
+    char name[256];
+    snprintf(name, sizeof name, "%s", file);
+    char *dot = strstr(name, ".safetensors");
+    if (dot && dot[12] == 0) *dot = 0;
+    json_object_set_new(o, "name", json_string(name));
+    dfd_model_meta m;
+    dfd_model_meta_init(&m);
+    if (dfd_st_open(path, &f, &e) != DFD_OK || dfd_model_meta_read(f, &m, &e) != DFD_OK) {
+        json_object_set_new(o, "error", json_string(e.message[0] ? e.message : "cannot read the model file"));
+    } else {
+        json_object_set_new(o, "architecture", json_string(m.arch ? m.arch : ""));
+        json_object_set_new(o, "input_size", json_integer(m.input_size));
+        if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
+        json_object_set_new(o, "threshold", json_real(m.threshold));
+        json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
+        json_object_set_new(o, "preprocess", json_text(m.preprocess));
+        json_t *td = m.training_data ? json_loads(m.training_data, 0, NULL) : NULL; /* JSON, or free text */
+        json_object_set_new(o, "training_data", td ? td : m.training_data ? json_string(m.training_data) : json_null());
+        json_object_set_new(o, "metrics", json_text(m.metrics));
+        json_object_set_new(o, "dfd_version", m.dfd_version ? json_string(m.dfd_version) : json_null());
+    }
+    dfd_model_meta_free(&m);
+    if (f) dfd_st_close(f);
+    return o;
+}
+
 static void *lib_describe(void *cls) {
     const dfd_options *o = cls;
+    json_t *d = json_object();
+    if (!d) return NULL;
+    char path[4400];
+    dfd_error e;
+    dfd_error_clear(&e);
+    if (o->image_model)
+        json_object_set_new(d, "image_model", model_info(o->image_model));
+    else if (dfd_default_image_model(o->models_dir, path, sizeof path, &e) == DFD_OK)
+        json_object_set_new(d, "image_model", model_info(path));
+    else
+        json_object_set_new(d, "image_model", json_null());
+    json_object_set_new(d, "video_model", o->video_model ? model_info(o->video_model) : json_null());
+    json_object_set_new(d, "frames_per_video", json_integer(o->frames > 0 ? o->frames : 30));
+    /* null: each model's own threshold (above) decides */
+    json_object_set_new(d, "threshold_override", o->threshold >= 0 ? json_real(o->threshold) : json_null());
+    json_object_set_new(d, "aggregation", json_string(o->aggregation == DFD_AGG_MEAN ? "mean" : "confident"));
     json_t *limits = json_pack("{s:I,s:f,s:I,s:i}", "max_image_pixels", (json_int_t)o->limits.max_image_pixels,
                                "max_video_seconds", o->limits.max_video_seconds, "max_file_bytes",
                                (json_int_t)o->limits.max_file_bytes, "max_video_frames", o->limits.max_video_frames);
-    json_t *d = json_object();
-    if (!d) {
-        json_decref(limits);
-        return NULL;
-    }
-    /* File names only: the server's folders are not the client's business. */
-    json_object_set_new(d, "image_model", str_or(base_name(o->image_model), "default"));
-    json_object_set_new(d, "video_model", str_or(base_name(o->video_model), NULL));
-    json_object_set_new(d, "frames_per_video", json_integer(o->frames));
-    json_object_set_new(d, "threshold", o->threshold >= 0 ? json_real(o->threshold) : json_string("model"));
-    json_object_set_new(d, "aggregation", json_string(o->aggregation == DFD_AGG_MEAN ? "mean" : "confident"));
     json_object_set_new(d, "limits", limits ? limits : json_null());
     return d;
 }

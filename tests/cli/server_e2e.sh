@@ -55,7 +55,11 @@ U=http://127.0.0.1:$port
 curl -s -H 'Accept: text/html,*/*' "$U/" | grep -q '<title>Deepfake Detector</title>' || fail "GET / page"
 [[ $(req "$U/v1/health") == 200 ]] || fail "health $(body)"
 [[ $(js j.status <"$tmp/body") == ok ]] || fail "health: $(body)"
-[[ $(curl -s "$U/v1/models" | js j.image_model) == best.safetensors ]] || fail "models: $(curl -s "$U/v1/models")"
+# /v1/models tells the model file's own metadata: name, architecture, threshold, crop contract.
+curl -s "$U/v1/models" >"$tmp/models"
+[[ $(js "[j.image_model.name,j.image_model.architecture,j.image_model.preprocess.size,j.loaded].join(' ')" <"$tmp/models") == "best tiny-cnn 32 true" ]] ||
+  fail "models: $(cat "$tmp/models")"
+thr=$(js j.image_model.threshold <"$tmp/models")
 curl -s "$U/openapi.json" | js 'Object.keys(j.paths).length' >/dev/null || fail "openapi.json is not JSON"
 
 # The original's /predict_image with curl -F, as its README showed.
@@ -74,8 +78,8 @@ r='j.results[0]'
 [[ $(js "$r.faces.length>=1 && $r.faces.every(f=>f.box.length==4 && f.box[0]>=0 && f.box[0]+f.box[2]<=512.5)" <"$tmp/body") == true ]] ||
   fail "faces: $(body)"
 [[ $(js "Math.abs($r.p_fake-(1-$raw))<1e-6" <"$tmp/body") == true ]] || fail "p_fake != 1-raw_score ($raw): $(body)"
-[[ $(js "($r.p_fake>=$r.threshold?'FAKE':'REAL')==$r.verdict && $r.verdict=='$pred'" <"$tmp/body") == true ]] ||
-  fail "verdict vs threshold: $(body)"
+[[ $(js "($r.p_fake>=$r.threshold?'FAKE':'REAL')==$r.verdict && $r.verdict=='$pred' && Math.abs($r.threshold-$thr)<1e-6" <"$tmp/body") == true ]] ||
+  fail "verdict vs threshold $thr: $(body)"
 # A raw body with a content type works too; the name is then 'upload'.
 [[ $(req --data-binary "@$SRC/examples/astronaut.png" -H 'Content-Type: image/png' "$U/v1/analyze") == 200 ]] ||
   fail "raw body: $(body)"
