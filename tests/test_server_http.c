@@ -927,6 +927,31 @@ static void long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them(vo
     assert_int_equal(th_connect(s.port), -1); /* no longer listening */
 }
 
+static void a_second_stop_request_cancels_analyses_in_flight(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    set_gate(0); /* the analysis would wait forever */
+    bg_req b = {s.port, "gate=1 p=0.9", {0}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_upload, &b), 0);
+    while (atomic_load(&gate_waiting) < 1) th_sleep_ms(5);
+    char one = 1;
+    assert_int_equal(write(s.stop_pipe[1], &one, 1), 1);
+    th_sleep_ms(300);
+    pthread_mutex_lock(&s.mu);
+    int done = s.done;
+    pthread_mutex_unlock(&s.mu);
+    assert_false(done); /* a graceful stop waits for the request in flight */
+    assert_int_equal(write(s.stop_pipe[1], &one, 1), 1);
+    pthread_join(t, NULL); /* the second one cancels it: the client hears why */
+    expect_error(&b.r, 503, "the analysis was cancelled: the server is stopping");
+    assert_int_equal(th_stop(&s), DFD_OK); /* (its extra byte is never read) */
+    set_gate(1);
+}
+
 int main(void) {
     atomic_init(&gate_waiting, 0);
     atomic_init(&fake_analyses, 0);
@@ -944,6 +969,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(degraded_without_a_model, setup, teardown),
         cmocka_unit_test_setup_teardown(long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_second_stop_request_cancels_analyses_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -402,7 +402,9 @@ static enum MHD_Result answer_job(request *r) {
     srv_job_view v;
     srv_job_get(s->pool, r->job, &v);
     if (v.state != SRV_JOB_DONE) {
-        if (v.state == SRV_JOB_CANCELLED) return queue_error(r, 503, "the analysis was cancelled: %s", v.error);
+        if (v.state == SRV_JOB_CANCELLED)
+            return queue_error(r, 503, "the analysis was cancelled%s",
+                               atomic_load(&s->shutting_down) ? ": the server is stopping" : "");
         return queue_error(r, failure_status(v.error_code), "%s", v.error);
     }
     const dfd_result *res = v.result;
