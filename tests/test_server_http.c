@@ -720,6 +720,29 @@ static void jobs_cancel_queue_full_and_expire(void **state) {
     while (atomic_load(&gate_waiting) < 1) th_sleep_ms(5); /* the worker holds it */
     char *q1 = submit_video(port, "p=0.1");
     char *q2 = submit_video(port, "p=0.2");
+    /* Their uploads wait in a private folder (0700), one private file (0600) each. */
+    DIR *d = opendir(tmp_parent);
+    struct dirent *e;
+    char *priv = NULL;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "dfd-serve-", 10)) priv = tu_join(tmp_parent, e->d_name);
+    closedir(d);
+    assert_non_null(priv);
+    struct stat st;
+    assert_int_equal(stat(priv, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    int files = 0;
+    d = opendir(priv);
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *f = tu_join(priv, e->d_name);
+        assert_int_equal(stat(f, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        free(f);
+        files++;
+    }
+    closedir(d);
+    assert_int_equal(files, 3);
     /* Full: 503 with Retry-After, for videos and for (synchronous) images alike. */
     size_t n;
     char *vid = video_with("p=0.3", &n);
@@ -747,6 +770,8 @@ static void jobs_cancel_queue_full_and_expire(void **state) {
     assert_string_equal(json_string_value(json_object_get(j, "state")), "cancelled");
     json_decref(j);
     th_resp_free(&r);
+    assert_int_equal(count_files(priv), 2); /* the cancelled one's upload is gone at once */
+    free(priv);
     char *q3 = submit_video(port, "p=0.4");
     /* Cancelling the running one: 202, and the analysis stops through its progress callback. */
     snprintf(path, sizeof path, "/v1/jobs/%s", running);
