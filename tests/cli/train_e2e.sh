@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `dfd prepare` -> `dfd train` -> `dfd eval` through the command line, on a miniature
+# Celeb-DF v2 layout made of the shared DFDC clips: the manifest has a row per crop with
+# groups and the official test split, a second prepare resumes (does nothing), training
+# writes a loadable model, eval prints sane metrics and writes its files, usage errors
+# exit 2. Skips (77) without the shared clips or the face detector models.
+set -uo pipefail
+BIN=${DFD_BIN:-build/dfd}
+SRC=${DFD_SOURCE_DIR:-.}
+D=${DFD_SHARED_DATA:-}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Usage errors first (need nothing).
+"$BIN" train >/dev/null 2>&1; [[ $? == 2 ]] || fail "train without arguments: exit not 2"
+"$BIN" train image --arch tiny-cnn >/dev/null 2>&1; [[ $? == 2 ]] || fail "train without --data: exit not 2"
+"$BIN" train image --data x --arch tiny-cnn --frobnicate >/dev/null 2>&1; [[ $? == 2 ]] || fail "unknown option: exit not 2"
+"$BIN" eval --model x >/dev/null 2>&1; [[ $? == 2 ]] || fail "eval without --data: exit not 2"
+"$BIN" prepare --data x >/dev/null 2>&1; [[ $? == 2 ]] || fail "prepare without --out: exit not 2"
+
+if [[ -z "$D" || ! -f "$D/videos/lynaeydofd.mp4" ]]; then echo "skipped: shared clips absent"; exit 77; fi
+if [[ ! -f "$SRC/models/registry/blazeface-short.safetensors" ]]; then echo "skipped: face models absent (run setup.sh)"; exit 77; fi
+
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ds="$tmp/celebdf"
+mkdir -p "$ds/Celeb-real" "$ds/Celeb-synthesis" "$ds/YouTube-real"
+ln -s "$D/videos/lynaeydofd.mp4" "$ds/Celeb-real/id0_0000.mp4"
+ln -s "$D/videos/lynaeydofd.mp4" "$ds/YouTube-real/00000.mp4"
+ln -s "$D/videos/brtujopkby.mp4" "$ds/Celeb-synthesis/id0_id1_0000.mp4"
+ln -s "$D/videos/widuwuoiur.mp4" "$ds/Celeb-synthesis/id1_id0_0000.mp4"
+printf '1 YouTube-real/00000.mp4\n0 Celeb-synthesis/id1_id0_0000.mp4\n' >"$ds/List_of_testing_videos.txt"
+
+out="$tmp/crops"
+"$BIN" prepare --data "$ds" --out "$out" --per-video 3 --size 64 --workers 2 --models "$SRC/models/registry" >"$tmp/prep.txt" 2>&1 || fail "prepare: $(cat "$tmp/prep.txt")"
+grep -q "^4 files" "$tmp/prep.txt" || fail "prepare summary: $(cat "$tmp/prep.txt")"
+[[ -f "$out/manifest.csv" && -f "$out/prepare.json" ]] || fail "prepare outputs missing"
+head -1 "$out/manifest.csv" | grep -qx 'file,label,group,source,frame,box,split' || fail "manifest header"
+rows=$(($(wc -l <"$out/manifest.csv") - 1))
+kept=$(sed -n 's/^kept: \([0-9]*\) crops.*/\1/p' "$tmp/prep.txt")
+[[ $rows -ge 4 && $rows -le 12 && $rows == "$kept" ]] || fail "manifest has $rows rows, summary says $kept"
+# Every row's crop exists; fakes of identity 0 share the group of id0's real video.
+while IFS=, read -r file label group source frame box split; do
+  [[ $file == file ]] && continue
+  [[ -s "$out/$file" ]] || fail "missing crop $file"
+  case "$source" in
+    Celeb-real/id0_0000.mp4|Celeb-synthesis/id0_id1_0000.mp4) [[ $group == celeb/id0 ]] || fail "group of $source: $group" ;;
+    YouTube-real/00000.mp4|Celeb-synthesis/id1_id0_0000.mp4) [[ $split == test ]] || fail "$source not in the test split" ;;
+  esac
+  [[ $frame -ge 0 ]] || fail "video crop without a frame index: $file"
+done <"$out/manifest.csv"
+grep -q '"margin"' "$out/prepare.json" || fail "prepare.json has no contract"
+
+# Run again: everything is done already, the manifest is the same.
+cp "$out/manifest.csv" "$tmp/manifest.1"
+"$BIN" prepare --data "$ds" --out "$out" --per-video 3 --size 64 --models "$SRC/models/registry" >"$tmp/prep2.txt" 2>&1 || fail "prepare again"
+grep -q "(4 done in an earlier run)" "$tmp/prep2.txt" || fail "no resume: $(cat "$tmp/prep2.txt")"
+cmp -s "$out/manifest.csv" "$tmp/manifest.1" || fail "manifest changed on resume"
+
+# Train a few steps of tiny-cnn (validation: half of the non-test groups).
+run="$tmp/run"
+"$BIN" train image --arch tiny-cnn --input-size 32 --data "$out" --out "$run" --epochs 2 --batch 4 \
+  --val-fraction 0.5 --seed 3 >"$tmp/train.txt" 2>&1 || fail "train: $(cat "$tmp/train.txt")"
+[[ -f "$run/best.safetensors" && -f "$run/checkpoint.safetensors" && -f "$run/history.png" ]] || fail "train outputs"
+[[ $(wc -l <"$run/history.csv") == 3 ]] || fail "history: $(cat "$run/history.csv")"
+grep -q "^model: $run/best.safetensors" "$tmp/train.txt" || fail "train summary: $(cat "$tmp/train.txt")"
+
+# Evaluate on the official test items, at frame and video level.
+"$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
+  || fail "eval: $(cat "$tmp/eval.txt")"
+grep -q "^AUC [0-9.]*   EER [0-9.]*" "$tmp/eval.txt" || fail "eval report: $(cat "$tmp/eval.txt")"
+for f in metrics.json scores.csv roc.png confusion.png; do [[ -s "$tmp/eval/$f" ]] || fail "eval did not write $f"; done
+grep -q '"split": "test"' "$tmp/eval/metrics.json" || fail "metrics.json split"
+n=$(($(wc -l <"$tmp/eval/scores.csv") - 1))
+[[ $n -ge 2 ]] || fail "eval scored $n test crops"
+"$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --level video >"$tmp/evalv.txt" 2>&1 || fail "eval video"
+grep -q "^2 videos (1 real, 1 fake)" "$tmp/evalv.txt" || fail "video level: $(cat "$tmp/evalv.txt")"
+# Deterministic: the same report twice.
+"$BIN" eval --model "$run/best.safetensors" --data "$out" --split test >"$tmp/eval2.txt" 2>&1 || fail "eval again"
+diff <(tail -n +2 "$tmp/eval.txt" | grep -v '^wrote') <(tail -n +2 "$tmp/eval2.txt") >/dev/null || fail "eval not deterministic"
+echo "ok"
