@@ -728,16 +728,16 @@ static void jobs_cancel_queue_full_and_expire(void **state) {
         if (!strncmp(e->d_name, "dfd-serve-", 10)) priv = tu_join(tmp_parent, e->d_name);
     closedir(d);
     assert_non_null(priv);
-    struct stat st;
-    assert_int_equal(stat(priv, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0700);
+    struct stat sb;
+    assert_int_equal(stat(priv, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
     int files = 0;
     d = opendir(priv);
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         char *f = tu_join(priv, e->d_name);
-        assert_int_equal(stat(f, &st), 0);
-        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(stat(f, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
         free(f);
         files++;
     }
