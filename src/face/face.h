@@ -109,7 +109,7 @@ typedef struct dfd_face_opts {
     int min_face;           /* smallest face side, in source pixels, auto mode looks for; 40 */
     int max_faces;          /* keep at most this many (best first); 0 = no cap */
     nn_backend backend;     /* NN_BACKEND_DNNL (NN_BACKEND_REF for tests) */
-    int threads;            /* 0 = all cores */
+    int threads;            /* nn threads per pass; default 1 (see face/detector.c), 0 = all */
 } dfd_face_opts;
 
 void dfd_face_opts_default(dfd_face_opts *o);
