@@ -67,6 +67,7 @@ static void on_sigint(int sig) {
 typedef struct ui {
     cli_progress bar;
     int bar_on;
+    int last_decile; /* without a terminal: a plain line every tenth of an epoch */
 } ui;
 
 static void fmt_time(double s, char *buf, size_t cap) {
@@ -89,6 +90,9 @@ static int on_progress(void *user, const dfd_train_progress *p) {
         snprintf(detail, sizeof detail, "%ld/%ld loss %.4f acc %.3f auc %.3f %.0f img/s eta %s", p->step, p->steps, p->loss,
                  p->acc, p->auc, p->images_per_s, eta);
         cli_progress_update(&u->bar, (double)p->step / (double)p->steps, detail);
+        int decile = (int)(10 * p->step / (p->steps ? p->steps : 1));
+        if (!u->bar.enabled && decile != u->last_decile && decile < 10) fprintf(stderr, "epoch %d: %s\n", p->epoch, detail);
+        u->last_decile = decile;
     } else if (p->phase == DFD_TRAIN_VALIDATING) {
         snprintf(detail, sizeof detail, "validating %ld/%ld", p->step, p->steps);
         cli_progress_update(&u->bar, (double)p->step / (double)(p->steps ? p->steps : 1), detail);
