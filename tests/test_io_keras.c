@@ -862,7 +862,7 @@ static void keras3_image_import_to_model_file(void **state) {
     (void)state;
     char *path = good_fixture(1);
     char *out = tu_join(S.dir, "imported.safetensors");
-    const char *pre = "{\"margin\":1.0,\"norm\":\"0_1\"}";
+    const char *pre = "{\"margin\":1.0,\"norm\":\"0_1\",\"size\":299}";
     dfd_keras_import_opts io = {.preprocess = pre};
     dfd_keras_import_report rep;
     dfd_error e;
@@ -883,7 +883,9 @@ static void keras3_image_import_to_model_file(void **state) {
     assert_int_equal(m.frames, 0);
     assert_string_equal(m.output, "logit_p_real");
     assert_float_equal(m.threshold, 0.5, 0);
+    /* The caller's contract, its size now the network's input. */
     json_t *pj = json_loads(m.preprocess, 0, NULL), *want = json_loads(pre, 0, NULL);
+    json_object_set_new(want, "size", json_integer(SIZE));
     assert_true(json_equal(pj, want));
     json_decref(pj);
     json_decref(want);

@@ -1464,8 +1464,25 @@ int dfd_keras_import(const char *in, const char *out, const dfd_keras_import_opt
     m.dropout = info->dropout >= 0 && info->dropout < 1 ? info->dropout : -1.0f;
     m.output = KERAS_OUTPUT;
     m.threshold = 0.5;
-    m.preprocess = (char *)o.preprocess;
     m.training_data = note;
+    /* The crop's side is the network's input, known only now (from the file). */
+    char *pre = NULL;
+    if (o.preprocess) {
+        json_t *pj = json_loads(o.preprocess, 0, NULL);
+        if (!json_is_object(pj)) {
+            json_decref(pj);
+            dfd_keras_close(f);
+            return dfd_fail(err, DFD_E_ARG, "keras import: preprocess is not a JSON object");
+        }
+        if (json_object_get(pj, "size")) json_object_set_new(pj, "size", json_integer(size));
+        pre = json_dumps(pj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(pj);
+        if (!pre) {
+            dfd_keras_close(f);
+            return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        }
+    }
+    m.preprocess = pre;
 
     nn_graph *g = NULL;
     rc = build(user, &m, &g, err);
@@ -1477,6 +1494,7 @@ int dfd_keras_import(const char *in, const char *out, const dfd_keras_import_opt
         rep->frames = frames;
         rep->output = KERAS_OUTPUT;
     }
+    free(pre);
     nn_graph_free(g);
     dfd_keras_close(f);
     return rc;

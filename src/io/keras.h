@@ -79,7 +79,8 @@ typedef struct dfd_keras_import_opts {
     int input_size;         /* 0: the file's, else 299 */
     int frames;             /* video: 0 = the file's, else 30 */
     const char *preprocess; /* JSON object for the model file's "preprocess" (the crop
-                             * contract, made by the caller); NULL = none */
+                             * contract, made by the caller; its "size", when present,
+                             * becomes the input size); NULL = none */
 } dfd_keras_import_opts;
 
 typedef struct dfd_keras_import_report {
