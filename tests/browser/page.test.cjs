@@ -69,6 +69,10 @@ async function expectVerdict(page, expected, label) {
       if (!u.startsWith(origin) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
     });
 
+    // File pickers are caught from the start (enabling that takes a round trip to the browser).
+    const choosers = [];
+    page.on('filechooser', (fc) => choosers.push(fc));
+
     await page.goto(url, { waitUntil: 'load' });
     check((await page.title()) === 'Deepfake Detector', 'the page is served at / to a browser');
     check(await page.locator('h1').isVisible(), 'the title is visible');
@@ -79,8 +83,11 @@ async function expectVerdict(page, expected, label) {
       'Tab reaches the drop zone');
     check(await page.locator('#analyze').isHidden(), 'no Analyze button before a file is chosen');
 
-    // ---- an image ----
-    await page.setInputFiles('#file', imagePath);
+    // ---- an image, chosen with the keyboard: Enter on the drop zone opens the file picker ----
+    await page.keyboard.press('Enter');
+    for (let i = 0; i < 100 && !choosers.length; i++) await page.waitForTimeout(50);
+    check(choosers.length === 1, 'Enter on the drop zone opens the file picker');
+    await choosers[0].setFiles(imagePath);
     await page.locator('#preview-media img').waitFor({ state: 'visible' });
     check(await page.locator('#analyze').isEnabled(), 'Analyze is enabled once an image is chosen');
     check(await page.evaluate(() => document.activeElement.id === 'analyze'), 'focus moves to Analyze');
