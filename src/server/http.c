@@ -641,7 +641,7 @@ static enum MHD_Result upload_end(request *r) {
     r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
     srv_job *job = NULL;
     if (background) {
-        if (srv_pool_submit(s->pool, path, name, kind, 1, NULL, &job, &e) != DFD_OK) {
+        if (srv_pool_submit(s->pool, path, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
             if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
             return queue_error(r, 500, "%s", e.message);
         }
@@ -655,17 +655,17 @@ static enum MHD_Result upload_end(request *r) {
         const char *const h[] = {MHD_HTTP_HEADER_LOCATION, loc, NULL};
         return queue_json_h(r, 202, o, h);
     }
-    /* Answered when done: suspend first, so that a fast worker's resume cannot come
-     * before the suspension. */
-    MHD_suspend_connection(r->conn);
-    r->waiting = 1;
-    if (srv_pool_submit(s->pool, path, name, kind, 0, r, &job, &e) != DFD_OK) {
-        r->waiting = 0;
-        MHD_resume_connection(r->conn);
+    /* Answered when done. The job takes its place in the queue first (which may be
+     * refused: 503), then the connection is suspended, and only then may a worker take
+     * the job: its resume can never come before the suspension. */
+    if (srv_pool_submit(s->pool, path, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
         if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
         return queue_error(r, 500, "%s", e.message);
     }
     r->job = job;
+    r->waiting = 1;
+    MHD_suspend_connection(r->conn);
+    srv_pool_release(s->pool, job);
     return MHD_YES;
 }
 

@@ -58,6 +58,7 @@ struct srv_pool {
     pthread_cond_t ready_cv; /* a worker finished loading */
     srv_job *qhead, *qtail;
     int queued, running;
+    int held;                /* submitted with hold, not yet released: workers wait for them */
     srv_job **table;
     size_t n_table, cap_table;
     worker *workers;
@@ -185,14 +186,14 @@ static void *worker_main(void *arg) {
     p->n_ready++;
     pthread_cond_broadcast(&p->ready_cv);
     for (;;) {
-        while (!p->qhead && !p->stopping) {
+        while (!p->qhead && !(p->stopping && p->held == 0)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
             purge_locked(p); /* expired results are freed even when no request comes */
         }
-        if (!p->qhead) break; /* stopping and nothing left */
+        if (!p->qhead) break; /* stopping and nothing left, nor about to come */
         srv_job *j = p->qhead;
         p->qhead = j->qnext;
         if (!p->qhead) p->qtail = NULL;
@@ -355,7 +356,7 @@ void srv_pool_stop(srv_pool *p) {
 const char *srv_pool_degraded(srv_pool *p) { return p->degraded[0] ? p->degraded : NULL; }
 
 int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    srv_job **out, dfd_error *err) {
+                    int hold, srv_job **out, dfd_error *err) {
     if (out) *out = NULL;
     srv_job *j = calloc(1, sizeof *j);
     if (!j || !(j->name = strdup(name ? name : "upload"))) {
@@ -411,13 +412,27 @@ int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind ki
         j->refs++;
         *out = j;
     }
+    p->queued++; /* a held job already has its place in the queue */
+    if (hold) {
+        p->held++;
+    } else {
+        if (p->qtail) p->qtail->qnext = j;
+        else p->qhead = j;
+        p->qtail = j;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return DFD_OK;
+}
+
+void srv_pool_release(srv_pool *p, srv_job *j) {
+    pthread_mutex_lock(&p->mu);
+    p->held--;
     if (p->qtail) p->qtail->qnext = j;
     else p->qhead = j;
     p->qtail = j;
-    p->queued++;
-    pthread_cond_signal(&p->cv);
+    pthread_cond_broadcast(&p->cv); /* also wakes a stopping worker that waited for it */
     pthread_mutex_unlock(&p->mu);
-    return DFD_OK;
 }
 
 static srv_job *find_locked(srv_pool *p, const char *id, size_t *index) {

@@ -163,9 +163,12 @@ const char *srv_pool_degraded(srv_pool *p);
 /* Creates a job for the file at path (ownership passes: the pool removes the file when
  * the analysis ends, or when submission fails). Background jobs are kept in the table
  * (looked up by id) until their TTL; a waiter (non-NULL) is resumed via on_done.
- * DFD_E_LIMIT when the queue is full. On success *out (may be NULL) gets a reference. */
+ * DFD_E_LIMIT when the queue is full. On success *out (may be NULL) gets a reference.
+ * With hold, the job has its place in the queue but no worker takes it before
+ * srv_pool_release (so that the caller can get ready to be resumed, which cannot fail). */
 int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    srv_job **out, dfd_error *err);
+                    int hold, srv_job **out, dfd_error *err);
+void srv_pool_release(srv_pool *p, srv_job *j);
 /* A reference to the background job with this id (NULL if none or expired). */
 srv_job *srv_pool_find(srv_pool *p, const char *id);
 /* Cancels (queued: at once; running: asks the progress callback to stop) or, when the
