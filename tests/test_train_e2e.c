@@ -322,6 +322,26 @@ static void video_model_on_sequences(void **state) {
     assert_true(isfinite(s.best_val_auc));
     snprintf(p, sizeof p, "%s/best.safetensors", out);
     assert_float_equal(meta_number(p, "frames", NULL), 4, 0);
+    /* dfd eval scores whole sequences with a video model: the validation tracks. */
+    dfd_eval_opts eo;
+    dfd_eval_opts_default(&eo);
+    eo.model = p;
+    eo.data = root;
+    eo.split = DFD_EVAL_VAL;
+    eo.val_fraction = 0.25;
+    eo.seed = 7;
+    eo.threads = 1;
+    dfd_eval_result r;
+    rc = dfd_eval_run(&eo, &r, &e);
+    if (rc) fail_msg("eval video model: %s", e.message);
+    assert_true(r.level_video);
+    long vr, vf;
+    dfd_dataset *d;
+    assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_AUTO, &d, NULL), DFD_OK);
+    assert_int_equal(dfd_dataset_split_groups(d, 0.25, 7, NULL), DFD_OK);
+    dfd_dataset_count(d, DFD_SPLIT_VAL, &vr, &vf);
+    dfd_dataset_free(d);
+    assert_int_equal(r.samples * 4, vr + vf); /* 4 crops per track */
     /* An image architecture for video training is refused. */
     o.arch = "tiny-cnn";
     assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_E_ARG);
