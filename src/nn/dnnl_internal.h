@@ -153,7 +153,7 @@ struct dn_priv {
     int threads;
     dnnl_engine_t eng;
     dnnl_stream_t strm;
-    dnnl_data_type_t adt; /* activation type of inference convolutions */
+    dnnl_data_type_t adt; /* type convolutions and dense layers compute in (bf16: mixed precision) */
     dn_buf *bufs;
     int nbufs;
     unsigned gen;
