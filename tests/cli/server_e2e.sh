@@ -42,7 +42,7 @@ done
 MODEL=$tmp/model/best.safetensors
 
 # ---- the server ---------------------------------------------------------------------------
-TMPDIR=$tmp/tmp "$BIN" serve --port 0 --model-image "$MODEL" --frames 4 --max-upload-mb 1 --workers 1 \
+TMPDIR=$tmp/tmp "$BIN" serve --port 0 --model-image "$MODEL" --frames 2 --max-upload-mb 1 --workers 1 \
   --threads 2 --timeout 5 2>"$tmp/serve.log" &
 pid=$!
 for _ in $(seq 300); do grep -q 'listening on' "$tmp/serve.log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
@@ -104,7 +104,7 @@ for _ in $(seq 600); do
   sleep 0.2
 done
 [[ $state == done ]] || fail "video job ended $state: $(cat "$tmp/job")"
-[[ $(js "j.result.results[0].media+' '+j.result.results[0].frames.length" <"$tmp/job") == "video 4" ]] ||
+[[ $(js "j.result.results[0].media+' '+j.result.results[0].frames.length" <"$tmp/job") == "video 2" ]] ||
   fail "video result: $(cat "$tmp/job")"
 [[ $(js "j.result.results[0].frames.every((f,i,a)=>i==0||f.time_s>a[i-1].time_s)" <"$tmp/job") == true ]] ||
   fail "frame times: $(cat "$tmp/job")"
@@ -154,9 +154,9 @@ grep -q '^dfd_jobs_finished_total{state="cancelled"} 1$' "$tmp/metrics" || fail 
 grep -q '^dfd_queue_depth 0$' "$tmp/metrics" || fail "metrics queue depth"
 grep -Eq 'POST /predict_image 200 [0-9]+ [0-9.]+ms' "$tmp/serve.log" || fail "no log line for predict_image"
 
-# SIGTERM while a video is analysed: its client still gets the answer, then the server
+# SIGTERM while an image is analysed: its client still gets the answer, then the server
 # exits 0, and nothing it stored is left behind.
-curl -s -o "$tmp/late" -w '%{http_code}' -F "file=@$SRC/examples/astronaut-clip.mp4" "$U/predict_video" >"$tmp/late.code" &
+curl -s -o "$tmp/late" -w '%{http_code}' -F "file=@$SRC/examples/astronaut.png" "$U/predict_image" >"$tmp/late.code" &
 cpid=$!
 for _ in $(seq 100); do grep -q 'dfd_jobs_running 1' <(curl -s "$U/metrics") && break; sleep 0.05; done
 kill -TERM $pid
