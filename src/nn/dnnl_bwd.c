@@ -493,7 +493,13 @@ static int bwd_bn(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
         dnnl_primitive_desc_destroy(pd);
         return rc;
     }
-    dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, pl->vals[in].mem}, {DNNL_ARG_MEAN, mm},       {DNNL_ARG_VARIANCE, mv},
+    dnnl_memory_t mx; /* the input as the forward pass read it (fp32 for some bf16 layers) */
+    rc = dn_get_input(d, pl, b->st, in, &md, &mx, NULL, err);
+    if (rc) {
+        dnnl_primitive_desc_destroy(pd);
+        return rc;
+    }
+    dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_MEAN, mm},       {DNNL_ARG_VARIANCE, mv},
                                {DNNL_ARG_DIFF_DST, dy},          {DNNL_ARG_SCALE, ms},      {DNNL_ARG_SHIFT, mh},
                                {DNNL_ARG_DIFF_SRC, target},      {DNNL_ARG_DIFF_SCALE, dsc}, {DNNL_ARG_DIFF_SHIFT, dsh}};
     rc = run_prim(b, pd, 9, args, id, err);

@@ -533,6 +533,14 @@ static int build_bn(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *er
     int in = n->inputs[0];
     int batch_stats = ref_bn_batch_stats(d->ex, n);
     const dnnl_memory_desc_t *md = &pl->vals[in].md;
+    dnnl_memory_desc_t f32md;
+    /* oneDNN 2.6 has jit bf16 batch-norm only for channels in multiples of 16 (else a slow
+     * generic one, 50x slower): run those in fp32. */
+    if (md->data_type == dnnl_bf16 && n->shape[n->ndim - 1] % 16) {
+        int rc = plain_md(&f32md, NODE(d, in), pl->batch, dnnl_f32, err);
+        if (rc) return rc;
+        md = &f32md;
+    }
     unsigned flags = dnnl_use_scale | dnnl_use_shift | (batch_stats ? 0u : (unsigned)dnnl_use_global_stats);
     dnnl_batch_normalization_desc_t bd;
     int rc = dn_check(dnnl_batch_normalization_forward_desc_init(&bd, prop(d), md, n->a.bn.eps, flags), err,
