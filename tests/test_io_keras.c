@@ -13,7 +13,9 @@
  * within 1e-4 (both printed). Where Debian's python3-torch and python3-h5py are
  * installed, tests/reference/xception_torch.py — an independent PyTorch implementation of
  * Keras's Xception and the original's heads, reading the same file with h5py — must
- * agree too (skipped elsewhere). Broken fixtures (a missing layer, an extra layer, a
+ * agree too (skipped elsewhere). Through the CLI, `dfd import keras` then `dfd scan
+ * --model-image` on examples/astronaut.png must report the reference's P(fake) on the
+ * same crop (skipped without the built binary and setup.sh's face models). Broken fixtures (a missing layer, an extra layer, a
  * wrong shape, a wrong activation) are refused naming the layer, as are files that are
  * not HDF5 or not Keras models.
  *
@@ -26,10 +28,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zip.h>
 
+#include "face/face.h"
 #include "io/keras.h"
 #include "io/model_file.h"
+#include "media/media.h"
 #include "models/models.h"
 
 #define SIZE 71
@@ -1068,6 +1073,132 @@ static void matches_pytorch_reference(void **state) {
     }
 }
 
+/* `dfd import keras` then `dfd scan --model-image` on examples/astronaut.png: each face's
+ * P(fake) is what the reference graph (weights set directly, plain-C backend) gives on the
+ * same crop, cut here by the library with the contract stored in the imported file, which
+ * must be the original's (no margin, no roll alignment, values / 255). scan averages a
+ * crop and its mirror image (flip test-time augmentation), so the reference does too; P(fake)
+ * = 1 - sigmoid(logit), the original's output being P(real). */
+static double p_fake_of(nn_graph *g, nn_backend be, nn_precision prec, const float *x) {
+    nn_exec_opts o;
+    nn_exec_opts_default(&o);
+    o.backend = be;
+    o.precision = prec;
+    o.max_batch = 1;
+    nn_exec *ex = NULL;
+    dfd_error e;
+    assert_int_equal(nn_exec_create(g, &o, &ex, &e), DFD_OK);
+    assert_int_equal(nn_forward(ex, x, 1, &e), DFD_OK);
+    size_t n;
+    double l = nn_output(ex, 0, &n)[0];
+    nn_exec_free(ex);
+    return 1.0 - 1.0 / (1.0 + exp(-l));
+}
+
+static void scan_reports_the_reference_p_fake(void **state) {
+    (void)state;
+    const char *bin = getenv("DFD_BIN");
+    if (!bin || access(bin, X_OK) != 0) {
+        print_message("skipped: the dfd binary is not built (DFD_BIN)\n");
+        skip();
+    }
+    char *models = tu_join(tu_source_dir(), "models/registry"), found[1024];
+    if (dfd_face_models_dir(models, found, sizeof found) != DFD_OK) {
+        print_message("skipped: no face detector in %s (run setup.sh)\n", models);
+        free(models);
+        skip();
+    }
+    char *path = good_fixture(0);
+    char *out = tu_join(S.dir, "scan-model.safetensors");
+    char *photo = tu_join(tu_source_dir(), "examples/astronaut.png");
+    char cmd[4096], *text = NULL;
+    snprintf(cmd, sizeof cmd, "'%s' import keras '%s' '%s' >/dev/null", bin, path, out);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "DFD_MODELS_DIR='%s' '%s' scan --json -q --model-image '%s' '%s'", models, bin, out,
+             photo);
+    assert_int_equal(tu_run(cmd, &text), 0);
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+    if (!doc) fail_msg("scan printed no JSON: %s\n%s", je.text, text);
+    json_t *jfaces = json_object_get(json_array_get(json_object_get(doc, "results"), 0), "faces");
+    assert_true(json_array_size(jfaces) >= 1);
+
+    /* The same faces and crops, by the library. */
+    dfd_model_meta meta;
+    nn_graph *g = NULL;
+    dfd_error e;
+    assert_int_equal(dfd_model_load(out, build_cb, NULL, &g, &meta, &e), DFD_OK);
+    nn_graph *imp = g;
+    int bf16 = nn_cpu_has_bf16();
+    dfd_crop_contract cc;
+    dfd_crop_contract_default(&cc, meta.input_size);
+    assert_int_equal(dfd_crop_contract_from_json(meta.preprocess, &cc, &e), DFD_OK);
+    cc.size = meta.input_size;
+    assert_int_equal(cc.size, SIZE);
+    assert_float_equal(cc.margin, 1.0f, 0);
+    assert_float_equal(cc.shift_y, 0.0f, 0);
+    assert_int_equal(cc.align_roll, 0);
+    assert_int_equal(cc.norm, DFD_NORM_0_1);
+    dfd_image img = {0};
+    assert_int_equal(dfd_image_load(photo, NULL, &img, NULL, &e), DFD_OK);
+    dfd_face_opts fo;
+    dfd_face_opts_default(&fo);
+    fo.models_dir = models;
+    fo.threads = 0; /* as scan by default */
+    dfd_face_detector *det = NULL;
+    assert_int_equal(dfd_face_detector_create(&fo, &det, &e), DFD_OK);
+    dfd_face *faces = NULL;
+    int n = 0;
+    assert_int_equal(dfd_face_detect(det, &img, &faces, &n, &e), DFD_OK);
+    assert_int_equal(n, (int)json_array_size(jfaces));
+    const int S_ = SIZE;
+    float *x = malloc((size_t)S_ * S_ * 3 * sizeof *x), *xm = malloc((size_t)S_ * S_ * 3 * sizeof *xm);
+    for (int i = 0; i < n; i++) {
+        dfd_image crop = {0};
+        assert_int_equal(dfd_face_crop(&img, &faces[i], &cc, &crop, &e), DFD_OK);
+        assert_int_equal(crop.w, S_);
+        for (int yy = 0; yy < S_; yy++)
+            for (int xx = 0; xx < S_; xx++)
+                for (int c = 0; c < 3; c++) {
+                    float v = crop.rgb[((size_t)yy * S_ + xx) * 3 + c] / 255.0f;
+                    x[((size_t)yy * S_ + xx) * 3 + c] = v;
+                    xm[((size_t)yy * S_ + (S_ - 1 - xx)) * 3 + c] = v;
+                }
+        double want = 0.5 * (p_fake_of(S.ref[0], NN_BACKEND_REF, NN_PREC_F32, x) +
+                             p_fake_of(S.ref[0], NN_BACKEND_REF, NN_PREC_F32, xm));
+        double got = json_number_value(json_object_get(json_array_get(jfaces, (size_t)i), "p_fake"));
+        print_message("face %d: dfd scan P(fake) %.6f, reference on the same crop %.6f (abs diff %.2e)\n", i, got,
+                      want, fabs(got - want));
+        if (bf16) {
+            /* scan's classifier runs oneDNN in bf16 here (nn_exec's automatic precision on a CPU
+             * with AMX / avx512_bf16): the same crop through bf16 must give scan's value, and
+             * the fp32 reference within bf16's precision (8 mantissa bits, ~3 digits). */
+            double mine = 0.5 * (p_fake_of(imp, NN_BACKEND_DNNL, NN_PREC_BF16, x) +
+                                 p_fake_of(imp, NN_BACKEND_DNNL, NN_PREC_BF16, xm));
+            print_message("face %d: bf16 here: the same crop through oneDNN bf16 %.6f (abs diff to scan %.2e)\n", i,
+                          mine, fabs(got - mine));
+            assert_true(fabs(got - mine) <= 2e-6); /* scan prints 6 decimals */
+            assert_true(fabs(got - want) <= 2e-2);
+        } else {
+            assert_true(fabs(got - want) <= 1e-4);
+        }
+        dfd_image_free(&crop);
+    }
+    free(x);
+    free(xm);
+    nn_graph_free(imp);
+    free(faces);
+    dfd_face_detector_free(det);
+    dfd_image_free(&img);
+    dfd_model_meta_free(&meta);
+    json_decref(doc);
+    free(text);
+    free(photo);
+    remove(out);
+    free(out);
+    free(models);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snake_case_matches_keras),
@@ -1079,6 +1210,7 @@ int main(void) {
         cmocka_unit_test(refuses_architecture_mismatches_naming_the_layer),
         cmocka_unit_test(refuses_files_that_are_not_keras_models),
         cmocka_unit_test(matches_pytorch_reference),
+        cmocka_unit_test(scan_reports_the_reference_p_fake),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
