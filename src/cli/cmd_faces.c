@@ -16,7 +16,7 @@
 
 const char cmd_faces_help[] =
     "Usage: dfd faces FILE... [--json] [--save-crops DIR] [--frames N] [--mode auto|short|full]\n"
-    "                 [--min-face PX] [--models DIR]\n\n"
+    "                 [--min-face PX] [--pad F] [--models DIR]\n\n"
     "Finds the faces in each FILE (told apart as image or video by content) with BlazeFace.\n"
     "For an image it lists every face: box (x, y, width, height in pixels), score, the six\n"
     "keypoints (eyes, nose tip, mouth, ears) and the roll angle from the eyes. For a video it\n"
@@ -33,6 +33,9 @@ const char cmd_faces_help[] =
     "  --mode M          auto (default: both BlazeFace models, tiles for large images),\n"
     "                    short (MediaPipe's short range only) or full (full range only)\n"
     "  --min-face PX     smallest face side the auto mode looks for (default 40)\n"
+    "  --pad F           images: add a black border of F times the width/height on each side\n"
+    "                    before detecting (for tight face crops that the face fills); boxes\n"
+    "                    stay in the original image's pixels\n"
     "  --models DIR      folder with blazeface-short/-full.safetensors (default: search\n"
     "                    $DFD_MODELS_DIR, ./models/registry, models/registry by the binary)\n\n"
     "A file without faces is not an error: its faces are empty and its note says why.\n"
@@ -40,6 +43,7 @@ const char cmd_faces_help[] =
 
 typedef struct faces_opts {
     int as_json;
+    double pad;
     const char *crops_dir;
     int frames;
     dfd_crop_contract contract;
@@ -104,15 +108,30 @@ static int save_crop(const faces_opts *o, const char *file, const dfd_image *img
     return rc;
 }
 
+/* Moves a face found in a padded image back into the original's coordinates. */
+static void unpad(dfd_face *f, int px, int py) {
+    f->box[0] -= (float)px;
+    f->box[1] -= (float)py;
+    for (int k = 0; k < DFD_FACE_KEYPOINTS; k++) {
+        f->kp[k][0] -= (float)px;
+        f->kp[k][1] -= (float)py;
+    }
+}
+
 static int do_image(dfd_face_detector *det, const faces_opts *o, const char *path, json_t *res, dfd_error *err) {
-    dfd_image img;
+    dfd_image img, padded = {0};
     int rc = dfd_image_load(path, NULL, &img, NULL, err);
     if (rc) return rc;
+    int px = (int)lround(o->pad * img.w), py = (int)lround(o->pad * img.h);
+    if (px > 0 || py > 0)
+        rc = dfd_image_crop(&img, -px, -py, img.w + 2 * px, img.h + 2 * py, DFD_BORDER_FILL, NULL, &padded, err);
     dfd_face *faces = NULL;
     int n = 0;
-    rc = dfd_face_detect(det, &img, &faces, &n, err);
+    if (!rc) rc = dfd_face_detect(det, padded.rgb ? &padded : &img, &faces, &n, err);
+    dfd_image_free(&padded);
     json_t *arr = json_object_get(res, "faces");
     for (int i = 0; !rc && i < n; i++) {
+        unpad(&faces[i], px, py);
         json_array_append_new(arr, face_json(&faces[i]));
         if (o->crops_dir) {
             char suffix[32];
@@ -270,7 +289,7 @@ int cmd_faces(int argc, char **argv) {
         } else if (strcmp(a, "--json") == 0) {
             o.as_json = 1;
         } else if (strcmp(a, "--save-crops") == 0 || strcmp(a, "--frames") == 0 || strcmp(a, "--mode") == 0 ||
-                   strcmp(a, "--min-face") == 0 || strcmp(a, "--models") == 0) {
+                   strcmp(a, "--min-face") == 0 || strcmp(a, "--models") == 0 || strcmp(a, "--pad") == 0) {
             if (i + 1 >= argc) {
                 rc = cli_usage_error("faces", "%s needs a value", a);
                 break;
@@ -278,6 +297,9 @@ int cmd_faces(int argc, char **argv) {
             const char *val = argv[++i];
             if (strcmp(a, "--save-crops") == 0) o.crops_dir = val;
             else if (strcmp(a, "--models") == 0) fo.models_dir = val;
+            else if (strcmp(a, "--pad") == 0) {
+                if (cli_parse_double(val, 0.0, 4.0, &o.pad)) rc = cli_usage_error("faces", "--pad must be 0..4");
+            }
             else if (strcmp(a, "--frames") == 0) {
                 if (cli_parse_int(val, 1, 1000, &v)) rc = cli_usage_error("faces", "--frames must be 1..1000");
                 else o.frames = (int)v;
