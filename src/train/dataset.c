@@ -807,6 +807,11 @@ void dfd_dataset_class_weights(const dfd_dataset *d, int split, float w[2]) {
     w[1] = nf ? (float)(n / (2.0 * nf)) : 1.0f;
 }
 
+static int cmp_size_t(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void shuffle(size_t *v, size_t n, nn_rng *r) {
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(nn_rng_next(r) % i);
@@ -837,13 +842,7 @@ int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split
         shuffle(cls[big], cn[big], &r);
         cn[big] = cn[!big];
         /* Keep the kept ones in index order, so the final shuffle alone sets the order. */
-        size_t *v = cls[big];
-        for (size_t i = 1; i < cn[big]; i++)
-            for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-                size_t t = v[j];
-                v[j] = v[j - 1];
-                v[j - 1] = t;
-            }
+        if (cn[big]) qsort(cls[big], cn[big], sizeof(size_t), cmp_size_t);
     }
     size_t total = cn[0] + cn[1];
     size_t *out = dfd_malloc_array(total ? total : 1, sizeof *out);

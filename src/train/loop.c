@@ -108,6 +108,11 @@ static void state_path_for(const char *ckpt, char *buf, size_t cap) {
     snprintf(buf, cap, "%.*s.state.safetensors", (int)n, ckpt);
 }
 
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
 
 /* The crop contract the data was made with: `dfd prepare` leaves prepare.json with it;
@@ -357,12 +362,7 @@ static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, l
     if (rc) return rc;
     /* In sample order (not shuffled) for reproducible files; limit keeps a seeded subset. */
     if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && order[j - 1] > order[j]; j--) {
-            size_t t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
+    if (n) qsort(order, n, sizeof *order, cmp_size);
     double *sc = dfd_malloc_array(n ? n : 1, sizeof *sc);
     int *lb = dfd_malloc_array(n ? n : 1, sizeof *lb);
     if (!sc || !lb) {
