@@ -162,6 +162,18 @@ async function expectVerdict(page, expected, label) {
     }
     await page.screenshot({ path: path.join(outdir, 'video-verdict.png'), fullPage: true });
 
+    // ---- a video analysis cancelled from the page (where the analysis is slow enough to catch) ----
+    if (process.env.DFD_EXPECT_PROGRESS === '1') {
+      await page.click('#analyze');
+      await page.waitForFunction(() => /Analysing the video/.test(document.getElementById('progress-text').textContent),
+        null, { timeout: 20000 });
+      const del = page.waitForRequest((r) => r.method() === 'DELETE' && /\/v1\/jobs\//.test(r.url()));
+      await page.click('#cancel');
+      await del;
+      check((await page.locator('#error').textContent()).trim() === 'Cancelled.', 'Cancel stops the job (DELETE) and says so');
+      check(await page.locator('#progress-box').isHidden(), 'and the progress bar goes');
+    }
+
     // ---- an error, worded by the API ----
     await page.click('#clear');
     await page.setInputFiles('#file', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a picture at all') });
