@@ -326,7 +326,7 @@ static int attr_strings(hid_t obj, const char *name, size_t max_each, str_list *
         free(v);
     } else {
         size_t sz = H5Tget_size(t), total;
-        if (sz == 0 || sz > max_each || dfd_mul_size((size_t)n, sz, &total)) {
+        if (sz == 0 || sz > max_each || dfd_mul_size((size_t)n, sz, &total) || total > KW_MAX_CONFIG) {
             rc = dfd_fail(err, DFD_E_LIMIT, "Keras file: attribute '%s' has strings of %zu bytes", name, sz);
             goto done;
         }

@@ -27,8 +27,10 @@
  * parameter must be in the file, with the same shape; problems name the layer.
  *
  * Files come from outside: HDF5 structure is walked with caps on counts and string
- * sizes, and a dataset's type and dimensions are checked against the parameter before
- * anything is read. HDF5 is not thread-safe in Debian's serial build: import from one
+ * sizes, only hard links are followed, and a dataset's type and dimensions are checked
+ * against the parameter before anything is read. Parsing the HDF5 container itself is the
+ * HDF5 library's job, and it is not hardened against hostile files: import models you
+ * would load into Keras, not arbitrary uploads. HDF5 is not thread-safe in Debian's serial build: import from one
  * thread at a time. The library's own error printing is silenced during each call.
  */
 #ifndef DFD_IO_KERAS_H
