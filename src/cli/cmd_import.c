@@ -137,7 +137,7 @@ static int import_keras(const char *in, const char *out, int argc, char **argv) 
         return DFD_EXIT_FAILED;
     }
     printf("%s: %s -> %s (%s%s%s, %d weights in %d layers, input %d", rep.arch, in, out,
-           rep.info.container == DFD_KERAS_ZIP ? "Keras 3 .keras" : "Keras .h5", rep.info.keras_version[0] ? " " : "",
+           rep.info.container == DFD_KERAS_ZIP ? ".keras" : ".h5", rep.info.keras_version[0] ? " from Keras " : "",
            rep.info.keras_version, rep.info.n_weights, rep.info.n_layers, rep.input_size);
     if (rep.frames) printf(", %d frames", rep.frames);
     printf("; output read as P(real))\n");
