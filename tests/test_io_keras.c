@@ -833,22 +833,29 @@ static void h5_image_nested_frozen(void **state) {
     nn_graph_free(g);
 }
 
-/* Keras 2 save_weights file: no config, weights at the root, TF2's 0-based names offset
- * by a model built earlier (conv2d_4.., dense_2, dense_3), names stored as variable-length
- * strings. Order within a family comes from the names' numbers. */
-static void h5_weights_only_flat(void **state) {
+/* Keras 2 save_weights files: no config, weights at the root. Flat, with TF2's 0-based
+ * names offset by a model built earlier (conv2d_4.., dense_2, dense_3) and the names stored
+ * as variable-length strings; and nested, partly frozen (so the nested group's weights are
+ * not in layer order) with 1-based names. Without a config, nesting shows as repeated
+ * weight kinds in one group, and order within a family comes from the names' numbers. */
+static void h5_weights_only(void **state) {
     (void)state;
-    fixture_opts o = {.inner_offset = 4, .outer_offset = 2, .root_weights = 1, .vlen_strings = 1};
-    char *path = make_fixture("xception-image", "weights.h5", 0, &o);
-    nn_graph *g;
-    dfd_error e;
-    int rc = import_into(path, "xception-image", &g, &e);
-    if (rc) print_message("%s\n", e.message);
-    assert_int_equal(rc, DFD_OK);
-    assert_same_params(S.ref[0], g);
-    nn_graph_free(g);
-    remove(path);
-    free(path);
+    const fixture_opts opts[2] = {
+        {.inner_offset = 4, .outer_offset = 2, .root_weights = 1, .vlen_strings = 1},
+        {.nested = 1, .inner_offset = 1, .outer_offset = 1, .frozen_until = 60, .root_weights = 1},
+    };
+    for (int i = 0; i < 2; i++) {
+        char *path = make_fixture("xception-image", "weights.h5", 0, &opts[i]);
+        nn_graph *g;
+        dfd_error e;
+        int rc = import_into(path, "xception-image", &g, &e);
+        if (rc) print_message("%s\n", e.message);
+        assert_int_equal(rc, DFD_OK);
+        assert_same_params(S.ref[0], g);
+        nn_graph_free(g);
+        remove(path);
+        free(path);
+    }
 }
 
 /* The whole import of a .keras image model writes a model file that loads with its
@@ -1203,7 +1210,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snake_case_matches_keras),
         cmocka_unit_test(h5_image_nested_frozen),
-        cmocka_unit_test(h5_weights_only_flat),
+        cmocka_unit_test(h5_weights_only),
         cmocka_unit_test(keras3_image_import_to_model_file),
         cmocka_unit_test(h5_video_time_distributed),
         cmocka_unit_test(keras3_video),
