@@ -1011,6 +1011,11 @@ static void refuses_files_that_are_not_keras_models(void **state) {
     tu_write_file(p, "hello, not a model\n", 19);
     assert_int_equal(dfd_keras_open(p, &kf, &e), DFD_E_UNSUPPORTED);
     assert_non_null(strstr(e.message, "neither an HDF5 file"));
+    /* A failed import writes nothing. */
+    char *out = tu_join(S.dir, "never.safetensors");
+    assert_int_equal(dfd_keras_import(p, out, NULL, build_cb, NULL, NULL, &e), DFD_E_UNSUPPORTED);
+    assert_int_equal(access(out, F_OK), -1);
+    free(out);
     free(p);
     /* An HDF5 file with something else in it. */
     p = tu_join(S.dir, "other.h5");
