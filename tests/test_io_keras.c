@@ -1155,8 +1155,7 @@ static void scan_reports_the_reference_p_fake(void **state) {
     assert_int_equal(dfd_image_load(photo, NULL, &img, NULL, &e), DFD_OK);
     dfd_face_opts fo;
     dfd_face_opts_default(&fo);
-    fo.models_dir = models;
-    fo.threads = 0; /* as scan by default */
+    fo.models_dir = models; /* otherwise the detector's defaults, as scan's pipeline */
     dfd_face_detector *det = NULL;
     assert_int_equal(dfd_face_detector_create(&fo, &det, &e), DFD_OK);
     dfd_face *faces = NULL;
