@@ -3,8 +3,9 @@
  * (205, 100) and (242, 100), face about x 175-275, y 70-175); examples/chelsea.png (a
  * cat) has none; the reference and oneDNN backends give the same raw outputs and faces;
  * a re-import of the .tflite loads back with exactly the weights the converter reads; model
- * files that are not BlazeFace are refused; two UTKFace photos side by side give two faces,
- * and a clip made of them (encoded with ffmpeg when available) gives two tracks.
+ * files that are not BlazeFace are refused; two UTKFace photos side by side give two faces;
+ * faces from 72 px to the whole image are found in landscape and portrait frames; and a
+ * clip made of two people (encoded with ffmpeg when available) gives two tracks.
  * Needs models/registry (./setup.sh); skips with a message otherwise. */
 #include "testutil.h"
 
@@ -251,6 +252,62 @@ static void two_photos_side_by_side_give_two_faces(void **state) {
     dfd_image_free(&p[1]);
 }
 
+/* Faces from about 60 px to the whole image, in landscape and portrait frames: three
+ * small faces and a large one pasted into a grey frame, and a portrait filling an image. */
+static void sizes_from_small_to_whole_image(void **state) {
+    (void)state;
+    REQUIRE_MODELS();
+    TU_REQUIRE_SHARED_DATA();
+    dfd_image p[2];
+    two_people(p);
+    dfd_face_detector *d = detector(NN_BACKEND_DNNL, DFD_FACE_AUTO);
+    dfd_error e;
+    for (int portrait = 0; portrait < 2; portrait++) {
+        int W = portrait ? 720 : 1280, H = portrait ? 1280 : 720;
+        dfd_image canvas, sm[2], big;
+        assert_int_equal(dfd_image_alloc(&canvas, W, H, &e), DFD_OK);
+        memset(canvas.rgb, 128, (size_t)W * H * 3);
+        assert_int_equal(dfd_image_resize(&p[0], 72, 72, &sm[0], &e), DFD_OK);
+        assert_int_equal(dfd_image_resize(&p[1], 72, 72, &sm[1], &e), DFD_OK);
+        assert_int_equal(dfd_image_resize(&p[1], 360, 360, &big, &e), DFD_OK);
+        int xs[4] = {60, 250, 60, W - 400}, ys[4] = {60, 90, H - 200, H - 400}, side[4] = {72, 72, 72, 360};
+        paste(&canvas, &sm[0], xs[0], ys[0]);
+        paste(&canvas, &sm[1], xs[1], ys[1]);
+        paste(&canvas, &sm[0], xs[2], ys[2]);
+        paste(&canvas, &big, xs[3], ys[3]);
+        dfd_face *f;
+        int n;
+        assert_int_equal(dfd_face_detect(d, &canvas, &f, &n, &e), DFD_OK);
+        for (int k = 0; k < 4; k++) {
+            int found = 0;
+            for (int i = 0; i < n; i++) {
+                float cx = f[i].box[0] + f[i].box[2] / 2, cy = f[i].box[1] + f[i].box[3] / 2;
+                found += cx > xs[k] && cx < xs[k] + side[k] && cy > ys[k] && cy < ys[k] + side[k];
+            }
+            if (found != 1) fail_msg("%s frame: face %d (%d px) found %d times", portrait ? "portrait" : "landscape", k, side[k], found);
+        }
+        assert_int_equal(n, 4);
+        free(f);
+        dfd_image_free(&canvas);
+        dfd_image_free(&sm[0]);
+        dfd_image_free(&sm[1]);
+        dfd_image_free(&big);
+    }
+    /* A portrait blown up to fill a 600x600 image. */
+    dfd_image full;
+    assert_int_equal(dfd_image_resize(&p[0], 600, 600, &full, &e), DFD_OK);
+    dfd_face *f;
+    int n;
+    assert_int_equal(dfd_face_detect(d, &full, &f, &n, &e), DFD_OK);
+    assert_int_equal(n, 1);
+    assert_true(f[0].box[2] > 300);
+    free(f);
+    dfd_image_free(&full);
+    dfd_face_detector_free(d);
+    dfd_image_free(&p[0]);
+    dfd_image_free(&p[1]);
+}
+
 #define CLIP_W 480
 #define CLIP_H 240
 #define CLIP_N 30
@@ -340,6 +397,7 @@ int main(void) {
         cmocka_unit_test(backends_agree),
         cmocka_unit_test(import_round_trip_and_refusals),
         cmocka_unit_test(two_photos_side_by_side_give_two_faces),
+        cmocka_unit_test(sizes_from_small_to_whole_image),
         cmocka_unit_test(generated_clip_gives_two_tracks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,6 +114,7 @@ typedef struct dfd_face_opts {
 
 void dfd_face_opts_default(dfd_face_opts *o);
 
+/* A detector holds its models and buffers: use one per thread (several may run at once). */
 typedef struct dfd_face_detector dfd_face_detector;
 
 /* Loads the models the mode needs (both for AUTO). DFD_E_NOT_FOUND names the file and
