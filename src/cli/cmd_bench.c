@@ -141,7 +141,7 @@ fail:
 
 static void print_row_json(const bench_row *r, int first) {
     printf("%s\n  {\"arch\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
-           "\"ms_per_image\": %.3f, \"images_per_s\": %.2f, \"gflops\": %.1f}",
+           "\"ms_per_image\": %.6g, \"images_per_s\": %.6g, \"gflops\": %.4g}",
            first ? "" : ",", r->arch, r->mode, r->prec, r->batch, r->threads, r->ms_per_image, r->images_per_s, r->gflops);
     fflush(stdout);
 }
