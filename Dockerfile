@@ -29,7 +29,7 @@ RUN set -eu; mkdir -p /opt/ffmpeg/lib; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       build-essential dpkg-dev pkg-config nasm libdav1d-dev >/dev/null; \
     mkdir /tmp/ff; cd /tmp/ff; \
-    apt-get source -qq ffmpeg >/dev/null 2>&1; \
+    apt-get source -qq ffmpeg >/dev/null; \
     cd ffmpeg-*/; \
     ./configure --prefix=/opt/ffmpeg --enable-shared --disable-static --toolchain=hardened \
       --disable-debug --disable-doc --disable-programs --disable-autodetect --disable-network \

@@ -262,7 +262,14 @@ in_image() {
 }
 
 if ((SIZE_MB <= MAX_MB)); then pass "image size $SIZE_MB MB <= $MAX_MB MB"
-else fail "image size $SIZE_MB MB > $MAX_MB MB"; fi
+else
+  fail "image size $SIZE_MB MB > $MAX_MB MB"
+  # Where the weight is: the layers, and the largest libraries the binary loads.
+  podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | grep -v '^0 B' | cut -c1-100 | sed 's/^/    /' >&2
+  # shellcheck disable=SC2016 # expanded by the shell inside the container
+  in_image sh -c 'ldd /usr/local/bin/dfd | awk "\$3 ~ /^\// {print \$3}" | xargs readlink -f | xargs du -k' 2>/dev/null |
+    sort -rn | head -n 8 | awk '{printf "    %6.1f MB  %s\n", $1 / 1024, $2}' >&2 || true
+fi
 
 user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
 uid=$(in_image id -u 2>&1 || true)
