@@ -58,7 +58,8 @@ COPY --from=ffmpeg /opt/ffmpeg /opt/ffmpeg
 COPY . .
 # Exactly the README's steps, building against the ffmpeg stage's FFmpeg where there is
 # one (pkg-config looks in PKG_CONFIG_PATH first). DFD_NATIVE=OFF: the binary must run on
-# any x86-64, not only on the CPU that built it. Behind a TLS-intercepting proxy, setup.sh's npm fetch
+# any x86-64, not only on the CPU that built it. Keras import and plots are left out
+# (cmake options): the image serves, and HDF5 and cairo would take it over 150 MB. Behind a TLS-intercepting proxy, setup.sh's npm fetch
 # needs the proxy's CA: pass the host's bundle as a build secret (never stored in a layer):
 #   --secret id=host_ca,src=/etc/ssl/certs/ca-certificates.crt   (ci/container-test.sh does)
 RUN --mount=type=secret,id=host_ca,required=false \
@@ -66,7 +67,7 @@ RUN --mount=type=secret,id=host_ca,required=false \
       export NODE_EXTRA_CA_CERTS=/run/secrets/host_ca SSL_CERT_FILE=/run/secrets/host_ca; \
     fi; \
     if [ -d /opt/ffmpeg/lib/pkgconfig ]; then export PKG_CONFIG_PATH=/opt/ffmpeg/lib/pkgconfig; fi; \
-    DFD_CMAKE_ARGS="-DDFD_NATIVE=OFF" ./setup.sh
+    DFD_CMAKE_ARGS="-DDFD_NATIVE=OFF -DDFD_WITH_KERAS=OFF -DDFD_WITH_PLOTS=OFF" ./setup.sh
 # Collect what the runtime stage needs under /out: the stripped binary, the models
 # (committed ones and models/registry/ converted by setup.sh, but for the ImageNet
 # backbones: those are starting points for `dfd train --init`, never used to analyse,

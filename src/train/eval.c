@@ -135,6 +135,10 @@ static int write_outputs(const dfd_eval_opts *o, const dfd_eval_result *res, con
     snprintf(p, sizeof p, "%s/roc.png", o->out);
     rc = dfd_plot_roc(p, pts, np, res->m.auc, res->m.eer, NULL, err);
     free(pts);
+    if (rc == DFD_E_UNSUPPORTED) { /* built without plots: metrics.json and scores.csv suffice */
+        dfd_log(DFD_LOG_INFO, "%s: roc.png and confusion.png not written", err ? err->message : "no plots");
+        return DFD_OK;
+    }
     if (rc) return rc;
     char title[128];
     snprintf(title, sizeof title, "Confusion matrix at threshold %.3f", res->m.threshold);

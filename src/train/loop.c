@@ -418,7 +418,10 @@ static int write_history(run *r, dfd_error *err) {
     int rc = dfd_write_file_atomic(p, buf, len, err);
     free(buf);
     path_in(p, sizeof p, r->o->out, "history.png");
-    if (!rc) rc = dfd_plot_history(p, r->hist, r->n_hist, err);
+    if (!rc && (rc = dfd_plot_history(p, r->hist, r->n_hist, err)) == DFD_E_UNSUPPORTED) {
+        dfd_log(DFD_LOG_INFO, "%s: history.png not written", err ? err->message : "no plots");
+        rc = DFD_OK; /* the CSV has it all; the plot is a convenience */
+    }
     return rc;
 }
 

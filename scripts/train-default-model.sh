@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# train-default-model.sh — how models/dfd-image-1.safetensors was made, end to end, so
+# anyone can reproduce it (and its model card's numbers) from ../shared/data.
+#   1. UTKFace split in two by file name order (alternate files): one half adds real
+#      faces from another source (and self-blending sources) to training, the other is
+#      kept apart to measure false positives on real faces the model never saw;
+#   2. both halves cut by the crop contract with `dfd prepare` (as scan crops them);
+#   3. MobileNetV2 (ImageNet weights from npm nsfwjs, converted by setup.sh) fine-tuned
+#      at 128 px on dfdc-faces split by group, threshold at the validation EER;
+#   4. evaluated on the validation groups and on the held-out UTKFace half;
+#   5. the best checkpoint stored in bf16 as the shipped model.
+# Resumable: run it again after an interruption (prepare skips what is done, train
+# resumes from runs/mnv2-128/checkpoint.safetensors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DFD_SHARED_DATA:-../shared/data}
+DFD=${DFD:-build/dfd}
+RUN=runs/mnv2-128
+EPOCHS=${EPOCHS:-14}
+LIMIT=${LIMIT:-4000}
+
+mkdir -p runs/utk/train/real runs/utk/holdout/real
+i=0
+for f in $(ls "$DATA/utkface-real" | sort); do
+  half=$([[ $((i % 2)) == 0 ]] && echo train || echo holdout)
+  ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
+  i=$((i + 1))
+done
+"$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
+"$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
+
+resume=()
+[[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
+"$DFD" train image --arch mobilenet_v2-image --input-size 128 \
+  --init models/registry/mobilenet_v2-imagenet.safetensors \
+  --data "$DATA/dfdc-faces" --val-fraction 0.2 --extra-real runs/utk-train-crops --sbi-fraction 0.2 --freeze-bn \
+  --epochs "$EPOCHS" --limit "$LIMIT" --val-limit 2000 --batch 32 --lr 1e-3 --optimizer adamw --patience 4 \
+  --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
+
+"$DFD" eval --model "$RUN/best.safetensors" --data "$DATA/dfdc-faces" --split val --flip --out "$RUN/eval-val"
+"$DFD" eval --model "$RUN/best.safetensors" --data runs/utk-holdout-crops --flip --out "$RUN/eval-utk"
