@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DFD_SHARED_DATA:-../shared/data}
 DFD=${DFD:-build/dfd}
-RUN=runs/mnv2-128
+RUN=runs/mnv2-128-bnlive
 EPOCHS=${EPOCHS:-14}
 LIMIT=${LIMIT:-4000}
 
@@ -33,7 +33,7 @@ resume=()
 [[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
 "$DFD" train image --arch mobilenet_v2-image --input-size 128 \
   --init models/registry/mobilenet_v2-imagenet.safetensors \
-  --data "$DATA/dfdc-faces" --val-fraction 0.2 --extra-real runs/utk-train-crops --sbi-fraction 0.2 --freeze-bn \
+  --data "$DATA/dfdc-faces" --val-fraction 0.2 --extra-real runs/utk-train-crops --sbi-fraction 0.2 \
   --epochs "$EPOCHS" --limit "$LIMIT" --val-limit 2000 --batch 32 --lr 1e-3 --optimizer adamw --patience 4 \
   --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
 
