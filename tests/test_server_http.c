@@ -867,7 +867,9 @@ static void metrics_count_requests_and_log_lines(void **state) {
      * answer: wait a little for the last ones. */
     for (int i = 0; i < 200; i++) {
         pthread_mutex_lock(&s.mu);
-        int done = s.log && strstr(s.log, "GET /metrics 200 ") && strstr(s.log, "GET /missing 404 ");
+        int posts = 0;
+        for (const char *q = s.log; q && (q = strstr(q, "POST /predict_image 200 ")); q++) posts++;
+        int done = s.log && strstr(s.log, "GET /metrics 200 ") && strstr(s.log, "GET /missing 404 ") && posts >= 3;
         pthread_mutex_unlock(&s.mu);
         if (done) break;
         th_sleep_ms(10);

@@ -312,6 +312,9 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
         if (progress && progress(user, 0.8 + 0.2 * (ti + 1) / nt)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
     }
     r->t_classify_ms = dfd_now_ms() - t0;
+    /* A cancel asked for after the last track's report still cancels: the caller asked
+     * before the result existed. */
+    if (rc == DFD_OK && progress && progress(user, 1.0)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
 out:
     free(crops);
     free(p);
