@@ -76,26 +76,6 @@ static int plain_md(dnnl_memory_desc_t *md, const nn_node *n, int batch) {
 
 /* ---- Plain-loop steps ------------------------------------------------------------------------ */
 
-/* m1 = m0 (i0 == 0) or m1 += m0 (i0 == 1), over the elements of m1 (fp32 or bf16 each). */
-static int fn_accum(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
-    (void)d, (void)pl, (void)err;
-    const void *x = mem_ptr(s->m0);
-    void *y = mem_ptr(s->m1);
-    size_t n = mem_elems(s->m1);
-    dnnl_data_type_t tx = mem_dt(s->m0), ty = mem_dt(s->m1);
-    if (tx == dnnl_f32 && ty == dnnl_f32) {
-        float *fy = y;
-        const float *fx = x;
-        if (s->i0)
-            for (size_t i = 0; i < n; i++) fy[i] += fx[i];
-        else
-            memcpy(fy, fx, n * sizeof(float));
-        return DFD_OK;
-    }
-    for (size_t i = 0; i < n; i++) st(y, i, ty, ld(x, i, tx) + (s->i0 ? ld(y, i, ty) : 0.0f));
-    return DFD_OK;
-}
-
 static int fn_zero(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
     (void)d, (void)pl, (void)err;
     memset(mem_ptr(s->m1), 0, mem_elems(s->m1) * dnnl_data_type_size(mem_dt(s->m1)));
@@ -259,6 +239,47 @@ static int contrib_begin(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memo
     return rc;
 }
 
+/* dst = src or dst += src (converting types) as a oneDNN reorder with a sum post-op: on
+ * every thread, unlike a plain loop. */
+static int accum_step(bctx *b, dnnl_memory_t src, dnnl_memory_t dst, int add, dfd_error *err) {
+    dnnl_primitive_attr_t attr;
+    int rc = dn_attr_new(&attr, err);
+    if (rc) return rc;
+    if (add) {
+        dnnl_post_ops_t po;
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, 1.0f);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+        dnnl_post_ops_destroy(po);
+    }
+    const dnnl_memory_desc_t *smd, *dmd;
+    dnnl_memory_get_memory_desc(src, &smd);
+    dnnl_memory_get_memory_desc(dst, &dmd);
+    dnnl_primitive_desc_t pd;
+    rc = dn_check(dnnl_reorder_primitive_desc_create(&pd, smd, b->d->eng, dmd, b->d->eng, attr), err,
+                  "gradient sum", NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (rc) return rc;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    rc = dn_add_prim(b->d, b->pl, b->st, pd, 2, args, err);
+    dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+/* A contribution that is node `node`'s gradient itself (add, reshape, time folding): the
+ * same values in plain layout, seen with x's dimensions. */
+static int contrib_same(bctx *b, int node, int x, dfd_error *err) {
+    dnnl_memory_desc_t vmd, gmd;
+    if (plain_md_dt(&vmd, NODE(b->d, x), b->pl->batch, gdt(b, node)) || grad_md(b, x, &gmd))
+        return dfd_fail(err, DFD_E_INTERNAL, "descriptor");
+    dnnl_memory_t src, dst;
+    int rc = dn_mem_buf(b->d, b->pl, &vmd, dn_slot(node, DN_SLOT_DIFF), &src, err);
+    if (!rc) rc = grad_mem(b, x, &gmd, &dst, err);
+    if (!rc) rc = accum_step(b, src, dst, b->has[x], err);
+    b->has[x] = 1;
+    return rc;
+}
+
 static int contrib_done(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memory_t tmp, dfd_error *err) {
     (void)md;
     int rc = DFD_OK;
@@ -266,7 +287,7 @@ static int contrib_done(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memor
         dnnl_memory_desc_t gmd;
         dnnl_memory_t g;
         rc = grad_md(b, x, &gmd) ? dfd_fail(err, DFD_E_INTERNAL, "descriptor") : grad_mem(b, x, &gmd, &g, err);
-        if (!rc) rc = dn_add_fn(b->st, fn_accum, x, b->has[x], 0, tmp, g, err);
+        if (!rc) rc = accum_step(b, tmp, g, b->has[x], err);
     }
     b->has[x] = 1;
     return rc;
@@ -775,8 +796,8 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         case NN_OP_LSTM: rc = bwd_lstm(&b, id, err); break;
         case NN_OP_DROPOUT: rc = contrib_fn(&b, id, in, fn_dropout_bwd, 0, dy, err); break;
         case NN_OP_ADD:
-            rc = contrib_fn(&b, id, n->inputs[0], fn_accum, 0, dy, err);
-            if (!rc) rc = contrib_fn(&b, id, n->inputs[1], fn_accum, 0, dy, err);
+            rc = contrib_same(&b, id, n->inputs[0], err);
+            if (!rc) rc = contrib_same(&b, id, n->inputs[1], err);
             break;
         case NN_OP_CONCAT:
             for (int k = 0; !rc && k < n->n_inputs; k++) rc = contrib_fn(&b, id, n->inputs[k], fn_concat_bwd, k, dy, err);
@@ -784,7 +805,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         case NN_OP_PAD: rc = contrib_fn(&b, id, in, fn_pad_bwd, 0, dy, err); break;
         case NN_OP_RESHAPE:
         case NN_OP_FOLD_TIME:
-        case NN_OP_UNFOLD_TIME: rc = contrib_fn(&b, id, in, fn_accum, 0, dy, err); break;
+        case NN_OP_UNFOLD_TIME: rc = contrib_same(&b, id, in, err); break;
         case NN_OP_RESIZE: rc = contrib_fn(&b, id, in, fn_resize_bwd, 0, dy, err); break;
         default:
             rc = dfd_fail(err, DFD_E_UNSUPPORTED, "oneDNN backend: no backward for op %d ('%s')", (int)n->op, n->name);
