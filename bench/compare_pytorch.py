@@ -4,11 +4,13 @@
 Builds keras.applications.Xception(include_top=False) at 299x299 in PyTorch (same layers,
 same channel counts, batch-norm epsilon 1e-3, 'same' paddings as PyTorch paddings),
 channels-last, traced and frozen with TorchScript (freezing folds batch-norm into the
-convolutions, as dfd does), and times it at batch 8 in fp32 and under bf16 autocast.
+convolutions, as dfd does; fp32 is also optimised for inference, which puts its
+convolutions on oneDNN), and times it at batch 8 in fp32 and under bf16 autocast.
 It runs `dfd bench --json --arch xception` for the same precision right after each
 PyTorch measurement, several rounds alternately, because the machine is shared and noisy:
 only ratios taken side by side mean something. Prints each round and the median ratio
-dfd / PyTorch (below 1: dfd is faster).
+dfd / PyTorch (below 1: dfd is faster), of wall time and of processor time (all threads),
+the latter being less sensitive to other programs running on the machine.
 
 Needs python3-torch (Debian: apt-get install python3-torch); not needed to build or test dfd.
 
@@ -93,17 +95,33 @@ def randomize(model):
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
-def time_torch(model, x, precision, iters):
-    with torch.no_grad(), torch.cpu.amp.autocast(enabled=precision == "bf16", dtype=torch.bfloat16):
-        traced = torch.jit.freeze(torch.jit.trace(model, x))
+def trace(model, x, precision):
+    """TorchScript, traced and frozen (freezing folds batch-norm into the convolutions); fp32
+    also through torch.jit.optimize_for_inference, which runs the convolutions on oneDNN
+    (without it Debian's PyTorch 1.13 runs channels-last fp32 convolutions through its
+    generic BLAS, ~50x slower)."""
+    # Tracing under autocast needs its weight cache off (else the trace check fails).
+    with torch.no_grad(), torch.cpu.amp.autocast(enabled=precision == "bf16", dtype=torch.bfloat16,
+                                                 cache_enabled=False):
+        traced = torch.jit.freeze(torch.jit.trace(model, x, check_trace=False))
+        if precision == "fp32":
+            traced = torch.jit.optimize_for_inference(traced)
         for _ in range(3):  # warm-up (TorchScript profiles and optimises in the first runs)
             traced(x)
-        times = []
+    return traced
+
+
+def time_torch(traced, x, precision, iters):
+    with torch.no_grad(), torch.cpu.amp.autocast(enabled=precision == "bf16", dtype=torch.bfloat16,
+                                                 cache_enabled=False):
+        traced(x)  # warm-up after the other program ran
+        times, cpu = [], []
         for _ in range(iters):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             traced(x)
             times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times) / x.shape[0]
+            cpu.append(time.process_time() - c0)
+    return 1000.0 * statistics.median(times) / x.shape[0], 1000.0 * statistics.median(cpu) / x.shape[0]
 
 
 def time_dfd(dfd, precision, batch, iters, threads):
@@ -113,7 +131,7 @@ def time_dfd(dfd, precision, batch, iters, threads):
     rows = [r for r in json.loads(out) if r.get("mode", "infer") == "infer" and r["precision"] == precision]
     if not rows:
         sys.exit("dfd bench gave no %s row: %s" % (precision, out))
-    return rows[0]["ms_per_image"]
+    return rows[0]["ms_per_image"], rows[0].get("cpu_ms_per_image", float("nan"))
 
 
 def main():
@@ -133,16 +151,20 @@ def main():
     precs = a.precision.split(",")
     print("Xception 299x299, batch %d, %d threads, PyTorch %s (oneDNN %s) vs %s" %
           (a.batch, a.threads, torch.__version__, torch.backends.mkldnn.is_available() and "on" or "off", a.dfd))
+    traced = {p: trace(model, x, p) for p in precs}
     ratios = {p: [] for p in precs}
+    cratios = {p: [] for p in precs}
     for r in range(a.rounds):
         for p in precs:
-            t = time_torch(model, x, p, a.iters)
-            d = time_dfd(a.dfd, p, a.batch, a.iters, a.threads)
+            t, tc = time_torch(traced[p], x, p, a.iters)
+            d, dc = time_dfd(a.dfd, p, a.batch, a.iters, a.threads)
             ratios[p].append(d / t)
-            print("round %d %-4s  PyTorch %7.2f ms/image   dfd %7.2f ms/image   dfd/PyTorch %.2f" % (r + 1, p, t, d, d / t),
-                  flush=True)
+            cratios[p].append(dc / tc)
+            print("round %d %-4s  PyTorch %8.2f ms/image (CPU %8.2f)   dfd %8.2f ms/image (CPU %8.2f)   "
+                  "dfd/PyTorch %.2f (CPU %.2f)" % (r + 1, p, t, tc, d, dc, d / t, dc / tc), flush=True)
     for p in precs:
-        print("median dfd/PyTorch %-4s: %.2f" % (p, statistics.median(ratios[p])))
+        print("median dfd/PyTorch %-4s: %.2f wall, %.2f CPU time" %
+              (p, statistics.median(ratios[p]), statistics.median(cratios[p])))
 
 
 if __name__ == "__main__":
