@@ -192,6 +192,8 @@ static void trains_writes_and_reloads(void **state) {
     json_t *mj = json_load_file(p, 0, NULL);
     assert_non_null(mj);
     assert_float_equal(json_number_value(json_object_get(json_object_get(mj, "metrics"), "auc")), r1.m.auc, 1e-6);
+    assert_string_equal(json_string_value(json_object_get(mj, "architecture")), "tiny-cnn");
+    assert_string_equal(json_string_value(json_object_get(mj, "split")), "validation");
     json_decref(mj);
     snprintf(p, sizeof p, "%s/scores.csv", evo);
     assert_int_equal(count_lines(p), 25);

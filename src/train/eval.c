@@ -14,6 +14,8 @@
 
 #include "detect/detect.h"
 #include "face/face.h"
+#include "io/model_file.h"
+#include "io/safetensors.h"
 #include "train/train.h"
 
 #define EVAL_BATCH 16
@@ -85,11 +87,11 @@ static int write_outputs(const dfd_eval_opts *o, const dfd_eval_result *res, con
     json_t *m = dfd_metrics_to_json(&res->m);
     if (!m) return dfd_fail(err, DFD_E_NOMEM, "no memory");
     const char *splits[] = {"all", "test", "validation", "train"};
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:I,s:f,s:o}", "schema", "dfd.eval/1", "model", o->model,
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:I,s:f,s:s,s:o}", "schema", "dfd.eval/1", "model", o->model,
                             "architecture", res->model_arch, "data", o->data, "split", splits[o->split], "flip_tta",
                             o->flip_tta, "level", res->level_video ? "video" : "frame", "samples",
                             (json_int_t)res->samples, "unreadable", (json_int_t)res->failures, "seconds", res->seconds,
-                            "metrics", m);
+                            "threshold_from", o->threshold >= 0 ? "--threshold" : "model", "metrics", m);
     if (doc && res->level_video)
         json_object_set_new(doc, "aggregation", json_string(o->aggregation == DFD_AGG_CONFIDENT ? "confident" : "mean"));
     if (doc && (o->split == DFD_EVAL_VAL || o->split == DFD_EVAL_TRAIN)) {
@@ -168,7 +170,19 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
                                                                                           : -1;
     const dfd_crop_contract *cc = dfd_classifier_contract(c);
     const int size = cc->size, frames = dfd_classifier_frames(c);
-    snprintf(res->model_arch, sizeof res->model_arch, "%s", frames ? "video" : "image");
+    {
+        /* The architecture's name, for the report (the classifier keeps its metadata private). */
+        dfd_st_file *f;
+        dfd_model_meta mm;
+        dfd_model_meta_init(&mm);
+        if (dfd_st_open(o->model, &f, NULL) == DFD_OK) {
+            if (dfd_model_meta_read(f, &mm, NULL) == DFD_OK && mm.arch)
+                snprintf(res->model_arch, sizeof res->model_arch, "%s", mm.arch);
+            dfd_st_close(f);
+        }
+        dfd_model_meta_free(&mm);
+        if (!res->model_arch[0]) snprintf(res->model_arch, sizeof res->model_arch, "%s", frames ? "video" : "image");
+    }
     double threshold = o->threshold >= 0 ? o->threshold : dfd_classifier_threshold(c);
 
     /* Samples: items (image models) or sequences (video models), of the chosen split. */
