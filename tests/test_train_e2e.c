@@ -351,12 +351,45 @@ static void video_model_on_sequences(void **state) {
     free(root);
 }
 
+static void extra_reals_only_train(void **state) {
+    fixture *f = *state;
+    char *extra = tu_join(f->dir, "extra"), p[1024];
+    mkdir(extra, 0755);
+    char csv[4096];
+    size_t len = (size_t)snprintf(csv, sizeof csv, "file,label\n");
+    for (int i = 0; i < 6; i++) len += (size_t)snprintf(csv + len, sizeof csv - len, "%s/real/%03d.jpg,real\n", f->data, i);
+    len += (size_t)snprintf(csv + len, sizeof csv - len, "%s/fake/000.jpg,fake\n", f->data); /* not a real: ignored */
+    snprintf(p, sizeof p, "%s/labels.csv", extra);
+    tu_write_file(p, csv, len);
+    char *out = tu_join(f->dir, "extra-run");
+    dfd_train_opts o;
+    base_opts(&o, f->data, out);
+    o.epochs = 1;
+    o.extra_real = extra;
+    o.sbi_fraction = 0.5f;
+    dfd_train_summary s;
+    dfd_error e;
+    int rc = dfd_train_run(&o, NULL, NULL, &s, &e);
+    if (rc) fail_msg("train: %s", e.message);
+    /* Same split as without (12 validation groups of 2), six more reals in training. */
+    assert_int_equal(s.n_val_real + s.n_val_fake, 24);
+    assert_int_equal(s.n_train_real + s.n_train_fake, 72 + 6);
+    snprintf(p, sizeof p, "%s/best.safetensors", out);
+    dfd_st_file *sf;
+    assert_int_equal(dfd_st_open(p, &sf, NULL), DFD_OK);
+    assert_non_null(strstr(dfd_st_meta_get(sf, "training_data"), "\"extra_real\""));
+    dfd_st_close(sf);
+    free(out);
+    free(extra);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(trains_writes_and_reloads),
         cmocka_unit_test(same_seed_same_weights_and_resume),
         cmocka_unit_test(second_stage_keeps_frozen_layers),
         cmocka_unit_test(video_model_on_sequences),
+        cmocka_unit_test(extra_reals_only_train),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
