@@ -10,14 +10,14 @@
 #   4. evaluated on the validation groups and on the held-out UTKFace half;
 #   5. the best checkpoint stored in bf16 as the shipped model.
 # Resumable: run it again after an interruption (prepare skips what is done, train
-# resumes from runs/mnv2-128/checkpoint.safetensors).
+# resumes from $RUN/checkpoint.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DFD_SHARED_DATA:-../shared/data}
 DFD=${DFD:-build/dfd}
-RUN=runs/mnv2-128-bnlive
-EPOCHS=${EPOCHS:-14}
-LIMIT=${LIMIT:-4000}
+RUN=${RUN:-runs/mnv2-128-v2}
+EPOCHS=${EPOCHS:-10}
+LIMIT=${LIMIT:-0}
 
 mkdir -p runs/utk/train/real runs/utk/holdout/real
 i=0
@@ -34,7 +34,7 @@ resume=()
 "$DFD" train image --arch mobilenet_v2-image --input-size 128 \
   --init models/registry/mobilenet_v2-imagenet.safetensors \
   --data "$DATA/dfdc-faces" --val-fraction 0.2 --extra-real runs/utk-train-crops --sbi-fraction 0.2 \
-  --epochs "$EPOCHS" --limit "$LIMIT" --val-limit 2000 --batch 32 --lr 1e-3 --optimizer adamw --patience 4 \
+  --epochs "$EPOCHS" --limit "$LIMIT" --val-limit 0 --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
   --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
 
 "$DFD" eval --model "$RUN/best.safetensors" --data "$DATA/dfdc-faces" --split val --flip --out "$RUN/eval-val"

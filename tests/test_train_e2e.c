@@ -207,6 +207,11 @@ static void trains_writes_and_reloads(void **state) {
     free(out);
 }
 
+/* Progress callback: stops the run once *user epochs are done. */
+static int stop_after_epoch(void *user, const dfd_train_progress *p) {
+    return p->phase == DFD_TRAIN_EPOCH_DONE && p->epoch >= *(int *)user;
+}
+
 static void same_seed_same_weights_and_resume(void **state) {
     fixture *f = *state;
     char *a = tu_join(f->dir, "det-a"), *b = tu_join(f->dir, "det-b");
@@ -246,11 +251,143 @@ static void same_seed_same_weights_and_resume(void **state) {
     assert_non_null(strstr(hist, "\n1,1,"));
     assert_non_null(strstr(hist, "\n3,1,"));
     free(hist);
+    /* An interrupted run, resumed, ends with the very weights of an uninterrupted one:
+     * Adam's step count, the dropout passes, the schedule and the data order continue. */
+    char *c = tu_join(f->dir, "det-c"), *d = tu_join(f->dir, "det-d");
+    o.resume = NULL;
+    o.dropout = 0.3f;
+    o.out = c;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    assert_int_equal(s.epochs_run, 3);
+    o.out = d;
+    int stop_after = 1;
+    assert_int_equal(dfd_train_run(&o, stop_after_epoch, &stop_after, &s, &e), DFD_OK);
+    assert_true(s.cancelled);
+    assert_int_equal(s.epochs_run, 1);
+    char pd[1024], pc[1024];
+    snprintf(pd, sizeof pd, "%s/checkpoint.safetensors", d);
+    o.resume = pd;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    assert_int_equal(s.epochs_run, 2);
+    snprintf(pc, sizeof pc, "%s/checkpoint.safetensors", c);
+    assert_int_equal(dfd_st_open(pc, &fa, NULL), DFD_OK);
+    assert_int_equal(dfd_st_open(pd, &fb, NULL), DFD_OK);
+    assert_int_equal(dfd_st_count(fa), dfd_st_count(fb));
+    for (int i = 0; i < dfd_st_count(fa); i++) {
+        const dfd_st_tensor *ta = dfd_st_tensor_at(fa, i), *tb = dfd_st_tensor_at(fb, i);
+        assert_string_equal(ta->name, tb->name);
+        if (memcmp(dfd_st_raw(fa, ta), dfd_st_raw(fb, tb), ta->nbytes))
+            fail_msg("resumed run differs from the uninterrupted one in '%s'", ta->name);
+    }
+    dfd_st_close(fa);
+    dfd_st_close(fb);
+    free(c);
+    free(d);
+    o.dropout = -1;
     /* A bad resume path is an error, not a fresh run. */
     o.resume = "/nonexistent/checkpoint.safetensors";
     assert_int_not_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
     free(a);
     free(b);
+}
+
+/* The largest |moving_mean| and smallest moving_variance of a batch norm in a model file. */
+static void bn_stats(const char *path, const char *bn, double *max_abs_mean, double *min_var) {
+    nn_graph *g;
+    dfd_model_meta m;
+    dfd_model_meta_init(&m);
+    dfd_error e;
+    if (dfd_model_load(path, dfd_train_build_model, NULL, &g, &m, &e)) fail_msg("load %s: %s", path, e.message);
+    char name[128];
+    snprintf(name, sizeof name, "%s/moving_mean", bn);
+    nn_param *mm = nn_graph_find_param(g, name);
+    snprintf(name, sizeof name, "%s/moving_variance", bn);
+    nn_param *mv = nn_graph_find_param(g, name);
+    assert_non_null(mm);
+    assert_non_null(mv);
+    *max_abs_mean = 0, *min_var = INFINITY;
+    for (size_t i = 0; i < mm->count; i++) {
+        if (fabs(mm->data[i]) > *max_abs_mean) *max_abs_mean = fabs(mm->data[i]);
+        if (mv->data[i] < *min_var) *min_var = mv->data[i];
+    }
+    nn_graph_free(g);
+    dfd_model_meta_free(&m);
+}
+
+/* Weights from elsewhere with wrong batch-norm statistics (as a uint8-quantised TF.js file
+ * brings): recalibration replaces them before training; without it they linger; and with
+ * the statistics frozen, training still learns (gamma/beta and the weights move). */
+static void bn_recalibration_and_frozen_statistics(void **state) {
+    fixture *f = *state;
+    char *a = tu_join(f->dir, "bn-a"), *bad = tu_join(f->dir, "bn-bad.safetensors");
+    dfd_train_opts o;
+    dfd_train_summary s;
+    dfd_error e;
+    base_opts(&o, f->data, a);
+    o.epochs = 1;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/best.safetensors", a);
+    nn_graph *g;
+    dfd_model_meta m;
+    dfd_model_meta_init(&m);
+    assert_int_equal(dfd_model_load(p, dfd_train_build_model, NULL, &g, &m, &e), DFD_OK);
+    nn_param *mm = nn_graph_find_param(g, "conv1_bn/moving_mean"), *mv = nn_graph_find_param(g, "conv1_bn/moving_variance");
+    for (size_t i = 0; i < mm->count; i++) mm->data[i] = 50.0f, mv->data[i] = 1e-6f;
+    assert_int_equal(dfd_model_save(g, &m, NULL, bad, &e), DFD_OK);
+    nn_graph_free(g);
+    dfd_model_meta_free(&m);
+
+    double mean, var;
+    o.init = bad;
+    o.lr = 1e-9f; /* weights stay put: only the statistics move */
+    o.bn_recalibrate = 0;
+    o.bn_momentum = 0.999f;
+    char *b = tu_join(f->dir, "bn-none");
+    o.out = b;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", b);
+    bn_stats(p, "conv1_bn", &mean, &var);
+    assert_true(mean > 45); /* 5 steps at momentum 0.999 barely move them */
+    double auc_stale = s.best_val_auc;
+
+    char *c = tu_join(f->dir, "bn-recal");
+    o.out = c;
+    o.bn_recalibrate = 4;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", c);
+    bn_stats(p, "conv1_bn", &mean, &var);
+    assert_true(mean < 5);
+    assert_true(var > 1e-4);
+    print_message("val AUC with stale statistics %.3f, recalibrated %.3f\n", auc_stale, s.best_val_auc);
+    assert_true(s.best_val_auc > auc_stale);
+
+    /* Frozen statistics (after recalibration): the weights learn, the statistics stay the
+     * recalibrated ones, not the stale ones of the file. */
+    char *d = tu_join(f->dir, "bn-frozen");
+    o.lr = 1e-2f;
+    o.freeze_bn = 1;
+    o.epochs = 2;
+    o.out = d;
+    assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
+    assert_int_equal(s.epochs_run, 2);
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", c);
+    char q[1024];
+    snprintf(q, sizeof q, "%s/checkpoint.safetensors", d);
+    dfd_st_file *fc, *fd;
+    assert_int_equal(dfd_st_open(p, &fc, NULL), DFD_OK);
+    assert_int_equal(dfd_st_open(q, &fd, NULL), DFD_OK);
+    const dfd_st_tensor *tk_c = dfd_st_find(fc, "conv1/kernel"), *tk_d = dfd_st_find(fd, "conv1/kernel");
+    assert_non_null(tk_c);
+    assert_non_null(tk_d);
+    assert_memory_not_equal(dfd_st_raw(fc, tk_c), dfd_st_raw(fd, tk_d), tk_c->nbytes); /* it learned */
+    dfd_st_close(fc);
+    dfd_st_close(fd);
+    double mean2, var2;
+    bn_stats(q, "conv1_bn", &mean2, &var2);
+    assert_true(mean2 < 5);
+    assert_true(var2 > 1e-4);
+    free(a), free(b), free(c), free(d), free(bad);
 }
 
 static void second_stage_keeps_frozen_layers(void **state) {
@@ -387,6 +524,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(trains_writes_and_reloads),
         cmocka_unit_test(same_seed_same_weights_and_resume),
+        cmocka_unit_test(bn_recalibration_and_frozen_statistics),
         cmocka_unit_test(second_stage_keeps_frozen_layers),
         cmocka_unit_test(video_model_on_sequences),
         cmocka_unit_test(extra_reals_only_train),

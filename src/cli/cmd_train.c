@@ -37,6 +37,8 @@ const char cmd_train_help[] =
     "  --warmup-steps N       linear warm-up (100)\n"
     "  --balance undersample|weights|none   class balance (undersample, per epoch)\n"
     "  --freeze-until LAYER   train only the layers from LAYER on; --freeze-bn: keep BN statistics\n"
+    "  --bn-momentum M        batch-norm moving-average momentum while training (0.99)\n"
+    "  --bn-recalibrate N     first re-estimate BN statistics from N batches (32 with --init, else 0)\n"
     "  --stage1-epochs N      first train the head alone (backbone frozen) for up to N epochs,\n"
     "  --stage2-from LAYER    then unfreeze from LAYER (default: all) with BN statistics frozen\n"
     "  --stage2-lr LR         at this rate (default lr/100), for --epochs epochs\n"
@@ -173,7 +175,8 @@ int cmd_train(int argc, char **argv) {
         } else if (strcmp(a, "--epochs") == 0 || strcmp(a, "--stage1-epochs") == 0 || strcmp(a, "--batch") == 0 ||
                    strcmp(a, "--input-size") == 0 || strcmp(a, "--frames") == 0 || strcmp(a, "--patience") == 0 ||
                    strcmp(a, "--threads") == 0 || strcmp(a, "--loader-threads") == 0 || strcmp(a, "--limit") == 0 ||
-                   strcmp(a, "--val-limit") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--warmup-steps") == 0) {
+                   strcmp(a, "--val-limit") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--warmup-steps") == 0 ||
+                   strcmp(a, "--bn-recalibrate") == 0) {
             NEED();
             if (cli_parse_int(v, 0, 1000000000L, &l)) return cli_usage_error(cmd, "%s wants a whole number, not '%s'", a, v);
             if (strcmp(a, "--epochs") == 0) o.epochs = (int)l;
@@ -187,13 +190,15 @@ int cmd_train(int argc, char **argv) {
             else if (strcmp(a, "--limit") == 0) o.limit = l;
             else if (strcmp(a, "--val-limit") == 0) o.val_limit = l;
             else if (strcmp(a, "--seed") == 0) o.seed = (uint64_t)l;
+            else if (strcmp(a, "--bn-recalibrate") == 0) o.bn_recalibrate = (int)(l > 10000 ? 10000 : l);
             else o.warmup_steps = l;
         } else if (strcmp(a, "--lr") == 0 || strcmp(a, "--stage2-lr") == 0 || strcmp(a, "--weight-decay") == 0 ||
                    strcmp(a, "--width") == 0 || strcmp(a, "--dropout") == 0 || strcmp(a, "--sbi-fraction") == 0 ||
                    strcmp(a, "--rotate") == 0 || strcmp(a, "--shift") == 0 || strcmp(a, "--scale") == 0 ||
-                   strcmp(a, "--sbi-margin") == 0) {
+                   strcmp(a, "--sbi-margin") == 0 || strcmp(a, "--bn-momentum") == 0) {
             NEED();
             if (cli_parse_double(v, 0, 1000, &d)) return cli_usage_error(cmd, "%s wants a number, not '%s'", a, v);
+            if (strcmp(a, "--bn-momentum") == 0 && d >= 1) return cli_usage_error(cmd, "--bn-momentum wants 0..1 (exclusive)");
             if (strcmp(a, "--lr") == 0) o.lr = (float)d;
             else if (strcmp(a, "--stage2-lr") == 0) o.stage2_lr = (float)d;
             else if (strcmp(a, "--weight-decay") == 0) o.weight_decay = (float)d;
@@ -203,6 +208,7 @@ int cmd_train(int argc, char **argv) {
             else if (strcmp(a, "--rotate") == 0) o.aug.rotate = (float)d;
             else if (strcmp(a, "--shift") == 0) o.aug.shift = (float)d;
             else if (strcmp(a, "--scale") == 0) o.aug.scale = (float)d;
+            else if (strcmp(a, "--bn-momentum") == 0) o.bn_momentum = (float)d;
             else sbi_margin = (float)d;
         } else if (strcmp(a, "--optimizer") == 0) {
             NEED();

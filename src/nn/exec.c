@@ -147,6 +147,10 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+void nn_exec_set_passes(nn_exec *ex, uint64_t passes) {
+    if (ex) ex->pass = passes;
+}
+
 void nn_dropout_mask(const nn_exec *ex, int node, size_t n, uint8_t *mask) {
     const nn_node *nd = nn_graph_node(ex->g, node);
     float rate = nd && nd->op == NN_OP_DROPOUT ? nd->a.dropout.rate : 0.0f;

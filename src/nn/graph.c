@@ -791,6 +791,11 @@ void nn_graph_freeze_bn_stats(nn_graph *g, int frozen) {
         if (g->nodes[i]->op == NN_OP_BATCHNORM) g->nodes[i]->a.bn.frozen_stats = !!frozen;
 }
 
+void nn_graph_set_bn_momentum(nn_graph *g, float momentum) {
+    for (int i = 0; g && i < g->n_nodes; i++)
+        if (g->nodes[i]->op == NN_OP_BATCHNORM) g->nodes[i]->a.bn.momentum = momentum;
+}
+
 int nn_graph_param_role(const nn_graph *g, int i) {
     return g && i >= 0 && i < g->n_params ? g->param_role[i] : -1;
 }

@@ -212,6 +212,8 @@ uint64_t nn_graph_macs(const nn_graph *g);
 int nn_graph_set_trainable(nn_graph *g, const char *from, int trainable);
 /* Freeze every batch-norm's statistics (use moving averages even when training). */
 void nn_graph_freeze_bn_stats(nn_graph *g, int frozen);
+/* Sets every batch norm's momentum (moving = moving * m + batch * (1 - m)); m in [0, 1). */
+void nn_graph_set_bn_momentum(nn_graph *g, float momentum);
 
 /* ---- Execution -------------------------------------------------------------- */
 
@@ -239,6 +241,9 @@ int nn_exec_create(nn_graph *g, const nn_exec_opts *opts, nn_exec **out, dfd_err
 void nn_exec_free(nn_exec *ex);
 int nn_exec_refresh(nn_exec *ex, dfd_error *err);
 nn_precision nn_exec_precision(const nn_exec *ex);
+/* Forward passes run so far; dropout masks are drawn from (seed, pass, layer), so a resumed
+ * training run sets the count it had reached to draw the masks it would have drawn. */
+void nn_exec_set_passes(nn_exec *ex, uint64_t passes);
 
 /* Runs a forward pass on `batch` items of the input (fp32, the input node's layout). */
 int nn_forward(nn_exec *ex, const float *input, int batch, dfd_error *err);
@@ -282,6 +287,10 @@ void nn_optim_step(nn_optim *opt, float lr);
 void nn_optim_free(nn_optim *opt);
 /* (Added by the engine.) Global L2 norm of the gradients at the last step, before clipping. */
 float nn_optim_grad_norm(const nn_optim *opt);
+/* Steps taken so far (Adam's bias correction counts them); set when resuming a run whose
+ * moments were restored, so the next update is the one the uninterrupted run would make. */
+long nn_optim_steps(const nn_optim *opt);
+void nn_optim_set_steps(nn_optim *opt, long steps);
 
 /* Learning-rate schedules: value at step t of total. The first `warmup` steps rise
  * linearly to base ((t+1)/warmup); then CONSTANT stays, COSINE decays to 0 at `total`,

@@ -54,6 +54,12 @@ struct nn_optim {
     float last_norm;   /* global gradient norm of the last step, before clipping */
 };
 
+long nn_optim_steps(const nn_optim *opt) { return opt ? opt->t : 0; }
+
+void nn_optim_set_steps(nn_optim *opt, long steps) {
+    if (opt && steps >= 0) opt->t = steps;
+}
+
 void nn_optim_opts_default(nn_optim_opts *o, nn_optim_kind kind) {
     memset(o, 0, sizeof *o);
     o->kind = kind;

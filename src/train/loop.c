@@ -43,6 +43,8 @@ void dfd_train_opts_default(dfd_train_opts *o) {
     dfd_augment_opts_default(&o->aug);
     dfd_sbi_opts_default(&o->sbi);
     o->backend = NN_BACKEND_DNNL;
+    o->bn_momentum = 0.99f;
+    o->bn_recalibrate = -1;
 }
 
 /* ---- Models ------------------------------------------------------------------------------ */
@@ -401,6 +403,43 @@ static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, l
     return DFD_OK;
 }
 
+/* Re-estimates every batch norm's moving statistics from `batches` training batches (no
+ * augmentation), as the exact average of the batches' statistics: momentum k/(k+1) for
+ * batch k. Weights imported from elsewhere carry statistics of other data (and, from a
+ * uint8-quantised TF.js file, statistics rounded to a coarse grid: variances of 0 where the
+ * true one is 0.5); inference with them is far off until enough steps have replaced them. */
+static int recalibrate_bn(run *r, const nn_exec_opts *io, int batches, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    size_t *order, n;
+    int rc = dfd_order_balanced(r->tr.label, r->tr.split, r->tr.n, DFD_SPLIT_TRAIN, 1, o->seed ^ 0x5bd1e995u,
+                                (long)batches * o->batch, &order, &n, err);
+    if (rc) return rc;
+    nn_exec_opts to = *io;
+    to.training = 1;
+    nn_exec *ex = NULL;
+    nn_graph_set_trainable(r->g, NULL, 1);
+    nn_graph_freeze_bn_stats(r->g, 0);
+    dfd_loader_opts lo = {.ds = r->ds, .order = order, .n = n, .seqs = r->tr.seqs, .seq_items = r->tr.seq_items,
+                          .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
+                          .seed = o->seed, .workers = o->loader_threads};
+    dfd_loader *l = NULL;
+    if (!(rc = nn_exec_create(r->g, &to, &ex, err))) rc = dfd_loader_start(&lo, &l, err);
+    const dfd_batch *b;
+    int k = 0;
+    while (!rc && !(rc = dfd_loader_next(l, &b, err)) && b) {
+        if (b->n < o->batch && k > 0) break; /* a short last batch would weigh as much as a full one */
+        nn_graph_set_bn_momentum(r->g, (float)k / (float)(k + 1));
+        rc = nn_forward(ex, b->x, b->n, err);
+        k++;
+    }
+    if (l) r->failures += dfd_loader_failures(l);
+    dfd_loader_free(l);
+    nn_exec_free(ex);
+    free(order);
+    if (!rc) dfd_log(DFD_LOG_INFO, "batch-norm statistics re-estimated from %d batches of %d", k, o->batch);
+    return rc;
+}
+
 static int write_history(run *r, dfd_error *err) {
     char p[1100];
     char *buf = NULL;
@@ -684,6 +723,11 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     nn_exec_opts_default(&io);
     io.backend = o->backend, io.max_batch = o->batch, io.threads = o->threads, io.training = 0;
     if ((rc = nn_exec_create(r->g, &io, &r->infer, err))) goto done;
+    {
+        int recal = o->bn_recalibrate >= 0 ? o->bn_recalibrate : (o->init && !o->resume ? 32 : 0);
+        if (recal > 0 && !o->resume && (rc = recalibrate_bn(r, &io, recal, err))) goto done;
+        if (o->bn_momentum >= 0 && o->bn_momentum < 1) nn_graph_set_bn_momentum(r->g, o->bn_momentum);
+    }
 
     long n_train_samples;
     {
@@ -734,6 +778,9 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
             char sp2[1100];
             state_path_for(o->resume, sp2, sizeof sp2);
             if ((rc = restore_moments(r->g, sp2, err))) goto done;
+            /* The stage's optimiser and executor have taken one step and pass per scheduled step. */
+            nn_optim_set_steps(opt, st.step);
+            nn_exec_set_passes(ex, (uint64_t)st.step);
         }
         long steps_total = steps_per_epoch * sp->epochs;
         for (int e = first_epoch; e < sp->epochs && !r->cancelled; e++) {

@@ -369,6 +369,9 @@ typedef struct dfd_train_opts {
     const char *init;          /* start from these weights (by parameter name; mismatches skipped) */
     const char *freeze_until;  /* single stage: layers before this one are frozen */
     int freeze_bn;             /* keep batch-norm statistics fixed (single stage, or stage 2) */
+    float bn_momentum;         /* batch-norm momentum while training (0.99); < 0: the architecture's */
+    int bn_recalibrate;        /* batches to re-estimate batch-norm statistics from before training
+                                * (cumulative average; 0 = none; default 32 with --init) */
     int stage1_epochs;         /* > 0: first train the head alone for up to this many epochs */
     const char *stage2_from;   /* stage 2 unfreezes from this layer (NULL: everything) */
     float stage2_lr;           /* <= 0: lr / 100 */
