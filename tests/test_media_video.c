@@ -50,6 +50,9 @@ static int setup(void **state) {
     int rc = sh("ffmpeg %s -f lavfi -i \"color=black:s=64x48:r=30:d=10,format=rgb24," COUNTER_GEQ "\""
                 " -c:v libx264 -preset veryfast -crf 10 -g 30 -keyint_min 30 -sc_threshold 0 -pix_fmt yuv420p count.mp4"
                 " && ffmpeg %s -i count.mp4 -c copy -movflags +faststart count-fast.mp4"
+                " && ffmpeg %s -f lavfi -i \"color=black:s=64x48:r=30:d=10,format=rgb24," COUNTER_GEQ "\""
+                " -c:v libx264 -preset veryfast -crf 10 -g 300 -sc_threshold 0 -bf 3 -b_strategy 0 -x264-params b-pyramid=none"
+                " -pix_fmt yuv420p sparse.mp4"
                 " && ffmpeg %s -f lavfi -i \"color=black:s=64x48:r=10:d=3,format=rgb24," COUNTER_GEQ "\""
                 " -c:v mjpeg -q:v 2 -pix_fmt yuvj444p count.avi"
                 " && ffmpeg %s -f lavfi -i 'color=0xE61E1E:s=32x16:d=1:r=10[a];color=0x1ED228:s=32x16:d=1:r=10[b];"
@@ -58,7 +61,7 @@ static int setup(void **state) {
                 " && ffmpeg %s -i quad.mp4 -c copy -metadata:s:v rotate=90 quad-rot90tag.mp4"
                 " && ffmpeg %s -i quad.mp4 -c copy -metadata:s:v rotate=270 quad-rot270tag.mp4"
                 " && ffmpeg %s -f lavfi -i 'sine=d=1' -c:a aac audio-only.mp4",
-                q, q, q, q, q, q, q);
+                q, q, q, q, q, q, q, q);
     assert_int_equal(rc, 0);
     return 0;
 }
@@ -145,6 +148,22 @@ static void sampling_seeks_instead_of_decoding_everything(void **state) {
     for (int i = 0; i < 3; i++) assert_int_equal(frame_number(&s.frames[i].img), 100 * i);
     print_message("decoded %d frames for 3 samples\n", s.decoded);
     assert_true(s.decoded < 60);
+    dfd_frame_set_free(&s);
+    dfd_video_close(v);
+}
+
+/* One keyframe in 10 s (as in DFDC clips) and three non-reference B-frames between
+ * P-frames: 30 samples need the whole clip decoded, except the B-frames nobody shows. */
+static void sampling_skips_unshown_non_reference_frames(void **state) {
+    (void)state;
+    REQUIRE_FILES();
+    dfd_video *v = open_ok("sparse.mp4", NULL); /* two frame threads */
+    dfd_frame_set s;
+    assert_int_equal(dfd_video_sample_frames(v, 30, NULL, NULL, &s, NULL), DFD_OK);
+    assert_int_equal(s.count, 30);
+    for (int i = 0; i < 30; i++) assert_int_equal(frame_number(&s.frames[i].img), 10 * i);
+    print_message("decoded %d frames of 300 for 30 samples\n", s.decoded);
+    assert_true(s.decoded < 150);
     dfd_frame_set_free(&s);
     dfd_video_close(v);
 }
@@ -472,6 +491,7 @@ int main(void) {
         cmocka_unit_test(probe_reports_stream_facts),
         cmocka_unit_test(thirty_samples_fall_every_third_of_a_second_on_the_right_frames),
         cmocka_unit_test(sampling_seeks_instead_of_decoding_everything),
+        cmocka_unit_test(sampling_skips_unshown_non_reference_frames),
         cmocka_unit_test(more_samples_than_frames_repeat_frames),
         cmocka_unit_test(reading_with_a_stride_passes_every_nth_frame_in_order),
         cmocka_unit_test(memory_input_gives_the_same_frames),

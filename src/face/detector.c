@@ -479,3 +479,46 @@ int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces
     *count = n;
     return DFD_OK;
 }
+
+/* Looks for faces near known ones (a video's faces in the previous sampled frame): one
+ * short-range pass per face on a square window NEAR_WINDOW times the face's side, centred
+ * on it, where the face takes 40% of the window, inside the 15-97% the short-range model
+ * finds >= 91% of faces at (see the top of the file), with room for a third of a second
+ * of motion. A few milliseconds per face instead of a whole-frame search with tiles.
+ * (The full-range model, tried here, missed half the faces of a 1080p DFDC clip at 40% of
+ * the window.) Its boxes are the short-range model's: on a 117 px face in a 1080p frame
+ * they differ from the full-range model's by an IoU of about 0.67. */
+#define NEAR_WINDOW 2.5f
+
+int dfd_face_detect_near(dfd_face_detector *d, const dfd_image *img, const dfd_face *near, int n_near,
+                         dfd_face **faces, int *count, dfd_error *err) {
+    *faces = NULL;
+    *count = 0;
+    if (!d || !img || !img->rgb || img->w < 1 || img->h < 1 || n_near < 0 || (n_near > 0 && !near))
+        return dfd_fail(err, DFD_E_ARG, "face detection needs an image");
+    dfd_blazeface_kind kind = DFD_BLAZEFACE_SHORT;
+    if (!d->m[kind].loaded) return dfd_face_detect(d, img, faces, count, err);
+    facebuf b = {0};
+    int rc = DFD_OK;
+    for (int i = 0; i < n_near && !rc; i++) {
+        const float *bx = near[i].box;
+        float side = NEAR_WINDOW * (bx[2] > bx[3] ? bx[2] : bx[3]);
+        if (!(side >= 8.0f)) continue;
+        rc = pass(d, kind, img, bx[0] + bx[2] * 0.5f - side * 0.5f, bx[1] + bx[3] * 0.5f - side * 0.5f,
+                  side, 0, &b, err);
+    }
+    if (rc) {
+        free(b.f);
+        return rc;
+    }
+    int n = dfd_weighted_nms(b.f, b.n, d->o.nms_iou);
+    n = drop_nested(b.f, n);
+    if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
+    if (n == 0) {
+        free(b.f);
+        return DFD_OK;
+    }
+    *faces = b.f;
+    *count = n;
+    return DFD_OK;
+}

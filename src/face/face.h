@@ -126,6 +126,12 @@ void dfd_face_detector_free(dfd_face_detector *d);
  * *count faces, best score first. */
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err);
 
+/* Faces near known ones (e.g. a video's faces one sampled frame earlier): a short-range
+ * pass on a window around each (see detector.c); much cheaper than dfd_face_detect on a
+ * large frame, and blind to faces elsewhere. Output as dfd_face_detect. */
+int dfd_face_detect_near(dfd_face_detector *d, const dfd_image *img, const dfd_face *near, int n_near,
+                         dfd_face **faces, int *count, dfd_error *err);
+
 /* One model on one square window of the image (x, y, side in source pixels; the window
  * may extend past the image, which is padded with black): faces in source pixels, before
  * any merging. max_out bounds the output. Returns the count or a negative DFD_E_* code. */

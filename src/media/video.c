@@ -42,6 +42,8 @@ struct dfd_video {
     int touched;        /* something was read since opening (a restart must seek) */
     double t;           /* presentation time of v->frame, seconds from the stream start */
     int corrupt;        /* undecodable frames/packets in the current operation */
+    double skip_before; /* frames shown before this time (s) are not wanted: the decoder may
+                         * drop those no other frame refers to (AVDISCARD_NONREF) */
 };
 
 static int io_read(void *opaque, uint8_t *buf, int n) {
@@ -203,6 +205,7 @@ static int open_common(dfd_video *v, const char *label, const dfd_limits *limits
         v->limits = *limits;
     else
         dfd_limits_default(&v->limits);
+    v->skip_before = -INFINITY;
     int rc = open_input(v, label, threads, err);
     if (rc) {
         dfd_video_close(v);
@@ -300,6 +303,13 @@ static int next_frame(dfd_video *v, int *got, dfd_error *err) {
             continue;
         }
         if (v->pkt->stream_index == v->st->index) {
+            /* A packet shown before the next wanted frame is decoded only if other frames
+             * refer to it. DFDC-like clips have a keyframe every ~10 s, so reaching 30
+             * sampled frames means decoding the whole clip; this skips its non-reference
+             * B-frames. (Frame threads copy skip_frame when each packet is submitted.) */
+            int64_t pts = v->pkt->pts;
+            int early = pts != AV_NOPTS_VALUE && (pts - v->start_pts) * av_q2d(v->st->time_base) < v->skip_before;
+            v->dec->skip_frame = early ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
             r = avcodec_send_packet(v->dec, v->pkt);
             if (r < 0 && r != AVERROR(EAGAIN)) v->corrupt++;
         }
@@ -400,6 +410,7 @@ int dfd_video_sample_frames(dfd_video *v, int n, dfd_progress_fn progress, void 
                 seek = seek || target - last > 2.0;
             if (seek && (rc = seek_to(v, ts, err))) break;
             must_seek = 0;
+            v->skip_before = target - half - 1e-6;
             for (;;) {
                 if ((rc = next_frame(v, &got, err)) || !got) break;
                 if (v->t >= target - half) {
@@ -426,6 +437,7 @@ int dfd_video_sample_frames(dfd_video *v, int n, dfd_progress_fn progress, void 
         out->count++;
         if (progress && progress(user, (double)(i + 1) / n)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
     }
+    v->skip_before = -INFINITY;
     dfd_image_free(&cur);
     out->corrupt = v->corrupt;
     out->decoded = (int)(v->decoded - decoded0);
