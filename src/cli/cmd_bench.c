@@ -137,7 +137,7 @@ static int measure(nn_graph *g, const char *arch, int train, nn_precision prec, 
     row->mode = train ? "train" : "infer";
     row->prec = nn_exec_precision(ex) == NN_PREC_BF16 ? "bf16" : "fp32";
     row->batch = batch;
-    row->threads = threads;
+    row->threads = nn_exec_pass_threads(ex, batch); /* what the pass ran on (small inference passes: fewer) */
     row->ms_per_image = med / batch;
     row->images_per_s = 1000.0 * batch / med;
     row->gflops = 2.0 * (double)nn_graph_macs(g) * (train ? 3.0 : 1.0) * row->images_per_s / 1e9;
@@ -165,7 +165,7 @@ static void print_row_json(const bench_row *r, int first) {
 }
 
 static void print_row_text(const bench_row *r) {
-    printf("%-20s %-6s %-5s %5d %10.2f %10.1f %9.1f %12.2f\n", r->arch, r->mode, r->prec, r->batch, r->ms_per_image,
+    printf("%-20s %-6s %-5s %5d %7d %10.2f %10.1f %9.1f %12.2f\n", r->arch, r->mode, r->prec, r->batch, r->threads, r->ms_per_image,
            r->images_per_s, r->gflops, r->cpu_ms_per_image);
     fflush(stdout);
 }
@@ -226,7 +226,7 @@ int cmd_bench(int argc, char **argv) {
         printf("dfd bench: %d thread%s on %d core%s, ISA %s (native bf16: %s), oneDNN %d.%d.%d\n", threads,
                threads == 1 ? "" : "s", dfd_cpu_count(), dfd_cpu_count() == 1 ? "" : "s", nn_cpu_isa(),
                has_bf16 ? "yes" : "no", dv->major, dv->minor, dv->patch);
-        printf("%-20s %-6s %-5s %5s %10s %10s %9s %12s\n", "arch", "mode", "prec", "batch", "ms/image", "images/s", "GFLOP/s",
+        printf("%-20s %-6s %-5s %5s %7s %10s %10s %9s %12s\n", "arch", "mode", "prec", "batch", "threads", "ms/image", "images/s", "GFLOP/s",
                "CPU ms/image");
     } else {
         printf("[");

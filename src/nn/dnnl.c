@@ -518,7 +518,8 @@ static int dn_refresh(nn_exec *ex, dfd_error *err) {
 
 static int dn_forward(nn_exec *ex, const float *input, int batch, dfd_error *err) {
     dn_priv *d = ex->priv;
-    int prev = threads_enter(d);
+    int prev = omp_get_max_threads(), want = nn_exec_pass_threads(ex, batch);
+    if (want != prev) omp_set_num_threads(want);
     dn_plan *pl = NULL;
     d->cur = NULL;
     int rc = plan_get(d, batch, &pl, err);
@@ -529,7 +530,7 @@ static int dn_forward(nn_exec *ex, const float *input, int batch, dfd_error *err
         rc = dn_run_steps(d, pl, &pl->fwd, err);
     }
     if (!rc) d->cur = pl;
-    threads_leave(d, prev);
+    if (want != prev) omp_set_num_threads(prev);
     return rc;
 }
 

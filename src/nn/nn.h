@@ -244,6 +244,9 @@ nn_precision nn_exec_precision(const nn_exec *ex);
 /* Forward passes run so far; dropout masks are drawn from (seed, pass, layer), so a resumed
  * training run sets the count it had reached to draw the masks it would have drawn. */
 void nn_exec_set_passes(nn_exec *ex, uint64_t passes);
+/* Threads a forward pass of `batch` items runs on: opts.threads (0: all cores) is the
+ * most; an inference pass takes one thread per 4 GMAC of work (see exec.c). */
+int nn_exec_pass_threads(const nn_exec *ex, int batch);
 
 /* Runs a forward pass on `batch` items of the input (fp32, the input node's layout). */
 int nn_forward(nn_exec *ex, const float *input, int batch, dfd_error *err);
