@@ -748,6 +748,35 @@ static void train_conv_and_bn(void **state) {
     randomize(g, 110);
     assert_int_equal(nn_graph_set_trainable(g, "c2", 1), DFD_OK);
     check_training(g, "frozen prefix");
+    /* Without an input gradient the backward pass stops at c2 (the frozen prefix's
+     * backward is skipped, and c2's data gradient too): c2's gradients are the same. */
+    nn_exec *full = make_exec(g, NN_BACKEND_DNNL, NN_PREC_F32, 1, 3);
+    nn_exec_opts o;
+    nn_exec_opts_default(&o);
+    o.training = 1, o.max_batch = 3, o.seed = 1234, o.no_input_grad = 1;
+    nn_exec *part = NULL;
+    assert_int_equal(nn_exec_create(g, &o, &part, NULL), DFD_OK);
+    float *xin = random_input(node_elems(g, x, 3), 400), *dy = random_input(node_elems(g, nn_graph_output(g, 0), 3), 401);
+    nn_param *k2 = nn_graph_find_param(g, "c2/kernel"), *k1 = nn_graph_find_param(g, "c1/kernel");
+    float *g_full = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        nn_exec *ex = pass ? part : full;
+        zero_grads(g);
+        forward(ex, xin, 3);
+        const float *douts[1] = {dy};
+        assert_int_equal(nn_backward(ex, douts, NULL), DFD_OK);
+        if (!pass) {
+            assert_non_null(nn_input_grad(ex));
+            g_full = dup_floats(k2->grad, k2->count);
+        } else {
+            assert_null(nn_input_grad(ex));
+            assert_true(rel_err(k2->grad, g_full, k2->count) <= 1e-6);
+            assert_true(!k1->grad || !k1->trainable);
+        }
+    }
+    free(g_full), free(xin), free(dy);
+    nn_exec_free(full);
+    nn_exec_free(part);
     nn_graph_free(g);
 }
 

@@ -211,7 +211,8 @@ typedef struct bctx {
     dn_priv *d;
     dn_plan *pl;
     dn_steps *st;
-    int *has; /* per node: its gradient buffer has received a contribution */
+    int *has;          /* per node: its gradient buffer has received a contribution */
+    const int *needed; /* per node: its gradient is wanted (see dn_build_backward) */
 } bctx;
 
 /* A node's gradient has its value's type (fp32, or bf16 in mixed-precision training) and
@@ -423,7 +424,7 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
         dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wany, d->adt) ||
         dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wdiff, dnnl_f32) || dn_md_plain(&bmd, 1, bd, dnnl_f32))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
-    int rc;
+    int rc = DFD_OK;
     dnnl_memory_t g = dy;
     if (a->act != NN_ACT_NONE) { /* through the activation first, into a temporary */
         dnnl_memory_t pre, dpre;
@@ -436,24 +437,26 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     nn_param *K = dn_param(d, id, 0), *Bp = dn_param(d, id, 1);
     dnnl_dims_t strides = {a->sh, a->sw}, dil = {a->dh - 1, a->dw - 1}, pl_ = {a->pad_t, a->pad_l},
                 pr = {a->pad_b, a->pad_r};
-    /* d(input) */
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t pd;
-    rc = dn_check(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &smd, &wany, &dmd,
-                                                                   strides, dil, pl_, pr),
-                  err, "convolution backward (data)", n);
-    if (!rc) rc = prim(b, &cd, hint, n, "convolution backward (data)", &pd, err);
-    if (rc) return rc;
-    dnnl_memory_t mw, target, tmp;
-    rc = dn_get_weight(d, pl, b->st, id, 0, &wu, K->data, q_md(pd, DNNL_ARG_WEIGHTS), &mw, err);
-    if (!rc) rc = contrib_begin(b, in, &smd, &target, &tmp, err);
-    if (rc) {
-        dnnl_primitive_desc_destroy(pd);
-        return rc;
+    /* d(input), unless nothing upstream wants it (the first trainable layer) */
+    if (b->needed[in]) {
+        rc = dn_check(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &smd, &wany, &dmd,
+                                                                       strides, dil, pl_, pr),
+                      err, "convolution backward (data)", n);
+        if (!rc) rc = prim(b, &cd, hint, n, "convolution backward (data)", &pd, err);
+        if (rc) return rc;
+        dnnl_memory_t mw, target, tmp;
+        rc = dn_get_weight(d, pl, b->st, id, 0, &wu, K->data, q_md(pd, DNNL_ARG_WEIGHTS), &mw, err);
+        if (!rc) rc = contrib_begin(b, in, &smd, &target, &tmp, err);
+        if (rc) {
+            dnnl_primitive_desc_destroy(pd);
+            return rc;
+        }
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, g}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, target}};
+        rc = run_prim(b, pd, 3, args, id, err);
+        if (!rc) rc = contrib_done(b, in, &smd, tmp, err);
     }
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, g}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DIFF_SRC, target}};
-    rc = run_prim(b, pd, 3, args, id, err);
-    if (!rc) rc = contrib_done(b, in, &smd, tmp, err);
     if (rc || (!trainable(K) && !trainable(Bp))) return rc;
     /* d(kernel), d(bias) */
     rc = dn_check(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &xmd, &wdiff,
@@ -761,9 +764,22 @@ static int bwd_lstm(bctx *b, int id, dfd_error *err) {
 /* ---- The plan ------------------------------------------------------------------------------------------ */
 
 int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
-    int *has = calloc((size_t)d->n, sizeof *has);
-    if (!has) return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory");
-    bctx b = {d, pl, &pl->bwd, has};
+    int *has = calloc((size_t)d->n, sizeof *has), *needed = calloc((size_t)d->n, sizeof *needed);
+    if (!has || !needed) {
+        free(has), free(needed);
+        return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory");
+    }
+    /* needed[id]: the node's gradient leads to a trainable parameter (at it or upstream),
+     * or to the input when its gradient is wanted. Nodes come in topological order. */
+    for (int id = 0; id < d->n; id++) {
+        const nn_node *n = NODE(d, id);
+        needed[id] = n->op == NN_OP_INPUT ? !d->ex->opts.no_input_grad : 0;
+        for (int k = 0; k < 4; k++)
+            if (n->params[k] >= 0 && trainable(nn_graph_param(d->g, n->params[k]))) needed[id] = 1;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (needed[n->inputs[k]]) needed[id] = 1;
+    }
+    bctx b = {d, pl, &pl->bwd, has, needed};
     int rc = DFD_OK;
     d->building_bwd = 1;
     /* The caller's gradients of the outputs come first. */
@@ -779,6 +795,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
     for (int id = d->n - 1; !rc && id >= 0; id--) {
         const nn_node *n = NODE(d, id);
         if (!has[id] || n->op == NN_OP_INPUT) continue; /* no gradient reaches it */
+        if (!needed[id]) continue;                       /* nothing it would reach is wanted */
         dnnl_memory_desc_t md;
         dnnl_memory_t dy;
         if (grad_md(&b, id, &md)) rc = dfd_fail(err, DFD_E_INTERNAL, "descriptor");
@@ -821,6 +838,7 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
     }
     d->building_bwd = 0;
     free(has);
+    free(needed);
     return rc;
 }
 

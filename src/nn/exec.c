@@ -136,7 +136,8 @@ int nn_backward(nn_exec *ex, const float *const *d_outputs, dfd_error *err) {
 }
 
 const float *nn_input_grad(const nn_exec *ex) {
-    if (!ex || !ex->opts.training || ex->batch <= 0) return NULL;
+    if (!ex || !ex->opts.training || ex->batch <= 0 || (ex->opts.no_input_grad && ex->opts.backend == NN_BACKEND_DNNL))
+        return NULL;
     return ex->ops->input_grad(ex);
 }
 

@@ -228,6 +228,9 @@ typedef struct nn_exec_opts {
     int training;            /* 1: keep what backward needs, dropout active, BN batch statistics */
     int threads;             /* 0: all cores */
     uint64_t seed;           /* dropout randomness */
+    int no_input_grad;       /* training: no d(loss)/d(input) wanted, so the backward pass
+                              * stops below the first trainable layer (a frozen backbone's
+                              * backward is skipped; nn_input_grad gives NULL). oneDNN only. */
 } nn_exec_opts;
 
 void nn_exec_opts_default(nn_exec_opts *o);

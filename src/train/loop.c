@@ -764,6 +764,7 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         nn_exec_opts to = io;
         to.training = 1;
         to.seed = o->seed + (uint64_t)si;
+        to.no_input_grad = 1; /* a frozen backbone's backward pass is skipped */
         nn_exec_free(ex);
         ex = NULL;
         if ((rc = nn_exec_create(r->g, &to, &ex, err))) goto done;
