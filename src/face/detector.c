@@ -522,3 +522,9 @@ int dfd_face_detect_near(dfd_face_detector *d, const dfd_image *img, const dfd_f
     *count = n;
     return DFD_OK;
 }
+
+int dfd_face_set_min_face(dfd_face_detector *d, int min_face) {
+    int prev = d->o.min_face;
+    if (min_face >= 8) d->o.min_face = min_face;
+    return prev;
+}

@@ -149,6 +149,11 @@ int dfd_video_sample_frames(dfd_video *v, int n, dfd_progress_fn progress, void 
 /* Called by dfd_video_read for each frame it keeps; the frame is only valid during the
  * call (copy it to keep it). Return 0 to go on, non-zero to stop reading. */
 typedef int (*dfd_frame_fn)(void *user, const dfd_frame *frame);
+/* As dfd_video_sample_frames, but hands each sampled frame to fn as soon as it is decoded
+ * (the frame is valid during the call; copy what you keep); non-zero from fn cancels with
+ * DFD_E_CANCELLED. stats receives the counters (count, corrupt, decoded, truncated) and no
+ * frames. Lets a caller work on frame i while frame i+1 decodes. */
+int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err);
 /* Decodes from the start, in order, and passes every stride-th frame (0, stride,
  * 2*stride, ... by decoder output) to fn. corrupt (may be NULL) receives the count
  * of skipped undecodable frames. */
