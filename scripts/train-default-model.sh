@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# train-default-model.sh — how models/dfd-image-1.safetensors was made, end to end, so
+# train-default-model.sh — how models/dfd-image-2.safetensors was made, end to end, so
 # anyone can reproduce it (and its model card's numbers) from ../shared/data.
 #   1. UTKFace split in two by file name order (alternate files): one half adds real
 #      faces from another source (and self-blending sources) to training, the other is
@@ -39,3 +39,8 @@ resume=()
 
 "$DFD" eval --model "$RUN/best.safetensors" --data "$DATA/dfdc-faces" --split val --flip --out "$RUN/eval-val"
 "$DFD" eval --model "$RUN/best.safetensors" --data runs/utk-holdout-crops --flip --out "$RUN/eval-utk"
+
+# The shipped file: the best epoch's weights in bf16 (4.5 MB), evaluated again as shipped.
+python3 scripts/safetensors-to-bf16.py "$RUN/best.safetensors" "$RUN/dfd-image.safetensors"
+"$DFD" eval --model "$RUN/dfd-image.safetensors" --data "$DATA/dfdc-faces" --split val --flip --out "$RUN/eval-val-bf16"
+"$DFD" eval --model "$RUN/dfd-image.safetensors" --data runs/utk-holdout-crops --flip --out "$RUN/eval-utk-bf16"
