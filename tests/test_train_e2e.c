@@ -284,6 +284,7 @@ static void same_seed_same_weights_and_resume(void **state) {
     free(c);
     free(d);
     o.dropout = -1;
+    o.out = a;
     /* A bad resume path is an error, not a fresh run. */
     o.resume = "/nonexistent/checkpoint.safetensors";
     assert_int_not_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
