@@ -154,6 +154,22 @@ typedef int (*dfd_frame_fn)(void *user, const dfd_frame *frame);
  * DFD_E_CANCELLED. stats receives the counters (count, corrupt, decoded, truncated) and no
  * frames. Lets a caller work on frame i while frame i+1 decodes. */
 int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err);
+
+/* A sampled frame as the decoder gave it (a reference, no copy), not yet converted to RGB:
+ * dfd_video_sample_raw hands each to fn, which owns it (dfd_raw_frame_free), and any thread
+ * converts it with its own converter. The RGB conversion of a 1080p frame (~13 ms) then
+ * runs beside the decoding instead of between its frames. Converters cache a scaler: one
+ * per thread. */
+typedef struct dfd_raw_frame dfd_raw_frame;
+typedef struct dfd_frame_converter dfd_frame_converter;
+typedef int (*dfd_raw_frame_fn)(void *user, dfd_raw_frame *frame);
+int dfd_video_sample_raw(dfd_video *v, int n, dfd_raw_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err);
+dfd_frame_converter *dfd_frame_converter_new(void); /* NULL on no memory */
+void dfd_frame_converter_free(dfd_frame_converter *c);
+/* Converts f into out (RGB, upright; out->img's pixels are reused when the size matches,
+ * so pass a zeroed frame or one converted before), with f's index and time. */
+int dfd_raw_frame_convert(dfd_frame_converter *c, const dfd_raw_frame *f, dfd_frame *out, dfd_error *err);
+void dfd_raw_frame_free(dfd_raw_frame *f);
 /* Decodes from the start, in order, and passes every stride-th frame (0, stride,
  * 2*stride, ... by decoder output) to fn. corrupt (may be NULL) receives the count
  * of skipped undecodable frames. */

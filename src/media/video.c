@@ -326,35 +326,36 @@ static int seek_to(dfd_video *v, int64_t ts, dfd_error *err) {
     return DFD_OK;
 }
 
-/* v->frame to RGB, rotated for display. */
-static int frame_to_image(dfd_video *v, dfd_image *out, dfd_error *err) {
-    const AVFrame *f = v->frame;
+/* A decoded frame to RGB, rotated for display (orientation as EXIF), with the scaler
+ * cached in *sws. */
+static int convert_frame(struct SwsContext **sws, const AVFrame *f, int orientation, const dfd_limits *limits,
+                         dfd_image *out, dfd_error *err) {
     /* An upright frame of the same size is converted into out's pixels: sampling 30
      * frames of 1080p then touches 6 MB of fresh memory once, not 30 times. (The exact C
      * path of swscale, SWS_ACCURATE_RND, writes exactly w x 3 bytes a row; its SIMD paths
      * write past the row end and would need padded rows.) */
-    int reuse = out->rgb && v->orientation == 1 && out->w == f->width && out->h == f->height;
+    int reuse = out->rgb && orientation == 1 && out->w == f->width && out->h == f->height;
     if (!reuse) {
         dfd_image_free(out);
         memset(out, 0, sizeof *out);
     }
-    int rc = dfd_media_check_pixels("video frame", f->width, f->height, &v->limits, err);
+    int rc = dfd_media_check_pixels("video frame", f->width, f->height, limits, err);
     if (rc) return rc;
     /* Full chroma interpolation and accurate rounding: frames feed a classifier that
      * looks for blending artefacts, so the conversion should not add its own. */
-    v->sws = sws_getCachedContext(v->sws, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_RGB24,
+    *sws = sws_getCachedContext(*sws, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_RGB24,
                                   SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
-    if (!v->sws) return dfd_fail(err, DFD_E_UNSUPPORTED, "cannot convert pixel format '%s'",
+    if (!*sws) return dfd_fail(err, DFD_E_UNSUPPORTED, "cannot convert pixel format '%s'",
                                  av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
     /* The stream's own matrix and range; an unspecified matrix means BT.601, as in the
      * ffmpeg tool and the Python pipelines that trained on such frames. */
     int *inv, *tab, src_range, dst_range, bri, con, sat;
-    if (sws_getColorspaceDetails(v->sws, &inv, &src_range, &tab, &dst_range, &bri, &con, &sat) >= 0) {
+    if (sws_getColorspaceDetails(*sws, &inv, &src_range, &tab, &dst_range, &bri, &con, &sat) >= 0) {
         enum AVPixelFormat pf = f->format;
         int full = f->color_range == AVCOL_RANGE_JPEG || pf == AV_PIX_FMT_YUVJ420P || pf == AV_PIX_FMT_YUVJ422P ||
                    pf == AV_PIX_FMT_YUVJ444P || pf == AV_PIX_FMT_YUVJ440P || pf == AV_PIX_FMT_YUVJ411P;
         int cs = f->colorspace == AVCOL_SPC_UNSPECIFIED ? SWS_CS_DEFAULT : (int)f->colorspace;
-        sws_setColorspaceDetails(v->sws, sws_getCoefficients(cs), full, tab, 1, bri, con, sat);
+        sws_setColorspaceDetails(*sws, sws_getCoefficients(cs), full, tab, 1, bri, con, sat);
     }
     dfd_image rgb;
     if (reuse)
@@ -363,18 +364,23 @@ static int frame_to_image(dfd_video *v, dfd_image *out, dfd_error *err) {
         return rc;
     uint8_t *dst[4] = {rgb.rgb, NULL, NULL, NULL};
     int ls[4] = {3 * rgb.w, 0, 0, 0};
-    if (sws_scale(v->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, ls) != f->height) {
+    if (sws_scale(*sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, ls) != f->height) {
         dfd_image_free(&rgb);
         if (reuse) memset(out, 0, sizeof *out);
         return dfd_fail(err, DFD_E_INTERNAL, "pixel conversion failed");
     }
-    if (v->orientation == 1) {
+    if (orientation == 1) {
         *out = rgb;
         return DFD_OK;
     }
-    rc = dfd_image_orient(&rgb, v->orientation, out, err);
+    rc = dfd_image_orient(&rgb, orientation, out, err);
     dfd_image_free(&rgb);
     return rc;
+}
+
+/* v->frame to RGB, rotated for display. */
+static int frame_to_image(dfd_video *v, dfd_image *out, dfd_error *err) {
+    return convert_frame(&v->sws, v->frame, v->orientation, &v->limits, out, err);
 }
 
 void dfd_frame_set_free(dfd_frame_set *s) {
@@ -388,9 +394,45 @@ static int64_t frame_index(const dfd_video *v, double t, int64_t counter) {
     return v->info.fps > 0 && t >= 0 ? (int64_t)llround(t * v->info.fps) : counter;
 }
 
-int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err) {
+struct dfd_raw_frame {
+    AVFrame *av; /* a reference to the decoder's frame */
+    int orientation;
+    dfd_limits limits;
+    int64_t index;
+    double time_s;
+};
+
+struct dfd_frame_converter {
+    struct SwsContext *sws;
+};
+
+dfd_frame_converter *dfd_frame_converter_new(void) { return calloc(1, sizeof(dfd_frame_converter)); }
+
+void dfd_frame_converter_free(dfd_frame_converter *c) {
+    if (!c) return;
+    sws_freeContext(c->sws);
+    free(c);
+}
+
+void dfd_raw_frame_free(dfd_raw_frame *f) {
+    if (!f) return;
+    av_frame_free(&f->av);
+    free(f);
+}
+
+int dfd_raw_frame_convert(dfd_frame_converter *c, const dfd_raw_frame *f, dfd_frame *out, dfd_error *err) {
+    if (!c || !f || !out) return dfd_fail(err, DFD_E_ARG, "invalid arguments to dfd_raw_frame_convert");
+    out->index = f->index;
+    out->time_s = f->time_s;
+    return convert_frame(&c->sws, f->av, f->orientation, &f->limits, &out->img, err);
+}
+
+/* The sampling loop; hands each sampled frame to fn (converted) or, with raw_fn, to raw_fn
+ * (a reference to the decoded frame, converted by the receiver). */
+static int sample_core(dfd_video *v, int n, dfd_frame_fn fn, dfd_raw_frame_fn raw_fn, void *user, dfd_frame_set *stats,
+                       dfd_error *err) {
     memset(stats, 0, sizeof *stats);
-    if (!v || n < 1 || !fn) return dfd_fail(err, DFD_E_ARG, "the number of frames to sample must be at least 1");
+    if (!v || n < 1 || (!fn && !raw_fn)) return dfd_fail(err, DFD_E_ARG, "the number of frames to sample must be at least 1");
     if (v->limits.max_video_frames > 0 && n > v->limits.max_video_frames)
         return dfd_fail(err, DFD_E_LIMIT, "%d frames asked, over the %d-frame limit", n, v->limits.max_video_frames);
     int64_t decoded0 = v->decoded;
@@ -400,6 +442,8 @@ int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_
     /* cur: the last decoded frame, converted. When the handle was used before, the
      * first target always seeks. */
     dfd_frame cur = {0};
+    AVFrame *cur_av = raw_fn ? av_frame_alloc() : NULL;
+    if (raw_fn && !cur_av) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     int have = 0;
     int must_seek = v->touched;
     for (int i = 0; i < n && !rc; i++) {
@@ -423,10 +467,15 @@ int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_
             for (;;) {
                 if ((rc = next_frame(v, &got, err)) || !got) break;
                 if (v->t >= target - half) {
-                    rc = frame_to_image(v, &cur.img, err);
+                    if (raw_fn) {
+                        av_frame_unref(cur_av);
+                        av_frame_move_ref(cur_av, v->frame);
+                    } else {
+                        rc = frame_to_image(v, &cur.img, err);
+                        av_frame_unref(v->frame);
+                    }
                     cur.time_s = v->t;
                     have = 1;
-                    av_frame_unref(v->frame);
                     break;
                 }
                 av_frame_unref(v->frame);
@@ -440,15 +489,37 @@ int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_
         }
         cur.index = frame_index(v, cur.time_s, i);
         stats->count++;
-        if (fn(user, &cur)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
+        int stop;
+        if (raw_fn) {
+            dfd_raw_frame *rf = calloc(1, sizeof *rf);
+            if (!rf || !(rf->av = av_frame_clone(cur_av))) {
+                free(rf);
+                rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+                break;
+            }
+            rf->orientation = v->orientation, rf->limits = v->limits, rf->index = cur.index, rf->time_s = cur.time_s;
+            stop = raw_fn(user, rf);
+        } else
+            stop = fn(user, &cur);
+        if (stop) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");
     }
     v->skip_before = -INFINITY;
+    av_frame_free(&cur_av);
     dfd_image_free(&cur.img);
     stats->corrupt = v->corrupt;
     stats->decoded = (int)(v->decoded - decoded0);
     if (!rc && stats->count == 0)
         rc = dfd_fail(err, DFD_E_CORRUPT, "no frame of the video could be decoded (%d corrupt)", v->corrupt);
     return rc;
+}
+
+int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err) {
+    return sample_core(v, n, fn, NULL, user, stats, err);
+}
+
+int dfd_video_sample_raw(dfd_video *v, int n, dfd_raw_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err) {
+    if (!fn) return dfd_fail(err, DFD_E_ARG, "invalid arguments to dfd_video_sample_raw");
+    return sample_core(v, n, NULL, fn, user, stats, err);
 }
 
 typedef struct collect {
