@@ -39,6 +39,16 @@ void cli_progress_done(cli_progress *p);
 
 /* Parses a positive integer / a double option value; returns 0 on success. */
 int cli_parse_int(const char *s, long min, long max, long *out);
+
+/* The files a command was given: a directory adds its image and video files (told by
+ * content, sorted by name; its sub-directories too when recursive), anything else is
+ * added as named (a missing file is then the command's error to report). */
+typedef struct cli_file_list {
+    char **paths;
+    int n, cap;
+} cli_file_list;
+int cli_files_add(cli_file_list *l, char *const *args, int n, int recursive); /* 0, or -1: no memory */
+void cli_files_free(cli_file_list *l);
 int cli_parse_double(const char *s, double min, double max, double *out);
 
 #endif

@@ -15,9 +15,10 @@
 #include "media/media.h"
 
 const char cmd_faces_help[] =
-    "Usage: dfd faces FILE... [--json] [--save-crops DIR] [--frames N] [--mode auto|short|full]\n"
-    "                 [--min-face PX] [--pad F] [--models DIR]\n\n"
+    "Usage: dfd faces FILE|DIR... [--json] [--save-crops DIR] [--frames N] [--mode auto|short|full]\n"
+    "                 [--min-face PX] [--pad F] [--models DIR] [-r]\n\n"
     "Finds the faces in each FILE (told apart as image or video by content) with BlazeFace.\n"
+    "A directory adds its image and video files (-r, --recursive: and its sub-directories').\n"
     "For an image it lists every face: box (x, y, width, height in pixels), score, the six\n"
     "keypoints (eyes, nose tip, mouth, ears) and the roll angle from the eyes. For a video it\n"
     "samples N frames evenly, finds the faces on each and links them into tracks, one per\n"
@@ -275,7 +276,7 @@ int cmd_faces(int argc, char **argv) {
     dfd_crop_contract_default(&o.contract, 224);
     dfd_face_opts fo;
     dfd_face_opts_default(&fo);
-    int nfiles = 0, opts_done = 0;
+    int nfiles = 0, opts_done = 0, recursive = 0;
     char **files = calloc((size_t)argc, sizeof *files);
     if (!files) return DFD_EXIT_FAILED;
     int rc = DFD_EXIT_OK;
@@ -288,6 +289,8 @@ int cmd_faces(int argc, char **argv) {
             opts_done = 1;
         } else if (strcmp(a, "--json") == 0) {
             o.as_json = 1;
+        } else if (strcmp(a, "-r") == 0 || strcmp(a, "--recursive") == 0) {
+            recursive = 1;
         } else if (strcmp(a, "--save-crops") == 0 || strcmp(a, "--frames") == 0 || strcmp(a, "--mode") == 0 ||
                    strcmp(a, "--min-face") == 0 || strcmp(a, "--models") == 0 || strcmp(a, "--pad") == 0) {
             if (i + 1 >= argc) {
@@ -331,10 +334,21 @@ int cmd_faces(int argc, char **argv) {
         free(files);
         return DFD_EXIT_FAILED;
     }
+    cli_file_list fl = {0};
+    if (cli_files_add(&fl, files, nfiles, recursive)) {
+        fprintf(stderr, "dfd faces: out of memory\n");
+        dfd_face_detector_free(det);
+        free(files);
+        return DFD_EXIT_FAILED;
+    }
+    if (fl.n == 0) {
+        fprintf(stderr, "dfd faces: no image or video files found\n");
+        rc = DFD_EXIT_FAILED;
+    }
     json_t *doc = json_object(), *results = json_array();
     json_object_set_new(doc, "results", results);
-    for (int i = 0; i < nfiles; i++) {
-        json_t *r = process(det, &o, files[i]);
+    for (int i = 0; i < fl.n; i++) {
+        json_t *r = process(det, &o, fl.paths[i]);
         if (json_is_string(json_object_get(r, "error"))) rc = DFD_EXIT_FAILED;
         if (!o.as_json) print_human(r);
         json_array_append_new(results, r);
@@ -345,6 +359,7 @@ int cmd_faces(int argc, char **argv) {
         free(s);
     }
     json_decref(doc);
+    cli_files_free(&fl);
     dfd_face_detector_free(det);
     free(files);
     return rc;

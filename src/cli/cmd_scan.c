@@ -1,6 +1,5 @@
 /* cmd_scan.c — `dfd scan`: verdicts for images and videos, a line per file or one JSON
  * document per run. The models are loaded once for all files. */
-#include <dirent.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,65 +29,6 @@ const char cmd_scan_help[] =
     "Verdicts: FAKE, REAL, NO_FACE (no face to judge), ERROR (the file could not be read).\n"
     "Exit codes: 0 every file was analysed (whatever the verdicts), 1 some file failed,\n"
     "2 usage error.\n";
-
-typedef struct file_list {
-    char **paths;
-    int n, cap;
-} file_list;
-
-static int list_add(file_list *l, const char *p) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 16;
-        char **np = realloc(l->paths, (size_t)cap * sizeof *np);
-        if (!np) return -1;
-        l->paths = np;
-        l->cap = cap;
-    }
-    if (!(l->paths[l->n] = strdup(p))) return -1;
-    l->n++;
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Adds the media files of a directory, sorted by name for a stable order. Files found by
- * walking are filtered by content so a README next to the photos is not an error. */
-static int walk_dir(file_list *l, const char *dir, int recursive) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    file_list here = {0};
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        size_t n = strlen(dir) + strlen(e->d_name) + 2;
-        char *p = malloc(n);
-        if (!p) {
-            rc = -1;
-            break;
-        }
-        snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
-        if (list_add(&here, p)) rc = -1;
-        free(p);
-        if (rc) break;
-    }
-    closedir(d);
-    if (here.n) qsort(here.paths, (size_t)here.n, sizeof *here.paths, cmp_str);
-    for (int i = 0; i < here.n && rc == 0; i++) {
-        struct stat st;
-        if (stat(here.paths[i], &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) {
-            if (recursive) rc = walk_dir(l, here.paths[i], recursive);
-        } else if (S_ISREG(st.st_mode)) {
-            dfd_media_kind kind;
-            if (dfd_media_sniff_file(here.paths[i], &kind, NULL, NULL) == DFD_OK && kind != DFD_MEDIA_UNKNOWN)
-                rc = list_add(l, here.paths[i]);
-        }
-    }
-    for (int i = 0; i < here.n; i++) free(here.paths[i]);
-    free(here.paths);
-    return rc;
-}
 
 typedef struct scan_progress {
     cli_progress bar;
@@ -178,20 +118,12 @@ int cmd_scan(int argc, char **argv) {
     }
     if (optind >= argc) return cli_usage_error("scan", "no file given");
 
-    file_list files = {0};
+    cli_file_list files = {0};
     int status = DFD_EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        struct stat st;
-        int rc = 0;
-        if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
-            rc = walk_dir(&files, argv[i], recursive);
-        else
-            rc = list_add(&files, argv[i]); /* missing files become ERROR results */
-        if (rc) {
-            fprintf(stderr, "dfd scan: out of memory\n");
-            status = DFD_EXIT_FAILED;
-            goto out;
-        }
+    if (cli_files_add(&files, argv + optind, argc - optind, recursive)) { /* missing files become ERROR results */
+        fprintf(stderr, "dfd scan: out of memory\n");
+        status = DFD_EXIT_FAILED;
+        goto out;
     }
     if (files.n == 0) {
         fprintf(stderr, "dfd scan: no image or video files found\n");
@@ -253,7 +185,6 @@ int cmd_scan(int argc, char **argv) {
     free(results);
     dfd_ctx_destroy(ctx);
 out:
-    for (int i = 0; i < files.n; i++) free(files.paths[i]);
-    free(files.paths);
+    cli_files_free(&files);
     return status;
 }

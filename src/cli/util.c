@@ -1,12 +1,15 @@
 /* util.c — small helpers shared by the sub-commands: colour, progress bar, numbers. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
+#include "media/media.h"
 
 int cli_use_color(FILE *f) {
     const char *nc = getenv("NO_COLOR");
@@ -61,4 +64,75 @@ int cli_parse_double(const char *s, double min, double max, double *out) {
     if (errno || *end || !(v >= min && v <= max)) return -1;
     *out = v;
     return 0;
+}
+
+/* ---- Files named on the command line -------------------------------------------- */
+
+static int list_add(cli_file_list *l, const char *p) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 16;
+        char **np = realloc(l->paths, (size_t)cap * sizeof *np);
+        if (!np) return -1;
+        l->paths = np;
+        l->cap = cap;
+    }
+    if (!(l->paths[l->n] = strdup(p))) return -1;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Adds the media files of a directory, sorted by name for a stable order. Files found by
+ * walking are filtered by content so a README next to the photos is not an error. */
+static int walk_dir(cli_file_list *l, const char *dir, int recursive) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    cli_file_list here = {0};
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(n);
+        if (!p) {
+            rc = -1;
+            break;
+        }
+        snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        if (list_add(&here, p)) rc = -1;
+        free(p);
+        if (rc) break;
+    }
+    closedir(d);
+    if (here.n) qsort(here.paths, (size_t)here.n, sizeof *here.paths, cmp_str);
+    for (int i = 0; i < here.n && rc == 0; i++) {
+        struct stat st;
+        if (stat(here.paths[i], &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (recursive) rc = walk_dir(l, here.paths[i], recursive);
+        } else if (S_ISREG(st.st_mode)) {
+            dfd_media_kind kind;
+            if (dfd_media_sniff_file(here.paths[i], &kind, NULL, NULL) == DFD_OK && kind != DFD_MEDIA_UNKNOWN)
+                rc = list_add(l, here.paths[i]);
+        }
+    }
+    for (int i = 0; i < here.n; i++) free(here.paths[i]);
+    free(here.paths);
+    return rc;
+}
+
+int cli_files_add(cli_file_list *l, char *const *args, int n, int recursive) {
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        int rc = stat(args[i], &st) == 0 && S_ISDIR(st.st_mode) ? walk_dir(l, args[i], recursive) : list_add(l, args[i]);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+void cli_files_free(cli_file_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->paths[i]);
+    free(l->paths);
+    memset(l, 0, sizeof *l);
 }

@@ -72,6 +72,18 @@ assert isinstance(a["error"], str) and a["faces"] == [], a
 assert b["error"] is None and b["note"] == "no face found", b
 EOF
 
+# A directory: its images and videos in name order (the text file next to them is not an
+# error), sub-directories only with -r; an empty one is an error.
+mkdir -p "$tmp/dir/sub" "$tmp/empty"
+cp "$SRC/examples/astronaut.png" "$tmp/dir/b.png"; cp "$SRC/examples/chelsea.png" "$tmp/dir/a.png"
+cp "$SRC/examples/astronaut.jpg" "$tmp/dir/sub/c.jpg"; echo "notes" >"$tmp/dir/readme.txt"
+out=$("$BIN" faces --json "$tmp/dir") || fail "directory exit $?"
+python3 -c 'import json, sys; n = [r["file"].split("/")[-1] for r in json.loads(sys.argv[1])["results"]]; assert n == ["a.png", "b.png"], n' "$out" \
+  || fail "directory JSON: $out"
+out=$("$BIN" faces --json -r "$tmp/dir") || fail "recursive exit $?"
+[[ $(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])["results"]))' "$out") == 3 ]] || fail "recursive: $out"
+"$BIN" faces "$tmp/empty" >/dev/null 2>&1 && fail "an empty directory is not an error"
+
 # Human output.
 out=$("$BIN" faces "$SRC/examples/astronaut.png") || fail "human exit"
 grep -q 'astronaut.png: image 512x512, 1 face' <<<"$out" || fail "human: $out"
