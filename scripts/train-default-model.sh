@@ -18,6 +18,7 @@ DFD=${DFD:-build/dfd}
 RUN=${RUN:-runs/mnv2-128-v2}
 EPOCHS=${EPOCHS:-10}
 LIMIT=${LIMIT:-0}
+SIZE=${SIZE:-128}   # input side; the DFDC crops come from originals of 107-223 px
 
 mkdir -p runs/utk/train/real runs/utk/holdout/real
 i=0
@@ -31,7 +32,7 @@ done
 
 resume=()
 [[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
-"$DFD" train image --arch mobilenet_v2-image --input-size 128 \
+"$DFD" train image --arch mobilenet_v2-image --input-size "$SIZE" \
   --init models/registry/mobilenet_v2-imagenet.safetensors \
   --data "$DATA/dfdc-faces" --val-fraction 0.2 --extra-real runs/utk-train-crops --sbi-fraction 0.2 \
   --epochs "$EPOCHS" --limit "$LIMIT" --val-limit 0 --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
