@@ -451,6 +451,25 @@ static int detect_auto(dfd_face_detector *d, const dfd_image *img, facebuf *b, d
     return rc;
 }
 
+/* The end of a search: merges the passes' detections (weighted NMS, nested ones dropped),
+ * keeps at most max_faces and hands them over; frees them on an error or when none is left. */
+static int finish(dfd_face_detector *d, facebuf *b, int rc, dfd_face **faces, int *count) {
+    if (rc) {
+        free(b->f);
+        return rc;
+    }
+    int n = dfd_weighted_nms(b->f, b->n, d->o.nms_iou);
+    n = drop_nested(b->f, n);
+    if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
+    if (n == 0) {
+        free(b->f);
+        return DFD_OK;
+    }
+    *faces = b->f;
+    *count = n;
+    return DFD_OK;
+}
+
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err) {
     *faces = NULL;
     *count = 0;
@@ -464,20 +483,7 @@ int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces
     case DFD_FACE_FULL: rc = pass(d, DFD_BLAZEFACE_FULL, img, lx, ly, S, 0, &b, err); break;
     default: rc = detect_auto(d, img, &b, err); break;
     }
-    if (rc) {
-        free(b.f);
-        return rc;
-    }
-    int n = dfd_weighted_nms(b.f, b.n, d->o.nms_iou);
-    n = drop_nested(b.f, n);
-    if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
-    if (n == 0) {
-        free(b.f);
-        return DFD_OK;
-    }
-    *faces = b.f;
-    *count = n;
-    return DFD_OK;
+    return finish(d, &b, rc, faces, count);
 }
 
 /* Looks for faces near known ones (a video's faces in the previous sampled frame): one
@@ -507,20 +513,7 @@ int dfd_face_detect_near(dfd_face_detector *d, const dfd_image *img, const dfd_f
         rc = pass(d, kind, img, bx[0] + bx[2] * 0.5f - side * 0.5f, bx[1] + bx[3] * 0.5f - side * 0.5f,
                   side, 0, &b, err);
     }
-    if (rc) {
-        free(b.f);
-        return rc;
-    }
-    int n = dfd_weighted_nms(b.f, b.n, d->o.nms_iou);
-    n = drop_nested(b.f, n);
-    if (d->o.max_faces > 0 && n > d->o.max_faces) n = d->o.max_faces;
-    if (n == 0) {
-        free(b.f);
-        return DFD_OK;
-    }
-    *faces = b.f;
-    *count = n;
-    return DFD_OK;
+    return finish(d, &b, rc, faces, count);
 }
 
 int dfd_face_set_min_face(dfd_face_detector *d, int min_face) {
