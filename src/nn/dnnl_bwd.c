@@ -242,7 +242,7 @@ static int contrib_begin(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memo
 
 /* dst = src or dst += src (converting types) as a oneDNN reorder with a sum post-op: on
  * every thread, unlike a plain loop. */
-static int accum_step(bctx *b, dnnl_memory_t src, dnnl_memory_t dst, int add, dfd_error *err) {
+static int accum_step(bctx *b, dnnl_memory_t src, dnnl_memory_t dst, int add, const char *what, dfd_error *err) {
     dnnl_primitive_attr_t attr;
     int rc = dn_attr_new(&attr, err);
     if (rc) return rc;
@@ -257,8 +257,7 @@ static int accum_step(bctx *b, dnnl_memory_t src, dnnl_memory_t dst, int add, df
     dnnl_memory_get_memory_desc(src, &smd);
     dnnl_memory_get_memory_desc(dst, &dmd);
     dnnl_primitive_desc_t pd;
-    rc = dn_check(dnnl_reorder_primitive_desc_create(&pd, smd, b->d->eng, dmd, b->d->eng, attr), err,
-                  "gradient sum", NULL);
+    rc = dn_check(dnnl_reorder_primitive_desc_create(&pd, smd, b->d->eng, dmd, b->d->eng, attr), err, what, NULL);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
@@ -276,7 +275,7 @@ static int contrib_same(bctx *b, int node, int x, dfd_error *err) {
     dnnl_memory_t src, dst;
     int rc = dn_mem_buf(b->d, b->pl, &vmd, dn_slot(node, DN_SLOT_DIFF), &src, err);
     if (!rc) rc = grad_mem(b, x, &gmd, &dst, err);
-    if (!rc) rc = accum_step(b, src, dst, b->has[x], err);
+    if (!rc) rc = accum_step(b, src, dst, b->has[x], "gradient sum", err);
     b->has[x] = 1;
     return rc;
 }
@@ -288,7 +287,7 @@ static int contrib_done(bctx *b, int x, const dnnl_memory_desc_t *md, dnnl_memor
         dnnl_memory_desc_t gmd;
         dnnl_memory_t g;
         rc = grad_md(b, x, &gmd) ? dfd_fail(err, DFD_E_INTERNAL, "descriptor") : grad_mem(b, x, &gmd, &g, err);
-        if (!rc) rc = accum_step(b, tmp, g, b->has[x], err);
+        if (!rc) rc = accum_step(b, tmp, g, b->has[x], "gradient sum", err);
     }
     b->has[x] = 1;
     return rc;
@@ -318,25 +317,7 @@ static int add_param_grad(bctx *b, dnnl_memory_t src, const dnnl_memory_desc_t *
     if (!p || !p->grad || !p->trainable) return DFD_OK;
     dnnl_memory_t dst;
     int rc = dn_mem_ext(b->d, b->pl, user, p->grad, &dst, err);
-    if (rc) return rc;
-    dnnl_primitive_attr_t attr;
-    dnnl_post_ops_t po;
-    if ((rc = dn_attr_new(&attr, err))) return rc;
-    dnnl_post_ops_create(&po);
-    dnnl_post_ops_append_sum(po, 1.0f);
-    dnnl_primitive_attr_set_post_ops(attr, po);
-    dnnl_post_ops_destroy(po);
-    const dnnl_memory_desc_t *smd;
-    dnnl_memory_get_memory_desc(src, &smd);
-    dnnl_primitive_desc_t pd;
-    rc = dn_check(dnnl_reorder_primitive_desc_create(&pd, smd, b->d->eng, user, b->d->eng, attr), err,
-                  "gradient accumulation", NULL);
-    dnnl_primitive_attr_destroy(attr);
-    if (rc) return rc;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
-    rc = dn_add_prim(b->d, b->pl, b->st, pd, 2, args, err);
-    dnnl_primitive_desc_destroy(pd);
-    return rc;
+    return rc ? rc : accum_step(b, src, dst, 1, "gradient accumulation", err);
 }
 
 static int trainable(const nn_param *p) { return p && p->grad && p->trainable; }
