@@ -20,6 +20,7 @@ struct dfd_ctx {
     dfd_options o;
     char *models_dir;
     dfd_face_detector *faces;
+    int min_face; /* the detector's smallest face (pixels), as created */
     dfd_classifier *img;
     dfd_classifier *vid;
 };
@@ -127,6 +128,7 @@ int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err) {
         fo.models_dir = fdir;
     }
     if ((rc = dfd_face_detector_create(&fo, &ctx->faces, err))) goto fail;
+    ctx->min_face = fo.min_face;
     /* The strings in o belong to the caller and may not outlive this call. */
     o->image_model = o->video_model = o->models_dir = NULL;
     *out = ctx;
@@ -237,13 +239,14 @@ static void *decoder_main(void *arg) {
     return NULL;
 }
 
-/* Waits for frame i; 0 when the decoder ended before it. */
-static int decoder_wait(decoder *d, int i) {
+/* Waits for frame i and takes it; NULL when the decoder ended before it. */
+static dfd_raw_frame *decoder_next(decoder *d, int i) {
     pthread_mutex_lock(&d->mu);
     while (d->ready <= i && !d->done) pthread_cond_wait(&d->cv, &d->mu);
-    int ok = d->ready > i;
+    dfd_raw_frame *f = NULL;
+    if (d->ready > i) f = d->raw[i], d->raw[i] = NULL;
     pthread_mutex_unlock(&d->mu);
-    return ok;
+    return f;
 }
 
 static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, void *user, dfd_result *r,
@@ -281,12 +284,9 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
         goto out;
     }
     double t_faces = 0, t_convert = 0;
-    for (int i = 0, since_full = 0; rc == DFD_OK && decoder_wait(&D, i); i++, since_full++) {
+    dfd_raw_frame *rf;
+    for (int i = 0, since_full = 0; rc == DFD_OK && (rf = decoder_next(&D, i)); i++, since_full++) {
         double t0 = dfd_now_ms();
-        pthread_mutex_lock(&D.mu);
-        dfd_raw_frame *rf = D.raw[i];
-        D.raw[i] = NULL;
-        pthread_mutex_unlock(&D.mu);
         rc = dfd_raw_frame_convert(conv, rf, &fs.frames[i], err);
         dfd_raw_frame_free(rf);
         if (rc) {
@@ -309,11 +309,10 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
         if (full) {
             /* Video faces from 1/20 of the frame's short side (54 px in 1080p; the default
              * 40 px below 800 px): a third fewer tiles than 40 px on a 1080p frame. */
-            int short_side = img->w < img->h ? img->w : img->h;
-            int prev_min = dfd_face_set_min_face(ctx->faces, short_side / VIDEO_MIN_FACE_DIV);
-            if (prev_min > short_side / VIDEO_MIN_FACE_DIV) dfd_face_set_min_face(ctx->faces, prev_min);
+            int video_min = (img->w < img->h ? img->w : img->h) / VIDEO_MIN_FACE_DIV;
+            dfd_face_set_min_face(ctx->faces, video_min > ctx->min_face ? video_min : ctx->min_face);
             rc = dfd_face_detect(ctx->faces, img, &faces[i], &counts[i], err);
-            dfd_face_set_min_face(ctx->faces, prev_min);
+            dfd_face_set_min_face(ctx->faces, ctx->min_face);
             since_full = 0;
             /* Boxes drawn the way the searches in between draw them, so that a track's
              * crops do not jump in framing every FULL_SCAN_EVERY frames. */
