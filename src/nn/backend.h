@@ -33,6 +33,8 @@ struct nn_exec {
     nn_precision precision; /* resolved: F32 or BF16 */
     int batch;              /* batch of the last forward pass */
     uint64_t pass;          /* forward passes so far (seeds dropout) */
+    uint64_t macs;          /* multiply-accumulates per item, counted once (thread choice) */
+    int max_threads;        /* opts.threads, or the cores online at creation */
     const nn_backend_ops *ops;
     void *priv;
 };

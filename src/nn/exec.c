@@ -76,6 +76,8 @@ int nn_exec_create(nn_graph *g, const nn_exec_opts *opts, nn_exec **out, dfd_err
     ex->opts = o;
     ex->precision = prec;
     ex->ops = ops;
+    ex->macs = nn_graph_macs(g);
+    ex->max_threads = o.threads > 0 ? o.threads : dfd_cpu_count();
     int rc = ops->create(ex, err);
     if (rc != DFD_OK) {
         free(ex);
@@ -157,9 +159,9 @@ static uint64_t mix64(uint64_t z) {
  * built for. Training keeps every thread (its passes are large). */
 #define NN_MACS_PER_THREAD 4000000000ull
 int nn_exec_pass_threads(const nn_exec *ex, int batch) {
-    int max = ex->opts.threads > 0 ? ex->opts.threads : dfd_cpu_count();
+    int max = ex->max_threads;
     if (ex->opts.training || max <= 1) return max;
-    uint64_t n = nn_graph_macs(ex->g) * (uint64_t)(batch > 0 ? batch : 1) / NN_MACS_PER_THREAD;
+    uint64_t n = ex->macs * (uint64_t)(batch > 0 ? batch : 1) / NN_MACS_PER_THREAD;
     return n < 1 ? 1 : n < (uint64_t)max ? (int)n : max;
 }
 
