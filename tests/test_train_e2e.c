@@ -207,6 +207,22 @@ static void trains_writes_and_reloads(void **state) {
     free(out);
 }
 
+/* Two model files hold the same tensors, bit for bit (names, order, bytes). */
+static void assert_same_weights(const char *pa, const char *pb, const char *what) {
+    dfd_st_file *fa, *fb;
+    assert_int_equal(dfd_st_open(pa, &fa, NULL), DFD_OK);
+    assert_int_equal(dfd_st_open(pb, &fb, NULL), DFD_OK);
+    assert_int_equal(dfd_st_count(fa), dfd_st_count(fb));
+    for (int i = 0; i < dfd_st_count(fa); i++) {
+        const dfd_st_tensor *ta = dfd_st_tensor_at(fa, i), *tb = dfd_st_tensor_at(fb, i);
+        assert_string_equal(ta->name, tb->name);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        if (memcmp(dfd_st_raw(fa, ta), dfd_st_raw(fb, tb), ta->nbytes)) fail_msg("%s: '%s' differs", what, ta->name);
+    }
+    dfd_st_close(fa);
+    dfd_st_close(fb);
+}
+
 /* Progress callback: stops the run once *user epochs are done. */
 static int stop_after_epoch(void *user, const dfd_train_progress *p) {
     return p->phase == DFD_TRAIN_EPOCH_DONE && p->epoch >= *(int *)user;
@@ -227,17 +243,7 @@ static void same_seed_same_weights_and_resume(void **state) {
     char pa[1024], pb[1024];
     snprintf(pa, sizeof pa, "%s/checkpoint.safetensors", a);
     snprintf(pb, sizeof pb, "%s/checkpoint.safetensors", b);
-    dfd_st_file *fa, *fb;
-    assert_int_equal(dfd_st_open(pa, &fa, NULL), DFD_OK);
-    assert_int_equal(dfd_st_open(pb, &fb, NULL), DFD_OK);
-    assert_int_equal(dfd_st_count(fa), dfd_st_count(fb));
-    for (int i = 0; i < dfd_st_count(fa); i++) {
-        const dfd_st_tensor *ta = dfd_st_tensor_at(fa, i), *tb = dfd_st_tensor_at(fb, i);
-        assert_string_equal(ta->name, tb->name);
-        assert_memory_equal(dfd_st_raw(fa, ta), dfd_st_raw(fb, tb), ta->nbytes);
-    }
-    dfd_st_close(fa);
-    dfd_st_close(fb);
+    assert_same_weights(pa, pb, "two runs with one seed");
     /* Resume run a for two more epochs: the history continues from epoch 1. */
     o.out = a;
     o.resume = pa;
@@ -270,17 +276,7 @@ static void same_seed_same_weights_and_resume(void **state) {
     assert_int_equal(dfd_train_run(&o, NULL, NULL, &s, &e), DFD_OK);
     assert_int_equal(s.epochs_run, 2);
     snprintf(pc, sizeof pc, "%s/checkpoint.safetensors", c);
-    assert_int_equal(dfd_st_open(pc, &fa, NULL), DFD_OK);
-    assert_int_equal(dfd_st_open(pd, &fb, NULL), DFD_OK);
-    assert_int_equal(dfd_st_count(fa), dfd_st_count(fb));
-    for (int i = 0; i < dfd_st_count(fa); i++) {
-        const dfd_st_tensor *ta = dfd_st_tensor_at(fa, i), *tb = dfd_st_tensor_at(fb, i);
-        assert_string_equal(ta->name, tb->name);
-        if (memcmp(dfd_st_raw(fa, ta), dfd_st_raw(fb, tb), ta->nbytes))
-            fail_msg("resumed run differs from the uninterrupted one in '%s'", ta->name);
-    }
-    dfd_st_close(fa);
-    dfd_st_close(fb);
+    assert_same_weights(pc, pd, "resumed run against the uninterrupted one");
     free(c);
     free(d);
     o.dropout = -1;
