@@ -516,8 +516,6 @@ int dfd_face_detect_near(dfd_face_detector *d, const dfd_image *img, const dfd_f
     return finish(d, &b, rc, faces, count);
 }
 
-int dfd_face_set_min_face(dfd_face_detector *d, int min_face) {
-    int prev = d->o.min_face;
+void dfd_face_set_min_face(dfd_face_detector *d, int min_face) {
     if (min_face >= 8) d->o.min_face = min_face;
-    return prev;
 }

@@ -126,9 +126,9 @@ void dfd_face_detector_free(dfd_face_detector *d);
  * *count faces, best score first. */
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err);
 
-/* Changes the smallest face side the automatic mode looks for (>= 8 px); returns the
- * previous value. */
-int dfd_face_set_min_face(dfd_face_detector *d, int min_face);
+/* Changes the smallest face side the automatic mode looks for (values under 8 px are
+ * ignored). */
+void dfd_face_set_min_face(dfd_face_detector *d, int min_face);
 
 /* Faces near known ones (e.g. a video's faces one sampled frame earlier): a short-range
  * pass on a window around each (see detector.c); much cheaper than dfd_face_detect on a

@@ -149,17 +149,14 @@ int dfd_video_sample_frames(dfd_video *v, int n, dfd_progress_fn progress, void 
 /* Called by dfd_video_read for each frame it keeps; the frame is only valid during the
  * call (copy it to keep it). Return 0 to go on, non-zero to stop reading. */
 typedef int (*dfd_frame_fn)(void *user, const dfd_frame *frame);
-/* As dfd_video_sample_frames, but hands each sampled frame to fn as soon as it is decoded
- * (the frame is valid during the call; copy what you keep); non-zero from fn cancels with
- * DFD_E_CANCELLED. stats receives the counters (count, corrupt, decoded, truncated) and no
- * frames. Lets a caller work on frame i while frame i+1 decodes. */
-int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err);
 
-/* A sampled frame as the decoder gave it (a reference, no copy), not yet converted to RGB:
- * dfd_video_sample_raw hands each to fn, which owns it (dfd_raw_frame_free), and any thread
- * converts it with its own converter. The RGB conversion of a 1080p frame (~13 ms) then
- * runs beside the decoding instead of between its frames. Converters cache a scaler: one
- * per thread. */
+/* As dfd_video_sample_frames, but hands each sampled frame over as soon as it is decoded,
+ * so a caller works on frame i while frame i+1 decodes. Each frame is as the decoder gave
+ * it (a reference, no copy), not yet converted to RGB; fn owns it (dfd_raw_frame_free),
+ * and any thread converts it with a converter of its own (converters cache a scaler: one
+ * per thread), so the RGB conversion of a 1080p frame (~13 ms) runs beside the decoding
+ * instead of between its frames. Non-zero from fn cancels with DFD_E_CANCELLED; stats
+ * receives the counters (count, corrupt, decoded, truncated) and no frames. */
 typedef struct dfd_raw_frame dfd_raw_frame;
 typedef struct dfd_frame_converter dfd_frame_converter;
 typedef int (*dfd_raw_frame_fn)(void *user, dfd_raw_frame *frame);
@@ -170,6 +167,7 @@ void dfd_frame_converter_free(dfd_frame_converter *c);
  * so pass a zeroed frame or one converted before), with f's index and time. */
 int dfd_raw_frame_convert(dfd_frame_converter *c, const dfd_raw_frame *f, dfd_frame *out, dfd_error *err);
 void dfd_raw_frame_free(dfd_raw_frame *f);
+
 /* Decodes from the start, in order, and passes every stride-th frame (0, stride,
  * 2*stride, ... by decoder output) to fn. corrupt (may be NULL) receives the count
  * of skipped undecodable frames. */

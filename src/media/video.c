@@ -513,10 +513,6 @@ static int sample_core(dfd_video *v, int n, dfd_frame_fn fn, dfd_raw_frame_fn ra
     return rc;
 }
 
-int dfd_video_sample_each(dfd_video *v, int n, dfd_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err) {
-    return sample_core(v, n, fn, NULL, user, stats, err);
-}
-
 int dfd_video_sample_raw(dfd_video *v, int n, dfd_raw_frame_fn fn, void *user, dfd_frame_set *stats, dfd_error *err) {
     if (!fn) return dfd_fail(err, DFD_E_ARG, "invalid arguments to dfd_video_sample_raw");
     return sample_core(v, n, NULL, fn, user, stats, err);
@@ -551,7 +547,7 @@ int dfd_video_sample_frames(dfd_video *v, int n, dfd_progress_fn progress, void 
     collect c = {out, n, progress, user, err, 0};
     dfd_frame_set stats;
     dfd_error e2;
-    int rc = dfd_video_sample_each(v, n, collect_frame, &c, &stats, &e2);
+    int rc = sample_core(v, n, collect_frame, NULL, &c, &stats, &e2);
     if (rc && c.failed) rc = DFD_E_NOMEM; /* err holds the copy's message */
     else if (rc && err) *err = e2;
     out->corrupt = stats.corrupt;
