@@ -7,8 +7,12 @@
  * (fusion, layouts) is in dnnl_fwd.c and the backward plan in dnnl_bwd.c.
  */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
 
 #include "nn/dnnl_internal.h"
 
@@ -362,10 +366,42 @@ static int refresh_weights(dn_priv *d, dfd_error *err) {
     return rc;
 }
 
+/* DFD_NN_VERBOSE=1: one line per step on stderr, like ONEDNN_VERBOSE's (which names only
+ * oneDNN's primitives): "dfd_nn_verbose,exec,<primitive kind or plain>,<node>,<ms>". */
+static int verbose_steps(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("DFD_NN_VERBOSE");
+        v = e && *e && strcmp(e, "0") != 0;
+    }
+    return v;
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static void verbose_step(const dn_priv *d, const dn_step *s, double ms) {
+    const char *kind = "plain";
+    if (s->prim) {
+        const_dnnl_primitive_desc_t pd = NULL;
+        dnnl_primitive_kind_t k = dnnl_undefined_primitive;
+        if (dnnl_primitive_get_primitive_desc(s->prim, &pd) == dnnl_success)
+            dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &k);
+        kind = dnnl_prim_kind2str(k);
+    }
+    fprintf(stderr, "dfd_nn_verbose,exec,%s,%s,%.4f\n", kind, s->node >= 0 ? nn_graph_node(d->g, s->node)->name : "-",
+            ms);
+}
+
 int dn_run_steps(dn_priv *d, dn_plan *pl, const dn_steps *st, dfd_error *err) {
+    const int verbose = verbose_steps();
     for (int i = 0; i < st->n; i++) {
         const dn_step *s = &st->v[i];
         int rc;
+        double t0 = verbose ? now_ms() : 0;
         if (s->prim) {
             rc = dn_check(dnnl_primitive_execute(s->prim, d->strm, s->nargs, s->args), err, "execution",
                           s->node >= 0 ? nn_graph_node(d->g, s->node) : NULL);
@@ -374,6 +410,10 @@ int dn_run_steps(dn_priv *d, dn_plan *pl, const dn_steps *st, dfd_error *err) {
             if (!rc) rc = s->fn(d, pl, s, err);
         }
         if (rc) return rc;
+        if (verbose) {
+            dnnl_stream_wait(d->strm);
+            verbose_step(d, s, now_ms() - t0);
+        }
     }
     return dn_check(dnnl_stream_wait(d->strm), err, "execution", NULL);
 }
