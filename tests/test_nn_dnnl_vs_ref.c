@@ -885,6 +885,51 @@ static void train_dense_dropout_add_concat_pad(void **state) {
     }
 }
 
+/* Training batch-norms run the backend's fused kernel (nn/bnact.h), which also applies the
+ * ReLU/ReLU6 after them; zero-padding folds into the next convolution in training too. */
+static void train_fused_batchnorm(void **state) {
+    (void)state;
+    /* MobileNetV2 blocks: bn+relu6 fused, a stride-2 depthwise with its padding folded, a
+     * batch-norm without activation feeding a residual add */
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 12, 12, 8);
+    nn_conv_attr e = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 24, 0, NN_ACT_NONE);
+    int ex = nn_activation(g, "ex_relu", nn_batchnorm(g, "ex_bn", nn_conv2d(g, "ex", x, &e), 1e-3f, 0.999f),
+                           NN_ACT_RELU6);
+    int pd = nn_pad(g, "pad", ex, 0, 1, 0, 1, 0);
+    int dw = nn_depthwise2d(g, "dw", pd, 3, 3, 2, 2, NN_PAD_VALID, 0, NN_ACT_NONE);
+    int dr = nn_activation(g, "dw_relu", nn_batchnorm(g, "dw_bn", dw, 1e-3f, 0.999f), NN_ACT_RELU6);
+    nn_conv_attr pj = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 8, 0, NN_ACT_NONE);
+    int pr = nn_batchnorm(g, "pj_bn", nn_conv2d(g, "pj", dr, &pj), 1e-3f, 0.999f);
+    int dw2 = nn_depthwise2d(g, "dw2", pr, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
+    int dr2 = nn_activation(g, "dw2_relu", nn_batchnorm(g, "dw2_bn", dw2, 1e-3f, 0.999f), NN_ACT_RELU6);
+    int pr2 = nn_batchnorm(g, "pj2_bn", nn_conv2d(g, "pj2", dr2, &pj), 1e-3f, 0.999f);
+    nn_mark_output(g, nn_add(g, "add", pr, pr2));
+    randomize(g, 150);
+    check_training(g, "train mobilenet_v2 blocks");
+    nn_graph_freeze_bn_stats(g, 1);
+    check_training(g, "train mobilenet_v2 blocks, frozen statistics");
+    nn_graph_free(g);
+
+    /* a batch-norm read by its activation and by an add (not fused); a sigmoid after one
+     * (not a fusable activation); enough values for the kernel to split between threads */
+    g = nn_graph_new();
+    x = input3(g, 48, 40, 4);
+    /* no bias before the batch-norms: its gradient is zero up to rounding, which bf16
+     * makes a large part of a small number on 5,760 rows */
+    nn_conv_attr a = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 40, 0, NN_ACT_NONE);
+    int b1 = nn_batchnorm(g, "b1", nn_conv2d(g, "c1", x, &a), 1e-3f, 0.9f);
+    int r1 = nn_activation(g, "r1", b1, NN_ACT_RELU);
+    int s1 = nn_add(g, "s1", b1, r1);
+    int b2 = nn_batchnorm(g, "b2", nn_conv2d(g, "c2", s1, &a), 1e-3f, 0.9f);
+    int sg = nn_activation(g, "sg", b2, NN_ACT_SIGMOID);
+    int b3 = nn_activation(g, "r3", nn_batchnorm(g, "b3", nn_conv2d(g, "c3", sg, &a), 1e-3f, 0.9f), NN_ACT_RELU6);
+    nn_mark_output(g, b3);
+    randomize(g, 151);
+    check_training(g, "train batch-norm consumers");
+    nn_graph_free(g);
+}
+
 static void train_lstm_video(void **state) {
     (void)state;
     for (int rs = 0; rs < 2; rs++) {
@@ -927,6 +972,7 @@ int main(void) {
         cmocka_unit_test(train_depthwise_separable),
         cmocka_unit_test(train_activations_pooling),
         cmocka_unit_test(train_dense_dropout_add_concat_pad),
+        cmocka_unit_test(train_fused_batchnorm),
         cmocka_unit_test(train_lstm_video),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

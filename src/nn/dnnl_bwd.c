@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/bnact.h"
 #include "nn/dnnl_internal.h"
 #include "nn/ref_internal.h"
 
@@ -394,7 +395,8 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     dn_plan *pl = b->pl;
     const nn_node *n = NODE(d, id);
     const nn_conv_attr *a = &n->a.conv;
-    int in = n->inputs[0];
+    const dn_chain *ch = &d->chains[d->nodes[id].chain]; /* its input and padding, a zero-padding folded in */
+    int in = ch->src;
     const_dnnl_primitive_desc_t hint = pl->hint[id * 2];
     if (!hint) return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: no forward descriptor for '%s'", n->name);
     /* smd: the input's gradient (its type); xmd: the input as the forward pass read it;
@@ -416,8 +418,8 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
         g = dpre;
     }
     nn_param *K = dn_param(d, id, 0), *Bp = dn_param(d, id, 1);
-    dnnl_dims_t strides = {a->sh, a->sw}, dil = {a->dh - 1, a->dw - 1}, pl_ = {a->pad_t, a->pad_l},
-                pr = {a->pad_b, a->pad_r};
+    dnnl_dims_t strides = {a->sh, a->sw}, dil = {a->dh - 1, a->dw - 1}, pl_ = {ch->pad[0], ch->pad[2]},
+                pr = {ch->pad[1], ch->pad[3]};
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t pd;
     /* d(input), unless nothing upstream wants it (the first trainable layer) */
@@ -461,56 +463,48 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     return rc;
 }
 
-static int bwd_bn(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
+/* Our fused batch-norm (+ activation) backward: d(x) written or added (i0) into m1 (NULL:
+ * not wanted), d(gamma), d(beta) added to the parameters' gradients. i1: the node whose
+ * value the forward step produced (the batch-norm or its activation), m0: x as it read it. */
+static int fn_bnact_bwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
+    nn_bnact_desc bd;
+    if (dn_bnact_desc(d, pl, s->node, &bd)) return dfd_fail(err, DFD_E_INTERNAL, "batch-norm: data type");
+    float *mean, *var;
+    dn_bnact_stats(d, s->node, bd.batch_stats, &mean, &var);
+    nn_param *gamma = dn_param(d, s->node, 0), *beta = dn_param(d, s->node, 1);
+    float *dg = d->bufs[dn_slot(s->node, DN_SLOT_B1)].p, *db = d->bufs[dn_slot(s->node, DN_SLOT_B2)].p;
+    const int cap = d->threads > 0 ? d->threads : 1;
+    nn_bnact_backward(&bd, mem_ptr(s->m0), d->bufs[dn_slot(s->i1, DN_SLOT_DIFF)].p, s->m1 ? mem_ptr(s->m1) : NULL,
+                      s->i0, gamma ? gamma->data : NULL, beta ? beta->data : NULL, mean, var, dg, db,
+                      d->bufs[dn_slot(s->node, DN_SLOT_AUX2)].p, dn_bnact_threads(cap));
+    if (trainable(gamma))
+        for (int c = 0; c < bd.C; c++) gamma->grad[c] += dg[c];
+    if (trainable(beta))
+        for (int c = 0; c < bd.C; c++) beta->grad[c] += db[c];
+    return DFD_OK;
+}
+
+/* Training batch-norm `bn` whose fused step produced node `out` (itself or its activation),
+ * dy: d(loss)/d(out). x's gradient has x's type, as does dy: the kernel adds into it. */
+static int bwd_bnact(bctx *b, int bn, int out, dfd_error *err) {
     dn_priv *d = b->d;
     dn_plan *pl = b->pl;
-    const nn_node *n = NODE(d, id);
-    int in = n->inputs[0];
-    const_dnnl_primitive_desc_t hint = pl->hint[id * 2];
-    if (!hint) return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: no forward descriptor for '%s'", n->name);
-    int batch_stats = ref_bn_batch_stats(d->ex, n);
-    nn_param *gamma = dn_param(d, id, 0), *beta = dn_param(d, id, 1);
-    dnnl_memory_desc_t md, cmd;
-    dnnl_dims_t cd = {n->shape[n->ndim - 1]};
-    if (grad_md(b, id, &md) || dn_md_plain(&cmd, 1, cd, dnnl_f32))
+    const nn_node *n = NODE(d, bn);
+    const int in = n->inputs[0];
+    nn_bnact_desc bd;
+    if (dn_bnact_desc(d, pl, bn, &bd) || gdt(b, in) != gdt(b, out) || gdt(b, out) != pl->vals[in].md.data_type)
+        return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: batch-norm '%s': gradient types", n->name);
+    dnnl_memory_desc_t xmd, cmd;
+    dnnl_dims_t cd = {bd.C};
+    if (grad_md(b, in, &xmd) || dn_md_plain(&cmd, 1, cd, dnnl_f32))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (batch_stats ? 0u : (unsigned)dnnl_use_global_stats);
-    dnnl_batch_normalization_desc_t bd;
-    dnnl_primitive_desc_t pd;
-    int rc = dn_check(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md, &md, n->a.bn.eps, flags), err,
-                      "batch-norm backward", n);
-    if (!rc) rc = prim(b, &bd, hint, n, "batch-norm backward", &pd, err);
-    if (rc) return rc;
-    dnnl_memory_t ms, mh, mm, mv, dsc, dsh, target, tmp;
-    rc = dn_mem_ext(d, pl, &cmd, gamma->data, &ms, err);
-    if (!rc) rc = dn_mem_ext(d, pl, &cmd, beta->data, &mh, err);
-    if (!rc && batch_stats) {
-        rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX0), &mm, err);
-        if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX1), &mv, err);
-    } else if (!rc) {
-        rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 2)->data, &mm, err);
-        if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 3)->data, &mv, err);
-    }
-    if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_B1), &dsc, err);
-    if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_B2), &dsh, err);
-    if (!rc) rc = contrib_begin(b, in, &md, &target, &tmp, err);
-    if (rc) {
-        dnnl_primitive_desc_destroy(pd);
-        return rc;
-    }
-    dnnl_memory_t mx; /* the input as the forward pass read it (fp32 for some bf16 layers) */
-    rc = dn_get_input(d, pl, b->st, in, &md, &mx, NULL, err);
-    if (rc) {
-        dnnl_primitive_desc_destroy(pd);
-        return rc;
-    }
-    dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, mx}, {DNNL_ARG_MEAN, mm},       {DNNL_ARG_VARIANCE, mv},
-                               {DNNL_ARG_DIFF_DST, dy},          {DNNL_ARG_SCALE, ms},      {DNNL_ARG_SHIFT, mh},
-                               {DNNL_ARG_DIFF_SRC, target},      {DNNL_ARG_DIFF_SCALE, dsc}, {DNNL_ARG_DIFF_SHIFT, dsh}};
-    rc = run_prim(b, pd, 9, args, id, err);
-    if (!rc) rc = contrib_done(b, in, &md, tmp, err);
-    if (!rc) rc = add_param_grad(b, dsc, &cmd, gamma, err);
-    if (!rc) rc = add_param_grad(b, dsh, &cmd, beta, err);
+    dnnl_memory_t mx, target = NULL;
+    int rc = dn_get_input(d, pl, b->st, in, &xmd, &mx, NULL, err); /* converted by the forward pass */
+    if (!rc) rc = dn_buf_need(d, dn_slot(bn, DN_SLOT_B1), (size_t)bd.C * sizeof(float), err);
+    if (!rc) rc = dn_buf_need(d, dn_slot(bn, DN_SLOT_B2), (size_t)bd.C * sizeof(float), err);
+    if (!rc && b->needed[in]) rc = grad_mem(b, in, &xmd, &target, err);
+    if (!rc) rc = dn_add_fn(b->st, fn_bnact_bwd, bn, target ? b->has[in] : 0, out, mx, target, err);
+    if (!rc && target) b->has[in] = 1;
     return rc;
 }
 
@@ -785,8 +779,10 @@ int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         int in = n->n_inputs > 0 ? n->inputs[0] : -1;
         switch (n->op) {
         case NN_OP_CONV2D: rc = bwd_conv(&b, id, dy, err); break;
-        case NN_OP_BATCHNORM: rc = bwd_bn(&b, id, dy, err); break;
-        case NN_OP_ACT: rc = bwd_act(&b, id, dy, err); break;
+        case NN_OP_BATCHNORM: rc = bwd_bnact(&b, id, id, err); break;
+        case NN_OP_ACT:
+            rc = d->nodes[id].act_bn >= 0 ? bwd_bnact(&b, d->nodes[id].act_bn, id, err) : bwd_act(&b, id, dy, err);
+            break;
         case NN_OP_MAXPOOL:
         case NN_OP_AVGPOOL: rc = bwd_pool(&b, id, dy, 0, err); break;
         case NN_OP_GAP: rc = bwd_pool(&b, id, dy, 1, err); break;

@@ -12,9 +12,11 @@
  * plain loops over plain fp32 data, marked as such below.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/bnact.h"
 #include "nn/dnnl_internal.h"
 #include "nn/ref_internal.h" /* TFLite's resize coordinates, shared with the reference */
 
@@ -56,6 +58,7 @@ int dn_analyse(dn_priv *d, dfd_error *err) {
             return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory");
         }
         d->nodes[i].chain = -1;
+        d->nodes[i].bn_act = d->nodes[i].act_bn = -1;
         d->nodes[i].exec_pos = i;
         d->nodes[i].root = i;
     }
@@ -86,17 +89,19 @@ int dn_analyse(dn_priv *d, dfd_error *err) {
         c->act1_alpha = a->act == NN_ACT_PRELU ? nd->params[2] : -1;
         c->act2 = NN_ACT_NONE;
         int cur = i;
+        /* A zero-padding node feeding only this convolution becomes its padding (training
+         * too: the backward-data pass then writes the unpadded input's gradient). */
+        const nn_node *s = NODE(d, c->src);
+        if (s->op == NN_OP_PAD && s->a.pad.c == 0 && s->ndim == 3 && single_consumer(d, c->src) == i) {
+            d->nodes[c->src].fused = 1;
+            d->nodes[c->src].chain = d->nchains;
+            c->pad[0] += s->a.pad.t;
+            c->pad[1] += s->a.pad.b;
+            c->pad[2] += s->a.pad.l;
+            c->pad[3] += s->a.pad.r;
+            c->src = s->inputs[0];
+        }
         if (!d->training) {
-            const nn_node *s = NODE(d, c->src);
-            if (s->op == NN_OP_PAD && s->a.pad.c == 0 && s->ndim == 3 && single_consumer(d, c->src) == i) {
-                d->nodes[c->src].fused = 1;
-                d->nodes[c->src].chain = d->nchains;
-                c->pad[0] += s->a.pad.t;
-                c->pad[1] += s->a.pad.b;
-                c->pad[2] += s->a.pad.l;
-                c->pad[3] += s->a.pad.r;
-                c->src = s->inputs[0];
-            }
             if (c->act1 == NN_ACT_NONE) {
                 int b = single_consumer(d, cur);
                 if (b >= 0 && NODE(d, b)->op == NN_OP_BATCHNORM) {
@@ -140,6 +145,17 @@ int dn_analyse(dn_priv *d, dfd_error *err) {
         d->nchains++;
     }
     free(claimed);
+    /* Training: a batch-norm runs as our fused kernel (nn/bnact.h), which also applies a
+     * ReLU or ReLU6 that is its only consumer; that activation node produces nothing itself. */
+    for (int i = 0; d->training && i < n; i++) {
+        if (NODE(d, i)->op != NN_OP_BATCHNORM) continue;
+        int ac = single_consumer(d, i);
+        if (ac >= 0 && NODE(d, ac)->op == NN_OP_ACT && NODE(d, ac)->a.act.act != NN_ACT_NONE &&
+            nn_bnact_supports(NODE(d, ac)->a.act.act)) {
+            d->nodes[i].bn_act = ac;
+            d->nodes[ac].act_bn = i;
+        }
+    }
     for (int i = 0; i < n; i++)
         if (d->nodes[i].chain >= 0) d->nodes[i].exec_pos = d->chains[d->nodes[i].chain].end;
 
@@ -528,10 +544,10 @@ static int build_input(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error 
     return rc;
 }
 
+/* Inference batch-norm that no convolution absorbed: oneDNN's, with the moving statistics. */
 static int build_bn(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *err) {
     const nn_node *n = NODE(d, id);
     int in = n->inputs[0];
-    int batch_stats = ref_bn_batch_stats(d->ex, n);
     const dnnl_memory_desc_t *md = &pl->vals[in].md;
     dnnl_memory_desc_t f32md;
     /* oneDNN 2.6 has jit bf16 batch-norm only for channels in multiples of 16 (else a slow
@@ -541,7 +557,7 @@ static int build_bn(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *er
         if (rc) return rc;
         md = &f32md;
     }
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (batch_stats ? 0u : (unsigned)dnnl_use_global_stats);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | dnnl_use_global_stats;
     dnnl_batch_normalization_desc_t bd;
     int rc = dn_check(dnnl_batch_normalization_forward_desc_init(&bd, prop(d), md, n->a.bn.eps, flags), err,
                       "batch-norm", n);
@@ -552,28 +568,87 @@ static int build_bn(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *er
     rc = pd_create(&pd, &bd, attr, d, NULL, n, "batch-norm", err);
     dnnl_primitive_attr_destroy(attr);
     if (rc) return rc;
-    keep_hint(d, pl, id, 0, pd);
     dnnl_memory_desc_t cmd;
     md_1d(&cmd, n->shape[n->ndim - 1]);
     dnnl_memory_t msrc, ms, mh, mm, mv;
     rc = dn_get_input(d, pl, st, in, q_md(pd, DNNL_ARG_SRC), &msrc, NULL, err);
     if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 0)->data, &ms, err);
     if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 1)->data, &mh, err);
-    if (!rc && batch_stats) {
-        rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX0), &mm, err);
-        if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX1), &mv, err);
-    } else if (!rc) {
-        rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 2)->data, &mm, err);
-        if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 3)->data, &mv, err);
-    }
+    if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 2)->data, &mm, err);
+    if (!rc) rc = dn_mem_ext(d, pl, &cmd, dn_param(d, id, 3)->data, &mv, err);
     if (!rc) rc = set_val(d, pl, id, q_md(pd, DNNL_ARG_DST), err);
     if (!rc) {
         dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, msrc},  {DNNL_ARG_SCALE, ms},    {DNNL_ARG_SHIFT, mh},
                                    {DNNL_ARG_MEAN, mm},   {DNNL_ARG_VARIANCE, mv}, {DNNL_ARG_DST, pl->vals[id].mem}};
         rc = dn_add_prim(d, pl, st, pd, 6, args, err);
     }
-    if (!rc && batch_stats) rc = dn_add_fn(st, fn_bn_moving, id, 0, 0, mm, mv, err);
     dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+/* ---- Training batch-norm: our fused kernel -------------------------------------------------------- */
+
+int dn_bnact_desc(const dn_priv *d, const dn_plan *pl, int bn, nn_bnact_desc *bd) {
+    const nn_node *n = NODE(d, bn);
+    const int C = n->shape[n->ndim - 1];
+    dnnl_data_type_t t = pl->vals[n->inputs[0]].md.data_type;
+    bd->rows = (size_t)pl->batch * (size_t)n->batch_mul * (nn_node_size(n) / (size_t)C);
+    bd->C = C;
+    bd->bf16 = t == dnnl_bf16;
+    bd->act = d->nodes[bn].bn_act >= 0 ? NODE(d, d->nodes[bn].bn_act)->a.act.act : NN_ACT_NONE;
+    bd->batch_stats = ref_bn_batch_stats(d->ex, n);
+    bd->eps = n->a.bn.eps;
+    return t == dnnl_bf16 || t == dnnl_f32 ? DFD_OK : DFD_E_INTERNAL;
+}
+
+int dn_bnact_threads(int cap) {
+    int t = omp_get_max_threads();
+    return t < cap ? t : cap;
+}
+
+/* The statistics a training batch-norm normalises with: the batch's (its AUX buffers) or
+ * the moving ones (frozen statistics). */
+void dn_bnact_stats(const dn_priv *d, int bn, int batch_stats, float **mean, float **var) {
+    if (batch_stats) {
+        *mean = d->bufs[dn_slot(bn, DN_SLOT_AUX0)].p;
+        *var = d->bufs[dn_slot(bn, DN_SLOT_AUX1)].p;
+    } else {
+        *mean = dn_param(d, bn, 2)->data;
+        *var = dn_param(d, bn, 3)->data;
+    }
+}
+
+static int fn_bnact_fwd(dn_priv *d, dn_plan *pl, const dn_step *s, dfd_error *err) {
+    nn_bnact_desc bd;
+    if (dn_bnact_desc(d, pl, s->node, &bd)) return dfd_fail(err, DFD_E_INTERNAL, "batch-norm: data type");
+    float *mean, *var;
+    dn_bnact_stats(d, s->node, bd.batch_stats, &mean, &var);
+    nn_bnact_forward(&bd, mem_ptr(s->m0), mem_ptr(s->m1), dn_param(d, s->node, 0)->data, dn_param(d, s->node, 1)->data,
+                     mean, var, d->bufs[dn_slot(s->node, DN_SLOT_AUX2)].p, dn_bnact_threads(s->i0));
+    return DFD_OK;
+}
+
+/* Training: y = act(bn(x)) in one step on plain data of x's type, into the value of the
+ * activation it absorbed (or its own), then the moving statistics' update. */
+static int build_bn_train(dn_priv *d, dn_plan *pl, dn_steps *st, int id, dfd_error *err) {
+    const nn_node *n = NODE(d, id);
+    const int in = n->inputs[0], out = d->nodes[id].bn_act >= 0 ? d->nodes[id].bn_act : id;
+    nn_bnact_desc bd;
+    if (dn_bnact_desc(d, pl, id, &bd))
+        return dfd_fail(err, DFD_E_UNSUPPORTED, "batch-norm '%s': input neither fp32 nor bf16", n->name);
+    dnnl_data_type_t t = bd.bf16 ? dnnl_bf16 : dnnl_f32;
+    const int cap = d->threads > 0 ? d->threads : 1;
+    dnnl_memory_desc_t ymd, cmd;
+    dnnl_memory_t mx, mm, mv;
+    md_1d(&cmd, bd.C);
+    int rc = get_plain(d, pl, st, in, t, &mx, NULL, err);
+    if (!rc) rc = plain_md(&ymd, NODE(d, out), pl->batch, t, err);
+    if (!rc) rc = set_val(d, pl, out, &ymd, err);
+    if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX0), &mm, err);
+    if (!rc) rc = dn_mem_buf(d, pl, &cmd, dn_slot(id, DN_SLOT_AUX1), &mv, err);
+    if (!rc) rc = dn_buf_need(d, dn_slot(id, DN_SLOT_AUX2), nn_bnact_workspace(&bd, cap), err);
+    if (!rc) rc = dn_add_fn(st, fn_bnact_fwd, id, cap, 0, mx, pl->vals[out].mem, err);
+    if (!rc && bd.batch_stats) rc = dn_add_fn(st, fn_bn_moving, id, 0, 0, mm, mv, err);
     return rc;
 }
 
@@ -951,8 +1026,10 @@ int dn_build_forward(dn_priv *d, dn_plan *pl, dfd_error *err) {
         }
         switch (n->op) {
         case NN_OP_INPUT: rc = build_input(d, pl, &pl->fwd, id, err); break;
-        case NN_OP_BATCHNORM: rc = build_bn(d, pl, &pl->fwd, id, err); break;
-        case NN_OP_ACT: rc = build_act(d, pl, &pl->fwd, id, err); break;
+        case NN_OP_BATCHNORM:
+            rc = d->training ? build_bn_train(d, pl, &pl->fwd, id, err) : build_bn(d, pl, &pl->fwd, id, err);
+            break;
+        case NN_OP_ACT: rc = dn->act_bn >= 0 ? DFD_OK : build_act(d, pl, &pl->fwd, id, err); break;
         case NN_OP_MAXPOOL:
         case NN_OP_AVGPOOL: rc = build_pool(d, pl, &pl->fwd, id, err); break;
         case NN_OP_GAP: rc = build_gap(d, pl, &pl->fwd, id, err); break;

@@ -136,6 +136,8 @@ typedef struct dn_node {
     int exec_pos;  /* position in the pass at which its value is produced */
     int root;      /* inference: node owning the buffer this node's value may alias */
     int n_uses;    /* consumers + (graph output ? 1 : 0) */
+    int bn_act;    /* training, batch-norm: the activation node its fused step also computes, or -1 */
+    int act_bn;    /* training, that activation: the batch-norm node producing its value, or -1 */
     int is_output;
     float *wf, *bf; /* inference convolutions: effective (batch-norm folded) kernel and bias */
     dn_wcopy *w;
@@ -209,6 +211,12 @@ int dn_analyse(dn_priv *d, dfd_error *err);
 int dn_prepare_weights(dn_priv *d, dfd_error *err); /* inference: fold batch-norms into convolutions */
 int dn_build_forward(dn_priv *d, dn_plan *pl, dfd_error *err);
 int dn_attr_new(dnnl_primitive_attr_t *attr, dfd_error *err); /* user scratchpad */
+/* Training batch-norms run our fused kernel (nn/bnact.h): its description for a plan, the
+ * threads a call uses (at most cap, the workspace's size), and the statistics it uses. */
+struct nn_bnact_desc;
+int dn_bnact_desc(const dn_priv *d, const dn_plan *pl, int bn, struct nn_bnact_desc *bd);
+int dn_bnact_threads(int cap);
+void dn_bnact_stats(const dn_priv *d, int bn, int batch_stats, float **mean, float **var);
 
 /* ---- dnnl_bwd.c ---- */
 int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err);
