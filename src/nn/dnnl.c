@@ -45,6 +45,12 @@ int dn_node_dims(const nn_node *n, int batch, dnnl_dims_t dims) {
     return n->ndim + 1;
 }
 
+int dn_dims(const dn_priv *d, int node, int batch, dnnl_dims_t dims) {
+    int nd = dn_node_dims(nn_graph_node(d->g, node), batch, dims);
+    if (d->nodes[node].cpad > 0) dims[1] = d->nodes[node].cpad;
+    return nd;
+}
+
 /* Channels-last: the nn.h layouts NC, NTC, NHWC, NTHWC seen as {N, C, spatial...}. */
 static dnnl_format_tag_t plain_tag(int ndims) {
     switch (ndims) {
@@ -89,10 +95,11 @@ dnnl_alg_kind_t dn_act_alg(nn_act a, float *alpha, float *beta) {
     }
 }
 
-int dn_conv_weights_md(const nn_node *n, int cin, dnnl_memory_desc_t *user, dnnl_memory_desc_t *any,
+int dn_conv_weights_md(const nn_node *n, int cin, int cout, dnnl_memory_desc_t *user, dnnl_memory_desc_t *any,
                        dnnl_data_type_t dt) {
     const nn_conv_attr *a = &n->a.conv;
-    dnnl_dim_t G = a->groups, O = a->out_c, IG = cin / a->groups, OG = O / G, KH = a->kh, KW = a->kw;
+    const int depthwise = a->groups > 1 && a->groups == a->out_c;
+    dnnl_dim_t G = depthwise ? cout : a->groups, O = cout, IG = cin / G, OG = O / G, KH = a->kh, KW = a->kw;
     /* Keras stores {KH, KW, Cin/G, O} with o = g*OG + og: give oneDNN those strides. */
     if (G == 1) {
         dnnl_dims_t dims = {O, IG, KH, KW}, strides = {1, O, KW * IG * O, IG * O};
@@ -582,7 +589,7 @@ static const float *dn_node_output(const nn_exec *ex, int node, size_t *count) {
     if (v->buf < 0 || !v->mem || v->clobbered) return NULL; /* fused away, or overwritten later in the pass */
     const nn_node *n = nn_graph_node(d->g, node);
     size_t cnt = (size_t)pl->batch * (size_t)n->batch_mul * nn_node_size(n);
-    if (dn_is_plain(&v->md, dnnl_f32)) {
+    if (dn_is_plain(&v->md, dnnl_f32) && !d->nodes[node].cpad) {
         if (count) *count = cnt;
         return d->bufs[v->buf].p;
     }
@@ -603,9 +610,14 @@ static const float *dn_node_output(const nn_exec *ex, int node, size_t *count) {
     if (!v->out_prim) {
         dnnl_memory_desc_t pmd;
         dnnl_primitive_desc_t pd;
-        if (dn_md_plain(&pmd, v->md.ndims, v->md.dims, dnnl_f32)) goto out;
+        /* a value with zero-padded channels: its first C channels (a view of it) */
+        dnnl_memory_desc_t vmd = v->md;
+        dnnl_dims_t real, off = {0};
+        dn_node_dims(n, pl->batch, real);
+        if (dn->cpad && dnnl_memory_desc_init_submemory(&vmd, &v->md, real, off) != dnnl_success) goto out;
+        if (dn_md_plain(&pmd, v->md.ndims, real, dnnl_f32)) goto out;
         if (dn_mem_ext(d, pl, &pmd, dn->stage, &v->out_mem, NULL)) goto out;
-        if (dnnl_reorder_primitive_desc_create(&pd, &v->md, d->eng, &pmd, d->eng, NULL) != dnnl_success) goto out;
+        if (dnnl_reorder_primitive_desc_create(&pd, &vmd, d->eng, &pmd, d->eng, NULL) != dnnl_success) goto out;
         dnnl_status_t st = dnnl_primitive_create(&v->out_prim, pd);
         dnnl_primitive_desc_destroy(pd);
         if (st != dnnl_success) {

@@ -404,8 +404,8 @@ static int bwd_conv(bctx *b, int id, dnnl_memory_t dy, dfd_error *err) {
     dnnl_memory_desc_t smd, xmd, dmd, wu, wany, wdiff, bmd;
     dnnl_dims_t bd = {a->out_c};
     if (grad_md(b, in, &smd) || plain_md_dt(&xmd, NODE(d, in), pl->batch, d->adt) || grad_md(b, id, &dmd) ||
-        dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wany, d->adt) ||
-        dn_conv_weights_md(n, NODE(d, in)->shape[2], &wu, &wdiff, dnnl_f32) || dn_md_plain(&bmd, 1, bd, dnnl_f32))
+        dn_conv_weights_md(n, NODE(d, in)->shape[2], a->out_c, &wu, &wany, d->adt) ||
+        dn_conv_weights_md(n, NODE(d, in)->shape[2], a->out_c, &wu, &wdiff, dnnl_f32) || dn_md_plain(&bmd, 1, bd, dnnl_f32))
         return dfd_fail(err, DFD_E_INTERNAL, "oneDNN backend: descriptor");
     int rc = DFD_OK;
     dnnl_memory_t g = dy;

@@ -136,6 +136,8 @@ typedef struct dn_node {
     int exec_pos;  /* position in the pass at which its value is produced */
     int root;      /* inference: node owning the buffer this node's value may alias */
     int n_uses;    /* consumers + (graph output ? 1 : 0) */
+    int cpad;      /* bf16 inference: channels in the backend's layout, zero-padded up from the
+                    * node's (see dn_pad_channels), or 0: the node's own */
     int bn_act;    /* training, batch-norm: the activation node its fused step also computes, or -1 */
     int act_bn;    /* training, that activation: the batch-norm node producing its value, or -1 */
     int is_output;
@@ -174,6 +176,8 @@ struct dn_priv {
 int dn_check(dnnl_status_t st, dfd_error *err, const char *what, const nn_node *n);
 /* Dimensions of a node's value for a batch (N, C, spatial...), returns ndims. */
 int dn_node_dims(const nn_node *n, int batch, dnnl_dims_t dims);
+/* The same in the backend's layout: C zero-padded where dn_pad_channels chose to. */
+int dn_dims(const dn_priv *d, int node, int batch, dnnl_dims_t dims);
 int dn_md_plain(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims, dnnl_data_type_t dt);
 int dn_md_any(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims, dnnl_data_type_t dt);
 int dn_is_plain(const dnnl_memory_desc_t *md, dnnl_data_type_t dt);
@@ -202,8 +206,9 @@ int dn_run_steps(dn_priv *d, dn_plan *pl, const dn_steps *st, dfd_error *err);
 void dn_plan_rebind(dn_priv *d, dn_plan *pl);
 dnnl_alg_kind_t dn_act_alg(nn_act a, float *alpha, float *beta);
 nn_param *dn_param(const dn_priv *d, int node, int k);
-/* Keras-layout user descriptor of a convolution kernel. */
-int dn_conv_weights_md(const nn_node *n, int cin, dnnl_memory_desc_t *user, dnnl_memory_desc_t *any,
+/* Keras-layout user descriptor of a convolution kernel with cin input and cout output
+ * channels (the node's, or zero-padded ones: a depthwise kernel then has cout groups). */
+int dn_conv_weights_md(const nn_node *n, int cin, int cout, dnnl_memory_desc_t *user, dnnl_memory_desc_t *any,
                        dnnl_data_type_t dt);
 
 /* ---- dnnl_fwd.c ---- */
