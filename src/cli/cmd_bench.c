@@ -85,6 +85,7 @@ static int measure(nn_graph *g, const char *arch, int train, nn_precision prec, 
     o.precision = prec;
     o.max_batch = batch;
     o.training = train;
+    o.no_input_grad = train; /* as dfd train runs: nothing upstream of the first layer learns */
     o.threads = threads;
     nn_exec *ex = NULL;
     nn_optim *opt = NULL;
