@@ -20,7 +20,8 @@ const char cmd_bench_help[] =
     "Measures the oneDNN backend on dfd's architectures with random weights:\n"
     "  inference  ms per image and images/s at batch 1 and 8 (or --batch B), and the\n"
     "             GFLOP/s achieved (2 x multiply-accumulates of the graph per image);\n"
-    "  training   images/s of forward + backward + Adam step at batch 8 (or --batch B).\n"
+    "  training   images/s of forward + backward + Adam step at dfd train's batch, 32\n"
+    "             (8 for architectures over 4 GMAC per image, such as Xception; or --batch B).\n"
     "Both precisions are measured (bf16 only where the CPU runs it natively) unless\n"
     "--precision picks one. Each figure is the median of N timed passes (default 10,\n"
     "training 5) after 2 untimed warm-up passes.\n\n"
@@ -254,7 +255,7 @@ int cmd_bench(int argc, char **argv) {
             if (train && !ai->has_head) continue; /* a loss needs a logit */
             int batches[2] = {1, 8}, nb = 2;
             if (batch) batches[0] = batch, nb = 1;
-            if (train && !batch) batches[0] = 8, nb = 1;
+            if (train && !batch) batches[0] = nn_graph_macs(g) > 4000000000ull ? 8 : 32, nb = 1;
             for (int p = 0; p < nprec; p++)
                 for (int b = 0; b < nb; b++) {
                     bench_row row;
