@@ -53,27 +53,32 @@ static int is_depthwise(const nn_node *n) {
     return n->op == NN_OP_CONV2D && n->a.conv.groups > 1 && n->a.conv.groups == n->a.conv.out_c;
 }
 
+/* Activations that map 0 to 0 with no per-channel parameter. */
+static int keeps_zero(nn_act a) { return a == NN_ACT_NONE || a == NN_ACT_RELU || a == NN_ACT_RELU6 || a == NN_ACT_TANH; }
+
 /* Ops whose channel c of output depends only on channel c of input, and 0 stays 0. */
 static int channelwise(const dn_priv *d, int id) {
     const nn_node *n = NODE(d, id);
     switch (n->op) {
-    case NN_OP_ACT: return n->a.act.act == NN_ACT_RELU || n->a.act.act == NN_ACT_RELU6 || n->a.act.act == NN_ACT_TANH;
+    case NN_OP_ACT: return keeps_zero(n->a.act.act);
     case NN_OP_ADD:
     case NN_OP_MAXPOOL:
     case NN_OP_AVGPOOL: return 1;
     case NN_OP_BATCHNORM: return d->nodes[id].chain >= 0; /* folded into a convolution */
     case NN_OP_PAD: return d->nodes[id].chain >= 0 && d->nodes[id].fused; /* folded into a convolution */
-    case NN_OP_CONV2D: return is_depthwise(n) && n->a.conv.act != NN_ACT_PRELU && n->a.conv.act != NN_ACT_SIGMOID &&
-                              n->a.conv.act != NN_ACT_SWISH;
+    case NN_OP_CONV2D: return is_depthwise(n) && keeps_zero(n->a.conv.act);
     default: return 0;
     }
 }
 
+/* A full convolution: reads any padded input (zero kernel rows); its output may be padded
+ * when its activation keeps the padded channels at zero. */
+static int full_conv(const nn_node *n) { return n->op == NN_OP_CONV2D && n->a.conv.groups == 1; }
+
 /* A reader that takes a zero-padded input. */
 static int takes_padded(const dn_priv *d, int id) {
     const nn_node *n = NODE(d, id);
-    if (n->op == NN_OP_CONV2D && n->a.conv.groups == 1 && n->a.conv.act != NN_ACT_PRELU) return 1;
-    return channelwise(d, id);
+    return (full_conv(n) && n->a.conv.act != NN_ACT_PRELU) || channelwise(d, id);
 }
 
 static void pad_channels(dn_priv *d) {
@@ -85,9 +90,7 @@ static void pad_channels(dn_priv *d) {
         const nn_node *nd = NODE(d, i);
         const int C = nd->shape[nd->ndim - 1];
         want[i] = nd->ndim == 3 && C % PAD_TO && C >= PAD_MIN && !d->nodes[i].is_output &&
-                  (takes_padded(d, i) || (nd->op == NN_OP_CONV2D && nd->a.conv.groups == 1 &&
-                                          nd->a.conv.act != NN_ACT_PRELU && nd->a.conv.act != NN_ACT_SIGMOID &&
-                                          nd->a.conv.act != NN_ACT_SWISH));
+                  (channelwise(d, i) || (full_conv(nd) && keeps_zero(nd->a.conv.act)));
     }
     /* Drop until stable: a padded value's readers all take it, and a channel-wise reader
      * is padded with it; a channel-wise node is padded only with all its inputs. */
@@ -262,7 +265,7 @@ int dn_analyse(dn_priv *d, dfd_error *err) {
     return DFD_OK;
 }
 
-/* ---- Batch-norm folding, padded kernels (inference) ------------------------------------------------------------ */
+/* ---- Batch-norm folding, padded kernels (inference) ------------------------------------------ */
 
 int dn_prepare_weights(dn_priv *d, dfd_error *err) {
     if (d->training) return DFD_OK;
