@@ -127,20 +127,6 @@ static void check_reference_gradients(const nn_bnact_desc *d, double *x, double 
     ref_free(&tmp);
 }
 
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* max |a - b| / max(RMS(b), floor) */
 static double err_rel(const float *a, const double *b, size_t n, double floor) {
     double ss = 0, mx = 0;
@@ -216,8 +202,8 @@ static void run_case(size_t rows, int C, nn_act act, int batch_stats, double off
     float *y32 = malloc(n * 4), *dx32 = malloc(n * 4), *xr = malloc(n * 4), *wr = malloc(n * 4);
     assert_true(xb && wb && yb && dxb && y32 && dx32 && xr && wr);
     for (size_t i = 0; i < n; i++) {
-        xb[i] = to_bf16(xf[i]), wb[i] = to_bf16(wf[i]);
-        xr[i] = from_bf16(xb[i]), wr[i] = from_bf16(wb[i]);
+        xb[i] = dfd_f32_to_bf16(xf[i]), wb[i] = dfd_f32_to_bf16(wf[i]);
+        xr[i] = dfd_bf16_to_f32(xb[i]), wr[i] = dfd_bf16_to_f32(wb[i]);
     }
     float *m2 = malloc((size_t)C * 4), *v2 = malloc((size_t)C * 4), *m3 = malloc((size_t)C * 4), *v3 = malloc((size_t)C * 4);
     assert_true(m2 && v2 && m3 && v3);
@@ -227,7 +213,7 @@ static void run_case(size_t rows, int C, nn_act act, int batch_stats, double off
     nn_bnact_forward(&db16, xb, yb, gf, bf, m3, v3, ws, threads);
     for (int c = 0; c < C; c++) assert_true(fabsf(m2[c] - m3[c]) <= 1e-6f * (1 + fabsf(m2[c])) && fabsf(v2[c] - v3[c]) <= 1e-5f * v2[c]);
     double worst = 0;
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(from_bf16(yb[i]) - y32[i]) / fmax(fabs(y32[i]), 1e-2));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(dfd_bf16_to_f32(yb[i]) - y32[i]) / fmax(fabs(y32[i]), 1e-2));
     if (!(worst <= 1.0 / 128)) print_message("%s: bf16 output off by %.3g (relative)\n", what, worst);
     assert_true(worst <= 1.0 / 128);
     nn_bnact_backward(&d, xr, wr, dx32, 0, gf, bf, m2, v2, NULL, NULL, ws, threads);
@@ -235,7 +221,7 @@ static void run_case(size_t rows, int C, nn_act act, int batch_stats, double off
     double ss = 0, sd = 0;
     for (size_t i = 0; i < n; i++) {
         ss += (double)dx32[i] * dx32[i];
-        sd += (from_bf16(dxb[i]) - (double)dx32[i]) * (from_bf16(dxb[i]) - (double)dx32[i]);
+        sd += (dfd_bf16_to_f32(dxb[i]) - (double)dx32[i]) * (dfd_bf16_to_f32(dxb[i]) - (double)dx32[i]);
     }
     if (!(sqrt(sd / fmax(ss, 1e-30)) <= 1e-2)) print_message("%s: bf16 d(x) off by %.3g x RMS\n", what, sqrt(sd / ss));
     assert_true(sqrt(sd / fmax(ss, 1e-30)) <= 1e-2);

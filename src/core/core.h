@@ -63,4 +63,26 @@ static inline uint64_t dfd_rd64le(const uint8_t *p) {
     return (uint64_t)dfd_rd32le(p) | ((uint64_t)dfd_rd32le(p + 4) << 32);
 }
 
+/* bfloat16: the high half of an fp32. Both directions as oneDNN converts: round to
+ * nearest, ties to even (overflow into the exponent is the correct rounding, up to
+ * infinity for the largest values); a NaN stays a (quiet) NaN with its sign. Inline, so
+ * that loops over arrays vectorise. */
+static inline float dfd_bf16_to_f32(uint16_t h) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {(uint32_t)h << 16};
+    return v.f;
+}
+static inline uint16_t dfd_f32_to_bf16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {f};
+    uint32_t u = v.u;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
 #endif

@@ -10,7 +10,7 @@
  * over blocks of BLOCK lines and in double across blocks, positions of the same channel and
  * threads, and the statistics are taken about the first row's values so that a large mean
  * does not cancel the variance away. bf16 rows are widened to fp32 in a per-thread row
- * buffer and narrowed back with round-to-nearest-even (as oneDNN does).
+ * buffer and narrowed back with core.h's conversions (round to nearest even, as oneDNN).
  */
 #include "nn/bnact.h"
 
@@ -61,29 +61,11 @@ static tws thread_ws(void *ws, int C, int t) {
     return w;
 }
 
-static inline float bf2f(uint16_t h) {
-    union {
-        uint32_t u;
-        float f;
-    } v = {(uint32_t)h << 16};
-    return v.f;
-}
-
-static inline uint16_t f2bf(float f) {
-    union {
-        float f;
-        uint32_t u;
-    } v = {f};
-    uint32_t u = v.u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* Values [o, o + n) of p as fp32: the data itself (fp32) or widened into buf (bf16). */
 static inline const float *line_in(const void *p, int bf16, size_t o, size_t n, float *buf) {
     if (!bf16) return (const float *)p + o;
     const uint16_t *h = (const uint16_t *)p + o;
-    for (size_t c = 0; c < n; c++) buf[c] = bf2f(h[c]);
+    for (size_t c = 0; c < n; c++) buf[c] = dfd_bf16_to_f32(h[c]);
     return buf;
 }
 
@@ -93,7 +75,7 @@ static inline float *line_dst(void *p, int bf16, size_t o, float *buf) { return 
 static inline void line_out(void *p, int bf16, size_t o, size_t n, const float *buf) {
     if (!bf16) return;
     uint16_t *h = (uint16_t *)p + o;
-    for (size_t c = 0; c < n; c++) h[c] = f2bf(buf[c]);
+    for (size_t c = 0; c < n; c++) h[c] = dfd_f32_to_bf16(buf[c]);
 }
 
 /* The lines of a call: L values each, the last one `last` values. */

@@ -40,25 +40,17 @@ static size_t mem_elems(dnnl_memory_t m) {
     return dnnl_memory_desc_get_size(md) / dnnl_data_type_size(md->data_type);
 }
 
-/* Element i of fp32 or bf16 data (bf16: the high half of an fp32). */
+/* Element i of fp32 or bf16 data. */
 static inline float ld(const void *p, size_t i, dnnl_data_type_t t) {
-    if (t != dnnl_bf16) return ((const float *)p)[i];
-    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    return t != dnnl_bf16 ? ((const float *)p)[i] : dfd_bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
 /* Stores v as fp32 or bf16 (rounded to nearest even, as oneDNN does). */
 static inline void st(void *p, size_t i, dnnl_data_type_t t, float v) {
-    if (t != dnnl_bf16) {
+    if (t != dnnl_bf16)
         ((float *)p)[i] = v;
-        return;
-    }
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    ((uint16_t *)p)[i] = (uint16_t)(u >> 16);
+    else
+        ((uint16_t *)p)[i] = dfd_f32_to_bf16(v);
 }
 
 static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, int arg) {
