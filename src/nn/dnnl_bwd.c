@@ -1,5 +1,6 @@
 /*
- * dnnl_bwd.c — the oneDNN backend's backward pass (training executors, fp32, plain layouts).
+ * dnnl_bwd.c — the oneDNN backend's backward pass (training executors, plain layouts, fp32 or
+ * mixed-precision bf16).
  *
  * Built once per batch size, after that size's first forward pass, from the forward
  * descriptors the forward plan kept (oneDNN wants them as hints). Nodes are visited in
@@ -10,7 +11,8 @@
  * Parameter gradients are accumulated into nn_param.grad (Keras layout) by reorders with a
  * sum post-op, which also convert from the primitive's layout.
  * Plain loops (no oneDNN primitive): gradient sums and copies, dropout, padding, concat
- * slices, bilinear resize.
+ * slices, bilinear resize; batch-norm (with the activation it absorbed) runs our fused
+ * kernel (nn/bnact.h), which adds d(gamma), d(beta) to the parameters itself.
  */
 #include <stdlib.h>
 #include <string.h>

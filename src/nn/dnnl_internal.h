@@ -6,7 +6,9 @@
  * How it works, in short:
  *   - At creation the graph is analysed once: which convolutions absorb the batch-norm,
  *     activation and residual add that follow them (inference only), which zero-padding
- *     nodes fold into a convolution's padding, and where each node's value is produced.
+ *     nodes fold into a convolution's padding, which activations a training batch-norm
+ *     absorbs (our kernel, nn/bnact.h), which values bf16 inference carries with padded
+ *     channels (dn_node.cpad), and where each node's value is produced.
  *   - A *plan* is everything that depends on the batch size: oneDNN memory descriptors,
  *     primitives and the list of steps of a pass. Plans are built lazily, one per batch size
  *     used, and cached: a pass of a batch size seen before creates nothing.
