@@ -143,6 +143,17 @@ static void repeat(float *const *v, int nv, int C) {
         for (size_t j = (size_t)C; j < L; j += (size_t)C) memcpy(v[k] + j, v[k], (size_t)C * sizeof(float));
 }
 
+/* z = x * scale + shift for channels [c0, c1): one formula for both passes, so that the
+ * backward pass recomputes z, and ReLU6's mask, bit for bit as the forward computed them. */
+static void coefficients(const nn_bnact_desc *d, const float *gamma, const float *beta, const float *mean,
+                         const float *var, size_t c0, size_t c1, float *scale, float *shift) {
+    for (size_t c = c0; c < c1; c++) {
+        double sc = (gamma ? gamma[c] : 1.0) / sqrt((double)var[c] + (double)d->eps);
+        scale[c] = (float)sc;
+        shift[c] = (float)((beta ? beta[c] : 0.0) - (double)mean[c] * sc);
+    }
+}
+
 void nn_bnact_forward(const nn_bnact_desc *d, const void *x, void *y, const float *gamma, const float *beta,
                       float *mean, float *var, void *ws, int threads) {
     const int C = d->C, T = team(d, threads), bf = d->bf16;
@@ -186,11 +197,7 @@ void nn_bnact_forward(const nn_bnact_desc *d, const void *x, void *y, const floa
                 var[c] = (float)(v > 0 ? v : 0);
             }
         }
-        for (size_t c = c0; c < c1; c++) {
-            double sc = (gamma ? gamma[c] : 1.0) / sqrt((double)var[c] + (double)d->eps);
-            scale[c] = (float)sc;
-            shift[c] = (float)((beta ? beta[c] : 0.0) - (double)mean[c] * sc);
-        }
+        coefficients(d, gamma, beta, mean, var, c0, c1, scale, shift);
 #pragma omp barrier
         if (t == 0) {
             float *rep[2] = {scale, shift};
@@ -252,12 +259,8 @@ void nn_bnact_backward(const nn_bnact_desc *d, const void *x, const void *dy, vo
         size_t i0, i1, c0, c1;
         range_of(ln.n, t, T, &i0, &i1);
         range_of((size_t)C, t, T, &c0, &c1);
-        for (size_t c = c0; c < c1; c++) {
-            double rs = 1.0 / sqrt((double)var[c] + (double)d->eps), gm = gamma ? gamma[c] : 1.0;
-            scale[c] = (float)(gm * rs);
-            shift[c] = (float)((beta ? beta[c] : 0.0) - (double)mean[c] * gm * rs);
-            mn[c] = mean[c];
-        }
+        coefficients(d, gamma, beta, mean, var, c0, c1, scale, shift);
+        for (size_t c = c0; c < c1; c++) mn[c] = mean[c];
 #pragma omp barrier
         if (t == 0) {
             float *rep[3] = {scale, shift, mn};
