@@ -474,6 +474,26 @@ static void lstm_and_time(void **state) {
 
 /* Xception's residual block: sepconv-bn-relu-sepconv-bn-maxpool plus a 1x1 stride-2
  * conv-bn shortcut, added; and MobileNetV2's padded stride-2 depthwise + bottleneck add. */
+/* Two MobileNetV2 blocks: 1x1 expand + bn + relu6, zero-padding and a stride-2 depthwise,
+ * bn + relu6, 1x1 project + bn; a stride-1 block with 'same' padding; their residual add. */
+static nn_graph *mobilenet_v2_blocks(void) {
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 12, 12, 8);
+    nn_conv_attr e = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 24, 0, NN_ACT_NONE);
+    int ex = nn_activation(g, "ex_relu", nn_batchnorm(g, "ex_bn", nn_conv2d(g, "ex", x, &e), 1e-3f, 0.999f),
+                           NN_ACT_RELU6);
+    int pd = nn_pad(g, "pad", ex, 0, 1, 0, 1, 0);
+    int dw = nn_depthwise2d(g, "dw", pd, 3, 3, 2, 2, NN_PAD_VALID, 0, NN_ACT_NONE);
+    int dr = nn_activation(g, "dw_relu", nn_batchnorm(g, "dw_bn", dw, 1e-3f, 0.999f), NN_ACT_RELU6);
+    nn_conv_attr pj = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 8, 0, NN_ACT_NONE);
+    int pr = nn_batchnorm(g, "pj_bn", nn_conv2d(g, "pj", dr, &pj), 1e-3f, 0.999f);
+    int dw2 = nn_depthwise2d(g, "dw2", pr, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
+    int dr2 = nn_activation(g, "dw2_relu", nn_batchnorm(g, "dw2_bn", dw2, 1e-3f, 0.999f), NN_ACT_RELU6);
+    int pr2 = nn_batchnorm(g, "pj2_bn", nn_conv2d(g, "pj2", dr2, &pj), 1e-3f, 0.999f);
+    nn_mark_output(g, nn_add(g, "add", pr, pr2));
+    return g;
+}
+
 static void fused_patterns(void **state) {
     (void)state;
     nn_graph *g = nn_graph_new();
@@ -508,20 +528,7 @@ static void fused_patterns(void **state) {
     check_both(g, "xception block");
     nn_graph_free(g);
 
-    g = nn_graph_new();
-    x = input3(g, 12, 12, 8);
-    nn_conv_attr e = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 24, 0, NN_ACT_NONE);
-    int ex = nn_activation(g, "ex_relu", nn_batchnorm(g, "ex_bn", nn_conv2d(g, "ex", x, &e), 1e-3f, 0.999f),
-                           NN_ACT_RELU6);
-    int pd = nn_pad(g, "pad", ex, 0, 1, 0, 1, 0);
-    int dw = nn_depthwise2d(g, "dw", pd, 3, 3, 2, 2, NN_PAD_VALID, 0, NN_ACT_NONE);
-    int dr = nn_activation(g, "dw_relu", nn_batchnorm(g, "dw_bn", dw, 1e-3f, 0.999f), NN_ACT_RELU6);
-    nn_conv_attr pj = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 8, 0, NN_ACT_NONE);
-    int pr = nn_batchnorm(g, "pj_bn", nn_conv2d(g, "pj", dr, &pj), 1e-3f, 0.999f);
-    int dw2 = nn_depthwise2d(g, "dw2", pr, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
-    int dr2 = nn_activation(g, "dw2_relu", nn_batchnorm(g, "dw2_bn", dw2, 1e-3f, 0.999f), NN_ACT_RELU6);
-    int pr2 = nn_batchnorm(g, "pj2_bn", nn_conv2d(g, "pj2", dr2, &pj), 1e-3f, 0.999f);
-    nn_mark_output(g, nn_add(g, "add", pr, pr2));
+    g = mobilenet_v2_blocks();
     randomize(g, 82);
     check_both(g, "mobilenet_v2 blocks");
     nn_graph_free(g);
@@ -937,20 +944,7 @@ static void train_fused_batchnorm(void **state) {
     (void)state;
     /* MobileNetV2 blocks: bn+relu6 fused, a stride-2 depthwise with its padding folded, a
      * batch-norm without activation feeding a residual add */
-    nn_graph *g = nn_graph_new();
-    int x = input3(g, 12, 12, 8);
-    nn_conv_attr e = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 24, 0, NN_ACT_NONE);
-    int ex = nn_activation(g, "ex_relu", nn_batchnorm(g, "ex_bn", nn_conv2d(g, "ex", x, &e), 1e-3f, 0.999f),
-                           NN_ACT_RELU6);
-    int pd = nn_pad(g, "pad", ex, 0, 1, 0, 1, 0);
-    int dw = nn_depthwise2d(g, "dw", pd, 3, 3, 2, 2, NN_PAD_VALID, 0, NN_ACT_NONE);
-    int dr = nn_activation(g, "dw_relu", nn_batchnorm(g, "dw_bn", dw, 1e-3f, 0.999f), NN_ACT_RELU6);
-    nn_conv_attr pj = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 8, 0, NN_ACT_NONE);
-    int pr = nn_batchnorm(g, "pj_bn", nn_conv2d(g, "pj", dr, &pj), 1e-3f, 0.999f);
-    int dw2 = nn_depthwise2d(g, "dw2", pr, 3, 3, 1, 1, NN_PAD_SAME, 0, NN_ACT_NONE);
-    int dr2 = nn_activation(g, "dw2_relu", nn_batchnorm(g, "dw2_bn", dw2, 1e-3f, 0.999f), NN_ACT_RELU6);
-    int pr2 = nn_batchnorm(g, "pj2_bn", nn_conv2d(g, "pj2", dr2, &pj), 1e-3f, 0.999f);
-    nn_mark_output(g, nn_add(g, "add", pr, pr2));
+    nn_graph *g = mobilenet_v2_blocks();
     randomize(g, 150);
     check_training(g, "train mobilenet_v2 blocks");
     nn_graph_freeze_bn_stats(g, 1);
@@ -960,7 +954,7 @@ static void train_fused_batchnorm(void **state) {
     /* a batch-norm read by its activation and by an add (not fused); a sigmoid after one
      * (not a fusable activation); enough values for the kernel to split between threads */
     g = nn_graph_new();
-    x = input3(g, 48, 40, 4);
+    int x = input3(g, 48, 40, 4);
     /* no bias before the batch-norms: its gradient is zero up to rounding, which bf16
      * makes a large part of a small number on 5,760 rows */
     nn_conv_attr a = conv_attr(1, 1, 1, NN_PAD_VALID, 1, 40, 0, NN_ACT_NONE);
