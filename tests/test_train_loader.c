@@ -1,7 +1,10 @@
 /* test_train_loader — the prefetching loader hands out batches in order, the last one
  * short; the samples (augmentation and self-blending included) are the same whatever the
- * number of worker threads; an unreadable file gives a sample with ok = 0 and weight 0
- * instead of an error; class weights and normalisation are applied. */
+ * number of worker threads, whether the feed takes turns with the caller or runs ahead,
+ * and whether crops come from the decoded-crop cache (filled up front, filled as they are
+ * met, in memory or mapped from a file) or are decoded every time; an unreadable file
+ * gives a sample with ok = 0 and weight 0 instead of an error; class weights and
+ * normalisation are applied. */
 #include "testutil.h"
 
 #include <math.h>
@@ -40,26 +43,37 @@ typedef struct pass {
     long failures;
 } pass;
 
-static pass run(const dfd_dataset *d, const size_t *order, int workers, const dfd_augment_opts *aug, float sbi) {
+typedef struct feed {
+    int workers, turns;
+    dfd_img_cache *cache;
+    int size, batch;
+    size_t n;
+} feed;
+
+static pass run_feed(const dfd_dataset *d, const size_t *order, feed f, const dfd_augment_opts *aug, float sbi) {
     dfd_sbi_opts so;
     dfd_sbi_opts_default(&so);
     const float cw[2] = {0.75f, 1.5f};
-    dfd_loader_opts o = {.ds = d, .order = order, .n = N_ITEMS, .batch = 4, .size = 24, .norm = DFD_NORM_0_1,
-                         .aug = aug, .sbi_fraction = sbi, .sbi = &so, .class_w = cw, .seed = 99, .workers = workers};
-    const size_t per = 24 * 24 * 3;
+    size_t N = f.n ? f.n : N_ITEMS;
+    int size = f.size ? f.size : 24;
+    dfd_loader_opts o = {.ds = d, .order = order, .n = N, .batch = f.batch ? f.batch : 4, .size = size,
+                         .norm = DFD_NORM_0_1, .aug = aug, .sbi_fraction = sbi, .sbi = &so, .class_w = cw, .seed = 99,
+                         .workers = f.workers, .turns = f.turns, .cache = f.cache};
+    const size_t per = (size_t)size * size * 3;
     pass p = {0};
-    p.x = calloc(N_ITEMS * per, sizeof(float));
-    p.y = calloc(N_ITEMS, sizeof(float));
-    p.w = calloc(N_ITEMS, sizeof(float));
-    p.ok = calloc(N_ITEMS, 1);
-    p.sbi = calloc(N_ITEMS, 1);
+    p.x = calloc(N * per, sizeof(float));
+    p.y = calloc(N, sizeof(float));
+    p.w = calloc(N, sizeof(float));
+    p.ok = calloc(N, 1);
+    p.sbi = calloc(N, 1);
     dfd_loader *l;
     assert_int_equal(dfd_loader_start(&o, &l, NULL), DFD_OK);
     const dfd_batch *b;
     long at = 0;
     while (dfd_loader_next(l, &b, NULL) == DFD_OK && b) {
         assert_int_equal(b->first, at); /* in order */
-        p.sizes[p.n_batches++] = b->n;
+        if (p.n_batches < 8) p.sizes[p.n_batches] = b->n;
+        p.n_batches++;
         memcpy(p.x + at * per, b->x, b->n * per * sizeof(float));
         memcpy(p.y + at, b->y, b->n * sizeof(float));
         memcpy(p.w + at, b->w, b->n * sizeof(float));
@@ -68,10 +82,27 @@ static pass run(const dfd_dataset *d, const size_t *order, int workers, const df
         for (int i = 0; i < b->n; i++) assert_int_equal(b->item[i], order[at + i]);
         at += b->n;
     }
-    assert_int_equal(at, N_ITEMS);
+    assert_int_equal(at, (long)N);
     p.failures = dfd_loader_failures(l);
+    dfd_loader_stats st;
+    dfd_loader_get_stats(l, &st);
+    assert_int_equal(st.samples, (long)N); /* every sample made once */
+    assert_true(st.feed_cpu_s >= 0 && st.wait_s >= 0);
     dfd_loader_free(l);
     return p;
+}
+
+static pass run(const dfd_dataset *d, const size_t *order, int workers, const dfd_augment_opts *aug, float sbi) {
+    return run_feed(d, order, (feed){.workers = workers}, aug, sbi);
+}
+
+static void assert_same_pass(const pass *a, const pass *b, size_t n, int size) {
+    assert_int_equal(a->n_batches, b->n_batches);
+    assert_memory_equal(a->x, b->x, n * (size_t)size * size * 3 * sizeof(float));
+    assert_memory_equal(a->y, b->y, n * sizeof(float));
+    assert_memory_equal(a->w, b->w, n * sizeof(float));
+    assert_memory_equal(a->ok, b->ok, n);
+    assert_memory_equal(a->sbi, b->sbi, n);
 }
 
 static void free_pass(pass *p) { free(p->x), free(p->y), free(p->w), free(p->ok), free(p->sbi); }
@@ -149,10 +180,111 @@ static void stops_early_without_leaks(void **state) {
     free(dir);
 }
 
+/* The cache holds exactly what decoding and resizing give, so the batches are the same
+ * bit for bit: decoded every time and running ahead (the old loader), taking turns with the
+ * caller alone or with helpers, with a cache filled up front or as the crops are met, in
+ * memory or mapped from a file. */
+static void cached_and_direct_paths_make_the_same_batches(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    dfd_dataset *d = make(dir);
+    size_t order[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) order[i] = (size_t)((i * 5 + 3) % N_ITEMS);
+    dfd_augment_opts aug;
+    dfd_augment_opts_default(&aug);
+    pass direct = run_feed(d, order, (feed){.workers = 1}, &aug, 0.5f);
+
+    dfd_img_cache *c;
+    assert_int_equal(dfd_img_cache_new(d->n, 24, (size_t)1 << 20, NULL, &c, NULL), DFD_OK);
+    long bad = -1;
+    assert_int_equal(dfd_img_cache_fill(c, d, NULL, 2, NULL, NULL, &bad, NULL), DFD_OK);
+    size_t ready, cap, bytes;
+    dfd_img_cache_stats(c, &ready, &cap, &bytes);
+    assert_int_equal(bad, 1); /* item 5 was never written */
+    assert_int_equal(ready, N_ITEMS - 1);
+    assert_int_equal(cap, N_ITEMS);
+    assert_int_equal(bytes, (N_ITEMS - 1) * 24 * 24 * 3);
+    assert_null(dfd_img_cache_get(c, 5));
+    pass turns0 = run_feed(d, order, (feed){.workers = 0, .turns = 1, .cache = c}, &aug, 0.5f);
+    pass turns2 = run_feed(d, order, (feed){.workers = 2, .turns = 1, .cache = c}, &aug, 0.5f);
+    assert_same_pass(&direct, &turns0, N_ITEMS, 24);
+    assert_same_pass(&direct, &turns2, N_ITEMS, 24);
+    assert_int_equal(turns0.failures, 1);
+    dfd_img_cache_free(c);
+
+    /* Filled as met, with room for only 7 crops (the rest decoded every time), from a file. */
+    char file[600];
+    snprintf(file, sizeof file, "%s/cache.bin", dir);
+    assert_int_equal(dfd_img_cache_new(d->n, 24, 7 * 24 * 24 * 3 + 100, file, &c, NULL), DFD_OK);
+    pass lazy1 = run_feed(d, order, (feed){.workers = 1, .cache = c}, &aug, 0.5f);
+    dfd_img_cache_stats(c, &ready, &cap, NULL);
+    assert_int_equal(cap, 7);
+    assert_int_equal(ready, 7 - 1); /* items 0-6 but the missing item 5 */
+    pass lazy2 = run_feed(d, order, (feed){.workers = 3, .turns = 1, .cache = c}, &aug, 0.5f);
+    assert_same_pass(&direct, &lazy1, N_ITEMS, 24);
+    assert_same_pass(&direct, &lazy2, N_ITEMS, 24);
+    dfd_img_cache_free(c);
+    FILE *gone = fopen(file, "rb"); /* unlinked as soon as it was mapped */
+    assert_null(gone);
+
+    /* A cache of another side is ignored, not misread. */
+    assert_int_equal(dfd_img_cache_new(d->n, 16, (size_t)1 << 20, NULL, &c, NULL), DFD_OK);
+    assert_int_equal(dfd_img_cache_fill(c, d, NULL, 1, NULL, NULL, NULL, NULL), DFD_OK);
+    pass other = run_feed(d, order, (feed){.workers = 1, .turns = 1, .cache = c}, &aug, 0.5f);
+    assert_same_pass(&direct, &other, N_ITEMS, 24);
+    dfd_img_cache_free(c);
+
+    free_pass(&direct), free_pass(&turns0), free_pass(&turns2), free_pass(&lazy1), free_pass(&lazy2),
+        free_pass(&other);
+    dfd_dataset_free(d);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* The same on real crops at a model's input size, with the shipped recipe (augmentation,
+ * 20% self-blended reals, JPEG re-compression), batch 32. */
+static void cached_path_on_real_crops(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED_DATA();
+    char *root = tu_shared_path("dfdc-faces");
+    dfd_dataset *d;
+    assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_AUTO, &d, NULL), DFD_OK);
+    enum { N = 96 };
+    size_t order[N];
+    for (int i = 0; i < N; i++) order[i] = (size_t)i * (d->n / N);
+    dfd_augment_opts aug;
+    dfd_augment_opts_default(&aug);
+    pass direct = run_feed(d, order, (feed){.workers = 1, .size = 128, .batch = 32, .n = N}, &aug, 0.2f);
+    dfd_img_cache *c;
+    /* slots are by item index; untouched ones cost no memory */
+    assert_int_equal(dfd_img_cache_new(d->n, 128, d->n * 128 * 128 * 3, NULL, &c, NULL), DFD_OK);
+    unsigned char *want = calloc(d->n, 1);
+    for (int i = 0; i < N; i++) want[order[i]] = 1;
+    long bad = -1;
+    assert_int_equal(dfd_img_cache_fill(c, d, want, 2, NULL, NULL, &bad, NULL), DFD_OK);
+    assert_int_equal(bad, 0);
+    size_t ready;
+    dfd_img_cache_stats(c, &ready, NULL, NULL);
+    assert_int_equal(ready, N);
+    pass cached = run_feed(d, order, (feed){.workers = 1, .turns = 1, .cache = c, .size = 128, .batch = 32, .n = N},
+                           &aug, 0.2f);
+    assert_same_pass(&direct, &cached, N, 128);
+    int n_sbi = 0;
+    for (int i = 0; i < N; i++) n_sbi += cached.sbi[i];
+    assert_true(n_sbi > 0);
+    free_pass(&direct), free_pass(&cached);
+    free(want);
+    dfd_img_cache_free(c);
+    dfd_dataset_free(d);
+    free(root);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_are_the_same_with_any_worker_count),
         cmocka_unit_test(stops_early_without_leaks),
+        cmocka_unit_test(cached_and_direct_paths_make_the_same_batches),
+        cmocka_unit_test(cached_path_on_real_crops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,7 +46,13 @@ const char cmd_train_help[] =
     "  --resume CKPT          continue an interrupted run from its checkpoint.safetensors\n"
     "                         (weights, optimiser moments, counters, history; give the same options)\n"
     "  --seed S               one seed for split, order, augmentation, dropout, init (1)\n"
-    "  --threads N            engine threads (all cores); --loader-threads N (1)\n"
+    "  --threads N            engine threads (all cores)\n"
+    "  --feed turns|ahead     the feed (decoding, self-blending, augmenting) takes turns with the\n"
+    "                         step on all cores (turns, default), or runs ahead beside it\n"
+    "  --loader-threads N     feed threads besides the training thread (turns: threads - 1; ahead: 1)\n"
+    "  --cache-mb N           keep decoded crops in memory, up to N MiB (default: half the RAM;\n"
+    "                         0 = decode every time); --no-cache; --cache-file PATH: map the cache\n"
+    "                         from a file on a local disk instead (for sets larger than RAM)\n"
     "  --backend dnnl|ref     (dnnl); --bf16-save: store checkpoints in bf16\n\n"
     "Augmentation (probabilities; 0 turns one off):\n"
     "  --no-augment           none at all\n"
@@ -90,12 +96,23 @@ static int on_progress(void *user, const dfd_train_progress *p) {
             u->bar_on = 1;
         }
         fmt_time(p->eta_s, eta, sizeof eta);
-        snprintf(detail, sizeof detail, "%ld/%ld loss %.4f acc %.3f auc %.3f %.0f img/s eta %s", p->step, p->steps, p->loss,
-                 p->acc, p->auc, p->images_per_s, eta);
+        snprintf(detail, sizeof detail, "%ld/%ld loss %.4f acc %.3f auc %.3f %.0f img/s (feed %.0f%%) eta %s", p->step,
+                 p->steps, p->loss, p->acc, p->auc, p->images_per_s, 100 * p->feed_share, eta);
         cli_progress_update(&u->bar, (double)p->step / (double)p->steps, detail);
         int decile = (int)(10 * p->step / (p->steps ? p->steps : 1));
         if (!u->bar.enabled && decile != u->last_decile && decile < 10) fprintf(stderr, "epoch %d: %s\n", p->epoch, detail);
         u->last_decile = decile;
+    } else if (p->phase == DFD_TRAIN_CACHING) {
+        if (!u->bar_on) {
+            cli_progress_start(&u->bar, "decoding crops");
+            u->bar_on = 1;
+        }
+        snprintf(detail, sizeof detail, "%ld/%ld %.0f/s", p->step, p->steps, p->images_per_s);
+        cli_progress_update(&u->bar, (double)p->step / (double)(p->steps ? p->steps : 1), detail);
+        if (p->step >= p->steps) {
+            cli_progress_done(&u->bar);
+            u->bar_on = 0;
+        }
     } else if (p->phase == DFD_TRAIN_VALIDATING) {
         snprintf(detail, sizeof detail, "validating %ld/%ld", p->step, p->steps);
         cli_progress_update(&u->bar, (double)p->step / (double)(p->steps ? p->steps : 1), detail);
@@ -106,9 +123,11 @@ static int on_progress(void *user, const dfd_train_progress *p) {
         fmt_time(r->seconds, eta, sizeof eta);
         fprintf(stderr,
                 "epoch %d/%d (stage %d): loss %.4f acc %.4f auc %.4f | val loss %.4f acc %.4f auc %.4f eer %.4f | %s, "
-                "%.1f img/s%s\n",
+                "%.1f img/s (step waited %.0f%% of it for the feed; feed %.1f CPU ms/image)%s\n",
                 p->epoch, p->max_epoch, p->stage, r->train_loss, r->train_acc, r->train_auc, r->val_loss, r->val_acc,
-                r->val_auc, r->val_eer, eta, r->images_per_s, p->improved ? "  * best" : "");
+                r->val_auc, r->val_eer, eta, r->images_per_s, r->seconds > 0 ? 100 * r->feed_wait_s / r->seconds : 0,
+                r->images_per_s * r->seconds > 0 ? 1000 * r->feed_cpu_s / (r->images_per_s * r->seconds) : 0,
+                p->improved ? "  * best" : "");
     }
     return interrupted != 0;
 }
@@ -162,6 +181,18 @@ int cmd_train(int argc, char **argv) {
         STR("--freeze-until", o.freeze_until)
         STR("--stage2-from", o.stage2_from)
         STR("--preview-augment", preview)
+        STR("--cache-file", o.cache_file)
+        else if (strcmp(a, "--no-cache") == 0) o.cache_mb = 0;
+        else if (strcmp(a, "--cache-mb") == 0) {
+            NEED();
+            if (cli_parse_int(v, 0, 1L << 30, &l)) return cli_usage_error(cmd, "--cache-mb wants MiB (0 = no cache), not '%s'", v);
+            o.cache_mb = l;
+        } else if (strcmp(a, "--feed") == 0) {
+            NEED();
+            if (strcmp(v, "turns") == 0) o.feed_ahead = 0;
+            else if (strcmp(v, "ahead") == 0) o.feed_ahead = 1;
+            else return cli_usage_error(cmd, "--feed wants 'turns' or 'ahead', not '%s'", v);
+        }
         else if (strcmp(a, "--freeze-bn") == 0) o.freeze_bn = 1;
         else if (strcmp(a, "--no-augment") == 0) o.augment = 0;
         else if (strcmp(a, "--keep-epochs") == 0) o.keep_epochs = 1;

@@ -1,15 +1,23 @@
 /* loader.c — the prefetching batch loader: decoding, resizing, self-blending, augmenting
  * and normalising samples on worker threads while the main thread runs the network.
  *
- * On this project's small machines the network and the JPEG decoder compete for the same
- * cores, so the loader must never make the trainer wait: a ring of batch slots lets the
- * workers run ahead by a few batches. Batch b always lands in slot b % K and is handed out
- * in order, and every sample draws its random numbers from a generator seeded by (seed,
- * sample position), so results do not depend on which worker made which batch. */
+ * Work is handed out a sample at a time: a batch b always lands in slot b % K, its samples
+ * are claimed one by one by whichever thread is free (the workers, and the caller while it
+ * waits for that batch), and batches are handed out in order. Every sample draws its random
+ * numbers from a generator seeded by (seed, sample position, source), so results do not
+ * depend on which thread made which sample, nor on the number of threads.
+ *
+ * On this project's 2-core machines the network's step runs OpenMP threads on every core;
+ * a feeder thread running beside them takes a core from one of them, and every barrier of
+ * the step then waits for the thread that lost its core. So by default in training the
+ * loader takes turns with the step (opts.turns): its threads run only while the caller is
+ * inside dfd_loader_next, all cores make the next batch, and the step then has the cores to
+ * itself. With the decoded-crop cache (cache.c) a batch's feed is a few percent of a step. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "face/face.h"
 #include "train/train.h"
@@ -19,7 +27,9 @@ enum { SLOT_EMPTY = 0, SLOT_FILLING = 1, SLOT_READY = 2 };
 typedef struct slot {
     dfd_batch b;
     int state;
-    long index; /* batch number it holds or is being filled with */
+    long index;   /* batch number it holds or is being filled with */
+    int claimed;  /* samples handed out to a thread so far */
+    int done;     /* samples finished */
 } slot;
 
 struct dfd_loader {
@@ -34,28 +44,32 @@ struct dfd_loader {
     pthread_cond_t cv;
     long next_fill, next_take;
     int taken;            /* the caller holds slot (next_take - 1) % k */
+    int gate;             /* turns mode: 1 while the caller waits in dfd_loader_next */
     int stop;
     long failures;
     int err_code;         /* first fatal error (no memory), else 0 */
     char err_msg[512];
+    double feed_cpu_s, wait_s;
+    long samples;
 };
 
 /* ---- One sample ------------------------------------------------------------------------- */
 
 static void normalize(const dfd_image *im, int norm, float *out) { dfd_crop_normalize(im, (dfd_norm)norm, out); }
 
-/* Loads an item as an RGB image of size x size. */
+/* Loads an item as an RGB image of size x size: from the cache when it holds it, else
+ * decoded and resized (and then stored in the cache). */
 static int load_item(const dfd_loader *l, size_t item, dfd_image *out, dfd_error *err) {
-    const dfd_item *it = &l->o.ds->items[item];
-    dfd_image im;
-    int rc = dfd_image_load(it->path, NULL, &im, NULL, err);
-    if (rc) return rc;
-    if (im.w == l->o.size && im.h == l->o.size) {
-        *out = im;
+    dfd_img_cache *c = l->o.cache;
+    const uint8_t *px = c && dfd_img_cache_side(c) == l->o.size ? dfd_img_cache_get(c, item) : NULL;
+    if (px) {
+        int rc = dfd_image_alloc(out, l->o.size, l->o.size, err);
+        if (rc) return rc;
+        memcpy(out->rgb, px, (size_t)l->o.size * l->o.size * 3);
         return DFD_OK;
     }
-    rc = dfd_image_resize(&im, l->o.size, l->o.size, out, err);
-    dfd_image_free(&im);
+    int rc = dfd_img_cache_load(l->o.ds, item, l->o.size, out, err);
+    if (!rc && c) dfd_img_cache_put(c, item, out);
     return rc;
 }
 
@@ -131,34 +145,70 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
     return DFD_OK;
 }
 
-/* ---- Workers ------------------------------------------------------------------------------- */
+/* ---- Handing out samples ------------------------------------------------------------------- */
+
+static double cpu_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Under mu: claims the next unmade sample (of the oldest batch being filled, else of a new
+ * batch in a free slot). Returns 0 when there is none. */
+static int claim(dfd_loader *l, slot **out, int *j) {
+    for (long bi = l->next_take; bi < l->next_fill; bi++) {
+        slot *sl = &l->slots[bi % l->k];
+        if (sl->state == SLOT_FILLING && sl->index == bi && sl->claimed < sl->b.n) {
+            *out = sl, *j = sl->claimed++;
+            return 1;
+        }
+    }
+    if (l->next_fill < l->n_batches && l->slots[l->next_fill % l->k].state == SLOT_EMPTY) {
+        long bi = l->next_fill++;
+        slot *sl = &l->slots[bi % l->k];
+        long first = bi * l->o.batch;
+        long n = (long)l->o.n - first;
+        if (n > l->o.batch) n = l->o.batch;
+        sl->state = SLOT_FILLING;
+        sl->index = bi;
+        sl->b.n = (int)n;
+        sl->b.first = first;
+        sl->claimed = 1, sl->done = 0;
+        *out = sl, *j = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Under mu (released while working): makes sample j of sl's batch. */
+static void make(dfd_loader *l, slot *sl, int j) {
+    pthread_mutex_unlock(&l->mu);
+    double c0 = cpu_now_s();
+    int rc = fill_sample(l, &sl->b, j, sl->b.first + j);
+    double c1 = cpu_now_s();
+    pthread_mutex_lock(&l->mu);
+    l->feed_cpu_s += c1 - c0;
+    l->samples++;
+    if (rc && !l->err_code) {
+        l->err_code = rc;
+        snprintf(l->err_msg, sizeof l->err_msg, "loader: out of memory while preparing batch %ld", sl->index);
+    }
+    if (++sl->done == sl->b.n) {
+        sl->state = SLOT_READY;
+        pthread_cond_broadcast(&l->cv);
+    }
+}
 
 static void *worker(void *arg) {
     dfd_loader *l = arg;
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!l->stop && l->next_fill < l->n_batches && l->slots[l->next_fill % l->k].state != SLOT_EMPTY)
+        slot *sl;
+        int j;
+        while (!l->stop && !l->err_code && ((l->o.turns && !l->gate) || !claim(l, &sl, &j)))
             pthread_cond_wait(&l->cv, &l->mu);
-        if (l->stop || l->next_fill >= l->n_batches) break;
-        long bi = l->next_fill++;
-        slot *sl = &l->slots[bi % l->k];
-        sl->state = SLOT_FILLING;
-        sl->index = bi;
-        pthread_mutex_unlock(&l->mu);
-        long first = bi * l->o.batch;
-        long n = (long)l->o.n - first;
-        if (n > l->o.batch) n = l->o.batch;
-        sl->b.n = (int)n;
-        sl->b.first = first;
-        int rc = DFD_OK;
-        for (int j = 0; j < n && !rc && !l->stop; j++) rc = fill_sample(l, &sl->b, j, first + j);
-        pthread_mutex_lock(&l->mu);
-        if (rc && !l->err_code) {
-            l->err_code = rc;
-            snprintf(l->err_msg, sizeof l->err_msg, "loader: out of memory while preparing batch %ld", bi);
-        }
-        sl->state = SLOT_READY;
-        pthread_cond_broadcast(&l->cv);
+        if (l->stop || l->err_code) break;
+        make(l, sl, j);
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
@@ -175,13 +225,12 @@ static void free_slots(dfd_loader *l) {
 int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err) {
     *out = NULL;
     if (!o || !o->ds || (o->n && !o->order) || o->batch < 1 || o->size < 8 || o->size > 4096 ||
-        (o->frames > 0 && (!o->seqs || !o->seq_items)) || o->frames > 1000)
-        return dfd_fail(err, DFD_E_ARG, "loader: bad options (batch %d, size %d, frames %d)", o ? o->batch : 0,
-                        o ? o->size : 0, o ? o->frames : 0);
+        (o->frames > 0 && (!o->seqs || !o->seq_items)) || o->frames > 1000 || o->workers < 0)
+        return dfd_fail(err, DFD_E_ARG, "loader: bad options (batch %d, size %d, frames %d, workers %d)",
+                        o ? o->batch : 0, o ? o->size : 0, o ? o->frames : 0, o ? o->workers : 0);
     dfd_loader *l = calloc(1, sizeof *l);
     if (!l) return dfd_fail(err, DFD_E_NOMEM, "loader: no memory");
     l->o = *o;
-    if (l->o.workers < 1) l->o.workers = 1;
     if (l->o.workers > 64) l->o.workers = 64;
     size_t per;
     if (dfd_mul3_size((size_t)o->size, (size_t)o->size, 3 * (size_t)(o->frames > 0 ? o->frames : 1), &per) ||
@@ -191,7 +240,9 @@ int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err)
     }
     l->sample_floats = per;
     l->n_batches = (long)((o->n + (size_t)o->batch - 1) / (size_t)o->batch);
-    l->k = l->o.workers + 2;
+    /* Running ahead, each worker may be on a batch of its own; taking turns, the caller's
+     * batch and the next one are all that is ever being made. */
+    l->k = l->o.turns ? 3 : l->o.workers + 2;
     l->slots = calloc((size_t)l->k, sizeof *l->slots);
     int rc = l->slots ? DFD_OK : DFD_E_NOMEM;
     for (int i = 0; i < l->k && !rc; i++) {
@@ -213,14 +264,15 @@ int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err)
     }
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    l->threads = calloc((size_t)l->o.workers, sizeof *l->threads);
-    for (int i = 0; l->threads && i < l->o.workers; i++) {
-        if (pthread_create(&l->threads[i], NULL, worker, l) != 0) break;
-        l->n_threads++;
-    }
-    if (l->n_threads == 0) {
-        dfd_loader_free(l);
-        return dfd_fail(err, DFD_E_INTERNAL, "loader: cannot start a worker thread");
+    if (l->o.workers > 0) {
+        l->threads = calloc((size_t)l->o.workers, sizeof *l->threads);
+        for (int i = 0; l->threads && i < l->o.workers; i++) {
+            if (pthread_create(&l->threads[i], NULL, worker, l) != 0) break;
+            l->n_threads++;
+        }
+        /* Fewer threads than asked only makes it slower: the caller makes what is left. */
+        if (l->n_threads < l->o.workers)
+            dfd_log(DFD_LOG_WARN, "loader: started %d of %d worker threads", l->n_threads, l->o.workers);
     }
     *out = l;
     return DFD_OK;
@@ -228,18 +280,31 @@ int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err)
 
 int dfd_loader_next(dfd_loader *l, const dfd_batch **b, dfd_error *err) {
     *b = NULL;
+    double t0 = dfd_now_ms();
     pthread_mutex_lock(&l->mu);
     if (l->taken) { /* hand the previous batch's slot back to the workers */
         l->slots[(l->next_take - 1) % l->k].state = SLOT_EMPTY;
         l->taken = 0;
-        pthread_cond_broadcast(&l->cv);
     }
     if (l->next_take >= l->n_batches) {
         pthread_mutex_unlock(&l->mu);
         return DFD_OK;
     }
+    l->gate = 1;
+    pthread_cond_broadcast(&l->cv);
     slot *sl = &l->slots[l->next_take % l->k];
-    while (!l->err_code && !(sl->state == SLOT_READY && sl->index == l->next_take)) pthread_cond_wait(&l->cv, &l->mu);
+    while (!l->err_code && !(sl->state == SLOT_READY && sl->index == l->next_take)) {
+        /* Help make it (or the next one) rather than sit idle. Taking turns, the caller
+         * stops once its own batch is all handed out, so that the step starts as soon as
+         * that batch is done. */
+        slot *cs;
+        int j;
+        int own_open = sl->index == l->next_take && sl->state == SLOT_FILLING && sl->claimed < sl->b.n;
+        int may_claim = !l->o.turns || own_open || sl->state == SLOT_EMPTY;
+        if (may_claim && claim(l, &cs, &j)) make(l, cs, j);
+        else pthread_cond_wait(&l->cv, &l->mu);
+    }
+    if (l->o.turns) l->gate = 0;
     int rc = l->err_code;
     if (rc) {
         dfd_fail(err, rc, "%s", l->err_msg);
@@ -248,8 +313,17 @@ int dfd_loader_next(dfd_loader *l, const dfd_batch **b, dfd_error *err) {
         l->taken = 1;
         *b = &sl->b;
     }
+    l->wait_s += (dfd_now_ms() - t0) / 1000;
     pthread_mutex_unlock(&l->mu);
     return rc;
+}
+
+void dfd_loader_get_stats(const dfd_loader *l, dfd_loader_stats *s) {
+    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+    s->feed_cpu_s = l->feed_cpu_s;
+    s->wait_s = l->wait_s;
+    s->samples = l->samples;
+    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
 }
 
 long dfd_loader_failures(const dfd_loader *l) {

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "face/face.h"
@@ -37,7 +38,8 @@ void dfd_train_opts_default(dfd_train_opts *o) {
     o->dropout = -1;
     o->balance = DFD_BALANCE_UNDERSAMPLE;
     o->patience = 3;
-    o->loader_threads = 1;
+    o->loader_threads = -1;
+    o->cache_mb = -1;
     o->seed = 1;
     o->augment = 1;
     dfd_augment_opts_default(&o->aug);
@@ -184,8 +186,8 @@ static json_t *history_json(const dfd_history_row *h, int n) {
     json_t *a = json_array();
     for (int i = 0; a && i < n; i++) {
         const dfd_history_row *r = &h[i];
-        double v[] = {r->lr, r->train_loss, r->train_acc, r->train_auc, r->val_loss, r->val_acc, r->val_auc, r->val_eer,
-                      r->seconds, r->images_per_s};
+        double v[] = {r->lr,      r->train_loss, r->train_acc,   r->train_auc,  r->val_loss, r->val_acc,
+                      r->val_auc, r->val_eer,    r->seconds,     r->images_per_s, r->feed_wait_s, r->feed_cpu_s};
         json_t *row = json_array();
         json_array_append_new(row, json_integer(r->epoch));
         json_array_append_new(row, json_integer(r->stage));
@@ -200,13 +202,16 @@ static int history_from_json(json_t *a, dfd_history_row *h, int cap) {
     size_t i;
     json_t *row;
     json_array_foreach(a, i, row) {
-        if (n >= cap || json_array_size(row) != 12) break;
+        /* 12 columns before the feed's two were added (older checkpoints), 14 since. */
+        size_t cols = json_array_size(row);
+        if (n >= cap || (cols != 12 && cols != 14)) break;
         dfd_history_row *r = &h[n++];
-        double *v[] = {&r->lr, &r->train_loss, &r->train_acc, &r->train_auc, &r->val_loss, &r->val_acc, &r->val_auc,
-                       &r->val_eer, &r->seconds, &r->images_per_s};
+        double *v[] = {&r->lr,      &r->train_loss, &r->train_acc, &r->train_auc,    &r->val_loss,     &r->val_acc,
+                       &r->val_auc, &r->val_eer,    &r->seconds,   &r->images_per_s, &r->feed_wait_s, &r->feed_cpu_s};
         r->epoch = (int)json_integer_value(json_array_get(row, 0));
         r->stage = (int)json_integer_value(json_array_get(row, 1));
-        for (int k = 0; k < 10; k++) {
+        r->feed_wait_s = r->feed_cpu_s = NAN;
+        for (int k = 0; k < (int)cols - 2; k++) {
             json_t *x = json_array_get(row, (size_t)k + 2);
             *v[k] = json_is_number(x) ? json_number_value(x) : NAN;
         }
@@ -354,7 +359,21 @@ typedef struct run {
     char *training_data;
     int cancelled;
     long failures;
+    dfd_img_cache *cache, *val_cache; /* decoded crops of ds and (when it is another) val_ds */
 } run;
+
+/* Feed threads besides the training thread. Taking turns, every core the engine has makes
+ * the next batch while the step waits; running ahead, one thread beside the step. */
+static int feed_workers(const dfd_train_opts *o) {
+    if (o->loader_threads >= 0) return o->loader_threads;
+    if (o->feed_ahead) return 1;
+    int t = o->threads > 0 ? o->threads : dfd_cpu_count();
+    return t > 1 ? t - 1 : 0;
+}
+
+static dfd_img_cache *cache_for(const run *r, const dfd_dataset *ds) {
+    return ds == r->ds ? r->cache : ds == r->val_ds ? r->val_cache : NULL;
+}
 
 /* Scores (p_fake) of every validation sample with the inference executor. */
 static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, long limit, double **scores, int **labels,
@@ -373,7 +392,7 @@ static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, l
     }
     dfd_loader_opts lo = {.ds = ds, .order = order, .n = n, .seqs = s->seqs, .seq_items = s->seq_items,
                           .frames = r->frames, .batch = r->o->batch, .size = r->size, .norm = (int)r->contract.norm,
-                          .seed = r->o->seed, .workers = r->o->loader_threads};
+                          .seed = r->o->seed, .workers = feed_workers(r->o), .cache = cache_for(r, ds), .turns = !r->o->feed_ahead};
     dfd_loader *l;
     size_t k = 0;
     rc = dfd_loader_start(&lo, &l, err);
@@ -421,7 +440,7 @@ static int recalibrate_bn(run *r, const nn_exec_opts *io, int batches, dfd_error
     nn_graph_freeze_bn_stats(r->g, 0);
     dfd_loader_opts lo = {.ds = r->ds, .order = order, .n = n, .seqs = r->tr.seqs, .seq_items = r->tr.seq_items,
                           .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
-                          .seed = o->seed, .workers = o->loader_threads};
+                          .seed = o->seed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead};
     dfd_loader *l = NULL;
     if (!(rc = nn_exec_create(r->g, &to, &ex, err))) rc = dfd_loader_start(&lo, &l, err);
     const dfd_batch *b;
@@ -446,11 +465,14 @@ static int write_history(run *r, dfd_error *err) {
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return dfd_fail(err, DFD_E_NOMEM, "no memory for the history");
-    fputs("epoch,stage,lr,train_loss,train_acc,train_auc,val_loss,val_acc,val_auc,val_eer,seconds,images_per_s\n", f);
+    fputs("epoch,stage,lr,train_loss,train_acc,train_auc,val_loss,val_acc,val_auc,val_eer,seconds,images_per_s,"
+          "feed_wait_s,feed_cpu_s\n",
+          f);
     for (int i = 0; i < r->n_hist; i++) {
         const dfd_history_row *h = &r->hist[i];
-        fprintf(f, "%d,%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f\n", h->epoch, h->stage, h->lr, h->train_loss,
-                h->train_acc, h->train_auc, h->val_loss, h->val_acc, h->val_auc, h->val_eer, h->seconds, h->images_per_s);
+        fprintf(f, "%d,%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f,%.2f,%.2f\n", h->epoch, h->stage, h->lr,
+                h->train_loss, h->train_acc, h->train_auc, h->val_loss, h->val_acc, h->val_auc, h->val_eer, h->seconds,
+                h->images_per_s, h->feed_wait_s, h->feed_cpu_s);
     }
     fclose(f);
     path_in(p, sizeof p, r->o->out, "history.csv");
@@ -509,7 +531,7 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                           .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
                           .aug = o->augment ? &o->aug : NULL, .sbi_fraction = o->video ? 0 : o->sbi_fraction,
                           .sbi = &o->sbi, .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
-                          .seed = eseed, .workers = o->loader_threads};
+                          .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead};
     dfd_loader *l;
     rc = dfd_loader_start(&lo, &l, err);
     if (rc) {
@@ -552,6 +574,9 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                                     .step = step, .steps = steps, .loss = loss_sum / (double)seen,
                                     .acc = k ? (double)correct / (double)k : NAN, .auc = auc,
                                     .images_per_s = el > 0 ? seen / el : 0, .eta_s = el / step * (steps - step)};
+            dfd_loader_stats ls;
+            dfd_loader_get_stats(l, &ls);
+            p.feed_share = el > 0 ? ls.wait_s / el : NAN;
             if (r->fn(r->user, &p)) {
                 r->cancelled = 1;
                 break;
@@ -560,7 +585,11 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
     }
     double secs = (dfd_now_ms() - t0) / 1000;
     r->failures += dfd_loader_failures(l);
+    dfd_loader_stats ls;
+    dfd_loader_get_stats(l, &ls);
     dfd_loader_free(l);
+    row->feed_wait_s = ls.wait_s;
+    row->feed_cpu_s = ls.feed_cpu_s;
     if (!rc) {
         dfd_metric_auc(sc, lb, k, &auc, NULL);
         row->train_loss = seen ? loss_sum / (double)seen : NAN;
@@ -624,6 +653,72 @@ static int describe_data(run *r, dfd_train_summary *s) {
     return r->training_data ? DFD_OK : DFD_E_NOMEM;
 }
 
+/* ---- The decoded-crop cache ---------------------------------------------------------------- */
+
+typedef struct fill_ui {
+    run *r;
+    double t0, last;
+} fill_ui;
+
+static int on_fill(void *user, size_t done, size_t total) {
+    fill_ui *f = user;
+    double now = dfd_now_ms();
+    if (done < total && now - f->last < 250) return 0;
+    f->last = now;
+    if (!f->r->fn) return 0;
+    dfd_train_progress p = {.phase = DFD_TRAIN_CACHING, .step = (long)done, .steps = (long)total,
+                            .images_per_s = now > f->t0 ? (double)done * 1000 / (now - f->t0) : 0};
+    if (f->r->fn(f->r->user, &p)) f->r->cancelled = 1;
+    return f->r->cancelled;
+}
+
+/* Decodes every crop training and validation will read, once, at the model's input size,
+ * on every core, before the first step: each epoch then reads them from memory. */
+static int fill_one(run *r, dfd_dataset *ds, size_t budget, const char *file, dfd_img_cache **out, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    unsigned char *want = calloc(ds->n ? ds->n : 1, 1);
+    if (!want) return dfd_fail(err, DFD_E_NOMEM, "no memory for the cache's item list");
+    /* Train and validation items only (official test items are never read), in item order:
+     * the cache's slots are by item index, so those past the budget are the last items. */
+    for (size_t i = 0; i < ds->n; i++) want[i] = ds->items[i].split != DFD_SPLIT_TEST;
+    int rc = dfd_img_cache_new(ds->n, r->size, budget, file, out, err);
+    if (!rc) {
+        fill_ui f = {.r = r, .t0 = dfd_now_ms()};
+        long bad = 0;
+        int threads = o->threads > 0 ? o->threads : dfd_cpu_count();
+        rc = dfd_img_cache_fill(*out, ds, want, threads, on_fill, &f, &bad, err);
+        size_t ready, cap, bytes;
+        dfd_img_cache_stats(*out, &ready, &cap, &bytes);
+        if (!rc)
+            dfd_log(DFD_LOG_INFO, "cache: %zu crops at %d px decoded in %.1f s (%.0f MiB%s%s)%s", ready, r->size,
+                    (dfd_now_ms() - f.t0) / 1000, (double)bytes / (1 << 20), cap < ds->n ? "; over the budget, the rest is decoded every time" : "",
+                    file ? ", mapped from a file" : "", bad ? "; some files could not be read" : "");
+        if (rc == DFD_E_CANCELLED) rc = DFD_OK; /* r->cancelled says so; the run stops before training */
+    }
+    free(want);
+    return rc;
+}
+
+static int fill_caches(run *r, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    if (o->cache_mb == 0) return DFD_OK;
+    size_t budget;
+    if (o->cache_mb > 0) budget = (size_t)o->cache_mb << 20;
+    else {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        budget = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 2 : (size_t)2 << 30;
+    }
+    int rc = fill_one(r, r->ds, budget, o->cache_file, &r->cache, err);
+    if (!rc && !r->cancelled && r->val_ds != r->ds) {
+        size_t used;
+        dfd_img_cache_stats(r->cache, NULL, NULL, &used);
+        char vf[1100];
+        if (o->cache_file) snprintf(vf, sizeof vf, "%s.val", o->cache_file);
+        rc = fill_one(r, r->val_ds, budget > used ? budget - used : 0, o->cache_file ? vf : NULL, &r->val_cache, err);
+    }
+    return rc;
+}
+
 int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user, dfd_train_summary *s, dfd_error *err) {
     memset(s, 0, sizeof *s);
     s->best_val_auc = NAN;
@@ -667,6 +762,11 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     if ((rc = samples_make(r->val_ds, o->video, &r->va, err))) goto done;
     dfd_dataset_class_weights(r->ds, DFD_SPLIT_TRAIN, r->class_w);
     data_contract(o->data, r->size, &r->contract);
+    if ((rc = fill_caches(r, err))) goto done;
+    if (r->cancelled) {
+        s->cancelled = 1;
+        goto done;
+    }
 
     /* The model. */
     dfd_model_meta bm;
@@ -862,6 +962,8 @@ done:
     samples_free(&r->va);
     if (r->val_ds != r->ds) dfd_dataset_free(r->val_ds);
     dfd_dataset_free(r->ds);
+    dfd_img_cache_free(r->cache);
+    dfd_img_cache_free(r->val_cache);
     free(r->training_data);
     return rc;
 }

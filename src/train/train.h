@@ -114,6 +114,8 @@ typedef struct dfd_history_row {
     double train_loss, train_acc, train_auc;
     double val_loss, val_acc, val_auc, val_eer;
     double seconds, images_per_s;
+    double feed_wait_s;   /* of `seconds`, the wall time the step waited for the feed */
+    double feed_cpu_s;    /* CPU seconds spent making training samples (all feed threads) */
 } dfd_history_row;
 
 /* Training history: three panels (loss, accuracy, AUC per epoch), train and validation. */
@@ -297,6 +299,36 @@ int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_e
 int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *const *captions, int n, int cols,
                         int cell, const char *title, dfd_error *err);
 
+/* ---- Decoded-crop cache (cache.c) ------------------------------------------------------ */
+
+/* Every crop of a dataset decoded and resized to side x side once per run, kept as RGB
+ * bytes (exactly what decoding and resizing give, so cached and direct loading make the
+ * same samples). Thread-safe: many threads may get and put at once. */
+typedef struct dfd_img_cache dfd_img_cache;
+
+/* Room for n_items crops of side x side, up to max_bytes (items past that many are not
+ * cached). file NULL: anonymous memory; else a file mapped in its place (created, then
+ * unlinked at once: for sets larger than RAM), which must be on a local disk. */
+int dfd_img_cache_new(size_t n_items, int side, size_t max_bytes, const char *file, dfd_img_cache **out,
+                      dfd_error *err);
+void dfd_img_cache_free(dfd_img_cache *c);
+int dfd_img_cache_side(const dfd_img_cache *c);
+/* The stored crop (side*side*3 bytes), or NULL when it is not (yet) stored. */
+const uint8_t *dfd_img_cache_get(const dfd_img_cache *c, size_t item);
+/* Stores a crop of side x side (ignored when stored already, out of room or of another size). */
+void dfd_img_cache_put(dfd_img_cache *c, size_t item, const dfd_image *im);
+/* Crops stored, crops there is room for, bytes in use. */
+void dfd_img_cache_stats(const dfd_img_cache *c, size_t *ready, size_t *capacity, size_t *bytes);
+/* The direct path: item `item` of ds decoded and resized to side x side. */
+int dfd_img_cache_load(const dfd_dataset *ds, size_t item, int side, dfd_image *out, dfd_error *err);
+/* Called now and then while filling with (done, total); non-zero stops the fill. */
+typedef int (*dfd_img_cache_progress_fn)(void *user, size_t done, size_t total);
+/* Decodes every item of ds with want[i] != 0 (want NULL: all) into the cache on `threads`
+ * threads (the caller's included). Unreadable files are counted in *failures and left
+ * out (the loader reports them when it meets them). */
+int dfd_img_cache_fill(dfd_img_cache *c, const dfd_dataset *ds, const unsigned char *want, int threads,
+                       dfd_img_cache_progress_fn fn, void *user, long *failures, dfd_error *err);
+
 /* ---- Batch loader (loader.c) ----------------------------------------------------------- */
 
 /* Produces batches of normalised input tensors on worker threads while the caller trains
@@ -319,7 +351,12 @@ typedef struct dfd_loader_opts {
     const float *class_w;          /* weight per label, NULL = 1 */
     int flip;                      /* 1: every sample mirrored (test-time flip averaging) */
     uint64_t seed;
-    int workers;                   /* threads, >= 1 */
+    int workers;                   /* threads besides the caller's, >= 0 */
+    dfd_img_cache *cache;          /* decoded crops of ds (NULL: decode every time) */
+    int turns;                     /* 1: the workers run only while the caller waits in
+                                    * dfd_loader_next (and the caller works with them), so the
+                                    * feed never competes with the engine's threads for cores;
+                                    * 0: they run ahead all the time */
 } dfd_loader_opts;
 
 typedef struct dfd_batch {
@@ -340,6 +377,14 @@ int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err)
 int dfd_loader_next(dfd_loader *l, const dfd_batch **b, dfd_error *err);
 /* Samples that could not be read so far. */
 long dfd_loader_failures(const dfd_loader *l);
+/* Where the time went so far: feed_cpu_s, seconds of CPU spent making samples (all
+ * threads); wait_s, wall seconds the caller spent in dfd_loader_next waiting for (or
+ * helping to make) a batch, i.e. the time the feed held the step up. */
+typedef struct dfd_loader_stats {
+    double feed_cpu_s, wait_s;
+    long samples;
+} dfd_loader_stats;
+void dfd_loader_get_stats(const dfd_loader *l, dfd_loader_stats *s);
 /* Stops the workers and frees everything. */
 void dfd_loader_free(dfd_loader *l);
 
@@ -380,7 +425,13 @@ typedef struct dfd_train_opts {
     const char *out;           /* output folder (created) */
     int keep_epochs;           /* also keep epoch-NNN.safetensors for each epoch */
     int threads;               /* engine threads, 0 = all cores */
-    int loader_threads;        /* 1 */
+    int loader_threads;        /* feed threads besides the training thread; < 0: automatic
+                                * (taking turns: engine threads - 1; running ahead: 1) */
+    int feed_ahead;            /* 0 (default): the feed and the step take turns on all cores;
+                                * 1: the feed runs ahead on its own threads beside the step */
+    long cache_mb;             /* decoded-crop cache budget in MiB: < 0 automatic (half the
+                                * machine's memory), 0 off */
+    const char *cache_file;    /* NULL: the cache in memory; else a file mapped in its place */
     uint64_t seed;
     long limit;                /* use at most this many training samples per epoch (0 = all) */
     long val_limit;            /* ... and validation samples (0 = all) */
@@ -394,14 +445,20 @@ typedef struct dfd_train_opts {
 
 void dfd_train_opts_default(dfd_train_opts *o);
 
-typedef enum dfd_train_phase { DFD_TRAIN_STEP = 0, DFD_TRAIN_VALIDATING = 1, DFD_TRAIN_EPOCH_DONE = 2 } dfd_train_phase;
+typedef enum dfd_train_phase {
+    DFD_TRAIN_STEP = 0,
+    DFD_TRAIN_VALIDATING = 1,
+    DFD_TRAIN_EPOCH_DONE = 2,
+    DFD_TRAIN_CACHING = 3 /* decoding the crops into the cache: step of steps */
+} dfd_train_phase;
 
 typedef struct dfd_train_progress {
     dfd_train_phase phase;
     int stage, epoch, max_epoch; /* epoch counted over both stages, 1-based */
     long step, steps;            /* batches in this epoch */
     double loss, acc, auc;       /* running means over the epoch so far (auc refreshed now and then) */
-    double images_per_s, eta_s;  /* eta of this epoch */
+    double images_per_s, eta_s;  /* eta of this epoch (DFD_TRAIN_CACHING: crops decoded per second) */
+    double feed_share;           /* DFD_TRAIN_STEP: share of the epoch's time so far the step waited for the feed */
     const dfd_history_row *row;  /* DFD_TRAIN_EPOCH_DONE: the epoch's row */
     int improved;                /* DFD_TRAIN_EPOCH_DONE: a new best */
 } dfd_train_progress;
