@@ -63,6 +63,8 @@ typedef struct job {
     char err_msg[1200];
 } job;
 
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = malloc(n);
@@ -155,6 +157,33 @@ static int read_journal(job *j, const char *path, dfd_error *err) {
     free(ix);
     free(data);
     return rc;
+}
+
+/* Each file's `source` names its crops and its journal lines, so it must be unique. A
+ * generic labels.csv may use that column for something else (synthetic-faces/ puts the
+ * generator there: a thousand files share "stable-diffusion-2.1"); then every item's source
+ * becomes its file's path relative to the dataset, as the other layouts have it. */
+static int unique_sources(dfd_dataset *d, dfd_error *err) {
+    if (d->n < 2) return DFD_OK;
+    const char **v = dfd_malloc_array(d->n, sizeof *v);
+    if (!v) return dfd_fail(err, DFD_E_NOMEM, "no memory");
+    for (size_t i = 0; i < d->n; i++) v[i] = d->items[i].source;
+    qsort(v, d->n, sizeof *v, cmp_cstr);
+    int dup = 0;
+    for (size_t i = 1; i < d->n && !dup; i++) dup = strcmp(v[i - 1], v[i]) == 0;
+    free(v);
+    if (!dup) return DFD_OK;
+    size_t rl = strlen(d->root);
+    for (size_t i = 0; i < d->n; i++) {
+        dfd_item *it = &d->items[i];
+        const char *rel = strncmp(it->path, d->root, rl) == 0 && it->path[rl] == '/' ? it->path + rl + 1 : it->path;
+        char *s = xstrdup(rel);
+        if (!s) return dfd_fail(err, DFD_E_NOMEM, "no memory");
+        free(it->source);
+        it->source = s;
+    }
+    dfd_log(DFD_LOG_INFO, "prepare: the listed sources are not one per file: crops are named after the files instead");
+    return DFD_OK;
 }
 
 /* ---- One file --------------------------------------------------------------------------- */
@@ -462,6 +491,7 @@ int dfd_prepare_run(const dfd_prepare_opts *o, dfd_prepare_progress_fn fn, void 
     int nth = 0, nw = 0;
     int rc = dfd_dataset_open(o->data, o->layout, &j->d, err);
     if (rc) goto out;
+    if ((rc = unique_sources(j->d, err))) goto out;
     dfd_crop_contract_default(&j->contract, o->size);
     if (o->margin > 0) j->contract.margin = o->margin;
     if ((rc = mkdir_one(o->out, err))) goto out;
