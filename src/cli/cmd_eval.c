@@ -16,7 +16,8 @@ const char cmd_eval_help[] =
     "balanced accuracy, AUC, EER, precision/recall/F1 per class and the confusion matrix at\n"
     "the model's threshold. The same model and data always give the same numbers.\n\n"
     "Options:\n"
-    "  --level frame|video     score crops, or aggregate each source video's crops (frame);\n"
+    "  --level frame|video|group  score crops, or aggregate each source video's crops, or the\n"
+    "                          crops of each group (a clip's frames in a labels.csv) (frame);\n"
     "                          a video model always scores sequences\n"
     "  --aggregation confident|mean   how a video's crops are combined (confident, as scan)\n"
     "  --split all|test|val|train     which items: all (default), the official test list, or\n"
@@ -57,7 +58,8 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(a, "--level") == 0) {
             if (strcmp(v, "frame") == 0) o.video_level = 0;
             else if (strcmp(v, "video") == 0) o.video_level = 1;
-            else return cli_usage_error(cmd, "--level is frame or video, not '%s'", v);
+            else if (strcmp(v, "group") == 0) o.video_level = 2;
+            else return cli_usage_error(cmd, "--level is frame, video or group, not '%s'", v);
         } else if (strcmp(a, "--aggregation") == 0) {
             if (strcmp(v, "confident") == 0) o.aggregation = DFD_AGG_CONFIDENT;
             else if (strcmp(v, "mean") == 0) o.aggregation = DFD_AGG_MEAN;
@@ -106,7 +108,7 @@ int cmd_eval(int argc, char **argv) {
         free(t);
         return DFD_EXIT_OK;
     }
-    printf("%ld %s (%ld real, %ld fake)%s, %.1f s\n", r.samples, r.level_video ? "videos" : "crops", m->n_real, m->n_fake,
+    printf("%ld %s (%ld real, %ld fake)%s, %.1f s\n", r.samples, r.level_video == 2 ? "groups" : r.level_video ? "videos" : "crops", m->n_real, m->n_fake,
            r.failures ? " (some unreadable, left out)" : "", r.seconds);
     printf("AUC %.4f   EER %.4f   log-loss %.4f\n", m->auc, m->eer, m->loss);
     printf("at threshold %.4f: accuracy %.4f, balanced accuracy %.4f\n", m->threshold, m->accuracy, m->balanced_accuracy);

@@ -43,6 +43,8 @@ const char cmd_train_help[] =
     "  --stage2-from LAYER    then unfreeze from LAYER (default: all) with BN statistics frozen\n"
     "  --stage2-lr LR         at this rate (default lr/100), for --epochs epochs\n"
     "  --patience P           stop a stage after P epochs without a better val AUC (3; 0 = off)\n"
+    "  --threshold-fpr F      store the lowest threshold whose validation false-positive rate is\n"
+    "                         at most F (default: the validation equal error rate's)\n"
     "  --resume CKPT          continue an interrupted run from its checkpoint.safetensors\n"
     "                         (weights, optimiser moments, counters, history; give the same options)\n"
     "  --seed S               one seed for split, order, augmentation, dropout, init (1)\n"
@@ -187,6 +189,10 @@ int cmd_train(int argc, char **argv) {
             NEED();
             if (cli_parse_int(v, 0, 1L << 30, &l)) return cli_usage_error(cmd, "--cache-mb wants MiB (0 = no cache), not '%s'", v);
             o.cache_mb = l;
+        } else if (strcmp(a, "--threshold-fpr") == 0) {
+            NEED();
+            if (cli_parse_double(v, 0, 0.5, &o.threshold_fpr))
+                return cli_usage_error(cmd, "--threshold-fpr wants a rate in [0, 0.5], not '%s'", v);
         } else if (strcmp(a, "--feed") == 0) {
             NEED();
             if (strcmp(v, "turns") == 0) o.feed_ahead = 0;

@@ -89,7 +89,7 @@ static int write_outputs(const dfd_eval_opts *o, const dfd_eval_result *res, con
     const char *splits[] = {"all", "test", "validation", "train"};
     json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:I,s:f,s:s,s:o}", "schema", "dfd.eval/1", "model", o->model,
                             "architecture", res->model_arch, "data", o->data, "split", splits[o->split], "flip_tta",
-                            o->flip_tta, "level", res->level_video ? "video" : "frame", "samples",
+                            o->flip_tta, "level", res->level_video == 2 ? "group" : res->level_video ? "video" : "frame", "samples",
                             (json_int_t)res->samples, "unreadable", (json_int_t)res->failures, "seconds", res->seconds,
                             "threshold_from", o->threshold >= 0 ? "--threshold" : "model", "metrics", m);
     if (doc && res->level_video)
@@ -269,8 +269,11 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
             size_t nv = 0;
             if (!rc) {
                 for (size_t i = 0; i < nu; i++) {
-                    const char *src = d->items[u[i].item].source;
-                    k2[i] = (vkey){src, video_key_len(src), i};
+                    const dfd_item *it = &d->items[u[i].item];
+                    /* Level "group": the dataset's groups (a clip's sampled frames, say);
+                     * else the source video, without its "#track". */
+                    const char *key = o->video_level == 2 && it->group ? it->group : it->source;
+                    k2[i] = (vkey){key, o->video_level == 2 ? strlen(key) : video_key_len(key), i};
                 }
                 qsort(k2, nu, sizeof *k2, cmp_vkey);
                 for (size_t i = 0; i < nu;) {
@@ -285,7 +288,7 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
                 free(u);
                 u = v, nu = nv;
                 v = NULL;
-                res->level_video = 1;
+                res->level_video = o->video_level == 2 ? 2 : 1;
             }
             free(k2), free(v), free(ps);
         }

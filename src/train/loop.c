@@ -503,7 +503,11 @@ static int save_model(run *r, const char *path, double threshold, const dfd_metr
         json_object_set_new(mj, "epoch", json_integer(epoch));
         json_object_set_new(mj, "stage", json_integer(stage));
         json_object_set_new(mj, "split", json_string(r->o->val ? "validation folder" : "validation groups"));
-        json_object_set_new(mj, "threshold_rule", json_string("equal error rate on validation"));
+        char rule[96];
+        if (r->o->threshold_fpr > 0)
+            snprintf(rule, sizeof rule, "false-positive rate <= %g on validation", r->o->threshold_fpr);
+        else snprintf(rule, sizeof rule, "equal error rate on validation");
+        json_object_set_new(mj, "threshold_rule", json_string(rule));
     }
     meta.metrics = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
     json_decref(mj);
@@ -904,7 +908,14 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
             dfd_metrics m, mt;
             rc = dfd_metrics_compute(sc, lb, nv, 0.5, &m, err);
             /* The same scores at the validation EER threshold: what the model file will use. */
-            if (!rc) rc = dfd_metrics_compute(sc, lb, nv, isfinite(m.eer_threshold) ? m.eer_threshold : 0.5, &mt, err);
+            double thr = isfinite(m.eer_threshold) ? m.eer_threshold : 0.5;
+            if (!rc && o->threshold_fpr > 0 && isfinite(m.auc)) {
+                double t;
+                if (dfd_metric_threshold_for_fpr(sc, lb, nv, o->threshold_fpr, &t, NULL) == DFD_OK && isfinite(t) &&
+                    t >= 0 && t <= 1)
+                    thr = t;
+            }
+            if (!rc) rc = dfd_metrics_compute(sc, lb, nv, thr, &mt, err);
             free(sc), free(lb);
             if (rc) goto done;
             row.val_loss = m.loss, row.val_acc = m.accuracy, row.val_auc = m.auc, row.val_eer = m.eer;

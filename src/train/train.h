@@ -441,6 +441,8 @@ typedef struct dfd_train_opts {
     dfd_sbi_opts sbi;
     nn_backend backend;
     int bf16_save;             /* store checkpoints in bf16 */
+    double threshold_fpr;      /* > 0: the stored threshold is the lowest whose validation false-positive
+                                * rate is at most this; 0: the validation EER's */
 } dfd_train_opts;
 
 void dfd_train_opts_default(dfd_train_opts *o);
@@ -510,7 +512,8 @@ typedef struct dfd_eval_opts {
     dfd_eval_split split;
     double val_fraction;       /* for DFD_EVAL_VAL/TRAIN: as given to dfd train (0.2) */
     uint64_t seed;             /* likewise (1) */
-    int video_level;           /* aggregate the frames of each source video */
+    int video_level;           /* 1: aggregate the frames of each source video; 2: the crops of
+                                * each group (e.g. a clip's sampled frames in a labels.csv) */
     dfd_aggregation aggregation;
     int flip_tta;              /* average each crop's score with its mirror image's */
     double threshold;          /* < 0: the model's stored threshold */

@@ -86,6 +86,28 @@ n=$(($(wc -l <"$tmp/eval/scores.csv") - 1))
 [[ $n -ge 2 ]] || fail "eval scored $n test crops"
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --level video >"$tmp/evalv.txt" 2>&1 || fail "eval video"
 grep -q "^2 videos (1 real, 1 fake)" "$tmp/evalv.txt" || fail "video level: $(cat "$tmp/evalv.txt")"
+# Clip level on a labelled layout with groups (deepfaketimit's layout: file,label,group,
+# a clip's frames sharing a group): 8 crops in 3 groups give 3 units, each the mean of its
+# crops' scores (checked against the frame-level scores.csv).
+gl="$tmp/grouped"
+mkdir -p "$gl/real" "$gl/fake"
+printf 'file,label,group\n' >"$gl/labels.csv"
+i=0
+for f in $(ls "$D/dfdc-faces/real" | sort | head -5); do
+  ln -s "$D/dfdc-faces/real/$f" "$gl/real/$f"; printf 'real/%s,real,clip-r%d\n' "$f" $((i % 2)) >>"$gl/labels.csv"; i=$((i + 1))
+done
+for f in $(ls "$D/dfdc-faces/fake" | sort | head -3); do
+  ln -s "$D/dfdc-faces/fake/$f" "$gl/fake/$f"; printf 'fake/%s,fake,clip-f\n' "$f" >>"$gl/labels.csv"
+done
+"$BIN" eval --model "$run/best.safetensors" --data "$gl" --out "$tmp/evalf" >"$tmp/evalf.txt" 2>&1 || fail "eval frames: $(cat "$tmp/evalf.txt")"
+"$BIN" eval --model "$run/best.safetensors" --data "$gl" --level group --aggregation mean --out "$tmp/evalg" >"$tmp/evalg.txt" 2>&1 \
+  || fail "eval groups: $(cat "$tmp/evalg.txt")"
+grep -q "^3 groups (2 real, 1 fake)" "$tmp/evalg.txt" || fail "group level: $(cat "$tmp/evalg.txt")"
+grep -q '"level": "group"' "$tmp/evalg/metrics.json" || fail "metrics.json level"
+want=$(awk -F, 'NR > 1 && $2 == "fake" {s += $3; n++} END {printf "%.4f", s / n}' "$tmp/evalf/scores.csv")
+got=$(awk -F, 'NR > 1 && $2 == "fake" {printf "%.4f", $3}' "$tmp/evalg/scores.csv")
+[[ "$want" == "$got" ]] || fail "the fake clip's score $got is not the mean of its frames' $want"
+
 # Deterministic: the same report twice.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test >"$tmp/eval2.txt" 2>&1 || fail "eval again"
 diff <(tail -n +2 "$tmp/eval.txt" | grep -v '^wrote') <(tail -n +2 "$tmp/eval2.txt") >/dev/null || fail "eval not deterministic"

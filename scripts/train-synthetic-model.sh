@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# train-synthetic-model.sh — how models/dfd-synthetic-1.safetensors (the synthetic-face
+# detector: GAN and diffusion faces that never existed) was made, with its
+# leave-one-generator-out validation, end to end from ../shared/data.
+#
+#   scripts/train-synthetic-model.sh            # folds, then the shipped model
+#   STEPS=final scripts/train-synthetic-model.sh
+#
+# 1. Crops by the crop contract: `dfd prepare` on synthetic-faces/ (and on the two UTKFace
+#    halves, as train-default-model.sh cuts them).
+# 2. Fixed partitions, by sorted file name (so anyone gets the same ones):
+#    - FFHQ reals and each generator's fakes: i % 5 == 0 test (measured, never trained on
+#      nor used for the threshold), i % 5 == 1 validation (best epoch, threshold), else train;
+#    - dfdc-faces reals: i % 8 == 0 train, i % 8 == 1 validation, the other 7,500 measured;
+#    - UTKFace: the training half split in two (train / validation), the held-out half measured.
+# 3. Leave one generator out: for each generator G, train on the other two (train parts)
+#    and all the training reals, validate on their validation parts and the validation
+#    reals; measure AUC and the share flagged at the stored threshold on ALL of G's faces
+#    against the FFHQ test reals.
+# 4. The shipped model: all three generators; measured on each generator's test part, and
+#    false positives on FFHQ test reals, the UTKFace held-out half and the 7,500 DFDC reals.
+# Resumable: each run resumes from its checkpoint; finished steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DFD_SHARED_DATA:-../shared/data}
+DFD=${DFD:-build/dfd}
+R=${RUN:-runs/syn}
+SIZE=${SIZE:-128}
+EPOCHS=${EPOCHS:-8}
+STEPS=${STEPS:-"logo final"}
+FPR=${FPR:-0.01}    # the stored threshold: at most this false-positive rate on validation reals
+GENS="stable-diffusion-2.1 stylegan1 stylegan2"
+
+[[ -f runs/syn-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/synthetic-faces" --out runs/syn-crops --workers 2
+if [[ ! -f runs/utk-holdout-crops/manifest.csv ]]; then
+  mkdir -p runs/utk/train/real runs/utk/holdout/real
+  i=0
+  for f in $(ls "$DATA/utkface-real" | sort); do
+    half=$([[ $((i % 2)) == 0 ]] && echo train || echo holdout)
+    ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
+    i=$((i + 1))
+  done
+  "$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
+  "$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
+fi
+
+# link DIR PREFIX < files: symlinks DIR/PREFIX<name> to each listed file.
+link() {
+  mkdir -p "$1"
+  while read -r f; do ln -sf "$(realpath "$f")" "$1/$2$(basename "$f")"; done
+}
+# part LIST MOD KEEP...: the lines of LIST whose index i (from 0) has i % MOD in KEEP.
+part() {
+  local list=$1 mod=$2; shift 2
+  awk -v mod="$mod" -v keep=" $* " '{ if (index(keep, " " ((NR - 1) % mod) " ")) print }' "$list"
+}
+
+if [[ ! -f "$R/.parts" ]]; then
+  rm -rf "$R"; mkdir -p "$R/lists"
+  ls runs/syn-crops/crops/real/*.jpg | sort >"$R/lists/ffhq"
+  for g in $GENS; do ls runs/syn-crops/crops/fake/fake__"$g"-*.jpg | sort >"$R/lists/$g"; done
+  ls "$DATA"/dfdc-faces/real/*.jpg | sort >"$R/lists/dfdc-real"
+  ls runs/utk-train-crops/crops/real/*.jpg | sort >"$R/lists/utk-train"
+  # Reals shared by every run.
+  part "$R/lists/ffhq" 5 2 3 4 | link "$R/reals-train/real" ffhq-
+  part "$R/lists/dfdc-real" 8 0 | link "$R/reals-train/real" dfdc-
+  part "$R/lists/utk-train" 2 0 | link "$R/reals-train/real" utk-
+  part "$R/lists/ffhq" 5 1 | link "$R/reals-val/real" ffhq-
+  part "$R/lists/dfdc-real" 8 1 | link "$R/reals-val/real" dfdc-
+  part "$R/lists/utk-train" 2 1 | link "$R/reals-val/real" utk-
+  # Measured only.
+  part "$R/lists/ffhq" 5 0 | link "$R/fp-ffhq/real" ffhq-
+  part "$R/lists/dfdc-real" 8 2 3 4 5 6 7 | link "$R/fp-dfdc/real" dfdc-
+  for g in $GENS; do
+    part "$R/lists/ffhq" 5 0 | link "$R/eval-all-$g/real" ffhq-
+    link "$R/eval-all-$g/fake" "" <"$R/lists/$g"
+    part "$R/lists/ffhq" 5 0 | link "$R/eval-test-$g/real" ffhq-
+    part "$R/lists/$g" 5 0 | link "$R/eval-test-$g/fake" ""
+  done
+  touch "$R/.parts"
+fi
+
+# fold NAME GENERATORS...: training and validation folders with those generators' fakes.
+fold() {
+  local name=$1; shift
+  local d="$R/$name"
+  [[ -d "$d/train" ]] && return 0
+  mkdir -p "$d/train" "$d/val"
+  ln -s "$(realpath "$R/reals-train/real")" "$d/train/real"
+  ln -s "$(realpath "$R/reals-val/real")" "$d/val/real"
+  for g in "$@"; do
+    part "$R/lists/$g" 5 2 3 4 | link "$d/train/fake" ""
+    part "$R/lists/$g" 5 1 | link "$d/val/fake" ""
+  done
+}
+
+task=()
+"$DFD" help train 2>&1 | grep -q -- '--task' && task=(--task synthetic)
+train() {  # train NAME
+  local d="$R/$1" resume=()
+  [[ -f "$d/run/best.safetensors" && -f "$d/run/.done" ]] && return 0
+  [[ -f "$d/run/checkpoint.safetensors" ]] && resume=(--resume "$d/run/checkpoint.safetensors")
+  "$DFD" train image --arch mobilenet_v2-image --input-size "$SIZE" "${task[@]}" \
+    --init models/registry/mobilenet_v2-imagenet.safetensors \
+    --data "$d/train" --val "$d/val" --epochs "$EPOCHS" --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
+    --threshold-fpr "$FPR" --threads 2 --seed 1 --out "$d/run" "${resume[@]}"
+  touch "$d/run/.done"
+}
+ev() {  # ev MODEL DATA OUT
+  [[ -f "$3/metrics.json" ]] || "$DFD" eval --model "$1" --data "$2" --flip --out "$3" >"$3.txt" 2>&1 || { cat "$3.txt"; return 1; }
+}
+
+if [[ " $STEPS " == *" logo "* ]]; then
+  for held in $GENS; do
+    others=()
+    for g in $GENS; do [[ $g != "$held" ]] && others+=("$g"); done
+    fold "logo-$held" "${others[@]}"
+    train "logo-$held"
+    ev "$R/logo-$held/run/best.safetensors" "$R/eval-all-$held" "$R/logo-$held/eval-heldout"
+    ev "$R/logo-$held/run/best.safetensors" "$R/fp-ffhq" "$R/logo-$held/eval-fp-ffhq"
+  done
+fi
+if [[ " $STEPS " == *" final "* ]]; then
+  fold final $GENS
+  train final
+  m="$R/final/run/best.safetensors"
+  for g in $GENS; do ev "$m" "$R/eval-test-$g" "$R/final/eval-test-$g"; done
+  ev "$m" "$R/fp-ffhq" "$R/final/eval-fp-ffhq"
+  ev "$m" runs/utk-holdout-crops "$R/final/eval-fp-utk"
+  ev "$m" "$R/fp-dfdc" "$R/final/eval-fp-dfdc"
+fi
+scripts/synthetic-report.sh "$R"
