@@ -147,6 +147,7 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error(cmd, "first argument must be 'image' or 'video'");
     dfd_train_opts o;
     dfd_train_opts_default(&o);
+    dfd_log_set_level(DFD_LOG_INFO); /* a training run says what it set up: data, cache, init, resume */
     o.video = strcmp(argv[1], "video") == 0;
     if (o.video) o.batch = 8;
     const char *preview = NULL;
