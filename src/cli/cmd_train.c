@@ -55,7 +55,9 @@ const char cmd_train_help[] =
     "  --cache-mb N           keep decoded crops in memory, up to N MiB (default: half the RAM;\n"
     "                         0 = decode every time); --no-cache; --cache-file PATH: map the cache\n"
     "                         from a file on a local disk instead (for sets larger than RAM)\n"
-    "  --backend dnnl|ref     (dnnl); --bf16-save: store checkpoints in bf16\n\n"
+    "  --backend dnnl|ref     (dnnl); --bf16-save: store checkpoints in bf16\n"
+    "  --precision fp32|bf16  training passes in fp32 (default) or mixed bf16 (bf16 products,\n"
+    "                         fp32 weights and gradient sums; needs AVX512-BF16 or AMX)\n\n"
     "Augmentation (probabilities; 0 turns one off):\n"
     "  --no-augment           none at all\n"
     "  --flip P (.5)  --affine P (.5) --rotate DEG (10) --shift F (.05) --scale F (.1)\n"
@@ -194,6 +196,11 @@ int cmd_train(int argc, char **argv) {
             NEED();
             if (cli_parse_double(v, 0, 0.5, &o.threshold_fpr))
                 return cli_usage_error(cmd, "--threshold-fpr wants a rate in [0, 0.5], not '%s'", v);
+        } else if (strcmp(a, "--precision") == 0) {
+            NEED();
+            if (strcmp(v, "fp32") == 0) o.precision = NN_PREC_F32;
+            else if (strcmp(v, "bf16") == 0) o.precision = NN_PREC_BF16;
+            else return cli_usage_error(cmd, "--precision wants fp32 or bf16, not '%s'", v);
         } else if (strcmp(a, "--feed") == 0) {
             NEED();
             if (strcmp(v, "turns") == 0) o.feed_ahead = 0;

@@ -435,6 +435,7 @@ static int recalibrate_bn(run *r, const nn_exec_opts *io, int batches, dfd_error
     if (rc) return rc;
     nn_exec_opts to = *io;
     to.training = 1;
+    to.precision = o->precision;
     nn_exec *ex = NULL;
     nn_graph_set_trainable(r->g, NULL, 1);
     nn_graph_freeze_bn_stats(r->g, 0);
@@ -867,6 +868,7 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         nn_graph_freeze_bn_stats(r->g, sp->freeze_bn);
         nn_exec_opts to = io;
         to.training = 1;
+        to.precision = o->precision;
         to.seed = o->seed + (uint64_t)si;
         to.no_input_grad = 1; /* a frozen backbone's backward pass is skipped */
         nn_exec_free(ex);

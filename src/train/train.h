@@ -440,6 +440,8 @@ typedef struct dfd_train_opts {
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;
     nn_backend backend;
+    nn_precision precision;    /* training passes: AUTO/F32 fp32 (default), BF16 mixed precision (bf16
+                                * activations and products, fp32 weights, gradients summed in fp32) */
     int bf16_save;             /* store checkpoints in bf16 */
     double threshold_fpr;      /* > 0: the stored threshold is the lowest whose validation false-positive
                                 * rate is at most this; 0: the validation EER's */
