@@ -129,6 +129,11 @@ static void two_detectors_combine_by_margin(void **state) {
     dfd_combine(0.1, 0.5, 1.0, 1.0, &p, &t, &kind);
     assert_int_equal(kind, DFD_KIND_SYNTHETIC);
     assert_true(p >= t);
+    /* Both clamped margins 0, only the synthetic one at its threshold: it decides. */
+    dfd_combine(1e-12, 1e-11, 1.0, 1.0, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_SYNTHETIC);
+    assert_float_equal(p, 1.0, 0);
+    assert_true(p >= t);
     assert_string_equal(dfd_fake_kind_name(DFD_KIND_BOTH), "both");
     assert_null(dfd_fake_kind_name(DFD_KIND_NONE));
 
