@@ -32,7 +32,7 @@ $ST "$M" "$tmp/s0.safetensors" task=synthetic input_size=160 threshold=1 || fail
 "$BIN" scan --json -q --model-image "$M" --model-synthetic "$tmp/s0.safetensors" "$IMG" "$CLIP" "$CAT" >"$tmp/s0.json" \
   || fail "scan with the stand-in: exit $?"
 "$BIN" scan --json -q --model-image "$M" --no-synthetic "$IMG" "$CLIP" "$CAT" >"$tmp/none.json" || fail "scan --no-synthetic: exit $?"
-read -r T1 < <(python3 - "$tmp/s0.json" "$tmp/none.json" <<'PY') || fail "stand-in scores"
+python3 - "$tmp/s0.json" "$tmp/none.json" >"$tmp/t1" <<'PY' || fail "stand-in scores"
 import json, sys
 s0, none = (json.load(open(p))["results"] for p in sys.argv[1:3])
 for a, b in zip(s0, none):
@@ -55,6 +55,7 @@ for a, b in zip(s0, none):
         assert f["p_synthetic"] is None, f
 print("%.6f" % (0.9 * min(r["p_synthetic"] for r in s0 if r["p_synthetic"] is not None)))
 PY
+T1=$(cat "$tmp/t1")
 [[ -n "$T1" ]] || fail "no threshold chosen"
 
 # ---- The same faces with a threshold they cross: FAKE, kind synthetic.
@@ -100,8 +101,8 @@ grep -Eq '^FAKE +[0-9.]+%  .*astronaut.png  \(1 face\)  manipulated [0-9.]+%, sy
 
 # ---- The default: dfd-synthetic-*.safetensors beside the default image model; --no-synthetic.
 mkdir -p "$tmp/models"
-ln -s "$M" "$tmp/models/$(basename "$M")"
-ln -s "$SRC/models/registry" "$tmp/models/registry"
+ln -s "$(realpath "$M")" "$tmp/models/$(basename "$M")"
+ln -s "$(realpath "$SRC/models/registry")" "$tmp/models/registry"
 cp "$tmp/s1.safetensors" "$tmp/models/dfd-synthetic-1.safetensors"
 "$BIN" scan --json -q --models "$tmp/models" "$IMG" >"$tmp/d.json" || fail "default lookup: exit $?"
 "$BIN" scan --json -q --models "$tmp/models" --no-synthetic "$IMG" >"$tmp/n.json" || fail "--no-synthetic: exit $?"
