@@ -702,7 +702,15 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     if (o->resume) {
         dfd_st_file *f;
         if ((rc = dfd_st_open(o->resume, &f, err))) goto done;
-        rc = dfd_model_load_params(f, r->g, err);
+        /* A checkpoint goes on learning what it was learning: the same task. */
+        dfd_model_meta cm;
+        rc = dfd_model_meta_read(f, &cm, err);
+        const char *want = o->task ? o->task : DFD_MODEL_TASK_MANIPULATION;
+        if (!rc && strcmp(cm.task, want) != 0)
+            rc = dfd_fail(err, DFD_E_ARG, "train: '%s' was trained with --task %s; resume it with the same --task (not %s)",
+                          o->resume, cm.task, want);
+        dfd_model_meta_free(&cm);
+        if (!rc) rc = dfd_model_load_params(f, r->g, err);
         dfd_st_close(f);
         if (rc) goto done;
         char sp[1100];

@@ -153,6 +153,11 @@ done
   --batch 4 --no-augment --out "$tmp/syn" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; fail "training --task synthetic"; }
 python3 -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; t=json.loads(f.read(n))['__metadata__'].get('task'); assert t == 'synthetic', t" \
   "$tmp/syn/best.safetensors" || fail "trained model's task"
+# Resuming goes on with the checkpoint's task, or refuses.
+"$BIN" train image --arch tiny-cnn --input-size 64 --data "$tmp/data" --val-fraction 0.25 --epochs 2 --batch 4 --no-augment \
+  --out "$tmp/syn" --resume "$tmp/syn/checkpoint.safetensors" >"$tmp/train.log" 2>&1
+[[ $? == 1 ]] && grep -q "was trained with --task synthetic; resume it with the same --task (not manipulation)" "$tmp/train.log" \
+  || fail "resume without --task: $(tail -3 "$tmp/train.log")"
 "$BIN" scan --json -q --model-image "$M" --model-synthetic "$tmp/syn/best.safetensors" "$IMG" >"$tmp/t.json" || fail "trained synthetic model: exit $?"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; assert r['model']['synthetic']=='best' and 0<=r['p_synthetic']<=1, r" \
   "$tmp/t.json" || fail "trained synthetic model's result"
