@@ -5,7 +5,8 @@
 # both with their task and threshold; /v1/analyze gives FAKE of kind synthetic with both
 # scores; /predict_image keeps its exact four fields and follows the combined verdict. A
 # second server with --no-synthetic lists no synthetic model, gives null synthetic fields
-# and the image model's own verdict.
+# and the image model's own verdict. A default synthetic model that does not load leaves the
+# server up but degraded, naming the file.
 set -uo pipefail
 BIN=${DFD_BIN:-build/dfd}
 SRC=${DFD_SOURCE_DIR:-.}
@@ -75,5 +76,20 @@ got=$(js "JSON.stringify([$r.verdict, $r.kind, $r.p_synthetic, $r.threshold_synt
 [[ $got == '["REAL",null,null,null,null,null,null,true]' ]] || fail "--no-synthetic fields ($got): $(body)"
 [[ $(req -F "file=@$IMG" "$U/predict_image") == 200 ]] || fail "predict_image: $(body)"
 [[ $(js "j.prediction+' '+(Math.abs(j.raw_score-(1-$pm))<1e-6)" <"$tmp/body") == "REAL true" ]] || fail "predict_image: $(body)"
+stop
+
+# A default synthetic-face model that does not load: the server starts, degraded, saying why.
+mkdir -p "$tmp/models"
+ln -s "$(realpath "$M")" "$tmp/models/$(basename "$M")"
+ln -s "$(realpath "$SRC/models/registry")" "$tmp/models/registry"
+head -c 1000 "$tmp/dfd-synthetic-test.safetensors" >"$tmp/models/dfd-synthetic-9.safetensors"
+"$BIN" serve --port 0 --models "$tmp/models" --workers 1 --threads 2 2>"$tmp/serve.log" &
+pid=$!
+for _ in $(seq 300); do grep -q 'listening on' "$tmp/serve.log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/serve.log")
+[[ -n $port ]] || fail "the server did not start with a broken default synthetic model"
+U=http://127.0.0.1:$port
+[[ $(req "$U/v1/health") == 503 ]] || fail "health with a broken synthetic model: $(body)"
+[[ $(js "j.status+' '+/dfd-synthetic-9/.test(j.error)" <"$tmp/body") == "degraded true" ]] || fail "health: $(body)"
 stop
 echo "server_synthetic: all checks passed"
