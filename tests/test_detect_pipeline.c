@@ -2,7 +2,10 @@
  * frames are decoded on a thread of their own while faces are searched, so a run gives
  * per-frame results in order and the same scores every time, a cancel from the progress
  * callback part-way through stops both threads cleanly (an ERROR result saying so, no
- * leak under ASan), and the context works again afterwards. Uses examples/ and the shipped
+ * leak under ASan), and the context works again afterwards. Two detectors through the API:
+ * a synthetic-face stand-in (the shipped weights re-saved with task "synthetic" at 160 px)
+ * whose threshold the astronaut's face crosses makes the photo FAKE of kind synthetic;
+ * no_synthetic gives the image model's result alone. Uses examples/ and the shipped
  * model; skips without the face models (run ./setup.sh). */
 #include "testutil.h"
 
@@ -14,6 +17,8 @@
 #include <unistd.h>
 
 #include "dfd/dfd.h"
+#include "io/model_file.h"
+#include "models/models.h"
 
 static dfd_ctx *open_ctx(void) {
     char models[4096], probe[4200];
@@ -113,9 +118,110 @@ static void video_frames_in_order_and_cancel_midway(void **state) {
     dfd_ctx_destroy(ctx);
 }
 
+static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
+    (void)user;
+    dfd_arch_opts o;
+    dfd_arch_opts_default(&o);
+    o.input_size = m->input_size;
+    return dfd_arch_build(m->arch, &o, out, err);
+}
+
+/* The shipped image model's weights saved as a synthetic-face model with its own input
+ * size and threshold. */
+static void save_stand_in(const char *shipped, const char *path, double threshold) {
+    nn_graph *g = NULL;
+    dfd_model_meta m;
+    dfd_error e;
+    if (dfd_model_load(shipped, build_arch, NULL, &g, &m, &e)) fail_msg("%s", e.message);
+    free(m.task);
+    m.task = strdup("synthetic");
+    m.input_size = 160;
+    m.threshold = threshold;
+    if (dfd_model_save(g, &m, NULL, path, &e)) fail_msg("%s", e.message);
+    dfd_model_meta_free(&m);
+    nn_graph_free(g);
+}
+
+static dfd_result *analyze_with(const char *image_model, const char *synthetic, int no_synthetic, const char *file,
+                                int want_rc, const char *want_msg) {
+    char models[4096];
+    snprintf(models, sizeof models, "%s/models", tu_source_dir());
+    dfd_options o;
+    dfd_options_default(&o);
+    o.models_dir = models;
+    o.image_model = image_model;
+    o.synthetic_model = synthetic;
+    o.no_synthetic = no_synthetic;
+    dfd_ctx *ctx;
+    dfd_error e;
+    int rc = dfd_ctx_create(&o, &ctx, &e);
+    if (rc != want_rc) fail_msg("dfd_ctx_create: %d %s", rc, e.message);
+    if (rc) {
+        assert_non_null(strstr(e.message, want_msg));
+        return NULL;
+    }
+    dfd_result *r;
+    if (dfd_analyze_file(ctx, file, NULL, NULL, &r, &e)) fail_msg("dfd_analyze_file: %s", e.message);
+    dfd_ctx_destroy(ctx);
+    return r;
+}
+
+static void synthetic_detector_beside_the_image_model(void **state) {
+    (void)state;
+    dfd_ctx *probe = open_ctx();
+    if (!probe) skip();
+    dfd_ctx_destroy(probe);
+    char shipped[4096], img[4096];
+    snprintf(shipped, sizeof shipped, "%s/models/dfd-image-2.safetensors", tu_source_dir());
+    snprintf(img, sizeof img, "%s/examples/astronaut.png", tu_source_dir());
+    if (access(shipped, R_OK) != 0) skip();
+    char *dir = tu_mkdtemp();
+    char *s0 = tu_join(dir, "s0.safetensors"), *s1 = tu_join(dir, "s1.safetensors");
+    save_stand_in(shipped, s0, 1.0);
+
+    /* Threshold 1: scored, never firing; the image model says REAL on the astronaut. */
+    dfd_result *r = analyze_with(shipped, s0, 0, img, DFD_OK, NULL);
+    double pm = dfd_result_p_manipulated(r), ps = dfd_result_p_synthetic(r);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_REAL);
+    assert_int_equal(dfd_result_kind(r), DFD_KIND_NONE);
+    assert_true(ps > 0.001 && ps < 1 && fabs(ps - pm) > 1e-4); /* its own 160 px crop */
+    dfd_result_free(r);
+
+    /* Its threshold below the face's score: FAKE, kind synthetic, p_fake its score. */
+    save_stand_in(shipped, s1, 0.9 * ps);
+    r = analyze_with(shipped, s1, 0, img, DFD_OK, NULL);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_FAKE);
+    assert_int_equal(dfd_result_kind(r), DFD_KIND_SYNTHETIC);
+    assert_true(dfd_result_p_fake(r) == ps && dfd_result_p_synthetic(r) == ps);
+    assert_true(dfd_result_p_manipulated(r) == pm);
+    char *js = dfd_result_json(r);
+    json_t *j = json_loads(js, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "synthetic");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"), "synthetic")), "s1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "faces"), 0), "kind")),
+                        "synthetic");
+    json_decref(j);
+    dfd_free(js);
+    dfd_result_free(r);
+
+    /* no_synthetic: the image model alone, whatever is named or installed. */
+    r = analyze_with(shipped, NULL, 1, img, DFD_OK, NULL);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_REAL);
+    assert_true(isnan(dfd_result_p_synthetic(r)));
+    assert_true(dfd_result_p_fake(r) == pm);
+    dfd_result_free(r);
+
+    /* Each model in the other's slot is refused, saying why. */
+    assert_null(analyze_with(shipped, shipped, 0, img, DFD_E_MODEL, "is not a synthetic-face image model"));
+    assert_null(analyze_with(s1, NULL, 1, img, DFD_E_MODEL, "pass it with --model-synthetic"));
+    tu_rmtree(dir);
+    free(s0), free(s1), free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(video_frames_in_order_and_cancel_midway),
+        cmocka_unit_test(synthetic_detector_beside_the_image_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

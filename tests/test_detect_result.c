@@ -12,7 +12,8 @@
 #include "detect/detect.h"
 
 static const char *const top_fields[] = {"file", "media", "verdict", "p_fake", "threshold", "error",
-                                         "model", "faces", "frames", "timing_ms"};
+                                         "model", "faces", "frames", "timing_ms", "kind", "p_manipulated",
+                                         "threshold_manipulated", "p_synthetic", "threshold_synthetic"};
 
 static json_t *parse(const char *s) {
     json_error_t e;
@@ -25,12 +26,14 @@ static void image_result_has_all_fields_and_null_frames(void **state) {
     (void)state;
     dfd_result *r = dfd_result_new("a.jpg", DFD_MEDIA_IMAGE);
     assert_non_null(r);
-    r->threshold = 0.5;
+    r->threshold_manipulated = 0.5;
     r->faces = calloc(2, sizeof *r->faces);
     r->n_faces = 2;
-    r->faces[0] = (dfd_face_res){.id = 0, .box = {1, 2, 30, 40}, .p_fake = 0.25, .p_fake_video_model = NAN};
-    r->faces[1] = (dfd_face_res){.id = 1, .box = {100, 2, 30, 40}, .p_fake = 0.75, .p_fake_video_model = NAN};
-    r->p_fake = 0.75;
+    r->faces[0] = (dfd_face_res){.id = 0, .box = {1, 2, 30, 40}, .p_fake = 0.25, .p_manipulated = 0.25,
+                                 .p_synthetic = NAN, .p_fake_video_model = NAN};
+    r->faces[1] = (dfd_face_res){.id = 1, .box = {100, 2, 30, 40}, .p_fake = 0.75, .p_manipulated = 0.75,
+                                 .p_synthetic = NAN, .kind = DFD_KIND_MANIPULATED, .p_fake_video_model = NAN};
+    r->p_manipulated = 0.75;
     dfd_result_decide(r);
     assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_FAKE);
     char *s = dfd_result_json(r);
@@ -42,7 +45,16 @@ static void image_result_has_all_fields_and_null_frames(void **state) {
     assert_true(json_is_null(json_object_get(j, "frames")));
     assert_true(json_is_null(json_object_get(j, "error")));
     assert_true(json_is_null(json_object_get(json_object_get(j, "model"), "video")));
+    assert_true(json_is_null(json_object_get(json_object_get(j, "model"), "synthetic")));
+    /* One detector: its score is p_manipulated, the fake a manipulation, no synthetic score. */
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "manipulated");
+    assert_float_equal(json_real_value(json_object_get(j, "p_manipulated")), 0.75, 1e-9);
+    assert_true(json_is_null(json_object_get(j, "p_synthetic")));
+    assert_true(json_is_null(json_object_get(j, "threshold_synthetic")));
     json_t *f1 = json_array_get(json_object_get(j, "faces"), 1);
+    assert_non_null(json_object_get(f1, "p_manipulated"));
+    assert_non_null(json_object_get(f1, "p_synthetic"));
+    assert_non_null(json_object_get(f1, "kind"));
     assert_float_equal(json_real_value(json_object_get(f1, "p_fake")), 0.75, 1e-9);
     assert_float_equal(json_number_value(json_array_get(json_object_get(f1, "box"), 0)), 100, 1e-9);
     json_decref(j);
@@ -53,20 +65,24 @@ static void image_result_has_all_fields_and_null_frames(void **state) {
 static void verdict_rules_threshold_noface_error(void **state) {
     (void)state;
     dfd_result *r = dfd_result_new("v.mp4", DFD_MEDIA_VIDEO);
-    r->threshold = 0.6;
-    r->p_fake = 0.59;
+    r->threshold_manipulated = 0.6;
+    r->p_manipulated = 0.59;
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_REAL);
-    r->p_fake = 0.6;
+    assert_float_equal(r->p_fake, 0.59, 0);
+    assert_float_equal(r->threshold, 0.6, 0);
+    r->p_manipulated = 0.6;
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_FAKE);
-    r->p_fake = NAN; /* nothing scored: no face, never "REAL with 0%" */
+    r->p_manipulated = NAN; /* nothing scored: no face, never "REAL with 0%" */
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_NO_FACE);
     char *s = dfd_result_json(r);
     json_t *j = parse(s);
     assert_string_equal(json_string_value(json_object_get(j, "verdict")), "NO_FACE");
     assert_true(json_is_null(json_object_get(j, "p_fake")));
+    assert_true(json_is_null(json_object_get(j, "kind")));
+    assert_float_equal(json_real_value(json_object_get(j, "threshold")), 0.6, 1e-9);
     assert_true(json_is_array(json_object_get(j, "frames")));
     json_decref(j);
     free(s);
@@ -74,6 +90,83 @@ static void verdict_rules_threshold_noface_error(void **state) {
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_ERROR);
     assert_string_equal(dfd_result_error(r), "video has no video stream");
+    dfd_result_free(r);
+}
+
+/* Two detectors, each with its own threshold: FAKE when either fires; p_fake is the score of
+ * the one past its threshold by more on the logit scale, threshold is its threshold. */
+static void two_detectors_combine_by_margin(void **state) {
+    (void)state;
+    double p, t;
+    int kind;
+    /* Only the synthetic one fires (0.3 >= 0.2) although its score is lower. */
+    dfd_combine(0.5, 0.6, 0.3, 0.2, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_SYNTHETIC);
+    assert_float_equal(p, 0.3, 0);
+    assert_float_equal(t, 0.2, 0);
+    /* Both fire: logit(0.9) - logit(0.5) = 2.197 > logit(0.99) - logit(0.95) = 1.651. */
+    dfd_combine(0.9, 0.5, 0.99, 0.95, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_BOTH);
+    assert_float_equal(p, 0.9, 0);
+    assert_float_equal(t, 0.5, 0);
+    /* Neither: the one closer to firing (logit(0.4)-logit(0.5) = -0.405 vs logit(0.1)-logit(0.2) = -0.811). */
+    dfd_combine(0.4, 0.5, 0.1, 0.2, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_NONE);
+    assert_float_equal(p, 0.4, 0);
+    assert_true(p < t);
+    /* No synthetic detector (NaN): the manipulation detector alone. */
+    dfd_combine(0.7, 0.6, NAN, NAN, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_MANIPULATED);
+    assert_float_equal(p, 0.7, 0);
+    /* Nothing scored. */
+    dfd_combine(NAN, 0.6, NAN, 0.3, &p, &t, &kind);
+    assert_true(isnan(p));
+    assert_int_equal(kind, DFD_KIND_NONE);
+    /* Thresholds at the ends: the rule is p >= t, whatever the clamped logits say. */
+    dfd_combine(1e-12, 1e-11, 0.5, 0.9, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_NONE);
+    assert_true(p < t);
+    dfd_combine(0.1, 0.5, 1.0, 1.0, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_SYNTHETIC);
+    assert_true(p >= t);
+    /* Both clamped margins 0, only the synthetic one at its threshold: it decides. */
+    dfd_combine(1e-12, 1e-11, 1.0, 1.0, &p, &t, &kind);
+    assert_int_equal(kind, DFD_KIND_SYNTHETIC);
+    assert_float_equal(p, 1.0, 0);
+    assert_true(p >= t);
+    assert_string_equal(dfd_fake_kind_name(DFD_KIND_BOTH), "both");
+    assert_null(dfd_fake_kind_name(DFD_KIND_NONE));
+
+    /* A result: one face swapped (p_m 0.7 >= 0.6), another generated (p_s 0.95 >= 0.5). */
+    dfd_result *r = dfd_result_new("two.jpg", DFD_MEDIA_IMAGE);
+    r->threshold_manipulated = 0.6, r->threshold_synthetic = 0.5;
+    r->p_manipulated = 0.7, r->p_synthetic = 0.95;
+    dfd_result_decide(r);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_FAKE);
+    assert_int_equal(dfd_result_kind(r), DFD_KIND_BOTH);
+    assert_float_equal(dfd_result_p_fake(r), 0.95, 0); /* logit margin 2.94 > 0.44 */
+    assert_float_equal(r->threshold, 0.5, 0);
+    r->p_synthetic = 0.4;
+    dfd_result_decide(r);
+    assert_int_equal(dfd_result_kind(r), DFD_KIND_MANIPULATED);
+    assert_float_equal(dfd_result_p_fake(r), 0.7, 0);
+    assert_float_equal(r->threshold, 0.6, 0);
+    char *s = dfd_result_json(r);
+    json_t *j = parse(s);
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "manipulated");
+    assert_float_equal(json_real_value(json_object_get(j, "p_synthetic")), 0.4, 1e-9);
+    assert_float_equal(json_real_value(json_object_get(j, "threshold_synthetic")), 0.5, 1e-9);
+    json_decref(j);
+    free(s);
+    r->p_manipulated = 0.5;
+    dfd_result_decide(r);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_REAL);
+    assert_int_equal(dfd_result_kind(r), DFD_KIND_NONE);
+    s = dfd_result_json(r);
+    j = parse(s);
+    assert_true(json_is_null(json_object_get(j, "kind"))); /* a kind only for FAKE */
+    json_decref(j);
+    free(s);
     dfd_result_free(r);
 }
 
@@ -121,6 +214,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(image_result_has_all_fields_and_null_frames),
         cmocka_unit_test(verdict_rules_threshold_noface_error),
+        cmocka_unit_test(two_detectors_combine_by_margin),
         cmocka_unit_test(document_is_versioned_and_escapes_names),
         cmocka_unit_test(confident_strategy_matches_hand_computed_cases),
     };

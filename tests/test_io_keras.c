@@ -894,6 +894,7 @@ static void keras3_image_import_to_model_file(void **state) {
     assert_int_equal(m.input_size, SIZE);
     assert_int_equal(m.frames, 0);
     assert_string_equal(m.output, "logit_p_real");
+    assert_string_equal(m.task, "manipulation"); /* the original system detected face swaps */
     assert_float_equal(m.threshold, 0.5, 0);
     /* The caller's contract, its size now the network's input. */
     json_t *pj = json_loads(m.preprocess, 0, NULL), *want = json_loads(pre, 0, NULL);

@@ -133,6 +133,7 @@ static void save_load_forward_is_bit_exact(const char *arch, int size, int frame
     assert_string_equal(got.metrics, "{\"auc\":0.91}");
     assert_string_equal(got.training_data, "DFDC parts 0-9, UTKFace reals");
     assert_string_equal(got.dfd_version, dfd_version());
+    assert_string_equal(got.task, "manipulation"); /* written by default */
     dfd_model_meta_free(&got);
 
     assert_int_equal(nn_graph_param_count(h), nn_graph_param_count(g));
@@ -338,6 +339,7 @@ static void metadata_is_validated(void **state) {
         {"output", "probability", "output meaning 'probability'"},
         {"metrics", "[1,2]", "metrics"},
         {"architecture", "", "architecture"},
+        {"task", "gan", "unknown task 'gan'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         dfd_st_writer *w = dfd_st_writer_new();
@@ -374,6 +376,52 @@ static void metadata_is_validated(void **state) {
     free(dir);
 }
 
+/* What a model detects: "task" is written and read back; a file without it (written
+ * before the field existed) is a manipulation detector; an unknown task is refused. */
+static void task_is_saved_and_defaults_to_manipulation(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *path = tu_join(dir, "s.safetensors");
+    nn_graph *g = build("tiny-cnn", 0, 0, 0);
+    dfd_model_meta m;
+    dfd_error e;
+    meta_for(&m, "tiny-cnn", 32, 0, 1.0f);
+    m.task = strdup("synthetic");
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_OK);
+    nn_graph *h = NULL;
+    dfd_model_meta got;
+    assert_int_equal(dfd_model_load(path, build_from_meta, NULL, &h, &got, &e), DFD_OK);
+    assert_string_equal(got.task, "synthetic");
+    dfd_model_meta_free(&got);
+    nn_graph_free(h);
+    free(m.task);
+    m.task = strdup("deepfake");
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_E_ARG);
+    assert_non_null(strstr(e.message, "unknown task 'deepfake'"));
+    dfd_model_meta_free(&m);
+
+    /* No "task" at all: an old file. */
+    dfd_st_writer *w = dfd_st_writer_new();
+    const char *base[][2] = {{"format", "dfd.model/1"}, {"architecture", "tiny-cnn"}, {"input_size", "32"},
+                             {"threshold", "0.5"},      {"output", "logit_p_fake"}};
+    for (int k = 0; k < 5; k++) dfd_st_writer_set_meta(w, base[k][0], base[k][1], NULL);
+    uint8_t *b;
+    size_t n;
+    assert_int_equal(dfd_st_writer_to_memory(w, &b, &n, NULL), DFD_OK);
+    dfd_st_writer_free(w);
+    dfd_st_file *f;
+    assert_int_equal(dfd_st_open_memory(b, n, "old", &f, NULL), DFD_OK);
+    free(b);
+    assert_int_equal(dfd_model_meta_read(f, &got, &e), DFD_OK);
+    assert_string_equal(got.task, "manipulation");
+    dfd_model_meta_free(&got);
+    dfd_st_close(f);
+    nn_graph_free(g);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_reproduces_outputs),
@@ -381,6 +429,7 @@ int main(void) {
         cmocka_unit_test(mismatches_are_reported_by_name),
         cmocka_unit_test(model_load_names_the_tensor_and_the_file),
         cmocka_unit_test(metadata_is_validated),
+        cmocka_unit_test(task_is_saved_and_defaults_to_manipulation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,9 @@
  * video's progress bar, timeline and thumbnails, an API error, and a phone layout.
  * Screenshots go to build/screenshots/.
  *
- * The server here answers with a stand-in analyzer whose results are fixed (a FAKE face
- * on the image, two REAL tracks over the video's frames), so this proves the page and the
+ * The server here answers with a stand-in analyzer whose results are fixed (a face on the
+ * image that the synthetic-face detector flags and the manipulation detector does not, shown
+ * in words for each; two REAL tracks over the video's frames), so this proves the page and the
  * API's plumbing, not the model; tests/cli/server_e2e.sh runs the real `dfd serve`.
  * Skips (77) when node, Chromium or playwright-core (setup.sh installs them) are missing. */
 #include "testutil.h"
@@ -32,13 +33,15 @@ static int standin_analyze(void *cls, void *state, const char *path, const char 
     if (rc) return rc;
     dfd_result *r = dfd_result_new(name, kind);
     if (!r) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    r->threshold = 0.5;
+    /* Two detectors, both flagging from 0.5. */
+    r->threshold_manipulated = 0.5, r->threshold_synthetic = 0.5;
     if (kind == DFD_MEDIA_IMAGE) {
-        /* examples/astronaut.png (512×512): her face. */
+        /* examples/astronaut.png (512×512): her face, generated (0.91) and not swapped (0.30). */
         r->faces = calloc(1, sizeof *r->faces);
         r->n_faces = 1;
-        r->faces[0] = (dfd_face_res){.id = 0, .box = {170, 60, 150, 185}, .p_fake = 0.91, .p_fake_video_model = NAN};
-        r->p_fake = 0.91;
+        r->faces[0] = (dfd_face_res){.id = 0, .box = {170, 60, 150, 185}, .p_fake = 0.91, .p_manipulated = 0.30,
+                                     .p_synthetic = 0.91, .kind = DFD_KIND_SYNTHETIC, .p_fake_video_model = NAN};
+        r->p_manipulated = 0.30, r->p_synthetic = 0.91;
     } else {
         /* examples/astronaut-clip.mp4 (256×256, 3 s): 15 frames, a face and a small second track. */
         enum { N = 15 };
@@ -59,22 +62,27 @@ static int standin_analyze(void *cls, void *state, const char *path, const char 
             f->n_faces = i % 3 == 0 ? 2 : 1;
             f->faces = calloc((size_t)f->n_faces, sizeof *f->faces);
             double p0 = 0.15 + 0.2 * sin(i * 0.5) * sin(i * 0.5);
-            f->faces[0] = (dfd_face_obs){.track = 0, .box = {84, 28, 76, 96}, .p_fake = p0};
+            f->faces[0] = (dfd_face_obs){.track = 0, .box = {84, 28, 76, 96}, .p_fake = p0, .p_manipulated = p0,
+                                         .p_synthetic = 0.1};
             mx0 = fmax(mx0, p0);
             if (f->n_faces == 2) {
                 double p1 = 0.05 + 0.02 * i;
-                f->faces[1] = (dfd_face_obs){.track = 1, .box = {10, 180, 40, 48}, .p_fake = p1};
+                f->faces[1] = (dfd_face_obs){.track = 1, .box = {10, 180, 40, 48}, .p_fake = p1, .p_manipulated = p1,
+                                             .p_synthetic = 0.1};
                 mx1 = fmax(mx1, p1);
             }
         }
-        r->faces[0] = (dfd_face_res){.id = 0, .box = {84, 28, 76, 96}, .p_fake = mx0, .p_fake_video_model = NAN};
-        r->faces[1] = (dfd_face_res){.id = 1, .box = {10, 180, 40, 48}, .p_fake = mx1, .p_fake_video_model = NAN};
+        r->faces[0] = (dfd_face_res){.id = 0, .box = {84, 28, 76, 96}, .p_fake = mx0, .p_manipulated = mx0,
+                                     .p_synthetic = 0.1, .p_fake_video_model = NAN};
+        r->faces[1] = (dfd_face_res){.id = 1, .box = {10, 180, 40, 48}, .p_fake = mx1, .p_manipulated = mx1,
+                                     .p_synthetic = 0.1, .p_fake_video_model = NAN};
         for (int k = 0; k < 2; k++) { /* the sampled frames where each track was seen */
             r->faces[k].frames = calloc(N, sizeof(int));
             for (int i = 0; i < N; i++)
                 if (k == 0 || i % 3 == 0) r->faces[k].frames[r->faces[k].n_frames++] = r->frames[i].index;
         }
-        r->p_fake = fmax(mx0, mx1); /* a file is as fake as its most suspicious track */
+        r->p_manipulated = fmax(mx0, mx1); /* a file is as fake as its most suspicious track */
+        r->p_synthetic = 0.1;
     }
     dfd_result_decide(r);
     *out = r;
@@ -100,7 +108,9 @@ static void page_in_headless_chromium(void **state) {
     char *video = tu_join(tu_source_dir(), "examples/astronaut-clip.mp4");
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "DFD_EXPECT_IMAGE=FAKE DFD_EXPECT_VIDEO=REAL DFD_EXPECT_PROGRESS=1 node '%s' http://127.0.0.1:%d/ '%s' '%s' '%s' 1>&2",
+             "DFD_EXPECT_IMAGE=FAKE DFD_EXPECT_VIDEO=REAL DFD_EXPECT_PROGRESS=1 DFD_EXPECT_IMAGE_KIND=synthetic "
+             "DFD_EXPECT_IMAGE_FINDINGS='Looks AI-generated (91.0 %%, flagged from 50.0 %%)|No sign of a face swap or "
+             "alteration (30.0 %%, flagged from 50.0 %%)' node '%s' http://127.0.0.1:%d/ '%s' '%s' '%s' 1>&2",
              script, s.port, image, video, shots);
     int rc = tu_run(cmd, NULL);
     assert_int_equal(th_stop(&s), DFD_OK);

@@ -94,13 +94,19 @@ static int fake_analyze(void *cls, void *state, const char *path, const char *na
     if (fail) return dfd_fail(err, fail, "stand-in failure %d", fail);
     dfd_result *r = dfd_result_new(name, video ? DFD_MEDIA_VIDEO : DFD_MEDIA_IMAGE);
     assert_non_null(r);
-    r->threshold = 0.5;
-    double p = param(text, "p", 0.5);
+    r->threshold_manipulated = 0.5;
+    double p = param(text, "p", 0.5), ps = param(text, "ps", -1); /* ps: a synthetic-face detector's */
+    if (ps >= 0) r->threshold_synthetic = param(text, "ts", 0.5);
     if (p >= 0) {
         r->faces = calloc(1, sizeof *r->faces);
         r->n_faces = 1;
-        r->faces[0] = (dfd_face_res){.id = 0, .box = {10, 20, 30, 40}, .p_fake = p, .p_fake_video_model = NAN};
-        r->p_fake = p;
+        r->faces[0] = (dfd_face_res){.id = 0, .box = {10, 20, 30, 40}, .p_manipulated = p,
+                                     .p_synthetic = ps >= 0 ? ps : NAN, .p_fake_video_model = NAN};
+        double t;
+        dfd_combine(p, r->threshold_manipulated, r->faces[0].p_synthetic, r->threshold_synthetic, &r->faces[0].p_fake,
+                    &t, &r->faces[0].kind);
+        r->p_manipulated = p;
+        r->p_synthetic = r->faces[0].p_synthetic;
         if (video) {
             r->frames = calloc((size_t)steps, sizeof *r->frames);
             r->n_frames = steps;
@@ -109,7 +115,9 @@ static int fake_analyze(void *cls, void *state, const char *path, const char *na
                 r->frames[i].time_s = i * 0.3;
                 r->frames[i].faces = calloc(1, sizeof(dfd_face_obs));
                 r->frames[i].n_faces = 1;
-                r->frames[i].faces[0] = (dfd_face_obs){.track = 0, .box = {10, 20, 30, 40}, .p_fake = p};
+                r->frames[i].faces[0] = (dfd_face_obs){.track = 0, .box = {10, 20, 30, 40}, .p_fake = r->faces[0].p_fake,
+                                                        .p_manipulated = p, .p_synthetic = r->faces[0].p_synthetic,
+                                                        .kind = r->faces[0].kind};
             }
         }
     }
@@ -315,8 +323,14 @@ static void predict_image_answers_like_the_original(void **state) {
         const char *instr;
         const char *pred;
         double raw;
-    } cases[] = {{"p=0.2", "REAL", 0.8}, {"p=0.9", "FAKE", 0.1}, {"p=0.5", "FAKE", 0.5}};
-    for (int i = 0; i < 3; i++) {
+    } cases[] = {{"p=0.2", "REAL", 0.8},
+                 {"p=0.9", "FAKE", 0.1},
+                 {"p=0.5", "FAKE", 0.5},
+                 /* With a synthetic-face detector: its firing makes the verdict, and raw_score is
+                  * 1 - the score of the detector past its threshold by more (0.7 vs 0.3). */
+                 {"p=0.2 ps=0.7 ts=0.3", "FAKE", 0.3},
+                 {"p=0.2 ps=0.25 ts=0.3", "REAL", 0.75}};
+    for (int i = 0; i < 5; i++) {
         size_t n;
         char *img = image_with(cases[i].instr, &n);
         th_resp r = th_upload(s.port, "/predict_image", "face.jpg", img, n);
@@ -328,6 +342,7 @@ static void predict_image_answers_like_the_original(void **state) {
         double conf = json_number_value(json_object_get(j, "confidence"));
         assert_true(fabs(conf - 100 * fmax(cases[i].raw, 1 - cases[i].raw)) < 1e-9);
         assert_true(json_is_null(json_object_get(j, "error")));
+        assert_int_equal(json_object_size(j), 4); /* the original's shape, nothing added */
         json_decref(j);
         th_resp_free(&r);
         free(img);

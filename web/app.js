@@ -273,6 +273,7 @@
         : (faces.length === 1 ? '1 face' : faces.length + ' faces');
       detail = what + ' found. The file scores as its most suspicious face' +
         (typeof r.threshold === 'number' ? '; FAKE from ' + pct(r.threshold) + ' up' : '') + '.';
+      if (v === 'FAKE' && KIND_WORDS[r.kind]) detail += ' ' + KIND_WORDS[r.kind];
     }
     el.detail.textContent = detail;
     show(el.result, true);
@@ -292,6 +293,27 @@
     el.verdict.focus();
   }
 
+  // What a FAKE verdict's kind means, for someone who is not an expert.
+  const KIND_WORDS = {
+    manipulated: 'A face looks swapped or altered.',
+    synthetic: 'A face looks AI-generated: a person who may never have existed.',
+    both: 'A face looks AI-generated, and a face looks swapped or altered.',
+  };
+
+  // One detector's finding on a face, in words, with its score and the point from which it flags.
+  function finding(fired, yes, no, p, threshold) {
+    const span = document.createElement('span');
+    span.className = 'finding' + (fired ? ' fired' : '');
+    let text = fired ? yes : no;
+    if (typeof p === 'number') {
+      text += ' (' + pct(p) + (typeof threshold === 'number' ? ', flagged from ' + pct(threshold) : '') + ')';
+    }
+    span.textContent = text;
+    return span;
+  }
+
+  function fires(p, threshold) { return typeof p === 'number' && typeof threshold === 'number' && p >= threshold; }
+
   function trackColour(id) { return TRACK_COLOURS[Math.abs(id) % TRACK_COLOURS.length]; }
 
   function listFaces(r) {
@@ -307,6 +329,20 @@
       if (typeof f.p_fake_video_model === 'number') text += ' (video model ' + pct(f.p_fake_video_model) + ')';
       if (f.frames && f.frames.length) text += ', seen in ' + f.frames.length + (f.frames.length === 1 ? ' frame' : ' frames');
       li.appendChild(document.createTextNode(text));
+      li.dataset.kind = f.kind || '';
+      // Each detector's finding in words: the synthetic-face one (when the server runs one)
+      // and the manipulation one, each against its own threshold.
+      const found = document.createElement('div');
+      found.className = 'findings';
+      if (typeof f.p_synthetic === 'number') {
+        found.appendChild(finding(fires(f.p_synthetic, r.threshold_synthetic), 'Looks AI-generated',
+          'Does not look AI-generated', f.p_synthetic, r.threshold_synthetic));
+      }
+      const pm = typeof f.p_manipulated === 'number' ? f.p_manipulated : f.p_fake;
+      const tm = typeof r.threshold_manipulated === 'number' ? r.threshold_manipulated : r.threshold;
+      found.appendChild(finding(fires(pm, tm), 'Face looks swapped or altered', 'No sign of a face swap or alteration',
+        pm, tm));
+      li.appendChild(found);
       el.faces.appendChild(li);
     });
   }
@@ -396,15 +432,19 @@
     ctx.textAlign = 'center';
     const step = niceStep(tmax / 6);
     for (let t = 0; t <= tmax + 1e-9; t += step) ctx.fillText(t.toFixed(step < 1 ? 1 : 0) + ' s', X(t), H - 10);
-    if (typeof r.threshold === 'number') {
-      ctx.setLineDash([6, 4]);
+    // The decision threshold; with a synthetic-face check beside the manipulation check, each
+    // check's own (a frame's P(fake) is the score of the check closer to flagging it).
+    const lines = typeof r.threshold_synthetic === 'number' && typeof r.threshold_manipulated === 'number'
+      ? [r.threshold_manipulated, r.threshold_synthetic] : (typeof r.threshold === 'number' ? [r.threshold] : []);
+    lines.forEach((th, k) => {
+      ctx.setLineDash(k ? [2, 4] : [6, 4]);
       ctx.strokeStyle = muted;
       ctx.beginPath();
-      ctx.moveTo(L, Y(r.threshold));
-      ctx.lineTo(W - R, Y(r.threshold));
+      ctx.moveTo(L, Y(th));
+      ctx.lineTo(W - R, Y(th));
       ctx.stroke();
       ctx.setLineDash([]);
-    }
+    });
     let points = 0;
     el.legend.textContent = '';
     const face = new Map((r.faces || []).map((f) => [f.id, f]));

@@ -76,6 +76,18 @@ typedef enum dfd_verdict {
 /* Name of a verdict as printed and serialised: "REAL", "FAKE", "NO_FACE", "ERROR". */
 const char *dfd_verdict_name(dfd_verdict v);
 
+/* What kind of fake a FAKE verdict is: which detector fired at its own threshold.
+ * Values are bit sets (BOTH = MANIPULATED | SYNTHETIC). */
+typedef enum dfd_fake_kind {
+    DFD_KIND_NONE = 0,        /* not judged fake (REAL, NO_FACE, ERROR) */
+    DFD_KIND_MANIPULATED = 1, /* the manipulation detector fired: a real face swapped or altered */
+    DFD_KIND_SYNTHETIC = 2,   /* the synthetic-face detector fired: a face generated whole (GAN, diffusion) */
+    DFD_KIND_BOTH = 3         /* both fired */
+} dfd_fake_kind;
+
+/* "manipulated", "synthetic", "both"; NULL for DFD_KIND_NONE. */
+const char *dfd_fake_kind_name(dfd_fake_kind k);
+
 typedef enum dfd_aggregation {
     DFD_AGG_CONFIDENT = 0, /* DFDC winner's "confident strategy" (default) */
     DFD_AGG_MEAN = 1
@@ -87,9 +99,16 @@ typedef struct dfd_options {
     const char *models_dir;    /* where default and face models live; NULL = built-in search */
     int threads;               /* 0 = all cores */
     int frames;                /* frames sampled per video, default 30 */
-    double threshold;          /* < 0: use the model's stored threshold */
+    double threshold;          /* < 0: use the model's stored threshold (of the image model:
+                                * the synthetic-face model always uses its own) */
     dfd_aggregation aggregation;
     dfd_limits limits;
+    /* A second detector, for synthetic (generated) faces, scoring every face beside the
+     * image model; the file is FAKE when either fires at its own threshold. */
+    const char *synthetic_model; /* safetensors path (task "synthetic"); NULL = the newest
+                                  * dfd-synthetic-*.safetensors beside the default image model
+                                  * (same search), none when there is none */
+    int no_synthetic;            /* 1: no synthetic-face detector at all */
 } dfd_options;
 
 void dfd_options_default(dfd_options *o);
@@ -113,7 +132,12 @@ int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *n
                        dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err);
 
 dfd_verdict dfd_result_verdict(const dfd_result *r);
-double dfd_result_p_fake(const dfd_result *r);        /* NaN when there is none */
+/* The score behind the verdict: of the detector that crossed its threshold most (or came
+ * closest to it), compared with that detector's threshold; NaN when there is none. */
+double dfd_result_p_fake(const dfd_result *r);
+double dfd_result_p_manipulated(const dfd_result *r); /* the manipulation detector's; NaN when none */
+double dfd_result_p_synthetic(const dfd_result *r);   /* the synthetic-face detector's; NaN when none ran */
+dfd_fake_kind dfd_result_kind(const dfd_result *r);    /* DFD_KIND_NONE unless the verdict is FAKE */
 const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
 /* The result as one element of the dfd.result/1 "results" array (a JSON object).
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */

@@ -19,14 +19,22 @@ const char cmd_scan_help[] =
     "  --json               print one dfd.result/1 JSON document (docs/result-schema.md)\n"
     "  --model-image PATH   image model (.safetensors); default: the shipped model\n"
     "  --model-video PATH   video model (CNN-LSTM); default: per-frame scores over time\n"
+    "  --model-synthetic PATH  synthetic-face model (task 'synthetic'), run beside the image\n"
+    "                       model; default: models/dfd-synthetic-*.safetensors when present\n"
+    "  --no-synthetic       no synthetic-face detector, even when the default one is present\n"
     "  --models DIR         where the default and face models live\n"
     "  --frames N           frames sampled per video (default 30)\n"
-    "  --threshold T        decision threshold on P(fake) (default: the model's own)\n"
+    "  --threshold T        the image model's decision threshold (default: its own; the\n"
+    "                       synthetic-face model always uses its own)\n"
     "  --aggregate HOW      confident (default) or mean, over a track's frames\n"
     "  --threads N          CPU threads (default: all cores)\n"
     "  -r, --recursive      walk sub-directories\n"
     "  -q, --quiet          no progress bar\n\n"
     "Verdicts: FAKE, REAL, NO_FACE (no face to judge), ERROR (the file could not be read).\n"
+    "A file is FAKE when either detector reaches its own threshold; the percentage is the score\n"
+    "of the detector that went furthest past (or came closest to) its threshold. With a\n"
+    "synthetic-face detector, each line also gives both scores and, for FAKE, the kind:\n"
+    "manipulated (a real face swapped or altered), synthetic (a generated face) or both.\n"
     "Exit codes: 0 every file was analysed (whatever the verdicts), 1 some file failed,\n"
     "2 usage error.\n";
 
@@ -64,19 +72,28 @@ static void print_human(const dfd_result *r, int color) {
     if (r->media == DFD_MEDIA_VIDEO) {
         printf("  (%d %s, %d frames", r->n_faces, r->n_faces == 1 ? "face track" : "face tracks", r->n_frames);
         if (r->frames_skipped) printf(", %d skipped", r->frames_skipped);
-        printf(")\n");
+        printf(")");
     } else {
-        printf("  (%d %s)\n", r->n_faces, r->n_faces == 1 ? "face" : "faces");
+        printf("  (%d %s)", r->n_faces, r->n_faces == 1 ? "face" : "faces");
     }
+    /* Both detectors' scores when a synthetic-face detector ran (without one the line is
+     * as it always was, and a FAKE is necessarily a manipulation). */
+    if (!isnan(r->p_synthetic) && !isnan(r->p_manipulated)) {
+        printf("  manipulated %.1f%%, synthetic %.1f%%", 100.0 * r->p_manipulated, 100.0 * r->p_synthetic);
+        const char *kind = r->verdict == DFD_VERDICT_FAKE ? dfd_fake_kind_name((dfd_fake_kind)r->kind) : NULL;
+        if (kind) printf(": %s", kind);
+    }
+    printf("\n");
 }
 
 int cmd_scan(int argc, char **argv) {
-    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS };
+    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN };
     static const struct option opts[] = {
         {"json", no_argument, 0, O_JSON},           {"model-image", required_argument, 0, O_MIMG},
         {"model-video", required_argument, 0, O_MVID}, {"models", required_argument, 0, O_MODELS},
         {"frames", required_argument, 0, O_FRAMES}, {"threshold", required_argument, 0, O_THRESH},
         {"aggregate", required_argument, 0, O_AGG}, {"threads", required_argument, 0, O_THREADS},
+        {"model-synthetic", required_argument, 0, O_MSYN}, {"no-synthetic", no_argument, 0, O_NOSYN},
         {"recursive", no_argument, 0, 'r'},         {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0}};
     dfd_options o;
@@ -90,6 +107,8 @@ int cmd_scan(int argc, char **argv) {
         case O_JSON: json = 1; break;
         case O_MIMG: o.image_model = optarg; break;
         case O_MVID: o.video_model = optarg; break;
+        case O_MSYN: o.synthetic_model = optarg; break;
+        case O_NOSYN: o.no_synthetic = 1; break;
         case O_MODELS: o.models_dir = optarg; break;
         case O_FRAMES:
             if (cli_parse_int(optarg, 1, 1000, &v)) return cli_usage_error("scan", "--frames must be 1..1000");
@@ -117,6 +136,8 @@ int cmd_scan(int argc, char **argv) {
         }
     }
     if (optind >= argc) return cli_usage_error("scan", "no file given");
+    if (o.synthetic_model && o.no_synthetic)
+        return cli_usage_error("scan", "--model-synthetic and --no-synthetic contradict each other");
 
     cli_file_list files = {0};
     int status = DFD_EXIT_OK;

@@ -37,6 +37,9 @@ const char cmd_serve_help[] =
     "  --models DIR         where the default and face models are\n"
     "  --model-image P      image model (safetensors)\n"
     "  --model-video P      video model (safetensors)\n"
+    "  --model-synthetic P  synthetic-face model, run beside the image model (default:\n"
+    "                       dfd-synthetic-*.safetensors beside the default image model, if any)\n"
+    "  --no-synthetic       no synthetic-face detector\n"
     "  --frames N           frames sampled per video (default 30)\n\n"
     "  -q, --quiet          no request log\n";
 
@@ -128,6 +131,11 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--model-video")) {
             NEED_VALUE();
             opts.video_model = v;
+        } else if (!strcmp(a, "--model-synthetic")) {
+            NEED_VALUE();
+            opts.synthetic_model = v;
+        } else if (!strcmp(a, "--no-synthetic")) {
+            opts.no_synthetic = 1;
         } else if (!strcmp(a, "--frames")) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("serve", "--frames must be 1..10000");
@@ -144,7 +152,9 @@ int cmd_serve(int argc, char **argv) {
 
     /* Models named on the command line must load; with the defaults, the server still
      * starts without one (status and page work, analyses answer 503 saying why). */
-    c.require_models = opts.image_model != NULL || opts.video_model != NULL;
+    if (opts.synthetic_model && opts.no_synthetic)
+        return cli_usage_error("serve", "--model-synthetic and --no-synthetic contradict each other");
+    c.require_models = opts.image_model != NULL || opts.video_model != NULL || opts.synthetic_model != NULL;
     dfd_server_analyzer an;
     dfd_server_library_analyzer(&an, &opts);
     c.analyzer = &an;

@@ -22,6 +22,8 @@ const char cmd_train_help[] =
     "  --arch NAME            image: mobilenet_v2-image, xception-image, tiny-cnn;\n"
     "                         video: mobilenet_v2-video, xception-video, tiny-video\n"
     "  --data DIR             training data; --layout auto|generic|celebdf|ffpp|dfdc\n"
+    "  --task T               what the fakes are: manipulation (swapped or altered real faces,\n"
+    "                         the default) or synthetic (generated faces); written into the model\n"
     "  --val DIR              validation folder (default: --val-fraction of --data, by group)\n"
     "  --val-fraction F       share of groups for validation (0.2)\n"
     "  --extra-real DIR       more real faces, training only (also self-blending sources)\n"
@@ -177,6 +179,7 @@ int cmd_train(int argc, char **argv) {
         if (0) {
         }
         STR("--arch", o.arch)
+        STR("--task", o.task)
         STR("--data", o.data)
         STR("--val", o.val)
         STR("--out", o.out)
@@ -301,6 +304,10 @@ int cmd_train(int argc, char **argv) {
     if (sbi_margin > 0) dfd_sbi_opts_for_margin(&o.sbi, sbi_margin, 0);
     if (!o.arch) return cli_usage_error(cmd, "--arch is required");
     if (!o.data) return cli_usage_error(cmd, "--data is required");
+    if (o.task && strcmp(o.task, "manipulation") != 0 && strcmp(o.task, "synthetic") != 0)
+        return cli_usage_error(cmd, "--task must be 'manipulation' or 'synthetic', not '%s'", o.task);
+    if (o.task && o.video && strcmp(o.task, "synthetic") == 0)
+        return cli_usage_error(cmd, "--task synthetic is for image models only");
     dfd_error err;
     dfd_error_clear(&err);
     if (preview) {

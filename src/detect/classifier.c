@@ -107,6 +107,9 @@ const char *dfd_classifier_name(const dfd_classifier *c) { return c->name; }
 double dfd_classifier_threshold(const dfd_classifier *c) { return c->meta.threshold; }
 const dfd_crop_contract *dfd_classifier_contract(const dfd_classifier *c) { return &c->crop; }
 int dfd_classifier_frames(const dfd_classifier *c) { return c->is_video ? c->meta.frames : 0; }
+const char *dfd_classifier_task(const dfd_classifier *c) {
+    return c->meta.task ? c->meta.task : DFD_MODEL_TASK_MANIPULATION;
+}
 
 static double to_p_fake(const dfd_classifier *c, float y) {
     double p = c->output_logit ? 1.0 / (1.0 + exp(-(double)y)) : (double)y;

@@ -22,7 +22,9 @@
 typedef struct dfd_face_obs {
     int track;          /* id of the face (image) or track (video) it belongs to */
     float box[4];       /* x, y, w, h in source pixels */
-    double p_fake;      /* NaN when not scored */
+    double p_fake;      /* combined (dfd_combine); NaN when not scored */
+    double p_manipulated, p_synthetic; /* each detector's; NaN when not scored / no such detector */
+    int kind;           /* dfd_fake_kind */
 } dfd_face_obs;
 
 typedef struct dfd_frame_res {
@@ -36,7 +38,10 @@ typedef struct dfd_frame_res {
 typedef struct dfd_face_res {
     int id;
     float box[4];       /* image: the face's box; video: the box in its best-scored frame */
-    double p_fake;      /* aggregated */
+    double p_fake;      /* combined (dfd_combine) from the two below */
+    double p_manipulated; /* aggregated over time (and with the video model) */
+    double p_synthetic;   /* aggregated over time; NaN without a synthetic-face detector */
+    int kind;             /* dfd_fake_kind */
     double p_fake_video_model; /* from the CNN-LSTM when one ran, else NaN */
     int *frames;        /* frame indices (video), n_frames of them */
     int n_frames;
@@ -46,10 +51,13 @@ struct dfd_result {
     char *file;
     dfd_media_kind media;
     int verdict;                /* dfd_verdict */
-    double p_fake;              /* NaN when none */
-    double threshold;
+    double p_fake;              /* combined, set by dfd_result_decide; NaN when none */
+    double threshold;           /* the threshold p_fake is compared with (its detector's) */
+    double p_manipulated, threshold_manipulated; /* the maximum over faces; the threshold used */
+    double p_synthetic, threshold_synthetic;     /* NaN without a synthetic-face detector */
+    int kind;                   /* dfd_fake_kind, set by dfd_result_decide */
     char *error;                /* NULL when none */
-    char *model_image, *model_video; /* names of the models used, or NULL */
+    char *model_image, *model_video, *model_synthetic; /* names of the models used, or NULL */
     dfd_face_res *faces;
     int n_faces;
     dfd_frame_res *frames;      /* videos only */
@@ -62,8 +70,22 @@ struct dfd_result {
 dfd_result *dfd_result_new(const char *file, dfd_media_kind media);
 /* Marks the result as ERROR with a message (copied). Returns DFD_OK or DFD_E_NOMEM. */
 int dfd_result_set_error(dfd_result *r, const char *message);
-/* Sets the verdict from p_fake, threshold and whether any face was scored. */
+/* Sets p_fake, threshold, kind and the verdict from p_manipulated, threshold_manipulated,
+ * p_synthetic and threshold_synthetic (dfd_combine), and whether there is an error. */
 void dfd_result_decide(dfd_result *r);
+
+/* ---- Two detectors (combine.c) -------------------------------------------------------- */
+
+/* How far p is past threshold t, as logit(p) - logit(t) (>= 0 when p >= t; p and t
+ * clamped to [1e-9, 1 - 1e-9]); -inf when p is NaN. */
+double dfd_detector_margin(double p, double t);
+/* Combines the manipulation detector's score p_m (threshold t_m) and the synthetic-face
+ * detector's p_s (t_s; NaN when there is none): *kind is the set of detectors with
+ * p >= t (dfd_fake_kind); *p_fake and *threshold are the score and threshold of the
+ * detector that fired (when one did), else of the one with the larger margin (the
+ * manipulation detector on a tie), so that p_fake >= threshold exactly when kind != 0.
+ * Both NaN: *p_fake NaN, *threshold t_m, kind 0. */
+void dfd_combine(double p_m, double t_m, double p_s, double t_s, double *p_fake, double *threshold, int *kind);
 /* The result as a jansson object (json_t *, returned as void * so this header does
  * not pull jansson in); NULL on no memory. The caller owns the reference. */
 void *dfd_result_to_json(const dfd_result *r);
@@ -82,6 +104,7 @@ const char *dfd_classifier_name(const dfd_classifier *c);      /* file name with
 double dfd_classifier_threshold(const dfd_classifier *c);      /* stored in the model */
 const struct dfd_crop_contract *dfd_classifier_contract(const dfd_classifier *c);
 int dfd_classifier_frames(const dfd_classifier *c);            /* 0 for image models */
+const char *dfd_classifier_task(const dfd_classifier *c);      /* "manipulation" or "synthetic" */
 /* P(fake) of n crops (each contract-size square RGB); flip_tta averages with the mirror. */
 int dfd_classifier_score(dfd_classifier *c, const dfd_image *crops, int n, int flip_tta, double *p_fake,
                          dfd_error *err);
@@ -91,6 +114,10 @@ int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int
 /* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
  * built-in search: $DFD_MODELS_DIR, ./models, the executable's ../models). */
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err);
+/* Finds the default synthetic-face model: the newest dfd-synthetic-*.safetensors in the
+ * folder where dfd_default_image_model finds its model. DFD_E_NOT_FOUND when there is none
+ * (it is optional). */
+int dfd_default_synthetic_model(const char *dir, char *buf, size_t cap, dfd_error *err);
 
 /* Aggregation of the per-frame P(fake) of one track. */
 double dfd_aggregate(const double *p, int n, dfd_aggregation how);

@@ -4,7 +4,9 @@
  * is fake if any face in it is). Videos: N frames sampled evenly, faces detected and linked
  * into tracks (one per person), every crop scored, each track's scores aggregated over time
  * (and combined with the video model's score when one is loaded); the clip's P(fake) is the
- * maximum over tracks. */
+ * maximum over tracks. With a synthetic-face model loaded, every face is also cropped by
+ * that model's contract and scored by it, aggregated the same way, and the two detectors'
+ * scores are combined per face, frame, track and file (combine.c). */
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 
 #include "detect/detect.h"
 #include "face/face.h"
+#include "io/model_file.h"
 #include "media/media.h"
 
 struct dfd_ctx {
@@ -23,6 +26,7 @@ struct dfd_ctx {
     int min_face; /* the detector's smallest face (pixels), as created */
     dfd_classifier *img;
     dfd_classifier *vid;
+    dfd_classifier *syn; /* the synthetic-face detector, or NULL */
 };
 
 void dfd_options_default(dfd_options *o) {
@@ -35,15 +39,17 @@ void dfd_options_default(dfd_options *o) {
 
 /* ---- Finding the default model ------------------------------------------------- */
 
-static int newest_image_model(const char *dir, char *buf, size_t cap) {
+/* The newest (by name) prefix*.safetensors in dir. */
+static int newest_model(const char *dir, const char *prefix, char *buf, size_t cap) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     char best[256] = "";
     struct dirent *e;
     const char *suffix = ".safetensors";
+    size_t pl = strlen(prefix);
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name), sl = strlen(suffix);
-        if (strncmp(e->d_name, "dfd-image-", 10) != 0 || n <= sl || n >= sizeof best) continue;
+        if (strncmp(e->d_name, prefix, pl) != 0 || n <= sl || n >= sizeof best) continue;
         if (strcmp(e->d_name + n - sl, suffix) != 0) continue;
         if (strcmp(e->d_name, best) > 0) snprintf(best, sizeof best, "%s", e->d_name);
     }
@@ -52,6 +58,8 @@ static int newest_image_model(const char *dir, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/%s", dir, best);
     return 1;
 }
+
+static int newest_image_model(const char *dir, char *buf, size_t cap) { return newest_model(dir, "dfd-image-", buf, cap); }
 
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
     if (dir && *dir) {
@@ -77,6 +85,18 @@ int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *e
                     "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
 }
 
+int dfd_default_synthetic_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    char img[4400];
+    dfd_error e;
+    if (dfd_default_image_model(dir, img, sizeof img, &e) != DFD_OK)
+        return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model: %s", e.message);
+    char *slash = strrchr(img, '/');
+    if (slash) *slash = '\0';
+    if (newest_model(slash ? img : ".", "dfd-synthetic-", buf, cap)) return DFD_OK;
+    return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model (dfd-synthetic-*.safetensors) in '%s'",
+                    slash ? img : ".");
+}
+
 /* ---- Context ------------------------------------------------------------------- */
 
 void dfd_ctx_destroy(dfd_ctx *ctx) {
@@ -84,6 +104,7 @@ void dfd_ctx_destroy(dfd_ctx *ctx) {
     dfd_face_detector_free(ctx->faces);
     dfd_classifier_free(ctx->img);
     dfd_classifier_free(ctx->vid);
+    dfd_classifier_free(ctx->syn);
     free(ctx->models_dir);
     free(ctx);
 }
@@ -111,10 +132,39 @@ int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err) {
         rc = dfd_fail(err, DFD_E_MODEL, "'%s' is a video model; pass it with --model-video", path);
         goto fail;
     }
+    if (strcmp(dfd_classifier_task(ctx->img), DFD_MODEL_TASK_MANIPULATION) != 0) {
+        rc = dfd_fail(err, DFD_E_MODEL, "'%s' is a synthetic-face model (task '%s'); pass it with --model-synthetic",
+                      path, dfd_classifier_task(ctx->img));
+        goto fail;
+    }
     if (o->video_model) {
         if ((rc = dfd_classifier_load(o->video_model, o->threads, &ctx->vid, err))) goto fail;
         if (dfd_classifier_frames(ctx->vid) == 0) {
             rc = dfd_fail(err, DFD_E_MODEL, "'%s' is an image model, not a video model", o->video_model);
+            goto fail;
+        }
+        if (strcmp(dfd_classifier_task(ctx->vid), DFD_MODEL_TASK_MANIPULATION) != 0) {
+            rc = dfd_fail(err, DFD_E_MODEL, "'%s': video models must detect manipulation, and this one's task is '%s'",
+                          o->video_model, dfd_classifier_task(ctx->vid));
+            goto fail;
+        }
+    }
+    /* The synthetic-face detector: named, or the default beside the default image model
+     * when there is one (optional: none found is no error). A model named or found must load. */
+    const char *syn_path = NULL;
+    if (!o->no_synthetic) {
+        if (o->synthetic_model) {
+            syn_path = o->synthetic_model;
+        } else if (dfd_default_synthetic_model(o->models_dir, path, sizeof path, NULL) == DFD_OK) {
+            syn_path = path;
+        }
+    }
+    if (syn_path) {
+        if ((rc = dfd_classifier_load(syn_path, o->threads, &ctx->syn, err))) goto fail;
+        if (dfd_classifier_frames(ctx->syn) != 0 ||
+            strcmp(dfd_classifier_task(ctx->syn), DFD_MODEL_TASK_SYNTHETIC) != 0) {
+            rc = dfd_fail(err, DFD_E_MODEL, "'%s' is not a synthetic-face image model (task '%s'%s)", syn_path,
+                          dfd_classifier_task(ctx->syn), dfd_classifier_frames(ctx->syn) ? ", a video model" : "");
             goto fail;
         }
     }
@@ -130,7 +180,7 @@ int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err) {
     if ((rc = dfd_face_detector_create(&fo, &ctx->faces, err))) goto fail;
     ctx->min_face = fo.min_face;
     /* The strings in o belong to the caller and may not outlive this call. */
-    o->image_model = o->video_model = o->models_dir = NULL;
+    o->image_model = o->video_model = o->models_dir = o->synthetic_model = NULL;
     *out = ctx;
     return DFD_OK;
 fail:
@@ -140,6 +190,28 @@ fail:
 
 static double threshold_of(const dfd_ctx *ctx) {
     return ctx->o.threshold >= 0 ? ctx->o.threshold : dfd_classifier_threshold(ctx->img);
+}
+
+/* The synthetic-face detector's threshold (its own); NaN without one. */
+static double threshold_syn(const dfd_ctx *ctx) { return ctx->syn ? dfd_classifier_threshold(ctx->syn) : NAN; }
+
+static void set_thresholds(const dfd_ctx *ctx, dfd_result *r) {
+    r->threshold = r->threshold_manipulated = threshold_of(ctx);
+    r->threshold_synthetic = threshold_syn(ctx);
+}
+
+/* Scores n crops by one classifier, cropping each face by that classifier's contract. */
+static int crop_and_score(dfd_classifier *c, const dfd_image *img, const dfd_face *faces, int n, double *p,
+                          dfd_error *err) {
+    dfd_image *crops = calloc((size_t)n, sizeof *crops);
+    if (!crops) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    const dfd_crop_contract *cc = dfd_classifier_contract(c);
+    int rc = DFD_OK;
+    for (int i = 0; i < n && rc == DFD_OK; i++) rc = dfd_face_crop(img, &faces[i], cc, &crops[i], err);
+    if (rc == DFD_OK) rc = dfd_classifier_score(c, crops, n, 1, p, err);
+    for (int i = 0; i < n; i++) dfd_image_free(&crops[i]);
+    free(crops);
+    return rc;
 }
 
 /* ---- Images -------------------------------------------------------------------- */
@@ -152,32 +224,34 @@ static int analyze_image(dfd_ctx *ctx, const dfd_image *img, dfd_result *r, dfd_
     r->t_faces_ms = dfd_now_ms() - t0;
     if (rc) return rc;
     if (n == 0) return DFD_OK; /* NO_FACE */
-    const dfd_crop_contract *cc = dfd_classifier_contract(ctx->img);
-    dfd_image *crops = calloc((size_t)n, sizeof *crops);
-    double *p = calloc((size_t)n, sizeof *p);
+    double *p = calloc((size_t)n, sizeof *p), *ps = calloc((size_t)n, sizeof *ps);
     r->faces = calloc((size_t)n, sizeof *r->faces);
-    if (!crops || !p || !r->faces) {
+    if (!p || !ps || !r->faces) {
         rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
         goto out;
     }
     t0 = dfd_now_ms();
-    for (int i = 0; i < n && rc == DFD_OK; i++) rc = dfd_face_crop(img, &faces[i], cc, &crops[i], err);
-    if (rc == DFD_OK) rc = dfd_classifier_score(ctx->img, crops, n, 1, p, err);
+    rc = crop_and_score(ctx->img, img, faces, n, p, err);
+    for (int i = 0; i < n; i++) ps[i] = NAN;
+    if (rc == DFD_OK && ctx->syn) rc = crop_and_score(ctx->syn, img, faces, n, ps, err);
     r->t_classify_ms = dfd_now_ms() - t0;
     if (rc) goto out;
     r->n_faces = n;
+    double tm = threshold_of(ctx), ts = threshold_syn(ctx);
     for (int i = 0; i < n; i++) {
         dfd_face_res *f = &r->faces[i];
         f->id = i;
         memcpy(f->box, faces[i].box, sizeof f->box);
-        f->p_fake = p[i];
+        f->p_manipulated = p[i];
+        f->p_synthetic = ps[i];
+        dfd_combine(p[i], tm, ps[i], ts, &f->p_fake, &(double){0}, &f->kind);
         f->p_fake_video_model = NAN;
-        if (isnan(r->p_fake) || p[i] > r->p_fake) r->p_fake = p[i];
+        if (isnan(r->p_manipulated) || p[i] > r->p_manipulated) r->p_manipulated = p[i];
+        if (!isnan(ps[i]) && (isnan(r->p_synthetic) || ps[i] > r->p_synthetic)) r->p_synthetic = ps[i];
     }
 out:
-    for (int i = 0; crops && i < n; i++) dfd_image_free(&crops[i]);
-    free(crops);
     free(p);
+    free(ps);
     free(faces);
     return rc;
 }
@@ -376,35 +450,51 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
 
     t0 = dfd_now_ms();
     const dfd_crop_contract *cc = dfd_classifier_contract(ctx->img);
+    const double tm = threshold_of(ctx), ts = threshold_syn(ctx);
     for (int ti = 0; ti < nt && rc == DFD_OK; ti++) {
         const dfd_face_track *t = &tracks[ti];
         dfd_face_res *fr = &r->faces[ti];
         fr->id = t->id;
         fr->p_fake_video_model = NAN;
         crops = calloc((size_t)t->n_points + 1, sizeof *crops);
-        p = calloc((size_t)t->n_points + 1, sizeof *p);
+        p = calloc(2 * ((size_t)t->n_points + 1), sizeof *p);
         fr->frames = calloc((size_t)t->n_points + 1, sizeof *fr->frames);
         if (!crops || !p || !fr->frames) {
             rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
             break;
         }
+        double *ps = p + t->n_points + 1; /* the synthetic-face detector's, NaN without one */
+        for (int k = 0; k < t->n_points; k++) ps[k] = NAN;
         rc = crop_track(&fs, t, cc, crops, err);
         if (rc == DFD_OK) rc = dfd_classifier_score(ctx->img, crops, t->n_points, 1, p, err);
         for (int k = 0; k < t->n_points; k++) dfd_image_free(&crops[k]);
+        if (rc == DFD_OK && ctx->syn) {
+            /* The synthetic-face model has its own contract too: crop again with it. */
+            rc = crop_track(&fs, t, dfd_classifier_contract(ctx->syn), crops, err);
+            if (rc == DFD_OK) rc = dfd_classifier_score(ctx->syn, crops, t->n_points, 1, ps, err);
+            for (int k = 0; k < t->n_points; k++) dfd_image_free(&crops[k]);
+        }
         if (rc) break;
         int best = 0;
+        double best_margin = -INFINITY;
         for (int k = 0; k < t->n_points; k++) {
             const dfd_track_point *pt = &t->points[k];
             dfd_frame_res *frm = &r->frames[pt->sample];
             dfd_face_obs *ob = &frm->faces[frm->n_faces++];
             ob->track = t->id;
             memcpy(ob->box, pt->face.box, sizeof ob->box);
-            ob->p_fake = p[k];
+            ob->p_manipulated = p[k];
+            ob->p_synthetic = ps[k];
+            double th;
+            dfd_combine(p[k], tm, ps[k], ts, &ob->p_fake, &th, &ob->kind);
             fr->frames[fr->n_frames++] = r->frames[pt->sample].index;
-            if (p[k] > p[best]) best = k;
+            /* The track's box is where it is most suspicious to either detector. */
+            double m = dfd_detector_margin(ob->p_fake, th);
+            if (k == 0 || m > best_margin) best = k, best_margin = m;
         }
         memcpy(fr->box, t->points[best].face.box, sizeof fr->box);
-        fr->p_fake = dfd_aggregate(p, t->n_points, ctx->o.aggregation);
+        fr->p_manipulated = dfd_aggregate(p, t->n_points, ctx->o.aggregation);
+        fr->p_synthetic = ctx->syn ? dfd_aggregate(ps, t->n_points, ctx->o.aggregation) : NAN;
         if (ctx->vid) {
             /* The video model has its own contract (size, margin): crop again with it. */
             rc = crop_track(&fs, t, dfd_classifier_contract(ctx->vid), crops, err);
@@ -413,10 +503,14 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
             for (int k = 0; k < t->n_points; k++) dfd_image_free(&crops[k]);
             if (rc) break;
             fr->p_fake_video_model = pv;
-            fr->p_fake = 0.5 * (fr->p_fake + pv);
+            fr->p_manipulated = 0.5 * (fr->p_manipulated + pv);
         }
+        double th;
+        dfd_combine(fr->p_manipulated, tm, fr->p_synthetic, ts, &fr->p_fake, &th, &fr->kind);
+        if (isnan(r->p_manipulated) || fr->p_manipulated > r->p_manipulated) r->p_manipulated = fr->p_manipulated;
+        if (!isnan(fr->p_synthetic) && (isnan(r->p_synthetic) || fr->p_synthetic > r->p_synthetic))
+            r->p_synthetic = fr->p_synthetic;
         r->n_faces++;
-        if (isnan(r->p_fake) || fr->p_fake > r->p_fake) r->p_fake = fr->p_fake;
         free(crops);
         free(p);
         crops = NULL;
@@ -444,9 +538,13 @@ out:
 /* ---- Entry points -------------------------------------------------------------- */
 
 static void finish(dfd_ctx *ctx, dfd_result *r, int rc, const dfd_error *e, double t_start) {
-    r->threshold = threshold_of(ctx);
+    set_thresholds(ctx, r);
     free(r->model_image);
     r->model_image = strdup(dfd_classifier_name(ctx->img));
+    if (ctx->syn) {
+        free(r->model_synthetic);
+        r->model_synthetic = strdup(dfd_classifier_name(ctx->syn));
+    }
     if (ctx->vid && r->media == DFD_MEDIA_VIDEO) {
         free(r->model_video);
         r->model_video = strdup(dfd_classifier_name(ctx->vid));
@@ -516,7 +614,7 @@ int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *n
         snprintf(msg, sizeof msg, "input is %zu bytes, over the %llu-byte limit", len,
                  (unsigned long long)ctx->o.limits.max_file_bytes);
         dfd_result_set_error(r, msg);
-        r->threshold = threshold_of(ctx);
+        set_thresholds(ctx, r);
         *out = r;
         return DFD_OK;
     }

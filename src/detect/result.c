@@ -19,22 +19,37 @@ dfd_result *dfd_result_new(const char *file, dfd_media_kind media) {
     r->verdict = DFD_VERDICT_NO_FACE;
     r->p_fake = NAN;
     r->threshold = NAN;
+    r->p_manipulated = r->threshold_manipulated = NAN;
+    r->p_synthetic = r->threshold_synthetic = NAN;
     return r;
+}
+
+const char *dfd_fake_kind_name(dfd_fake_kind k) {
+    switch (k) {
+    case DFD_KIND_MANIPULATED: return "manipulated";
+    case DFD_KIND_SYNTHETIC: return "synthetic";
+    case DFD_KIND_BOTH: return "both";
+    default: return NULL;
+    }
 }
 
 int dfd_result_set_error(dfd_result *r, const char *message) {
     free(r->error);
     r->error = strdup(message && *message ? message : "unknown error");
     r->verdict = DFD_VERDICT_ERROR;
-    r->p_fake = NAN;
+    r->p_fake = r->p_manipulated = r->p_synthetic = NAN;
+    r->kind = DFD_KIND_NONE;
     return r->error ? DFD_OK : DFD_E_NOMEM;
 }
 
 void dfd_result_decide(dfd_result *r) {
+    r->kind = DFD_KIND_NONE;
     if (r->error) {
         r->verdict = DFD_VERDICT_ERROR;
         return;
     }
+    dfd_combine(r->p_manipulated, r->threshold_manipulated, r->p_synthetic, r->threshold_synthetic, &r->p_fake,
+                &r->threshold, &r->kind);
     if (isnan(r->p_fake)) {
         r->verdict = DFD_VERDICT_NO_FACE;
         return;
@@ -52,12 +67,16 @@ void dfd_result_free(dfd_result *r) {
     free(r->error);
     free(r->model_image);
     free(r->model_video);
+    free(r->model_synthetic);
     free(r);
 }
 
 dfd_verdict dfd_result_verdict(const dfd_result *r) { return r ? (dfd_verdict)r->verdict : DFD_VERDICT_ERROR; }
 double dfd_result_p_fake(const dfd_result *r) { return r ? r->p_fake : NAN; }
 const char *dfd_result_error(const dfd_result *r) { return r ? r->error : NULL; }
+double dfd_result_p_manipulated(const dfd_result *r) { return r ? r->p_manipulated : NAN; }
+double dfd_result_p_synthetic(const dfd_result *r) { return r ? r->p_synthetic : NAN; }
+dfd_fake_kind dfd_result_kind(const dfd_result *r) { return r ? (dfd_fake_kind)r->kind : DFD_KIND_NONE; }
 
 /* Numbers that may be absent are JSON null; scores are rounded to 6 decimals so the
  * output is stable and readable. */
@@ -74,6 +93,15 @@ static json_t *box_json(const float b[4]) {
     return a;
 }
 
+static json_t *kind_json(int kind) { return str_or_null(dfd_fake_kind_name((dfd_fake_kind)kind)); }
+
+/* The two detectors' scores and the kind of fake, beside a p_fake (faces and frames). */
+static void set_detectors(json_t *o, double p_m, double p_s, int kind) {
+    json_object_set_new(o, "p_manipulated", num_or_null(p_m));
+    json_object_set_new(o, "p_synthetic", num_or_null(p_s));
+    json_object_set_new(o, "kind", kind_json(kind));
+}
+
 static const char *media_name(dfd_media_kind m) {
     return m == DFD_MEDIA_IMAGE ? "image" : m == DFD_MEDIA_VIDEO ? "video" : NULL;
 }
@@ -86,10 +114,16 @@ void *dfd_result_to_json(const dfd_result *r) {
     json_object_set_new(o, "verdict", json_string(dfd_verdict_name((dfd_verdict)r->verdict)));
     json_object_set_new(o, "p_fake", num_or_null(r->p_fake));
     json_object_set_new(o, "threshold", num_or_null(r->threshold));
+    json_object_set_new(o, "kind", kind_json(r->verdict == DFD_VERDICT_FAKE ? r->kind : DFD_KIND_NONE));
+    json_object_set_new(o, "p_manipulated", num_or_null(r->p_manipulated));
+    json_object_set_new(o, "threshold_manipulated", num_or_null(r->threshold_manipulated));
+    json_object_set_new(o, "p_synthetic", num_or_null(r->p_synthetic));
+    json_object_set_new(o, "threshold_synthetic", num_or_null(r->threshold_synthetic));
     json_object_set_new(o, "error", str_or_null(r->error));
     json_t *model = json_object();
     json_object_set_new(model, "image", str_or_null(r->model_image));
     json_object_set_new(model, "video", str_or_null(r->model_video));
+    json_object_set_new(model, "synthetic", str_or_null(r->model_synthetic));
     json_object_set_new(o, "model", model);
 
     json_t *faces = json_array();
@@ -99,6 +133,7 @@ void *dfd_result_to_json(const dfd_result *r) {
         json_object_set_new(fo, "id", json_integer(f->id));
         json_object_set_new(fo, "box", box_json(f->box));
         json_object_set_new(fo, "p_fake", num_or_null(f->p_fake));
+        set_detectors(fo, f->p_manipulated, f->p_synthetic, f->kind);
         json_object_set_new(fo, "p_fake_video_model", num_or_null(f->p_fake_video_model));
         json_t *fr = json_array();
         for (int k = 0; k < f->n_frames; k++) json_array_append_new(fr, json_integer(f->frames[k]));
@@ -120,6 +155,7 @@ void *dfd_result_to_json(const dfd_result *r) {
                 json_object_set_new(x, "id", json_integer(fr->faces[k].track));
                 json_object_set_new(x, "box", box_json(fr->faces[k].box));
                 json_object_set_new(x, "p_fake", num_or_null(fr->faces[k].p_fake));
+                set_detectors(x, fr->faces[k].p_manipulated, fr->faces[k].p_synthetic, fr->faces[k].kind);
                 json_array_append_new(fa, x);
             }
             json_object_set_new(fo, "faces", fa);

@@ -31,6 +31,7 @@ void dfd_model_meta_free(dfd_model_meta *m) {
     free(m->training_data);
     free(m->metrics);
     free(m->dfd_version);
+    free(m->task);
     dfd_model_meta_init(m);
 }
 
@@ -65,6 +66,10 @@ static int output_known(const char *o) {
     return 0;
 }
 
+int dfd_model_task_known(const char *task) {
+    return task && (strcmp(task, DFD_MODEL_TASK_MANIPULATION) == 0 || strcmp(task, DFD_MODEL_TASK_SYNTHETIC) == 0);
+}
+
 static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
     if (!m || !m->arch || !*m->arch) return dfd_fail(err, DFD_E_ARG, "model metadata needs an architecture name");
     if (m->input_size < 1 || m->input_size > MAX_INPUT_SIZE)
@@ -78,6 +83,8 @@ static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
                         (double)m->dropout);
     if (m->output && !output_known(m->output))
         return dfd_fail(err, DFD_E_ARG, "model metadata: unknown output meaning '%s'", m->output);
+    if (m->task && !dfd_model_task_known(m->task))
+        return dfd_fail(err, DFD_E_ARG, "model metadata: unknown task '%s' (manipulation, synthetic)", m->task);
     if (m->preprocess && !is_json_object(m->preprocess))
         return dfd_fail(err, DFD_E_ARG, "model metadata: preprocess is not a JSON object");
     if (m->metrics && !is_json_object(m->metrics))
@@ -104,12 +111,13 @@ int dfd_model_save(nn_graph *g, const dfd_model_meta *meta, const dfd_model_save
     struct meta_kv {
         const char *k;
         const char *v;
-    } kv[12];
+    } kv[13];
     int n = 0;
     kv[n++] = (struct meta_kv){"format", DFD_MODEL_FORMAT};
     kv[n++] = (struct meta_kv){"architecture", meta->arch};
     kv[n++] = (struct meta_kv){"output", meta->output ? meta->output : DFD_MODEL_OUTPUT_LOGIT};
     kv[n++] = (struct meta_kv){"dfd_version", dfd_version()};
+    kv[n++] = (struct meta_kv){"task", meta->task ? meta->task : DFD_MODEL_TASK_MANIPULATION};
     if (meta->preprocess) kv[n++] = (struct meta_kv){"preprocess", meta->preprocess};
     if (meta->training_data) kv[n++] = (struct meta_kv){"training_data", meta->training_data};
     if (meta->metrics) kv[n++] = (struct meta_kv){"metrics", meta->metrics};
@@ -197,6 +205,11 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
     const char *output = dfd_st_meta_get(f, "output");
     if (!output || !output_known(output))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: unknown output meaning '%.64s'", output ? output : "(none)");
+    /* Files written before the field existed are manipulation detectors. */
+    const char *task = dfd_st_meta_get(f, "task");
+    if (!task) task = DFD_MODEL_TASK_MANIPULATION;
+    if (!dfd_model_task_known(task))
+        return dfd_fail(err, DFD_E_MODEL, "model metadata: unknown task '%.64s' (manipulation, synthetic)", task);
     const char *pre = dfd_st_meta_get(f, "preprocess"), *met = dfd_st_meta_get(f, "metrics");
     if (pre && !is_json_object(pre))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'preprocess' is not a JSON object");
@@ -204,7 +217,7 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'metrics' is not a JSON object");
     if (dup_opt(arch, &m->arch) || dup_opt(output, &m->output) || dup_opt(pre, &m->preprocess) ||
         dup_opt(met, &m->metrics) || dup_opt(dfd_st_meta_get(f, "training_data"), &m->training_data) ||
-        dup_opt(dfd_st_meta_get(f, "dfd_version"), &m->dfd_version)) {
+        dup_opt(dfd_st_meta_get(f, "dfd_version"), &m->dfd_version) || dup_opt(task, &m->task)) {
         dfd_model_meta_free(m);
         return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     }

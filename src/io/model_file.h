@@ -12,6 +12,9 @@
  *                 trains), "logit_p_real", "sigmoid_p_fake", "sigmoid_p_real" (models
  *                 imported from the original Keras system), or "features" (a backbone)
  *   threshold     decision threshold on p_fake, in [0,1]
+ *   task          what "fake" means to this model: "manipulation" (a real face swapped or
+ *                 altered: the default, and what a file without the field means) or
+ *                 "synthetic" (a face generated whole, e.g. by a GAN or a diffusion model)
  *   training_data free text (data sets, splits);  metrics: JSON object text
  *   dfd_version   version of dfd that wrote the file
  *
@@ -32,6 +35,8 @@
 
 #define DFD_MODEL_FORMAT "dfd.model/1"
 #define DFD_MODEL_OUTPUT_LOGIT "logit_p_fake"
+#define DFD_MODEL_TASK_MANIPULATION "manipulation"
+#define DFD_MODEL_TASK_SYNTHETIC "synthetic"
 
 typedef struct dfd_model_meta {
     char *arch;          /* registry name (required) */
@@ -42,6 +47,8 @@ typedef struct dfd_model_meta {
     char *preprocess;    /* JSON object text, or NULL */
     char *output;        /* see "output" above (NULL when saving means "logit_p_fake") */
     double threshold;    /* on p_fake, [0,1]; default 0.5 */
+    char *task;          /* "manipulation" or "synthetic" (NULL when saving means "manipulation";
+                          * always set by dfd_model_meta_read) */
     char *training_data; /* free text, or NULL */
     char *metrics;       /* JSON object text, or NULL */
     char *dfd_version;   /* filled by dfd_model_save; read back by the loaders */
@@ -51,6 +58,8 @@ typedef struct dfd_model_meta {
 void dfd_model_meta_init(dfd_model_meta *m);
 /* Frees the strings and re-initialises m. */
 void dfd_model_meta_free(dfd_model_meta *m);
+/* 1 when task names a task dfd knows ("manipulation", "synthetic"). */
+int dfd_model_task_known(const char *task);
 
 typedef struct dfd_model_save_opts {
     int bf16; /* store every tensor as BF16 (half the size; ~3 significant digits) */

@@ -121,6 +121,7 @@ static json_t *model_info(const char *path) {
         json_object_set_new(o, "architecture", json_string(m.arch ? m.arch : ""));
         json_object_set_new(o, "input_size", json_integer(m.input_size));
         if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
+        json_object_set_new(o, "task", json_string(m.task ? m.task : DFD_MODEL_TASK_MANIPULATION));
         json_object_set_new(o, "threshold", json_real(m.threshold));
         json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
         json_object_set_new(o, "preprocess", json_text(m.preprocess));
@@ -148,8 +149,20 @@ static void *lib_describe(void *cls) {
     else
         json_object_set_new(d, "image_model", json_null());
     json_object_set_new(d, "video_model", o->video_model ? model_info(o->video_model) : json_null());
+    /* The synthetic-face model the workers load: named, or the default found beside the
+     * default image model (dfd_ctx_create's rule), or none. */
+    dfd_error_clear(&e);
+    if (o->no_synthetic)
+        json_object_set_new(d, "synthetic_model", json_null());
+    else if (o->synthetic_model)
+        json_object_set_new(d, "synthetic_model", model_info(o->synthetic_model));
+    else if (dfd_default_synthetic_model(o->models_dir, path, sizeof path, &e) == DFD_OK)
+        json_object_set_new(d, "synthetic_model", model_info(path));
+    else
+        json_object_set_new(d, "synthetic_model", json_null());
     json_object_set_new(d, "frames_per_video", json_integer(o->frames > 0 ? o->frames : 30));
-    /* null: each model's own threshold (above) decides */
+    /* null: each model's own threshold (above) decides; an override is the image model's
+     * (the synthetic-face model always uses its own) */
     json_object_set_new(d, "threshold_override", o->threshold >= 0 ? json_real(o->threshold) : json_null());
     json_object_set_new(d, "aggregation", json_string(o->aggregation == DFD_AGG_MEAN ? "mean" : "confident"));
     json_t *limits = json_pack("{s:I,s:f,s:I,s:i}", "max_image_pixels", (json_int_t)o->limits.max_image_pixels,

@@ -499,6 +499,7 @@ static int save_model(run *r, const char *path, double threshold, const dfd_metr
     meta.preprocess = dfd_crop_contract_to_json(&r->contract);
     meta.threshold = isfinite(threshold) && threshold >= 0 && threshold <= 1 ? threshold : 0.5;
     meta.training_data = r->training_data;
+    meta.task = (char *)r->o->task;
     json_t *mj = m ? dfd_metrics_to_json(m) : json_object();
     if (mj) {
         json_object_set_new(mj, "epoch", json_integer(epoch));
@@ -728,6 +729,8 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     memset(s, 0, sizeof *s);
     s->best_val_auc = NAN;
     if (!o->arch || !o->data || !o->out) return dfd_fail(err, DFD_E_ARG, "train: --arch, --data and --out are required");
+    if (o->task && !dfd_model_task_known(o->task))
+        return dfd_fail(err, DFD_E_ARG, "train: unknown task '%s' (manipulation, synthetic)", o->task);
     const dfd_arch_info *ai = dfd_arch_find(o->arch);
     if (!ai) {
         nn_graph *tmp = NULL;
@@ -804,7 +807,15 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     if (o->resume) {
         dfd_st_file *f;
         if ((rc = dfd_st_open(o->resume, &f, err))) goto done;
-        rc = dfd_model_load_params(f, r->g, err);
+        /* A checkpoint goes on learning what it was learning: the same task. */
+        dfd_model_meta cm;
+        rc = dfd_model_meta_read(f, &cm, err);
+        const char *want = o->task ? o->task : DFD_MODEL_TASK_MANIPULATION;
+        if (!rc && strcmp(cm.task, want) != 0)
+            rc = dfd_fail(err, DFD_E_ARG, "train: '%s' was trained with --task %s; resume it with the same --task (not %s)",
+                          o->resume, cm.task, want);
+        dfd_model_meta_free(&cm);
+        if (!rc) rc = dfd_model_load_params(f, r->g, err);
         dfd_st_close(f);
         if (rc) goto done;
         char sp[1100];

@@ -394,6 +394,8 @@ typedef enum dfd_balance { DFD_BALANCE_NONE = 0, DFD_BALANCE_UNDERSAMPLE = 1, DF
 
 typedef struct dfd_train_opts {
     const char *arch;          /* registry name, e.g. "mobilenet_v2-image" (required) */
+    const char *task;          /* what the fakes in the data are, written into the model file:
+                                * "manipulation" (NULL: the default) or "synthetic" */
     int video;                 /* 1: sequences of crops -> a *-video architecture */
     const char *data;          /* dataset folder (crops: a `dfd prepare` output or similar) */
     dfd_layout layout;

@@ -7,6 +7,8 @@
 // Usage: node page.test.cjs URL IMAGE VIDEO OUTDIR
 // Environment: DFD_EXPECT_IMAGE / DFD_EXPECT_VIDEO — the verdict to expect (FAKE, REAL,
 // NO FACE); unset: any verdict, as long as its colour matches it (a real model's call).
+// DFD_EXPECT_IMAGE_KIND — the image's first face's kind (synthetic, manipulated, both; "a|b":
+// either), DFD_EXPECT_IMAGE_FINDINGS — texts ("|"-separated) its line must contain.
 // Exit status: 0 passed, 1 failed (with the reason on stderr).
 'use strict';
 
@@ -116,6 +118,25 @@ async function expectVerdict(page, expected, label) {
     });
     check(changed > 300 * boxes, 'face boxes are drawn over the image (' + changed + ' pixels changed)');
     check((await page.locator('#faces li').count()) === boxes, 'one line per face under the picture');
+    // Each face's findings in words: the manipulation check's always, the synthetic-face
+    // check's when the server runs one, each with its score.
+    const faceTexts = await page.locator('#faces li').allTextContents();
+    for (const t of faceTexts) {
+      check(/(Face looks swapped or altered|No sign of a face swap or alteration) \(\d+\.\d %/.test(t),
+        'the face line says in words whether the face looks swapped or altered (' + t + ')');
+    }
+    if (process.env.DFD_EXPECT_IMAGE_KIND) {
+      const kinds = await page.locator('#faces li').evaluateAll((ls) => ls.map((l) => l.dataset.kind));
+      const want = process.env.DFD_EXPECT_IMAGE_KIND.split('|');
+      check(want.includes(kinds[0]), 'the first face is of kind ' + want.join(' or ') + ' (' + kinds[0] + ')');
+      const synthetic = kinds[0] === 'synthetic' || kinds[0] === 'both';
+      check(!synthetic || /Looks AI-generated \(\d+\.\d %/.test(faceTexts[0]), 'a generated face is said to look AI-generated');
+      const detail = await page.locator('#detail').textContent();
+      check(!synthetic || /looks AI-generated/.test(detail), 'the verdict says a face looks AI-generated (' + detail + ')');
+    }
+    for (const f of (process.env.DFD_EXPECT_IMAGE_FINDINGS || '').split('|').filter(Boolean)) {
+      check(faceTexts[0].includes(f), 'the first face reads "' + f + '"');
+    }
     await page.screenshot({ path: path.join(outdir, 'image-verdict.png'), fullPage: true });
     await page.emulateMedia({ colorScheme: 'dark' }); // the original's look
     await page.waitForTimeout(400); // let the colour transitions end

@@ -44,7 +44,7 @@ open(p, 'wb').write(d)
 EOF
 
 # ---- One document for all of them; the cut JPEG makes the exit code 1.
-"$BIN" scan --json -q --model-image "$M" "$SRC/examples/astronaut.png" "$tmp/two.png" "$SRC/examples/chelsea.png" \
+"$BIN" scan --json -q --no-synthetic --model-image "$M" "$SRC/examples/astronaut.png" "$tmp/two.png" "$SRC/examples/chelsea.png" \
   "$tmp/cut.jpg" "$SRC/examples/astronaut-clip.mp4" "$tmp/cat.mp4" "$tmp/mj.avi" >"$tmp/out.json" 2>"$tmp/err"
 rc=$?
 [[ $rc == 1 ]] || fail "exit code $rc with a corrupt file among them (want 1): $(cat "$tmp/err")"
@@ -58,12 +58,17 @@ fields = ["file", "media", "verdict", "p_fake", "threshold", "error", "model", "
 for r in rs.values():
     for f in fields: assert f in r, (r["file"], f)
     assert set(r["timing_ms"]) == {"decode", "faces", "classify", "total"}, r["timing_ms"]
-    assert set(r["model"]) == {"image", "video"}
+    assert set(r["model"]) == {"image", "video", "synthetic"} and r["model"]["synthetic"] is None
+    for f in ("kind", "p_manipulated", "threshold_manipulated", "p_synthetic", "threshold_synthetic"): assert f in r, f
+    assert r["p_synthetic"] is None and r["threshold_synthetic"] is None, "--no-synthetic"
 def check_scored(r, n_faces):
     assert r["verdict"] in ("REAL", "FAKE"), r
     assert r["error"] is None
     assert 0 <= r["p_fake"] <= 1 and 0 <= r["threshold"] <= 1
     assert (r["p_fake"] >= r["threshold"]) == (r["verdict"] == "FAKE"), r
+    # One detector: p_fake is its score, and a FAKE is a manipulation.
+    assert r["p_manipulated"] == r["p_fake"] and r["threshold_manipulated"] == r["threshold"], r
+    assert r["kind"] == ("manipulated" if r["verdict"] == "FAKE" else None), r
     assert len(r["faces"]) == n_faces, (r["file"], len(r["faces"]))
     assert abs(r["p_fake"] - max(f["p_fake"] for f in r["faces"])) < 1e-9, "file score is the max over faces"
     for f in r["faces"]:
@@ -101,10 +106,10 @@ grep -q "cut.jpg" "$tmp/err" || true
 mkdir -p "$tmp/dir/sub"
 cp "$SRC/examples/astronaut.jpg" "$tmp/dir/"; cp "$SRC/examples/chelsea.png" "$tmp/dir/sub/"
 echo "notes" >"$tmp/dir/README.md"
-out=$("$BIN" scan --model-image "$M" "$tmp/dir" 2>"$tmp/err") || fail "dir scan exit $?: $(cat "$tmp/err")"
+out=$("$BIN" scan --no-synthetic --model-image "$M" "$tmp/dir" 2>"$tmp/err") || fail "dir scan exit $?: $(cat "$tmp/err")"
 [[ $(wc -l <<<"$out") == 1 ]] || fail "without -r only the top level: $out"
 grep -Eq '^(REAL|FAKE) +[0-9.]+% .*astronaut.jpg  \(1 face\)$' <<<"$out" || fail "human line: $out"
-out=$("$BIN" scan -r --model-image "$M" "$tmp/dir" 2>/dev/null) || fail "dir scan -r exit $?"
+out=$("$BIN" scan -r --no-synthetic --model-image "$M" "$tmp/dir" 2>/dev/null) || fail "dir scan -r exit $?"
 [[ $(wc -l <<<"$out") == 2 ]] || fail "-r: $out"
 grep -q '^NO_FACE .*sub/chelsea.png  (0 faces)$' <<<"$out" || fail "-r no face line: $out"
 ! grep -q README <<<"$out" || fail "README scanned: $out"

@@ -42,7 +42,7 @@ done
 MODEL=$tmp/model/best.safetensors
 
 # ---- the server ---------------------------------------------------------------------------
-TMPDIR=$tmp/tmp "$BIN" serve --port 0 --model-image "$MODEL" --frames 2 --max-upload-mb 1 --workers 1 \
+TMPDIR=$tmp/tmp "$BIN" serve --port 0 --model-image "$MODEL" --no-synthetic --frames 2 --max-upload-mb 1 --workers 1 \
   --threads 2 --timeout 5 2>"$tmp/serve.log" &
 pid=$!
 for _ in $(seq 300); do grep -q 'listening on' "$tmp/serve.log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
