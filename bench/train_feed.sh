@@ -11,7 +11,8 @@
 # runs/utk-train-crops; none by default), INIT (the ImageNet MobileNetV2 setup.sh converts).
 # The recipe is the shipped one (augmentation on, 20% self-blended reals, JPEG
 # re-compression); validation is cut to 64 crops so the epoch is mostly training.
-# Each round runs, for each NAME: `dfd bench` (fp32, as `dfd train` computes), then one
+# Each round runs, for each NAME: `dfd bench` (fp32, as `dfd train` computes by default;
+# bf16 when the NAME's options hold `--precision bf16`), then one
 # epoch of `dfd train` (whose images/s counts only the training steps and their feed;
 # the one-off decoding into the cache before them is reported on its own line).
 set -euo pipefail
@@ -39,7 +40,9 @@ for _ in $(seq "$rounds"); do
         bin=${rest%%:*}
         opts=""
         [[ "$rest" == *:* ]] && opts=${rest#*:}
-        b=$("$bin" bench --mode train --arch mobilenet_v2-image --size "$SIZE" --batch "$BATCH" --precision fp32 \
+        prec=fp32
+        [[ "$opts" == *"--precision bf16"* ]] && prec=bf16
+        b=$("$bin" bench --mode train --arch mobilenet_v2-image --size "$SIZE" --batch "$BATCH" --precision "$prec" \
             --iters 3 2>&1 | tail -1 | awk '{print $7}')
         rm -rf "$tmp/run"
         start=$(date +%s.%N)

@@ -28,7 +28,10 @@ R=${RUN:-runs/syn}
 SIZE=${SIZE:-128}
 EPOCHS=${EPOCHS:-8}
 STEPS=${STEPS:-"logo final"}
+HELD=${HELD:-"stable-diffusion-2.1 stylegan1 stylegan2"}   # which generators to leave out
 FPR=${FPR:-0.01}    # the stored threshold: at most this false-positive rate on validation reals
+TAG=${TAG:-}        # a variant's name: its runs go to run$TAG, its evaluations to eval-*$TAG
+EXTRA=${EXTRA:-}    # more `dfd train` options for a variant (an ablation)
 GENS="stable-diffusion-2.1 stylegan1 stylegan2"
 
 [[ -f runs/syn-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/synthetic-faces" --out runs/syn-crops --workers 2
@@ -97,36 +100,36 @@ fold() {
 task=()
 "$DFD" help train 2>&1 | grep -q -- '--task' && task=(--task synthetic)
 train() {  # train NAME
-  local d="$R/$1" resume=()
-  [[ -f "$d/run/best.safetensors" && -f "$d/run/.done" ]] && return 0
-  [[ -f "$d/run/checkpoint.safetensors" ]] && resume=(--resume "$d/run/checkpoint.safetensors")
+  local d="$R/$1" o="$R/$1/run$TAG" resume=()
+  [[ -f "$o/best.safetensors" && -f "$o/.done" ]] && return 0
+  [[ -f "$o/checkpoint.safetensors" ]] && resume=(--resume "$o/checkpoint.safetensors")
   "$DFD" train image --arch mobilenet_v2-image --input-size "$SIZE" "${task[@]}" \
     --init models/registry/mobilenet_v2-imagenet.safetensors \
     --data "$d/train" --val "$d/val" --epochs "$EPOCHS" --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
-    --threshold-fpr "$FPR" --threads 2 --seed 1 --out "$d/run" "${resume[@]}"
-  touch "$d/run/.done"
+    --threshold-fpr "$FPR" --threads 2 --seed 1 --out "$o" $EXTRA "${resume[@]}"
+  touch "$o/.done"
 }
 ev() {  # ev MODEL DATA OUT
   [[ -f "$3/metrics.json" ]] || "$DFD" eval --model "$1" --data "$2" --flip --out "$3" >"$3.txt" 2>&1 || { cat "$3.txt"; return 1; }
 }
 
 if [[ " $STEPS " == *" logo "* ]]; then
-  for held in $GENS; do
+  for held in $HELD; do
     others=()
     for g in $GENS; do [[ $g != "$held" ]] && others+=("$g"); done
     fold "logo-$held" "${others[@]}"
     train "logo-$held"
-    ev "$R/logo-$held/run/best.safetensors" "$R/eval-all-$held" "$R/logo-$held/eval-heldout"
-    ev "$R/logo-$held/run/best.safetensors" "$R/fp-ffhq" "$R/logo-$held/eval-fp-ffhq"
+    ev "$R/logo-$held/run$TAG/best.safetensors" "$R/eval-all-$held" "$R/logo-$held/eval-heldout$TAG"
+    ev "$R/logo-$held/run$TAG/best.safetensors" "$R/fp-ffhq" "$R/logo-$held/eval-fp-ffhq$TAG"
   done
 fi
 if [[ " $STEPS " == *" final "* ]]; then
   fold final $GENS
   train final
-  m="$R/final/run/best.safetensors"
-  for g in $GENS; do ev "$m" "$R/eval-test-$g" "$R/final/eval-test-$g"; done
-  ev "$m" "$R/fp-ffhq" "$R/final/eval-fp-ffhq"
-  ev "$m" runs/utk-holdout-crops "$R/final/eval-fp-utk"
-  ev "$m" "$R/fp-dfdc" "$R/final/eval-fp-dfdc"
+  m="$R/final/run$TAG/best.safetensors"
+  for g in $GENS; do ev "$m" "$R/eval-test-$g" "$R/final/eval-test-$g$TAG"; done
+  ev "$m" "$R/fp-ffhq" "$R/final/eval-fp-ffhq$TAG"
+  ev "$m" runs/utk-holdout-crops "$R/final/eval-fp-utk$TAG"
+  ev "$m" "$R/fp-dfdc" "$R/final/eval-fp-dfdc$TAG"
 fi
-scripts/synthetic-report.sh "$R"
+TAG="$TAG" scripts/synthetic-report.sh "$R"

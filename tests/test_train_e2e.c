@@ -207,6 +207,53 @@ static void trains_writes_and_reloads(void **state) {
     free(out);
 }
 
+/* Mixed-precision training (bf16 products, fp32 weights) on the oneDNN backend learns the
+ * task as fp32 does; --threshold-fpr stores a threshold whose validation false-positive
+ * rate is within the bound and says so; history.csv carries the feed's time. */
+static void bf16_training_and_threshold_by_fpr(void **state) {
+    fixture *f = *state;
+    if (!nn_cpu_has_bf16()) {
+        print_message("skipped: this CPU has no native bf16\n");
+        skip();
+    }
+    char *out = tu_join(f->dir, "run-bf16");
+    dfd_train_opts o;
+    base_opts(&o, f->data, out);
+    o.backend = NN_BACKEND_DNNL;
+    o.threads = 2;
+    o.precision = NN_PREC_BF16;
+    o.threshold_fpr = 0.05;
+    dfd_train_summary s;
+    dfd_error e;
+    int rc = dfd_train_run(&o, NULL, NULL, &s, &e);
+    if (rc) fail_msg("train (bf16): %s", e.message);
+    if (!(s.best_val_auc > 0.85)) fail_msg("bf16 validation AUC %.4f", s.best_val_auc);
+    assert_true(s.best_val.cm.fp <= 0.05 * (double)(s.best_val.cm.fp + s.best_val.cm.tn));
+    char p[1024];
+    snprintf(p, sizeof p, "%s/best.safetensors", out);
+    dfd_st_file *sf;
+    assert_int_equal(dfd_st_open(p, &sf, NULL), DFD_OK);
+    assert_non_null(strstr(dfd_st_meta_get(sf, "metrics"), "false-positive rate <= 0.05"));
+    dfd_st_close(sf);
+    snprintf(p, sizeof p, "%s/history.csv", out);
+    size_t len;
+    char *h = (char *)tu_read_file(p, &len);
+    assert_non_null(strstr(h, ",feed_wait_s,feed_cpu_s\n"));
+    /* The first epoch's row: seconds (column 11) >= feed_wait_s (13) >= 0, feed_cpu_s (14) >= 0. */
+    char *l2 = strchr(h, '\n') + 1;
+    double col[14];
+    int nc = 0;
+    for (char *q = l2; nc < 14 && q; nc++) {
+        col[nc] = atof(q);
+        q = strchr(q, ',');
+        if (q) q++;
+    }
+    assert_int_equal(nc, 14);
+    assert_true(col[12] >= 0 && col[12] <= col[10] && col[13] >= 0);
+    free(h);
+    free(out);
+}
+
 /* Two model files hold the same tensors, bit for bit (names, order, bytes). */
 static void assert_same_weights(const char *pa, const char *pb, const char *what) {
     dfd_st_file *fa, *fb;
@@ -525,6 +572,7 @@ int main(void) {
         cmocka_unit_test(second_stage_keeps_frozen_layers),
         cmocka_unit_test(video_model_on_sequences),
         cmocka_unit_test(extra_reals_only_train),
+        cmocka_unit_test(bf16_training_and_threshold_by_fpr),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

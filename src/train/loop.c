@@ -924,9 +924,18 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
             double thr = isfinite(m.eer_threshold) ? m.eer_threshold : 0.5;
             if (!rc && o->threshold_fpr > 0 && isfinite(m.auc)) {
                 double t;
-                if (dfd_metric_threshold_for_fpr(sc, lb, nv, o->threshold_fpr, &t, NULL) == DFD_OK && isfinite(t) &&
-                    t >= 0 && t <= 1)
+                if (dfd_metric_threshold_for_fpr(sc, lb, nv, o->threshold_fpr, &t, NULL) == DFD_OK) {
+                    if (!isfinite(t)) {
+                        /* Only "flag nothing" keeps the bound (a real scores highest): the
+                         * threshold just above every validation real. */
+                        double top = 0;
+                        for (size_t i = 0; i < nv; i++)
+                            if (!lb[i] && sc[i] > top) top = sc[i];
+                        t = nextafter(top, 2.0);
+                        if (t > 1) t = 1;
+                    }
                     thr = t;
+                }
             }
             if (!rc) rc = dfd_metrics_compute(sc, lb, nv, thr, &mt, err);
             free(sc), free(lb);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# train-manipulation-model.sh — the manipulation detector's recipe (issue 15: detection
+# that holds on fakes and real footage it never saw) and its ablations, end to end from
+# ../shared/data, resumable.
+#
+#   VARIANT=full scripts/train-manipulation-model.sh      # the recipe; runs/m15/full
+#   VARIANT=reals scripts/train-manipulation-model.sh     # an ablation (see below)
+#
+# Data: dfdc-faces split by group (seed 1, 20% of the groups for validation: the same
+# split as dfd-image-2, so the validation numbers compare); extra real faces for training
+# only: the UTKFace training half and the FFHQ training part of synthetic-faces (both cut
+# by the crop contract; FFHQ's i % 5 == 0 part is kept apart to measure false positives,
+# as scripts/train-synthetic-model.sh keeps it). deepfaketimit is never trained on: it is
+# measured, frame level and clip level (the mean of a clip's 7 frames).
+# Variants (each adds to the one before):
+#   base     dfd-image-2's recipe (UTKFace extra reals, 20% SBI, default augmentation)
+#   reals    + the FFHQ training part as extra reals
+#   degrade  + heavier degradation on both classes: down-and-up scaling .35 (the default
+#            .2), blur .25 (.1), JPEG .6 at q 20-95 (.5 at 30-95), noise .2 (.1)
+#   full     + 40% of the real samples self-blended (20%)
+#   full160  + 160 px input
+#   shipped  no training: the same measurements of models/dfd-image-2.safetensors
+# Environment: VARIANT (full), EPOCHS (8), PRECISION (bf16: mixed-precision training).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DFD_SHARED_DATA:-../shared/data}
+DFD=${DFD:-build/dfd}
+VARIANT=${VARIANT:-full}
+EPOCHS=${EPOCHS:-8}
+PRECISION=${PRECISION:-bf16}
+RUN=runs/m15/$VARIANT
+
+# Crops: UTKFace halves (as train-default-model.sh), synthetic-faces (for FFHQ), deepfaketimit.
+if [[ ! -f runs/utk-holdout-crops/manifest.csv ]]; then
+  mkdir -p runs/utk/train/real runs/utk/holdout/real
+  i=0
+  for f in $(ls "$DATA/utkface-real" | sort); do
+    half=$([[ $((i % 2)) == 0 ]] && echo train || echo holdout)
+    ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
+    i=$((i + 1))
+  done
+  "$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
+  "$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
+fi
+[[ -f runs/syn-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/synthetic-faces" --out runs/syn-crops --workers 2
+[[ -f runs/timit-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/deepfaketimit" --out runs/timit-crops --workers 2
+if [[ ! -f runs/m15/.extra ]]; then
+  mkdir -p runs/m15/extra-utk/real runs/m15/extra-all/real runs/m15/fp-ffhq/real
+  for f in runs/utk-train-crops/crops/real/*.jpg; do
+    ln -sf "$(realpath "$f")" "runs/m15/extra-utk/real/utk-$(basename "$f")"
+    ln -sf "$(realpath "$f")" "runs/m15/extra-all/real/utk-$(basename "$f")"
+  done
+  ls runs/syn-crops/crops/real/*.jpg | sort | awk '{ print ((NR - 1) % 5) " " $0 }' | while read -r k f; do
+    if [[ $k == 0 ]]; then ln -sf "$(realpath "$f")" "runs/m15/fp-ffhq/real/ffhq-$(basename "$f")"
+    elif [[ $k -ge 2 ]]; then ln -sf "$(realpath "$f")" "runs/m15/extra-all/real/ffhq-$(basename "$f")"; fi
+  done
+  touch runs/m15/.extra
+fi
+
+opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.4 --downscale 0.35 --blur 0.25 --jpeg 0.6
+      --jpeg-quality 20:95 --noise 0.2)
+size=128
+case "$VARIANT" in
+  base) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2) ;;
+  reals) opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.2) ;;
+  degrade) opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.2 --downscale 0.35 --blur 0.25 --jpeg 0.6
+                 --jpeg-quality 20:95 --noise 0.2) ;;
+  full) ;;
+  full160) size=160 ;;
+  shipped) ;;
+  *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
+esac
+
+resume=()
+[[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
+[[ $VARIANT == shipped ]] && mkdir -p "$RUN" && touch "$RUN/.done"
+if [[ ! -f "$RUN/.done" ]]; then
+  "$DFD" train image --arch mobilenet_v2-image --input-size "$size" \
+    --init models/registry/mobilenet_v2-imagenet.safetensors \
+    --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
+    --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
+    --precision "$PRECISION" --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
+  touch "$RUN/.done"
+fi
+
+# The shipped form (bf16 weights), evaluated as shipped.
+[[ $VARIANT == shipped ]] && cp models/dfd-image-2.safetensors "$RUN/model-bf16.safetensors"
+[[ -f "$RUN/model-bf16.safetensors" ]] || python3 scripts/safetensors-to-bf16.py "$RUN/best.safetensors" "$RUN/model-bf16.safetensors"
+M="$RUN/model-bf16.safetensors"
+ev() {  # ev NAME ARGS...
+  local out="$RUN/eval-$1"; shift
+  [[ -f "$out/metrics.json" ]] || "$DFD" eval --model "$M" --flip --out "$out" "$@" >"$out.txt" 2>&1 || { cat "$out.txt"; return 1; }
+}
+ev val --data "$DATA/dfdc-faces" --split val
+ev timit --data runs/timit-crops
+ev timit-clip --data runs/timit-crops --level group --aggregation mean
+ev utk --data runs/utk-holdout-crops
+ev ffhq --data runs/m15/fp-ffhq
+scripts/manipulation-report.sh "$RUN"
