@@ -295,6 +295,13 @@ static void run_op(interp *it, const tfl_op *op) {
         for (size_t i = 0; i < o->count; i++) Y[i] = act(A[i] + B[i], op->activation);
         return;
     }
+    case TFL_OP_PRELU: { /* alpha broadcast along the channels (face_landmark's {1,1,C}) */
+        const float *X = tval(it, op->inputs[0]), *A = m->tensors[op->inputs[1]].f32;
+        size_t C = m->tensors[op->inputs[1]].count;
+        float *Y = alloc_out(it, op->outputs[0]);
+        for (size_t i = 0; i < o->count; i++) Y[i] = X[i] >= 0 ? X[i] : A[i % C] * X[i];
+        return;
+    }
     case TFL_OP_RELU: {
         const float *X = tval(it, op->inputs[0]);
         float *Y = alloc_out(it, op->outputs[0]);
@@ -407,8 +414,8 @@ static int compare_backend(const tfl_model *m, nn_backend backend, const float *
 
 /* ---- Tests ---------------------------------------------------------------------------- */
 
-static char *registry_file(const char *name) {
-    char *dir = tu_join(tu_source_dir(), "third_party/@mediapipe_face_detection");
+static char *registry_file_in(const char *folder, const char *name) {
+    char *dir = tu_join(tu_source_dir(), folder);
     char *p = tu_join(dir, name);
     free(dir);
     FILE *f = fopen(p, "rb");
@@ -419,6 +426,8 @@ static char *registry_file(const char *name) {
     fclose(f);
     return p;
 }
+
+static char *registry_file(const char *name) { return registry_file_in("third_party/@mediapipe_face_detection", name); }
 
 #define REQUIRE_FILE(var, name)                                                                   \
     char *var = registry_file(name);                                                              \
@@ -513,6 +522,48 @@ static void converted_blazeface_computes_tflite_semantics(void **state) {
     free(fp);
 }
 
+/* MediaPipe's face mesh (face_landmark.tflite, cut out of the npm package @mediapipe/face_mesh
+ * by setup.sh): 23 PRELU layers besides BlazeFace's operators, two heads (1404 landmark
+ * coordinates, one face-presence logit), each checked against the direct interpretation. */
+static void face_landmark_file_computes_tflite_semantics(void **state) {
+    (void)state;
+    char *p = registry_file_in("third_party/@mediapipe_face_mesh", "face_landmark.tflite");
+    if (!p) {
+        print_message("skipped: third_party/@mediapipe_face_mesh/face_landmark.tflite missing (run ./setup.sh)\n");
+        skip();
+    }
+    tfl_model *m;
+    dfd_error e;
+    assert_int_equal(tfl_read_file(p, &m, &e), DFD_OK);
+    int prelus = 0;
+    for (int i = 0; i < m->n_ops; i++) prelus += m->ops[i].code == TFL_OP_PRELU;
+    assert_int_equal(prelus, 23);
+    assert_int_equal(m->n_outputs, 2);
+    assert_int_equal(m->tensors[m->outputs[0]].count, 1404);
+    assert_int_equal(m->tensors[m->outputs[1]].count, 1);
+    nn_graph *g;
+    assert_int_equal(tfl_to_graph(m, &g, &e), DFD_OK);
+    nn_param *a = nn_graph_find_param(g, "p_re_lu_1/alpha");
+    assert_non_null(a);
+    assert_int_equal(a->count, 16);
+    nn_graph_free(g);
+    size_t n = m->tensors[m->inputs[0]].count;
+    float *x = malloc(n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        fill_input(x, n, 7 + (uint64_t)k);
+        if (k == 1) /* the model's own range, [0, 1] */
+            for (size_t i = 0; i < n; i++) x[i] = 0.5f * (x[i] + 1.0f);
+        float **want = interpret(m, x);
+        assert_int_equal(compare_backend(m, NN_BACKEND_REF, x, want, 1e-4), 1);
+        compare_backend(m, NN_BACKEND_DNNL, x, want, 1e-3);
+        for (int o = 0; o < m->n_outputs; o++) free(want[o]);
+        free(want);
+    }
+    free(x);
+    tfl_free(m);
+    free(p);
+}
+
 static uint16_t h16(float v) { /* exact for the values used below */
     if (v == 1.0f) return 0x3C00;
     if (v == -2.0f) return 0xC000;
@@ -586,7 +637,7 @@ static void unsupported_operators_are_named(void **state) {
     static const struct {
         int code;
         const char *name;
-    } cases[] = {{54, "PRELU"}, {32, "CUSTOM"}, {9, "FULLY_CONNECTED"}, {300, "UNKNOWN"}};
+    } cases[] = {{14, "LOGISTIC"}, {32, "CUSTOM"}, {9, "FULLY_CONNECTED"}, {300, "UNKNOWN"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mt_tensor ts[2] = {{4, {1, 2, 2, 1}, TFL_FLOAT32, NULL, 0, "a"}, {4, {1, 2, 2, 1}, TFL_FLOAT32, NULL, 0, "b"}};
         mt_op ops[1] = {{cases[i].code, 1, {0}, 1, {1}, 0, 0, {{0}}}};
@@ -682,6 +733,7 @@ int main(void) {
         cmocka_unit_test(blazeface_files_parse_into_their_graphs),
         cmocka_unit_test(sparse_model_is_refused_naming_the_operator),
         cmocka_unit_test(converted_blazeface_computes_tflite_semantics),
+        cmocka_unit_test(face_landmark_file_computes_tflite_semantics),
         cmocka_unit_test(hand_built_conv_matches_direct_semantics),
         cmocka_unit_test(unsupported_operators_are_named),
         cmocka_unit_test(truncated_and_garbage_files_fail_cleanly),
