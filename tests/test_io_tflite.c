@@ -564,6 +564,57 @@ static void face_landmark_file_computes_tflite_semantics(void **state) {
     free(p);
 }
 
+/* A hand-built PRELU: alpha per channel gives the direct semantics on both backends; an
+ * alpha of the wrong size, one varying along another axis, or one that is not a constant
+ * is refused at conversion, naming the problem. */
+static void prelu_matches_direct_semantics_and_checks_alpha(void **state) {
+    (void)state;
+    static const float alpha[3] = {0.1f, -0.5f, 2.0f}, alpha4[4] = {1, 2, 3, 4}, alpha_hw[2 * 3] = {1, 2, 3, 4, 5, 6};
+    static const struct {
+        int ndim, shape[3];
+        const float *data;
+        size_t nbytes;
+        int want;
+        const char *msg;
+    } cases[] = {
+        {3, {1, 1, 3}, alpha, sizeof alpha, DFD_OK, NULL},
+        {1, {4}, alpha4, sizeof alpha4, DFD_E_CORRUPT, "alpha size differs"},
+        {3, {2, 1, 3}, alpha_hw, sizeof alpha_hw, DFD_E_UNSUPPORTED, "other than the channels"},
+        {3, {1, 1, 3}, NULL, 0, DFD_E_UNSUPPORTED, "alpha must be a float constant"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        mt_tensor ts[3] = {{4, {1, 2, 2, 3}, TFL_FLOAT32, NULL, 0, "in"},
+                           {cases[c].ndim, {cases[c].shape[0], cases[c].shape[1], cases[c].shape[2]}, TFL_FLOAT32,
+                            cases[c].data, cases[c].nbytes, "alpha"},
+                           {4, {1, 2, 2, 3}, TFL_FLOAT32, NULL, 0, "out"}};
+        mt_op ops[1] = {{TFL_OP_PRELU, 2, {0, 1}, 1, {2}, 0, 0, {{0}}}};
+        size_t len;
+        uint8_t *buf = build_model(ts, 3, ops, 1, 0, 2, &len);
+        tfl_model *m;
+        dfd_error e;
+        assert_int_equal(tfl_parse(buf, len, &m, &e), DFD_OK);
+        nn_graph *g = NULL;
+        int rc = tfl_to_graph(m, &g, &e);
+        assert_int_equal(rc, cases[c].want);
+        if (rc) {
+            assert_null(g);
+            if (!strstr(e.message, cases[c].msg)) fail_msg("message '%s' lacks \"%s\"", e.message, cases[c].msg);
+        } else {
+            nn_graph_free(g);
+            float x[12];
+            for (int i = 0; i < 12; i++) x[i] = (float)(i - 6) * 0.75f;
+            float **want = interpret(m, x);
+            assert_true(want[0][0] == alpha[0] * x[0] && want[0][1] == alpha[1] * x[1] && want[0][2] == alpha[2] * x[2]);
+            assert_int_equal(compare_backend(m, NN_BACKEND_REF, x, want, 1e-6), 1);
+            compare_backend(m, NN_BACKEND_DNNL, x, want, 1e-5);
+            free(want[0]);
+            free(want);
+        }
+        tfl_free(m);
+        free(buf);
+    }
+}
+
 static uint16_t h16(float v) { /* exact for the values used below */
     if (v == 1.0f) return 0x3C00;
     if (v == -2.0f) return 0xC000;
@@ -734,6 +785,7 @@ int main(void) {
         cmocka_unit_test(sparse_model_is_refused_naming_the_operator),
         cmocka_unit_test(converted_blazeface_computes_tflite_semantics),
         cmocka_unit_test(face_landmark_file_computes_tflite_semantics),
+        cmocka_unit_test(prelu_matches_direct_semantics_and_checks_alpha),
         cmocka_unit_test(hand_built_conv_matches_direct_semantics),
         cmocka_unit_test(unsupported_operators_are_named),
         cmocka_unit_test(truncated_and_garbage_files_fail_cleanly),
