@@ -54,6 +54,7 @@ fi
 # name@version  sha256-of-the-npm-tarball
 NPM_PACKAGES=(
   "@mediapipe/face_detection@0.4.1657300184 a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419"
+  "@mediapipe/face_mesh@0.4.1657299874 c08a7e0742a326285da666cf81d77c8b6f3a181a2ee948cadaf166008e0d3bc7"
   "nsfwjs@4.4.0 585cd178f3b994337c4d10a87b080d342fc52f8b9bf0085c4d1f345a3a1c5382"
 )
 fetch_npm() {  # fetch_npm NAME@VERSION SHA256 -> third_party/<name>/ (unpacked)
@@ -79,6 +80,14 @@ for entry in "${NPM_PACKAGES[@]}"; do fetch_npm $entry; done
 # nsfwjs ships its ImageNet-derived MobileNetV2 as JavaScript modules: unpack to model.json + shard.
 if [[ ! -f third_party/nsfwjs/tfjs-mobilenet_v2/model.json ]]; then
   node scripts/extract-tfjs.js third_party/nsfwjs/dist/models/mobilenet_v2 third_party/nsfwjs/tfjs-mobilenet_v2
+fi
+# face_mesh packs its models into one data file: cut face_landmark.tflite out at the
+# offsets the loader script lists (checked: the TFLite identifier at byte 4).
+if [[ ! -f third_party/@mediapipe_face_mesh/face_landmark.tflite ]]; then
+  node scripts/extract-packed-asset.js third_party/@mediapipe_face_mesh/face_mesh_solution_packed_assets_loader.js \
+    third_party/@mediapipe_face_mesh/face_mesh_solution_packed_assets.data \
+    /third_party/mediapipe/modules/face_landmark/face_landmark.tflite \
+    third_party/@mediapipe_face_mesh/face_landmark.tflite
 fi
 # The browser test's driver, playwright-core, pinned by tests/browser/package-lock.json (git-ignored
 # node_modules there); without it that one test is skipped, so a failure here is not fatal.

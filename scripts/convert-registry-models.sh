@@ -17,6 +17,7 @@ mkdir -p "$OUT"
 MODELS=(
   "third_party/@mediapipe_face_detection/face_detection_short_range.tflite blazeface-short"
   "third_party/@mediapipe_face_detection/face_detection_full_range.tflite  blazeface-full"
+  "third_party/@mediapipe_face_mesh/face_landmark.tflite                    face-landmark"
   "third_party/nsfwjs/tfjs-mobilenet_v2/model.json                         mobilenet_v2-imagenet"
 )
 for entry in "${MODELS[@]}"; do

@@ -295,6 +295,13 @@ static void run_op(interp *it, const tfl_op *op) {
         for (size_t i = 0; i < o->count; i++) Y[i] = act(A[i] + B[i], op->activation);
         return;
     }
+    case TFL_OP_PRELU: { /* alpha broadcast along the channels (face_landmark's {1,1,C}) */
+        const float *X = tval(it, op->inputs[0]), *A = m->tensors[op->inputs[1]].f32;
+        size_t C = m->tensors[op->inputs[1]].count;
+        float *Y = alloc_out(it, op->outputs[0]);
+        for (size_t i = 0; i < o->count; i++) Y[i] = X[i] >= 0 ? X[i] : A[i % C] * X[i];
+        return;
+    }
     case TFL_OP_RELU: {
         const float *X = tval(it, op->inputs[0]);
         float *Y = alloc_out(it, op->outputs[0]);
@@ -407,8 +414,8 @@ static int compare_backend(const tfl_model *m, nn_backend backend, const float *
 
 /* ---- Tests ---------------------------------------------------------------------------- */
 
-static char *registry_file(const char *name) {
-    char *dir = tu_join(tu_source_dir(), "third_party/@mediapipe_face_detection");
+static char *registry_file_in(const char *folder, const char *name) {
+    char *dir = tu_join(tu_source_dir(), folder);
     char *p = tu_join(dir, name);
     free(dir);
     FILE *f = fopen(p, "rb");
@@ -419,6 +426,8 @@ static char *registry_file(const char *name) {
     fclose(f);
     return p;
 }
+
+static char *registry_file(const char *name) { return registry_file_in("third_party/@mediapipe_face_detection", name); }
 
 #define REQUIRE_FILE(var, name)                                                                   \
     char *var = registry_file(name);                                                              \
@@ -513,6 +522,99 @@ static void converted_blazeface_computes_tflite_semantics(void **state) {
     free(fp);
 }
 
+/* MediaPipe's face mesh (face_landmark.tflite, cut out of the npm package @mediapipe/face_mesh
+ * by setup.sh): 23 PRELU layers besides BlazeFace's operators, two heads (1404 landmark
+ * coordinates, one face-presence logit), each checked against the direct interpretation. */
+static void face_landmark_file_computes_tflite_semantics(void **state) {
+    (void)state;
+    char *p = registry_file_in("third_party/@mediapipe_face_mesh", "face_landmark.tflite");
+    if (!p) {
+        print_message("skipped: third_party/@mediapipe_face_mesh/face_landmark.tflite missing (run ./setup.sh)\n");
+        skip();
+    }
+    tfl_model *m;
+    dfd_error e;
+    assert_int_equal(tfl_read_file(p, &m, &e), DFD_OK);
+    int prelus = 0;
+    for (int i = 0; i < m->n_ops; i++) prelus += m->ops[i].code == TFL_OP_PRELU;
+    assert_int_equal(prelus, 23);
+    assert_int_equal(m->n_outputs, 2);
+    assert_int_equal(m->tensors[m->outputs[0]].count, 1404);
+    assert_int_equal(m->tensors[m->outputs[1]].count, 1);
+    nn_graph *g;
+    assert_int_equal(tfl_to_graph(m, &g, &e), DFD_OK);
+    nn_param *a = nn_graph_find_param(g, "p_re_lu_1/alpha");
+    assert_non_null(a);
+    assert_int_equal(a->count, 16);
+    nn_graph_free(g);
+    size_t n = m->tensors[m->inputs[0]].count;
+    float *x = malloc(n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        fill_input(x, n, 7 + (uint64_t)k);
+        if (k == 1) /* the model's own range, [0, 1] */
+            for (size_t i = 0; i < n; i++) x[i] = 0.5f * (x[i] + 1.0f);
+        float **want = interpret(m, x);
+        assert_int_equal(compare_backend(m, NN_BACKEND_REF, x, want, 1e-4), 1);
+        compare_backend(m, NN_BACKEND_DNNL, x, want, 1e-3);
+        for (int o = 0; o < m->n_outputs; o++) free(want[o]);
+        free(want);
+    }
+    free(x);
+    tfl_free(m);
+    free(p);
+}
+
+/* A hand-built PRELU: alpha per channel gives the direct semantics on both backends; an
+ * alpha of the wrong size, one varying along another axis, or one that is not a constant
+ * is refused at conversion, naming the problem. */
+static void prelu_matches_direct_semantics_and_checks_alpha(void **state) {
+    (void)state;
+    static const float alpha[3] = {0.1f, -0.5f, 2.0f}, alpha4[4] = {1, 2, 3, 4}, alpha_hw[2 * 3] = {1, 2, 3, 4, 5, 6};
+    static const struct {
+        int ndim, shape[3];
+        const float *data;
+        size_t nbytes;
+        int want;
+        const char *msg;
+    } cases[] = {
+        {3, {1, 1, 3}, alpha, sizeof alpha, DFD_OK, NULL},
+        {1, {4}, alpha4, sizeof alpha4, DFD_E_CORRUPT, "alpha size differs"},
+        {3, {2, 1, 3}, alpha_hw, sizeof alpha_hw, DFD_E_UNSUPPORTED, "other than the channels"},
+        {3, {1, 1, 3}, NULL, 0, DFD_E_UNSUPPORTED, "alpha must be a float constant"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        mt_tensor ts[3] = {{4, {1, 2, 2, 3}, TFL_FLOAT32, NULL, 0, "in"},
+                           {cases[c].ndim, {cases[c].shape[0], cases[c].shape[1], cases[c].shape[2]}, TFL_FLOAT32,
+                            cases[c].data, cases[c].nbytes, "alpha"},
+                           {4, {1, 2, 2, 3}, TFL_FLOAT32, NULL, 0, "out"}};
+        mt_op ops[1] = {{TFL_OP_PRELU, 2, {0, 1}, 1, {2}, 0, 0, {{0}}}};
+        size_t len;
+        uint8_t *buf = build_model(ts, 3, ops, 1, 0, 2, &len);
+        tfl_model *m;
+        dfd_error e;
+        assert_int_equal(tfl_parse(buf, len, &m, &e), DFD_OK);
+        nn_graph *g = NULL;
+        int rc = tfl_to_graph(m, &g, &e);
+        assert_int_equal(rc, cases[c].want);
+        if (rc) {
+            assert_null(g);
+            if (!strstr(e.message, cases[c].msg)) fail_msg("message '%s' lacks \"%s\"", e.message, cases[c].msg);
+        } else {
+            nn_graph_free(g);
+            float x[12];
+            for (int i = 0; i < 12; i++) x[i] = (float)(i - 6) * 0.75f;
+            float **want = interpret(m, x);
+            assert_true(want[0][0] == alpha[0] * x[0] && want[0][1] == alpha[1] * x[1] && want[0][2] == alpha[2] * x[2]);
+            assert_int_equal(compare_backend(m, NN_BACKEND_REF, x, want, 1e-6), 1);
+            compare_backend(m, NN_BACKEND_DNNL, x, want, 1e-5);
+            free(want[0]);
+            free(want);
+        }
+        tfl_free(m);
+        free(buf);
+    }
+}
+
 static uint16_t h16(float v) { /* exact for the values used below */
     if (v == 1.0f) return 0x3C00;
     if (v == -2.0f) return 0xC000;
@@ -586,7 +688,7 @@ static void unsupported_operators_are_named(void **state) {
     static const struct {
         int code;
         const char *name;
-    } cases[] = {{54, "PRELU"}, {32, "CUSTOM"}, {9, "FULLY_CONNECTED"}, {300, "UNKNOWN"}};
+    } cases[] = {{14, "LOGISTIC"}, {32, "CUSTOM"}, {9, "FULLY_CONNECTED"}, {300, "UNKNOWN"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mt_tensor ts[2] = {{4, {1, 2, 2, 1}, TFL_FLOAT32, NULL, 0, "a"}, {4, {1, 2, 2, 1}, TFL_FLOAT32, NULL, 0, "b"}};
         mt_op ops[1] = {{cases[i].code, 1, {0}, 1, {1}, 0, 0, {{0}}}};
@@ -682,6 +784,8 @@ int main(void) {
         cmocka_unit_test(blazeface_files_parse_into_their_graphs),
         cmocka_unit_test(sparse_model_is_refused_naming_the_operator),
         cmocka_unit_test(converted_blazeface_computes_tflite_semantics),
+        cmocka_unit_test(face_landmark_file_computes_tflite_semantics),
+        cmocka_unit_test(prelu_matches_direct_semantics_and_checks_alpha),
         cmocka_unit_test(hand_built_conv_matches_direct_semantics),
         cmocka_unit_test(unsupported_operators_are_named),
         cmocka_unit_test(truncated_and_garbage_files_fail_cleanly),

@@ -1,6 +1,6 @@
 /* cmd_import.c — `dfd import FORMAT IN OUT`: converting models made elsewhere into dfd
  * model files. One entry per format in the table below: `tflite` (MediaPipe's BlazeFace
- * detectors), `tfjs`, `keras` (the original system's models, io/keras.h). */
+ * detectors and Face Mesh landmark model), `tfjs`, `keras` (the original system's models, io/keras.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,9 @@ const char cmd_import_help[] =
     "           or face_detection_full_range.tflite, from the npm package\n"
     "           @mediapipe/face_detection); writes architecture blazeface-short or\n"
     "           blazeface-full after checking that dfd's graph computes what the file does.\n"
+    "           Also MediaPipe Face Mesh's face_landmark.tflite (cut out of the npm package\n"
+    "           @mediapipe/face_mesh by setup.sh): writes architecture face-landmark, checked\n"
+    "           the same way.\n"
     "           Files using operators dfd does not run are refused, naming the operator.\n"
     "  tfjs     a TensorFlow.js layers model (model.json + weight shards) of a Keras\n"
     "           MobileNetV2, e.g. the ImageNet-derived one in the npm package nsfwjs;\n"

@@ -11,7 +11,8 @@
  *               detector box times a margin, optional roll alignment, border handling,
  *               output size, resampling, RGB, normalisation), serialised as JSON into the
  *               classifier's model file ("preprocess") so inference crops as training did;
- *   import      `dfd import tflite`: BlazeFace .tflite -> dfd model file.
+ *   landmarks   MediaPipe Face Mesh's 468 landmarks for a face (landmark.c);
+ *   import      `dfd import tflite`: BlazeFace / face_landmark .tflite -> dfd model file.
  *
  * Coordinates are in source-image pixels, x to the right and y down, with pixel i covering
  * [i, i+1). Keypoints are MediaPipe's six, in its order: the subject's right eye (on the
@@ -214,9 +215,50 @@ int dfd_face_crop(const dfd_image *img, const dfd_face *f, const dfd_crop_contra
 /* Normalises an RGB image (HWC) into floats per c->norm; out holds w*h*3 values. */
 void dfd_crop_normalize(const dfd_image *img, dfd_norm norm, float *out);
 
+/* ---- Landmarks: MediaPipe Face Mesh ------------------------------------------------------ */
+
+#define DFD_MESH_POINTS 468
+#define DFD_MESH_OVAL_POINTS 36
+#define DFD_MESH_BROW_POINTS 10
+/* Mesh indices of the face's outline (MediaPipe's FACE_OVAL, from the top of the forehead,
+ * clockwise on screen) and of the upper eyebrow contours (subject's right, then left). */
+extern const int dfd_mesh_face_oval[DFD_MESH_OVAL_POINTS];
+extern const int dfd_mesh_brows[DFD_MESH_BROW_POINTS];
+
+typedef struct dfd_face_mesh {
+    float pt[DFD_MESH_POINTS][3]; /* x, y in source pixels; z: relative depth on the x scale */
+    float presence;               /* sigmoid of the face-presence logit: is a face in the window */
+    float roi[4];                 /* the window it ran on: centre x, y, side, angle (radians) */
+} dfd_face_mesh;
+
+/* A landmarker holds face-landmark.safetensors and its buffers; one per thread. */
+typedef struct dfd_landmarker dfd_landmarker;
+
+/* Loads <models_dir>/face-landmark.safetensors (models_dir NULL: as dfd_face_models_dir
+ * searches). threads: nn threads per pass (1 is right for this small net). */
+int dfd_landmarker_create(const char *models_dir, nn_backend backend, int threads, dfd_landmarker **out, dfd_error *err);
+void dfd_landmarker_free(dfd_landmarker *l);
+
+/* Windows (roi: centre x, y, side, angle in radians, positive = clockwise on screen), as
+ * MediaPipe derives them: from a detection (box centre, 1.5 x the longer box side, turned
+ * by the eye line), from a box alone (not turned), from a previous mesh (its extent in its
+ * own frame, turned by the line between the outer eye corners 33 and 263, x 1.5). */
+void dfd_face_mesh_roi_from_face(const dfd_face *f, float roi[4]);
+void dfd_face_mesh_roi_from_box(const float box[4], float roi[4]);
+void dfd_face_mesh_roi_from_mesh(const dfd_face_mesh *m, float roi[4]);
+
+/* Runs the model on the window of img (RGB in [0,1], 192 px, edges replicated). */
+int dfd_face_mesh_run(dfd_landmarker *l, const dfd_image *img, const float roi[4], dfd_face_mesh *out, dfd_error *err);
+/* The window from face (or, when face is NULL, from box), then `refine` more passes each
+ * on the window of the previous result (1 is MediaPipe's tracking step, done in place). */
+int dfd_face_mesh_detect(dfd_landmarker *l, const dfd_image *img, const dfd_face *face, const float box[4], int refine,
+                         dfd_face_mesh *out, dfd_error *err);
+
 /* ---- Import ---------------------------------------------------------------------------- */
 
 /* Converts a BlazeFace .tflite (short or full range, told apart by its input size) into a
+ * dfd model file (or Face Mesh's face_landmark.tflite, told apart by its outputs, into
+ * architecture "face-landmark" checked against src/models/face_landmark.c) 
  * dfd model file: builds the graph with src/models/blazeface.c, copies the weights by
  * name, checks that it computes what the graph converted from the .tflite computes on a
  * fixed input, and writes the parameters with metadata (architecture "blazeface-short" or

@@ -8,6 +8,9 @@
  * anchors of src/face/ssd.c) rather than a fake-probability logit, which is why it is
  * written and read here with the safetensors calls instead of dfd_model_save/_load.
  *
+ * MediaPipe Face Mesh's face_landmark.tflite is imported the same way (architecture
+ * "face-landmark", output "face_landmarks", src/models/face_landmark.c; see landmark.c).
+ *
  * The import proves the C builder (src/models/blazeface.c) right for the file at hand:
  * the graph converted straight from the .tflite and the builder's graph, holding the same
  * weights, must give the same outputs on the same input, or nothing is written.
@@ -21,6 +24,7 @@
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "io/tflite.h"
+#include "models/face_landmark.h"
 
 #define BLAZEFACE_OUTPUT "blazeface_ssd"
 
@@ -28,11 +32,11 @@
  * two graphs to have exactly the same parameter names and shapes. */
 static int copy_params(nn_graph *from, nn_graph *to, const char *what, dfd_error *err) {
     if (nn_graph_param_count(from) != nn_graph_param_count(to))
-        return dfd_fail(err, DFD_E_MODEL, "%s has %d weight tensors, the BlazeFace builder %d", what,
+        return dfd_fail(err, DFD_E_MODEL, "%s has %d weight tensors, dfd's builder %d", what,
                         nn_graph_param_count(from), nn_graph_param_count(to));
     for (int i = 0; i < nn_graph_param_count(to); i++) {
         nn_param *p = nn_graph_param(to, i), *q = nn_graph_find_param(from, p->name);
-        if (!q) return dfd_fail(err, DFD_E_MODEL, "%s has no weight '%s' that the BlazeFace builder expects", what, p->name);
+        if (!q) return dfd_fail(err, DFD_E_MODEL, "%s has no weight '%s' that dfd's builder expects", what, p->name);
         int same = p->ndim == q->ndim;
         for (int d = 0; same && d < p->ndim; d++) same = p->shape[d] == q->shape[d];
         if (!same) return dfd_fail(err, DFD_E_MODEL, "%s: weight '%s' has another shape than the builder's", what, p->name);
@@ -41,16 +45,16 @@ static int copy_params(nn_graph *from, nn_graph *to, const char *what, dfd_error
     return DFD_OK;
 }
 
-/* Runs both graphs (reference backend) on one deterministic pseudo-random input and
- * compares every output. */
-static int same_outputs(nn_graph *a, nn_graph *b, int side, const char *what, dfd_error *err) {
+/* Runs both graphs (reference backend) on one deterministic pseudo-random input in
+ * [lo, lo + 2 * half] and compares every output. */
+static int same_outputs(nn_graph *a, nn_graph *b, int side, float lo, float half, const char *what, dfd_error *err) {
     size_t n = (size_t)side * side * 3;
     float *x = dfd_malloc_array(n, sizeof(float));
     if (!x) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     uint64_t s = 0x9E3779B97F4A7C15ull;
     for (size_t i = 0; i < n; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((s >> 40) & 0xffff) / 32767.5f - 1.0f;
+        x[i] = lo + half * ((float)((s >> 40) & 0xffff) / 32767.5f);
     }
     nn_exec_opts o;
     nn_exec_opts_default(&o);
@@ -66,7 +70,7 @@ static int same_outputs(nn_graph *a, nn_graph *b, int side, const char *what, df
         size_t na, nb;
         const float *ya = nn_output(ea, k, &na), *yb = nn_output(eb, k, &nb);
         if (!ya || !yb || na != nb) {
-            rc = dfd_fail(err, DFD_E_MODEL, "%s: output %d differs in size from the BlazeFace builder's", what, k);
+            rc = dfd_fail(err, DFD_E_MODEL, "%s: output %d differs in size from dfd's builder's", what, k);
             break;
         }
         double scale = 1.0, worst = 0.0;
@@ -81,7 +85,7 @@ static int same_outputs(nn_graph *a, nn_graph *b, int side, const char *what, df
         }
         if (worst > 1e-4 * scale)
             rc = dfd_fail(err, DFD_E_MODEL,
-                          "%s: the BlazeFace builder computes something else than the file (output %d, value %zu: %g vs %g)",
+                          "%s: dfd's builder computes something else than the file (output %d, value %zu: %g vs %g)",
                           what, k, at, (double)ya[at], (double)yb[at]);
     }
     nn_exec_free(ea);
@@ -100,7 +104,9 @@ static char *preprocess_json(int side) {
     return s;
 }
 
-static int save(nn_graph *g, dfd_blazeface_kind kind, const char *source, const char *path, dfd_error *err) {
+/* Writes g's parameters with metadata: architecture, input side, output kind, preprocess. */
+static int save_as(nn_graph *g, const char *arch, int side, const char *output, const char *pre, const char *source,
+                   const char *path, dfd_error *err) {
     dfd_st_writer *w = dfd_st_writer_new();
     if (!w) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     int rc = DFD_OK;
@@ -111,19 +117,53 @@ static int save(nn_graph *g, dfd_blazeface_kind kind, const char *source, const 
         rc = dfd_st_writer_add_f32(w, p->name, p->ndim, shape, p->data, DFD_ST_F32, err);
     }
     char num[32];
-    snprintf(num, sizeof num, "%d", dfd_blazeface_input_size(kind));
-    char *pre = preprocess_json(dfd_blazeface_input_size(kind));
+    snprintf(num, sizeof num, "%d", side);
     if (!pre && !rc) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
     if (!rc) rc = dfd_st_writer_set_meta(w, "format", DFD_MODEL_FORMAT, err);
-    if (!rc) rc = dfd_st_writer_set_meta(w, "architecture", dfd_blazeface_name(kind), err);
+    if (!rc) rc = dfd_st_writer_set_meta(w, "architecture", arch, err);
     if (!rc) rc = dfd_st_writer_set_meta(w, "input_size", num, err);
-    if (!rc) rc = dfd_st_writer_set_meta(w, "output", BLAZEFACE_OUTPUT, err);
+    if (!rc) rc = dfd_st_writer_set_meta(w, "output", output, err);
     if (!rc) rc = dfd_st_writer_set_meta(w, "preprocess", pre, err);
     if (!rc) rc = dfd_st_writer_set_meta(w, "training_data", source, err);
     if (!rc) rc = dfd_st_writer_set_meta(w, "dfd_version", dfd_version(), err);
     if (!rc) rc = dfd_st_writer_save(w, path, err);
-    free(pre);
     dfd_st_writer_free(w);
+    return rc;
+}
+
+static int save(nn_graph *g, dfd_blazeface_kind kind, const char *source, const char *path, dfd_error *err) {
+    char *pre = preprocess_json(dfd_blazeface_input_size(kind));
+    int rc = save_as(g, dfd_blazeface_name(kind), dfd_blazeface_input_size(kind), BLAZEFACE_OUTPUT, pre, source, path, err);
+    free(pre);
+    return rc;
+}
+
+/* face_landmark.tflite: input 1x192x192x3, outputs of 1404 and 1 values. */
+static int is_face_landmark(const tfl_model *m) {
+    const tfl_tensor *in = m->n_inputs == 1 ? &m->tensors[m->inputs[0]] : NULL;
+    return in && in->ndim == 4 && in->shape[0] == 1 && in->shape[1] == DFD_FACE_LANDMARK_SIZE &&
+           in->shape[2] == DFD_FACE_LANDMARK_SIZE && in->shape[3] == 3 && m->n_outputs == 2 &&
+           m->tensors[m->outputs[0]].count == 3 * DFD_FACE_LANDMARK_COUNT && m->tensors[m->outputs[1]].count == 1;
+}
+
+static int import_face_landmark(tfl_model *m, const char *in_path, const char *out_path, dfd_error *err) {
+    nn_graph *conv = NULL, *built = NULL;
+    int rc = tfl_to_graph(m, &conv, err);
+    if (!rc) rc = dfd_face_landmark_build(&built, err);
+    if (!rc) rc = copy_params(conv, built, in_path, err);
+    if (!rc) rc = same_outputs(conv, built, DFD_FACE_LANDMARK_SIZE, 0.0f, 0.5f, in_path, err);
+    if (!rc) {
+        const char *base = strrchr(in_path, '/');
+        char source[512];
+        snprintf(source, sizeof source, "MediaPipe Face Mesh %s (Apache-2.0), converted by dfd import tflite",
+                 base ? base + 1 : in_path);
+        rc = save_as(built, DFD_FACE_LANDMARK_NAME, DFD_FACE_LANDMARK_SIZE, DFD_FACE_LANDMARK_OUTPUT,
+                     "{\"window\":\"face_roi_1.5_rotated\",\"size\":192,\"resample\":\"bilinear\",\"color\":\"RGB\","
+                     "\"range\":[0,1]}",
+                     source, out_path, err);
+    }
+    nn_graph_free(conv);
+    nn_graph_free(built);
     return rc;
 }
 
@@ -134,6 +174,12 @@ int dfd_face_import_tflite(const char *in_path, const char *out_path, const char
     nn_graph *conv = NULL, *built = NULL;
     int rc = tfl_read_file(in_path, &m, err);
     if (rc) return rc;
+    if (is_face_landmark(m)) {
+        rc = import_face_landmark(m, in_path, out_path, err);
+        tfl_free(m);
+        if (!rc && arch) *arch = DFD_FACE_LANDMARK_NAME;
+        return rc;
+    }
     dfd_blazeface_kind kind = DFD_BLAZEFACE_SHORT;
     const tfl_tensor *in = m->n_inputs == 1 ? &m->tensors[m->inputs[0]] : NULL;
     if (in && in->ndim == 4 && in->shape[0] == 1 && in->shape[3] == 3 && in->shape[1] == 128 && in->shape[2] == 128)
@@ -141,13 +187,13 @@ int dfd_face_import_tflite(const char *in_path, const char *out_path, const char
     else if (in && in->ndim == 4 && in->shape[0] == 1 && in->shape[3] == 3 && in->shape[1] == 192 && in->shape[2] == 192)
         kind = DFD_BLAZEFACE_FULL;
     else
-        rc = dfd_fail(err, DFD_E_UNSUPPORTED, "'%s' is not a BlazeFace detector dfd knows (input must be 1x128x128x3 or 1x192x192x3)",
+        rc = dfd_fail(err, DFD_E_UNSUPPORTED, "'%s' is not a model dfd knows (a BlazeFace detector with input 1x128x128x3 or 1x192x192x3, or Face Mesh's face_landmark)",
                       in_path);
     if (!rc) rc = tfl_to_graph(m, &conv, err);
     tfl_free(m);
     if (!rc) rc = dfd_blazeface_build(kind, &built, err);
     if (!rc) rc = copy_params(conv, built, in_path, err);
-    if (!rc) rc = same_outputs(conv, built, dfd_blazeface_input_size(kind), in_path, err);
+    if (!rc) rc = same_outputs(conv, built, dfd_blazeface_input_size(kind), -1.0f, 1.0f, in_path, err);
     if (!rc) {
         const char *base = strrchr(in_path, '/');
         char source[512];

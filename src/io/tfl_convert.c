@@ -258,6 +258,33 @@ static int add(conv_ctx *c, const tfl_op *op) {
     return check_node(c, id, op->outputs[0]);
 }
 
+/* PRELU with a constant alpha that varies at most along the channels ({C}, {1,1,C}, ...:
+ * how Keras's PReLU with shared_axes=[1,2] is exported): nn's PReLU activation, alpha
+ * copied into "<name>/alpha". */
+static int prelu(conv_ctx *c, const tfl_op *op) {
+    int x, rc0 = first_in(c, op, &x);
+    if (rc0) return rc0;
+    if (op->n_inputs != 2) return malformed(c, "PRELU needs an input and an alpha");
+    const tfl_tensor *al = const_in(c, op, 1, 1);
+    if (!al) return unsupported(c, "alpha must be a float constant", NULL);
+    const nn_node *xn = nn_graph_node(c->g, x);
+    int C = xn->shape[xn->ndim - 1];
+    for (int d = 0; d + 1 < al->ndim; d++)
+        if (al->shape[d] != 1) return unsupported(c, "alpha varying along an axis other than the channels", NULL);
+    if (al->count != (size_t)C) return malformed(c, "alpha size differs from the channels");
+    char name[NN_NAME_MAX];
+    layer_name(c, op, "prelu", name, sizeof name);
+    int id = nn_activation(c->g, name, x, NN_ACT_PRELU);
+    int rc = check_node(c, id, op->outputs[0]);
+    if (rc) return rc;
+    char pn[NN_NAME_MAX + 16];
+    snprintf(pn, sizeof pn, "%s/alpha", name);
+    nn_param *ap = nn_graph_find_param(c->g, pn);
+    if (!ap || ap->count != al->count) return dfd_fail(c->err, DFD_E_INTERNAL, "PReLU layer '%s' has no alpha", name);
+    memcpy(ap->data, al->f32, al->count * sizeof(float));
+    return DFD_OK;
+}
+
 static int relu(conv_ctx *c, const tfl_op *op) {
     int x, rc0 = first_in(c, op, &x);
     if (rc0) return rc0;
@@ -375,6 +402,7 @@ int tfl_to_graph(const tfl_model *m, nn_graph **out, dfd_error *err) {
         case TFL_OP_PAD: rc = pad(&c, op); break;
         case TFL_OP_ADD: rc = add(&c, op); break;
         case TFL_OP_RELU: rc = relu(&c, op); break;
+        case TFL_OP_PRELU: rc = prelu(&c, op); break;
         case TFL_OP_RESHAPE: rc = reshape(&c, op); break;
         case TFL_OP_CONCATENATION: rc = concat(&c, op); break;
         case TFL_OP_RESIZE_BILINEAR: rc = resize(&c, op); break;

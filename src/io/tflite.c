@@ -50,7 +50,7 @@ static int op_supported(int code) {
     switch (code) {
     case TFL_OP_ADD: case TFL_OP_CONCATENATION: case TFL_OP_CONV_2D: case TFL_OP_DEPTHWISE_CONV_2D:
     case TFL_OP_DEQUANTIZE: case TFL_OP_MAX_POOL_2D: case TFL_OP_RELU: case TFL_OP_RESHAPE:
-    case TFL_OP_RESIZE_BILINEAR: case TFL_OP_PAD:
+    case TFL_OP_RESIZE_BILINEAR: case TFL_OP_PAD: case TFL_OP_PRELU:
         return 1;
     default:
         return 0;

@@ -4,9 +4,10 @@
  *
  * Scope: float models built from the operators that Google's BlazeFace detectors use
  * (CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, PAD, ADD, RELU, RESHAPE, CONCATENATION,
- * DEQUANTIZE, RESIZE_BILINEAR). A file is untrusted input: every offset, vector length
+ * DEQUANTIZE, RESIZE_BILINEAR) and MediaPipe's face mesh (face_landmark.tflite: those and
+ * PRELU). A file is untrusted input: every offset, vector length
  * and tensor size is checked against the file before it is used, and a graph that uses
- * any other operator is rejected naming it ("unsupported TFLite operator 'PRELU'").
+ * any other operator is rejected naming it ("unsupported TFLite operator 'LOGISTIC'").
  *
  * Constant tensors are made fp32 at load: FLOAT32 buffers are copied, and DEQUANTIZE of
  * a FLOAT16 constant (how fp16 models store weights) is folded into an fp32 constant.
@@ -37,7 +38,8 @@ enum {
     TFL_OP_RELU = 19,
     TFL_OP_RESHAPE = 22,
     TFL_OP_RESIZE_BILINEAR = 23,
-    TFL_OP_PAD = 34
+    TFL_OP_PAD = 34,
+    TFL_OP_PRELU = 54
 };
 
 /* Fused activations (ActivationFunctionType) and paddings (Padding). */

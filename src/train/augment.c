@@ -239,6 +239,68 @@ void dfd_sbi_opts_default(dfd_sbi_opts *o) {
     o->cx = 0.5f, o->cy = 0.54f, o->rx = 0.34f, o->ry = 0.40f;
     o->jitter = 0.08f;
     o->deform = 0.12f;
+    o->forehead = 0.5f;
+}
+
+/* Face-oval landmarks above the eyebrows (the forehead), left out of the eyebrow-topped
+ * hull that imitates dlib's 68 points. */
+static int is_forehead(int mesh_index) {
+    static const int fh[] = {10, 338, 297, 332, 284, 251, 109, 67, 103, 54, 21};
+    for (size_t i = 0; i < sizeof fh / sizeof fh[0]; i++)
+        if (fh[i] == mesh_index) return 1;
+    return 0;
+}
+
+void dfd_sbi_points_from_mesh(const dfd_face_mesh *m, float sx, float sy, float pts[DFD_SBI_POINTS][2]) {
+    for (int i = 0; i < DFD_MESH_OVAL_POINTS; i++)
+        pts[i][0] = m->pt[dfd_mesh_face_oval[i]][0] * sx, pts[i][1] = m->pt[dfd_mesh_face_oval[i]][1] * sy;
+    for (int i = 0; i < DFD_MESH_BROW_POINTS; i++)
+        pts[DFD_MESH_OVAL_POINTS + i][0] = m->pt[dfd_mesh_brows[i]][0] * sx,
+                                 pts[DFD_MESH_OVAL_POINTS + i][1] = m->pt[dfd_mesh_brows[i]][1] * sy;
+}
+
+static double cross3(const float *o, const float *a, const float *b) {
+    return ((double)a[0] - o[0]) * ((double)b[1] - o[1]) - ((double)a[1] - o[1]) * ((double)b[0] - o[0]);
+}
+
+static int cmp_pt(const void *a, const void *b) {
+    const float *p = a, *q = b;
+    if (p[0] != q[0]) return p[0] < q[0] ? -1 : 1;
+    return (p[1] > q[1]) - (p[1] < q[1]);
+}
+
+int dfd_convex_hull(const float (*pts)[2], int n, float (*hull)[2]) {
+    if (n <= 0 || n > DFD_HULL_MAX) return 0;
+    float p[DFD_HULL_MAX][2];
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(pts[i][0]) && isfinite(pts[i][1])) p[m][0] = pts[i][0], p[m][1] = pts[i][1], m++;
+    if (m < 3) return 0;
+    qsort(p, (size_t)m, sizeof p[0], cmp_pt);
+    /* Andrew's monotone chain: lower then upper hull, counter-clockwise in x-right y-up
+     * terms (clockwise on screen). */
+    float h[2 * DFD_HULL_MAX][2];
+    int k = 0;
+    for (int i = 0; i < m; i++) {
+        while (k >= 2 && cross3(h[k - 2], h[k - 1], p[i]) <= 0) k--;
+        h[k][0] = p[i][0], h[k][1] = p[i][1], k++;
+    }
+    for (int i = m - 2, t = k + 1; i >= 0; i--) {
+        while (k >= t && cross3(h[k - 2], h[k - 1], p[i]) <= 0) k--;
+        h[k][0] = p[i][0], h[k][1] = p[i][1], k++;
+    }
+    k--; /* the last point repeats the first */
+    if (k < 3) return 0;
+    memcpy(hull, h, (size_t)k * sizeof h[0]);
+    return k;
+}
+
+int dfd_hull_contains(const float (*hull)[2], int n, float x, float y) {
+    if (n < 3) return 0;
+    float q[2] = {x, y};
+    for (int i = 0; i < n; i++)
+        if (cross3(hull[i], hull[(i + 1) % n], q) < 0) return 0;
+    return 1;
 }
 
 void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y) {
@@ -253,7 +315,50 @@ void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y) {
     o->ry = 0.40f * box;
 }
 
+/* The landmark mask (before feathering): the convex hull of the face oval (with the
+ * forehead, probability o->forehead) or of the oval below the eyebrows plus the eyebrows
+ * (as dlib's 68 points reach), its outline deformed by random low-frequency radial
+ * harmonics about its centre, then eroded or dilated by a random amount (a blur
+ * thresholded away from one half). Returns DFD_E_ARG when the points span no area. */
+static int landmark_mask(float *m, int w, int h, const float (*pts)[2], const dfd_sbi_opts *o, nn_rng *r, dfd_error *err) {
+    float sel[DFD_SBI_POINTS][2], hull[DFD_HULL_MAX][2];
+    int with_forehead = chance(r, o->forehead), ns = 0;
+    for (int i = 0; i < DFD_SBI_POINTS; i++) {
+        if (i < DFD_MESH_OVAL_POINTS ? (!with_forehead && is_forehead(dfd_mesh_face_oval[i])) : with_forehead) continue;
+        sel[ns][0] = pts[i][0], sel[ns][1] = pts[i][1], ns++;
+    }
+    int nh = dfd_convex_hull((const float(*)[2])sel, ns, hull);
+    if (nh < 3) return dfd_fail(err, DFD_E_ARG, "sbi: the landmarks span no area");
+    double cx = 0, cy = 0, area = 0;
+    for (int i = 0; i < nh; i++) cx += hull[i][0] / nh, cy += hull[i][1] / nh;
+    for (int i = 0; i < nh; i++) area += 0.5 * cross3(hull[0], hull[i], hull[(i + 1) % nh]);
+    float size = (float)sqrt(fabs(area));
+    if (!(size >= 2)) return dfd_fail(err, DFD_E_ARG, "sbi: the landmarks span no area");
+    float amp[4], phase[4], d = 0.5f * o->deform;
+    for (int k = 0; k < 4; k++) amp[k] = uni(r, -d, d) / (k + 1), phase[k] = uni(r, 0, 2 * (float)M_PI);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float dx = x + 0.5f - (float)cx, dy = y + 0.5f - (float)cy, th = atan2f(dy, dx), rad = 1;
+            for (int k = 0; k < 4; k++) rad += amp[k] * sinf((k + 2) * th + phase[k]);
+            m[(size_t)y * w + x] = dfd_hull_contains((const float(*)[2])hull, nh, (float)cx + dx / rad, (float)cy + dy / rad)
+                                       ? 1.0f
+                                       : 0.0f;
+        }
+    /* Erosion or dilation by up to about 3% of the face's size (points far outside the
+     * image cannot make the blur larger than the image). */
+    float t = uni(r, 0.25f, 0.75f), side = (float)(w < h ? w : h);
+    int rc = blur_f(m, w, h, 1, 0.05f * (size < side ? size : side), err);
+    if (rc) return rc;
+    for (size_t i = 0; i < (size_t)w * h; i++) m[i] = m[i] > t ? 1.0f : 0.0f;
+    return DFD_OK;
+}
+
 int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_error *err) {
+    return dfd_sbi_landmarks(img, o, NULL, r, mask, err);
+}
+
+int dfd_sbi_landmarks(dfd_image *img, const dfd_sbi_opts *o, const float (*pts)[2], nn_rng *r, float *mask,
+                      dfd_error *err) {
     int w = img->w, h = img->h, rc;
     float side = (float)(w < h ? w : h);
     size_t n = (size_t)w * h;
@@ -274,21 +379,30 @@ int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_e
     else rc = blur_or_sharpen(&src, 1.0f * side / 128, uni(r, 0.3f, 1.0f), err);
     if (!rc) rc = dfd_aug_affine(&src, 0, uni(r, -0.03f, 0.03f), uni(r, -0.03f, 0.03f), uni(r, 0.95f, 1.05f), err);
     if (rc) goto out;
-    /* 2. The mask: a jittered ellipse whose radius varies with angle (low harmonics),
-     *    grown or shrunk, feathered, and scaled by a blend ratio. */
-    float cx = (o->cx + uni(r, -o->jitter, o->jitter) * o->rx) * w, cy = (o->cy + uni(r, -o->jitter, o->jitter) * o->ry) * h;
-    float grow = uni(r, 0.85f, 1.1f);
-    float rx = o->rx * w * grow * (1 + uni(r, -o->jitter, o->jitter)), ry = o->ry * h * grow * (1 + uni(r, -o->jitter, o->jitter));
-    float amp[4], phase[4];
-    for (int k = 0; k < 4; k++) amp[k] = uni(r, -o->deform, o->deform) / (k + 1), phase[k] = uni(r, 0, 2 * (float)M_PI);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float u = (x + 0.5f - cx) / rx, v = (y + 0.5f - cy) / ry;
-            float th = atan2f(v, u), rad = 1;
-            for (int k = 0; k < 4; k++) rad += amp[k] * sinf((k + 2) * th + phase[k]);
-            m[(size_t)y * w + x] = u * u + v * v <= rad * rad ? 1.0f : 0.0f;
-        }
-    if ((rc = blur_f(m, w, h, 1, uni(r, 0.02f, 0.07f) * side, err))) goto out;
+    /* 2. The mask: from the landmarks when given (landmark_mask), else a jittered
+     *    ellipse whose radius varies with angle (low harmonics), grown or shrunk; then
+     *    feathered, and scaled by a blend ratio. */
+    float feather;
+    if (pts) {
+        if ((rc = landmark_mask(m, w, h, pts, o, r, err))) goto out;
+        /* the hull is where the face is, so a lighter feather than the ellipse's */
+        feather = uni(r, 0.01f, 0.04f);
+    } else {
+        float cx = (o->cx + uni(r, -o->jitter, o->jitter) * o->rx) * w, cy = (o->cy + uni(r, -o->jitter, o->jitter) * o->ry) * h;
+        float grow = uni(r, 0.85f, 1.1f);
+        float rx = o->rx * w * grow * (1 + uni(r, -o->jitter, o->jitter)), ry = o->ry * h * grow * (1 + uni(r, -o->jitter, o->jitter));
+        float amp[4], phase[4];
+        for (int k = 0; k < 4; k++) amp[k] = uni(r, -o->deform, o->deform) / (k + 1), phase[k] = uni(r, 0, 2 * (float)M_PI);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float u = (x + 0.5f - cx) / rx, v = (y + 0.5f - cy) / ry;
+                float th = atan2f(v, u), rad = 1;
+                for (int k = 0; k < 4; k++) rad += amp[k] * sinf((k + 2) * th + phase[k]);
+                m[(size_t)y * w + x] = u * u + v * v <= rad * rad ? 1.0f : 0.0f;
+            }
+        feather = uni(r, 0.02f, 0.07f);
+    }
+    if ((rc = blur_f(m, w, h, 1, feather * side, err))) goto out;
     static const float ratios[6] = {0.25f, 0.5f, 0.75f, 1, 1, 1};
     float ratio = ratios[nn_rng_next(r) % 6];
     /* 3. Blend: where the mask is 0 the target is kept bit for bit. */

@@ -19,6 +19,7 @@
 #include "core/core.h"
 #include "media/media.h"
 #include "io/model_file.h"
+#include "face/face.h"
 #include "nn/nn.h"
 
 /* ---- Metrics (metrics.c) -------------------------------------------------------- */
@@ -275,15 +276,35 @@ void dfd_aug_cutout(dfd_image *img, int x, int y, int w, int h, uint8_t grey);
  * random blend ratio. The result carries the artefacts every face swap has (a blending
  * boundary, colour and resolution mismatch) without any particular generator's.
  *
- * The paper's mask is the convex hull of 68 dlib landmarks. dfd has BlazeFace's six
- * keypoints at most, and none for crops made elsewhere, so the mask is an ellipse over the
- * inner face (given in fractions of the crop), randomly resized, its outline deformed by
- * low-frequency radial noise, and feathered by a Gaussian blur. */
+ * The paper's mask is the convex hull of 68 dlib landmarks. With landmarks (MediaPipe Face
+ * Mesh's, dfd_sbi_landmarks) the mask is the convex hull of the face oval, or of the oval
+ * below the eyebrows and the eyebrows, its outline deformed by low-frequency radial noise,
+ * eroded or dilated, and feathered by a Gaussian blur. Without them (dfd_sbi) it is an
+ * ellipse over the inner face (given in fractions of the crop), randomly resized, deformed
+ * and feathered the same way. */
 typedef struct dfd_sbi_opts {
     float cx, cy, rx, ry;  /* face ellipse centre and semi-axes, fractions of width/height */
     float jitter;          /* relative random change of centre and axes */
-    float deform;          /* amplitude of the outline's radial deformation */
+    float deform;          /* amplitude of the outline's radial deformation (half of it
+                              for landmark hulls, which need less) */
+    float forehead;        /* landmark masks: probability that the hull is the whole face oval
+                              (forehead included) rather than stopping at the eyebrows (0.5) */
 } dfd_sbi_opts;
+
+/* The landmarks a landmark mask uses, in this order: MediaPipe's face oval
+ * (dfd_mesh_face_oval, 36) then the upper eyebrow contours (dfd_mesh_brows, 10), x and y in
+ * the pixels of the image being blended. */
+#define DFD_SBI_POINTS (DFD_MESH_OVAL_POINTS + DFD_MESH_BROW_POINTS)
+/* Picks them from a mesh, scaling x by sx and y by sy (a mesh found on a w x h image and a
+ * crop resized to S x S: sx = S / w, sy = S / h). */
+void dfd_sbi_points_from_mesh(const dfd_face_mesh *m, float sx, float sy, float pts[DFD_SBI_POINTS][2]);
+
+/* Convex hull of n (<= DFD_HULL_MAX) points, non-finite ones skipped: writes its corners
+ * (clockwise on screen) into hull and returns how many (0 when under 3). */
+#define DFD_HULL_MAX 64
+int dfd_convex_hull(const float (*pts)[2], int n, float (*hull)[2]);
+/* Whether (x, y) lies inside (or on) such a hull. */
+int dfd_hull_contains(const float (*hull)[2], int n, float x, float y);
 
 /* For a tight face crop (the face fills most of the crop, as in dfdc-faces). */
 void dfd_sbi_opts_default(dfd_sbi_opts *o);
@@ -292,8 +313,55 @@ void dfd_sbi_opts_default(dfd_sbi_opts *o);
 void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y);
 
 /* Makes a self-blended fake of img in place. mask (may be NULL) receives w*h blend
- * weights in [0,1]: where it is 0 the output equals the input exactly. */
+ * weights in [0,1]: where it is 0 the output equals the input exactly. The mask is the
+ * ellipse of o. */
 int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_error *err);
+/* The same with the face's landmarks: pts holds DFD_SBI_POINTS points (see above) in img's
+ * pixels, or is NULL for the ellipse (exactly dfd_sbi, same random draws). DFD_E_ARG when
+ * the points span no area (e.g. all NaN). */
+int dfd_sbi_landmarks(dfd_image *img, const dfd_sbi_opts *o, const float (*pts)[2], nn_rng *r, float *mask,
+                      dfd_error *err);
+
+/* ---- Landmarks for a dataset's crops (train/landmarks.c) ---------------------------------- */
+
+typedef struct dfd_ds_landmark_opts {
+    const char *models_dir;     /* where face-landmark.safetensors is; NULL = search */
+    float margin;               /* crop side / face box side: 1 for tight crops (dfdc-faces),
+                                   the `dfd prepare` margin for its crops (default 1) */
+    float shift_y;              /* box centre shift_y box sides above the crop centre (0) */
+    float min_presence;         /* meshes with a lower face presence are dropped (0.5) */
+    int refine;                 /* extra passes on the mesh's own window (1) */
+    int threads;                /* worker threads, each with its own landmarker (1) */
+    nn_backend backend;         /* NN_BACKEND_DNNL */
+    const unsigned char *want;  /* NULL = every item, else only items i with want[i] */
+    int progress;               /* log every 1000 items */
+} dfd_ds_landmark_opts;
+
+void dfd_ds_landmark_opts_default(dfd_ds_landmark_opts *o);
+
+typedef struct dfd_ds_landmarks {
+    size_t n;                           /* the dataset's item count */
+    size_t found;                       /* items with landmarks */
+    float (*pts)[DFD_SBI_POINTS][2];    /* per item, in the item image's own pixels */
+    int *w, *h;                         /* that image's size; 0 = no landmarks for the item */
+    float *presence;
+} dfd_ds_landmarks;
+
+/* The mesh of one crop, with the face box derived from the crop as o describes. */
+int dfd_crop_landmarks(dfd_landmarker *lm, const dfd_image *img, const dfd_ds_landmark_opts *o, dfd_face_mesh *mesh,
+                       dfd_error *err);
+/* Runs the mesh on every (wanted) item. Unreadable items and faces below min_presence get
+ * no landmarks (w = 0); a missing model or no memory fails. */
+int dfd_dataset_landmarks(const dfd_dataset *ds, const dfd_ds_landmark_opts *o, dfd_ds_landmarks **out, dfd_error *err);
+void dfd_ds_landmarks_free(dfd_ds_landmarks *l);
+/* Item's points scaled to an out_w x out_h resize of its image (what the loader feeds to
+ * dfd_sbi_landmarks); returns 0 (pts untouched) when the item has none. */
+int dfd_ds_landmarks_get(const dfd_ds_landmarks *l, size_t item, int out_w, int out_h, float pts[DFD_SBI_POINTS][2]);
+/* A sidecar text file keyed by the items' paths relative to the dataset root, so landmarks
+ * are computed once per dataset (format in train/landmarks.c). Loading matches keys to
+ * ds's items (lines for items not listed are ignored). */
+int dfd_ds_landmarks_save(const dfd_ds_landmarks *l, const dfd_dataset *ds, const char *path, dfd_error *err);
+int dfd_ds_landmarks_load(const char *path, const dfd_dataset *ds, dfd_ds_landmarks **out, dfd_error *err);
 
 /* A grid of images (resized to cell x cell) with a caption under each, as a PNG. */
 int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *const *captions, int n, int cols,
