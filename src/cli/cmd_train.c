@@ -68,6 +68,9 @@ const char cmd_train_help[] =
     "  --sbi-fraction F       share of real training faces turned into self-blended fakes (0)\n"
     "  --sbi-margin M         crops have margin M around the detector box (for the SBI mask;\n"
     "                         default: tight crops like dfdc-faces)\n"
+    "  --sbi-mask ellipse|landmarks  the blending mask: a deformed ellipse (default), or the hull of\n"
+    "                         each face's Face Mesh landmarks (found once per run, OUT/landmarks.txt;\n"
+    "                         --models DIR: where face-landmark.safetensors is)\n"
     "  --preview-augment PNG  write a grid of real / self-blended / augmented samples and exit\n\n"
     "Example:\n"
     "  dfd train image --arch mobilenet_v2-image --input-size 128 --data ../shared/data/dfdc-faces \\\n"
@@ -190,11 +193,17 @@ int cmd_train(int argc, char **argv) {
         STR("--stage2-from", o.stage2_from)
         STR("--preview-augment", preview)
         STR("--cache-file", o.cache_file)
+        STR("--models", o.models_dir)
         else if (strcmp(a, "--no-cache") == 0) o.cache_mb = 0;
         else if (strcmp(a, "--cache-mb") == 0) {
             NEED();
             if (cli_parse_int(v, 0, 1L << 30, &l)) return cli_usage_error(cmd, "--cache-mb wants MiB (0 = no cache), not '%s'", v);
             o.cache_mb = l;
+        } else if (strcmp(a, "--sbi-mask") == 0) {
+            NEED();
+            if (strcmp(v, "landmarks") == 0) o.sbi_landmarks = 1;
+            else if (strcmp(v, "ellipse") == 0) o.sbi_landmarks = 0;
+            else return cli_usage_error(cmd, "--sbi-mask wants 'landmarks' or 'ellipse', not '%s'", v);
         } else if (strcmp(a, "--threshold-fpr") == 0) {
             NEED();
             if (cli_parse_double(v, 0, 0.5, &o.threshold_fpr))

@@ -126,7 +126,9 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
         nn_rng ar;
         nn_rng_seed(&ar, aug_seed);
         if (make_sbi) {
-            rc = dfd_sbi(&im, o->sbi, &ar, NULL, &e);
+            float pts[DFD_SBI_POINTS][2];
+            int has = o->landmarks && dfd_ds_landmarks_get(o->landmarks, item, im.w, im.h, pts);
+            rc = dfd_sbi_landmarks(&im, o->sbi, has ? (const float(*)[2])pts : NULL, &ar, NULL, &e);
             if (!rc) b->sbi[j] = 1, b->y[j] = 1;
         }
         if (!rc && o->aug) rc = dfd_augment(&im, o->aug, &ar, &e);

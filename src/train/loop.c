@@ -360,6 +360,7 @@ typedef struct run {
     int cancelled;
     long failures;
     dfd_img_cache *cache, *val_cache; /* decoded crops of ds and (when it is another) val_ds */
+    dfd_ds_landmarks *landmarks;      /* Face Mesh landmarks of ds's training reals (--sbi-mask landmarks) */
 } run;
 
 /* Feed threads besides the training thread. Taking turns, every core the engine has makes
@@ -537,7 +538,8 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                           .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
                           .aug = o->augment ? &o->aug : NULL, .sbi_fraction = o->video ? 0 : o->sbi_fraction,
                           .sbi = &o->sbi, .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
-                          .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead};
+                          .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead,
+                          .landmarks = r->landmarks};
     dfd_loader *l;
     rc = dfd_loader_start(&lo, &l, err);
     if (rc) {
@@ -725,6 +727,40 @@ static int fill_caches(run *r, dfd_error *err) {
     return rc;
 }
 
+/* Face Mesh landmarks of every real training face (the self-blending sources), once per
+ * run: from OUT/landmarks.txt when an earlier (interrupted) run wrote it, else computed on
+ * every core and written there. Faces without landmarks keep the elliptical mask. */
+static int find_landmarks(run *r, dfd_error *err) {
+    const dfd_train_opts *o = r->o;
+    char path[1100];
+    path_in(path, sizeof path, o->out, "landmarks.txt");
+    struct stat st;
+    double t0 = dfd_now_ms();
+    if (stat(path, &st) == 0) {
+        int rc = dfd_ds_landmarks_load(path, r->ds, &r->landmarks, err);
+        if (!rc) dfd_log(DFD_LOG_INFO, "landmarks: %zu faces from %s", r->landmarks->found, path);
+        return rc;
+    }
+    unsigned char *want = calloc(r->ds->n ? r->ds->n : 1, 1);
+    if (!want) return dfd_fail(err, DFD_E_NOMEM, "no memory for the landmark item list");
+    size_t n = 0;
+    for (size_t i = 0; i < r->ds->n; i++)
+        if (r->ds->items[i].label == 0 && r->ds->items[i].split == DFD_SPLIT_TRAIN) want[i] = 1, n++;
+    dfd_ds_landmark_opts lo;
+    dfd_ds_landmark_opts_default(&lo);
+    lo.models_dir = o->models_dir;
+    lo.threads = o->threads > 0 ? o->threads : dfd_cpu_count();
+    lo.want = want;
+    lo.progress = 1;
+    dfd_log(DFD_LOG_INFO, "landmarks: finding Face Mesh landmarks of %zu real training faces", n);
+    int rc = dfd_dataset_landmarks(r->ds, &lo, &r->landmarks, err);
+    free(want);
+    if (rc) return rc;
+    dfd_log(DFD_LOG_INFO, "landmarks: %zu of %zu faces in %.0f s (the rest keep the elliptical mask)", r->landmarks->found,
+            n, (dfd_now_ms() - t0) / 1000);
+    return dfd_ds_landmarks_save(r->landmarks, r->ds, path, err);
+}
+
 int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user, dfd_train_summary *s, dfd_error *err) {
     memset(s, 0, sizeof *s);
     s->best_val_auc = NAN;
@@ -771,6 +807,7 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     dfd_dataset_class_weights(r->ds, DFD_SPLIT_TRAIN, r->class_w);
     data_contract(o->data, r->size, &r->contract);
     if ((rc = fill_caches(r, err))) goto done;
+    if (!r->cancelled && o->sbi_landmarks && o->sbi_fraction > 0 && !o->video && (rc = find_landmarks(r, err))) goto done;
     if (r->cancelled) {
         s->cancelled = 1;
         goto done;
@@ -997,6 +1034,7 @@ done:
     dfd_dataset_free(r->ds);
     dfd_img_cache_free(r->cache);
     dfd_img_cache_free(r->val_cache);
+    dfd_ds_landmarks_free(r->landmarks);
     free(r->training_data);
     return rc;
 }

@@ -421,6 +421,8 @@ typedef struct dfd_loader_opts {
     uint64_t seed;
     int workers;                   /* threads besides the caller's, >= 0 */
     dfd_img_cache *cache;          /* decoded crops of ds (NULL: decode every time) */
+    const dfd_ds_landmarks *landmarks; /* per item of ds: self-blending masks follow these
+                                    * (dfd_sbi_landmarks); NULL, or an item without: the ellipse */
     int turns;                     /* 1: the workers run only while the caller waits in
                                     * dfd_loader_next (and the caller works with them), so the
                                     * feed never competes with the engine's threads for cores;
@@ -502,6 +504,9 @@ typedef struct dfd_train_opts {
     long cache_mb;             /* decoded-crop cache budget in MiB: < 0 automatic (half the
                                 * machine's memory), 0 off */
     const char *cache_file;    /* NULL: the cache in memory; else a file mapped in its place */
+    int sbi_landmarks;         /* 1: self-blending masks from each real face's Face Mesh landmarks
+                                * (computed once per run, kept in OUT/landmarks.txt); 0: the ellipse */
+    const char *models_dir;    /* where face-landmark.safetensors is (NULL: search) */
     uint64_t seed;
     long limit;                /* use at most this many training samples per epoch (0 = all) */
     long val_limit;            /* ... and validation samples (0 = all) */
