@@ -18,6 +18,7 @@
 #   degrade  + heavier degradation on both classes: down-and-up scaling .35 (the default
 #            .2), blur .25 (.1), JPEG .6 at q 20-95 (.5 at 30-95), noise .2 (.1)
 #   full     + 40% of the real samples self-blended (20%)
+#   lm       + self-blending masks from Face Mesh landmarks (--sbi-mask landmarks)
 #   full160  + 160 px input
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (full), EPOCHS (8), PRECISION (bf16: mixed-precision training).
@@ -66,6 +67,7 @@ case "$VARIANT" in
   degrade) opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.2 --downscale 0.35 --blur 0.25 --jpeg 0.6
                  --jpeg-quality 20:95 --noise 0.2) ;;
   full) ;;
+  lm) opts+=(--sbi-mask landmarks) ;;
   full160) size=160 ;;
   shipped) ;;
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
