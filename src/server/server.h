@@ -73,7 +73,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err);
 
 /* ---- multipart.c: streaming multipart/form-data ----------------------------------- */
 
-#define SRV_MP_MAX_BOUNDARY 200
+#define SRV_MP_MAX_BOUNDARY 70 /* RFC 2046 section 5.1.1: 1 to 70 characters */
 #define SRV_MP_MAX_HEADERS 8192
 
 typedef int (*srv_mp_sink)(void *user, const void *data, size_t len); /* non-zero = stop */
@@ -81,7 +81,7 @@ typedef int (*srv_mp_sink)(void *user, const void *data, size_t len); /* non-zer
 typedef struct srv_multipart {
     char delim[SRV_MP_MAX_BOUNDARY + 4]; /* "\r\n--" + boundary */
     size_t dlen;
-    int fail[SRV_MP_MAX_BOUNDARY + 4];   /* KMP failure function of delim */
+    int fail[SRV_MP_MAX_BOUNDARY + 5];   /* KMP failure function of delim: fail[0..dlen] */
     size_t matched;                      /* bytes of delim matched so far */
     int state;
     int after;                           /* sub-state after a delimiter */
