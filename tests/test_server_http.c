@@ -979,6 +979,67 @@ static void a_second_stop_request_cancels_analyses_in_flight(void **state) {
     set_gate(1);
 }
 
+/* The upload bytes held at once (being received, or waiting for or in an analysis) are
+ * capped server-wide: with two uploads held in their analyses, a third that would pass
+ * --max-held-mb gets 503 with Retry-After, stores nothing, and leaks nothing of the
+ * budget; once the analyses end, uploads are taken again. Eight open 150 MiB uploads
+ * used to put 1.2 GiB on disk (issue 18). */
+static void uploads_held_at_once_are_capped(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    size_t n, len;
+    char *img = image_with("gate=1 p=0.9", &n);
+    char *body = th_multipart("file", "late.jpg", img, n, &len);
+    c.max_upload_bytes = len;
+    c.max_held_bytes = 2 * n + len - 1; /* two files of n bytes fit, and a third body does not */
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    set_gate(0);
+    bg_req b[2] = {{s.port, "gate=1 p=0.9", {0}}, {s.port, "gate=1 p=0.9", {0}}};
+    pthread_t t[2];
+    /* One after the other: while a body is being received it holds its whole length
+     * (multipart framing included), and two at once would not fit. */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, bg_upload, &b[i]), 0);
+        for (int k = 0; k < 2000 && atomic_load(&gate_waiting) < i + 1; k++) th_sleep_ms(5);
+        assert_int_equal(atomic_load(&gate_waiting), i + 1);
+    }
+    th_resp r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_held "), 2 * (long)n);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_limit "), (long)(2 * n + len - 1));
+    th_resp_free(&r);
+    /* A body of known length is refused at its headers. */
+    r = th_request(s.port, "POST", "/predict_image", TH_MULTIPART_CT, body, len);
+    assert_string_equal(th_header(&r, "Retry-After"), "5");
+    expect_error(&r, 503, "the server holds as many uploads as it may");
+    /* A chunked one when it passes the budget; what it stored so far is removed. */
+    r = chunked_upload(s.port, body, len, 64);
+    assert_string_equal(th_header(&r, "Retry-After"), "5");
+    expect_error(&r, 503, "the server holds as many uploads as it may");
+    assert_int_equal(count_files(tmp_parent), 2); /* only the two in analysis */
+    set_gate(1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        json_t *j = expect_json(&b[i].r, 200);
+        json_decref(j);
+        th_resp_free(&b[i].r);
+    }
+    /* Everything was given back: the same upload is taken again, twice. */
+    for (int i = 0; i < 2; i++) {
+        r = th_request(s.port, "POST", "/predict_image", TH_MULTIPART_CT, body, len);
+        json_decref(expect_json(&r, 200));
+        th_resp_free(&r);
+    }
+    r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_held "), 0);
+    th_resp_free(&r);
+    free(body);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
 int main(void) {
     atomic_init(&gate_waiting, 0);
     atomic_init(&fake_analyses, 0);
@@ -997,6 +1058,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_second_stop_request_cancels_analyses_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(uploads_held_at_once_are_capped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,8 @@ const char cmd_serve_help[] =
     "                       (default: one per 4 threads, at most 4)\n"
     "  --queue N            uploads that may wait for a worker before 503 (default 64)\n"
     "  --max-upload-mb N    largest request body, in MiB (default 200)\n"
+    "  --max-held-mb N      upload bytes stored at once, being received or waiting for or\n"
+    "                       in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)\n"
     "  --job-ttl S          keep finished video jobs' results S seconds (default 3600)\n\n"
     "Models (a model named here must load; without one, the server starts anyway and\n"
     "analyses answer 503 until a default model is installed):\n"
@@ -111,6 +113,10 @@ int cmd_serve(int argc, char **argv) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 1 << 20, &n)) return cli_usage_error("serve", "--max-upload-mb must be 1..1048576");
             c.max_upload_bytes = (uint64_t)n << 20;
+        } else if (!strcmp(a, "--max-held-mb")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 1, 1 << 24, &n)) return cli_usage_error("serve", "--max-held-mb must be 1..16777216");
+            c.max_held_bytes = (uint64_t)n << 20;
         } else if (!strcmp(a, "--job-ttl")) {
             NEED_VALUE();
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--job-ttl must be 0..1e7 seconds");
@@ -139,6 +145,10 @@ int cmd_serve(int argc, char **argv) {
         }
 #undef NEED_VALUE
     }
+    if (c.max_held_bytes && c.max_held_bytes < c.max_upload_bytes)
+        return cli_usage_error("serve", "--max-held-mb (%llu) is less than --max-upload-mb (%llu)",
+                               (unsigned long long)(c.max_held_bytes >> 20),
+                               (unsigned long long)(c.max_upload_bytes >> 20));
     if (c.workers > 0 && c.threads > 0 && c.workers > c.threads)
         return cli_usage_error("serve", "--workers (%d) is more than --threads (%d)", c.workers, c.threads);
 

@@ -59,6 +59,10 @@ typedef struct server {
     atomic_int shutting_down;
     atomic_uint upload_seq;
     double started_ms;
+    /* Upload bytes on disk: reserved as requests announce or send them, released when
+     * their file is removed (by the request, or by the pool after the analysis). */
+    _Atomic uint64_t held_bytes;
+    uint64_t max_held;
 } server;
 
 enum route {
@@ -92,6 +96,7 @@ typedef struct request {
     srv_multipart *mp;    /* NULL for a raw body */
     int over_limit;
     uint64_t discarded;
+    uint64_t reserved;    /* this request's share of held_bytes */
     int fail_status;      /* an error found while reading the body, answered at its end */
     char fail_msg[512];
     /* Waiting for the analysis */
@@ -343,7 +348,7 @@ static enum MHD_Result serve_metrics(request *r) {
     server *s = r->s;
     srv_pool_stats st;
     srv_pool_get_stats(s->pool, &st);
-    char extra[2048];
+    char extra[3072];
     int n = snprintf(extra, sizeof extra,
                      "# HELP dfd_queue_depth Jobs waiting for a worker.\n# TYPE dfd_queue_depth gauge\n"
                      "dfd_queue_depth %d\n"
@@ -354,8 +359,13 @@ static enum MHD_Result serve_metrics(request *r) {
                      "dfd_jobs_running %d\n"
                      "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
                      "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
+                     "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
+                     "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
+                     "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
+                     "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n"
                      "# HELP dfd_jobs Background jobs kept, by state.\n# TYPE dfd_jobs gauge\n",
-                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight));
+                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight),
+                     (uint64_t)atomic_load(&s->held_bytes), s->max_held);
     for (int k = 0; k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
         n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs{state=\"%s\"} %d\n",
                       srv_job_state_name((srv_job_state)k), st.jobs_by_state[k]);
@@ -480,6 +490,24 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
 
 /* ---- uploads -------------------------------------------------------------------------- */
 
+/* Grows this request's share of the server's upload budget to total bytes; 0 when it
+ * fits under --max-held-mb, -1 (nothing changed) when it does not. */
+static int reserve(request *r, uint64_t total) {
+    if (total <= r->reserved) return 0;
+    uint64_t more = total - r->reserved, cur = atomic_load(&r->s->held_bytes);
+    do {
+        if (cur > r->s->max_held || more > r->s->max_held - cur) return -1;
+    } while (!atomic_compare_exchange_weak(&r->s->held_bytes, &cur, cur + more));
+    r->reserved = total;
+    return 0;
+}
+
+static void unreserve(server *s, uint64_t bytes) {
+    if (bytes) atomic_fetch_sub(&s->held_bytes, bytes);
+}
+
+static void on_file_removed(void *user, uint64_t bytes) { unreserve(user, bytes); }
+
 static void drop_upload(request *r) {
     if (r->fd >= 0) {
         close(r->fd);
@@ -490,6 +518,19 @@ static void drop_upload(request *r) {
         free(r->tmp_path);
         r->tmp_path = NULL;
     }
+    unreserve(r->s, r->reserved);
+    r->reserved = 0;
+}
+
+static void held_full_message(server *s, char *m, size_t cap) {
+    snprintf(m, cap, "the server holds as many uploads as it may (%" PRIu64 " of %" PRIu64 " bytes)",
+             (uint64_t)atomic_load(&s->held_bytes), s->max_held);
+}
+
+static enum MHD_Result queue_held_full(request *r) {
+    char m[200];
+    held_full_message(r->s, m, sizeof m);
+    return queue_busy(r, m);
 }
 
 static int file_sink(void *user, const void *data, size_t len) {
@@ -514,6 +555,9 @@ static enum MHD_Result upload_begin(request *r) {
             return queue_error(r, 413, "upload of %llu bytes is over the limit of %" PRIu64 " bytes", n,
                                s->cfg.max_upload_bytes);
     }
+    /* A body of known length reserves it all now, so that a client told to wait sends
+     * none of it; a chunked one reserves as it comes (upload_data). */
+    if (cl && reserve(r, strtoull(cl, NULL, 10)) != 0) return queue_held_full(r);
     const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
     int multipart = srv_is_multipart(ct);
     if (!multipart && r->route != R_ANALYZE)
@@ -563,6 +607,13 @@ static enum MHD_Result upload_data(request *r, const char *data, size_t *size) {
         drop_upload(r);
         return MHD_YES;
     }
+    if (reserve(r, r->bytes_in) != 0) {
+        /* A chunked upload passing the server's budget: stop storing it, answer 503. */
+        r->fail_status = 503;
+        held_full_message(s, r->fail_msg, sizeof r->fail_msg);
+        drop_upload(r);
+        return MHD_YES;
+    }
     if (r->mp) {
         dfd_error e;
         if (srv_multipart_feed(r->mp, data, n, file_sink, r, &e) != DFD_OK) {
@@ -588,6 +639,7 @@ static enum MHD_Result upload_end(request *r) {
     r->uploading = 0;
     if (r->over_limit)
         return queue_error(r, 413, "upload is over the limit of %" PRIu64 " bytes", s->cfg.max_upload_bytes);
+    if (r->fail_status == 503) return queue_busy(r, r->fail_msg);
     if (r->fail_status) return queue_error(r, r->fail_status, "%s", r->fail_msg);
     char name[256] = "upload";
     if (r->mp) {
@@ -639,9 +691,14 @@ static enum MHD_Result upload_end(request *r) {
     int background = r->route == R_ANALYZE && kind == DFD_MEDIA_VIDEO;
     char *path = r->tmp_path;
     r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
+    /* The file holds its size of the budget (the multipart framing is released now) until
+     * the pool removes it. */
+    uint64_t bytes = (uint64_t)sb.st_size < r->reserved ? (uint64_t)sb.st_size : r->reserved;
+    unreserve(s, r->reserved - bytes);
+    r->reserved = 0;
     srv_job *job = NULL;
     if (background) {
-        if (srv_pool_submit(s->pool, path, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
+        if (srv_pool_submit(s->pool, path, bytes, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
             if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
             return queue_error(r, 500, "%s", e.message);
         }
@@ -658,7 +715,7 @@ static enum MHD_Result upload_end(request *r) {
     /* Answered when done. The job takes its place in the queue first (which may be
      * refused: 503), then the connection is suspended, and only then may a worker take
      * the job: its resume can never come before the suspension. */
-    if (srv_pool_submit(s->pool, path, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
+    if (srv_pool_submit(s->pool, path, bytes, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
         if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
         return queue_error(r, 500, "%s", e.message);
     }
@@ -837,6 +894,9 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (!cfg || !cfg->analyzer || !cfg->analyzer->analyze || !cfg->analyzer->worker_create)
         return dfd_fail(err, DFD_E_ARG, "server needs an analyzer");
     if (cfg->port < 0 || cfg->port > 65535) return dfd_fail(err, DFD_E_ARG, "port %d is out of range", cfg->port);
+    if (cfg->max_held_bytes && cfg->max_held_bytes < cfg->max_upload_bytes)
+        return dfd_fail(err, DFD_E_ARG, "the uploads held at once (%" PRIu64 " bytes) must be at least one upload (%" PRIu64
+                        " bytes)", cfg->max_held_bytes, cfg->max_upload_bytes);
     server *s = calloc(1, sizeof *s);
     if (!s) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     s->cfg = *cfg;
@@ -858,8 +918,11 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         .ttl_s = s->cfg.job_ttl_s,
         .max_kept = s->cfg.max_jobs_kept,
         .on_done = on_job_done,
+        .on_file_removed = on_file_removed,
         .user = s,
     };
+    s->max_held = s->cfg.max_held_bytes ? s->cfg.max_held_bytes : 4 * s->cfg.max_upload_bytes;
+    atomic_init(&s->held_bytes, 0);
     s->metrics = srv_metrics_new();
     if (!s->metrics) {
         rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");

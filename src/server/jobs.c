@@ -30,6 +30,7 @@ struct srv_job {
     double progress;
     atomic_int cancel;
     char *path; /* the upload; NULL once removed */
+    uint64_t bytes; /* the upload budget it holds until removed */
     char *name;
     dfd_result *result;
     char error[512];
@@ -99,6 +100,8 @@ static void remove_upload(srv_job *j) {
         free(j->path);
         j->path = NULL;
     }
+    if (j->bytes && j->pool->cfg.on_file_removed) j->pool->cfg.on_file_removed(j->pool->cfg.user, j->bytes);
+    j->bytes = 0;
 }
 
 static void job_free(srv_job *j) {
@@ -355,18 +358,20 @@ void srv_pool_stop(srv_pool *p) {
 
 const char *srv_pool_degraded(srv_pool *p) { return p->degraded[0] ? p->degraded : NULL; }
 
-int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    int hold, srv_job **out, dfd_error *err) {
+int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
+                    void *waiter, int hold, srv_job **out, dfd_error *err) {
     if (out) *out = NULL;
     srv_job *j = calloc(1, sizeof *j);
     if (!j || !(j->name = strdup(name ? name : "upload"))) {
         free(j);
         unlink(path);
         free(path);
+        if (bytes && p->cfg.on_file_removed) p->cfg.on_file_removed(p->cfg.user, bytes);
         return dfd_fail(err, DFD_E_NOMEM, "out of memory for a job");
     }
     j->pool = p;
     j->path = path;
+    j->bytes = bytes;
     j->background = background;
     j->kind = kind;
     j->state = SRV_JOB_QUEUED;

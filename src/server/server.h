@@ -50,6 +50,8 @@ typedef struct dfd_server_config {
     int workers;                /* analyses run at once; 0 = automatic */
     int queue;                  /* jobs waiting for a worker before 503; default 64 */
     uint64_t max_upload_bytes;  /* request body limit; default 200 MiB */
+    uint64_t max_held_bytes;    /* upload bytes stored at once, being received or waiting for or in
+                                   an analysis (503 past it); 0 = 4 x max_upload_bytes */
     double job_ttl_s;           /* finished jobs are kept this long; default 3600 */
     int max_jobs_kept;          /* finished jobs kept at most (oldest dropped); default 1000 */
     int conn_timeout_s;         /* idle connection timeout (stalled clients); default 30 */
@@ -144,6 +146,9 @@ typedef struct srv_pool_config {
     double ttl_s;
     int max_kept;
     srv_job_done_fn on_done;
+    /* Called when the pool removes an upload it was given with bytes > 0, with those
+     * bytes; possibly with the pool's lock held, so it must not call back into the pool. */
+    void (*on_file_removed)(void *user, uint64_t bytes);
     void *user;
 } srv_pool_config;
 
@@ -161,13 +166,14 @@ void srv_pool_stop(srv_pool *p);
 const char *srv_pool_degraded(srv_pool *p);
 
 /* Creates a job for the file at path (ownership passes: the pool removes the file when
- * the analysis ends, or when submission fails). Background jobs are kept in the table
+ * the analysis ends, or when submission fails; either way on_file_removed then gets
+ * bytes, the share of the server's upload budget the file holds). Background jobs are kept in the table
  * (looked up by id) until their TTL; a waiter (non-NULL) is resumed via on_done.
  * DFD_E_LIMIT when the queue is full. On success *out (may be NULL) gets a reference.
  * With hold, the job has its place in the queue but no worker takes it before
  * srv_pool_release (so that the caller can get ready to be resumed, which cannot fail). */
-int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    int hold, srv_job **out, dfd_error *err);
+int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
+                    void *waiter, int hold, srv_job **out, dfd_error *err);
 void srv_pool_release(srv_pool *p, srv_job *j);
 /* A reference to the background job with this id (NULL if none or expired). */
 srv_job *srv_pool_find(srv_pool *p, const char *id);
