@@ -1040,6 +1040,101 @@ static void uploads_held_at_once_are_capped(void **state) {
     assert_int_equal(th_stop(&s), DFD_OK);
 }
 
+/* Slow clients cannot take the server: one address may hold only --max-conn-per-ip
+ * connections, and a body that trickles in (a byte every few seconds, never idle long
+ * enough for --timeout) is cut off once it averages under --min-upload-rate, or when it
+ * passes --request-timeout in all. 1,000 connections sending a byte every 10 s used to
+ * freeze the service for everyone (issue 18). */
+static int send_slowly(int port, const char *body, size_t len, size_t piece, int every_ms, double *took) {
+    int fd = th_connect(port);
+    assert_true(fd >= 0);
+    char head[512];
+    int h = snprintf(head, sizeof head,
+                     "POST /predict_image HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" TH_MULTIPART_CT
+                     "Content-Length: %zu\r\n\r\n", len);
+    assert_int_equal(th_send(fd, head, (size_t)h), 0);
+    double t0 = th_now();
+    int cut = 0;
+    for (size_t off = 0; off < len && !cut; off += piece) {
+        th_sleep_ms(every_ms);
+        cut = th_send(fd, body + off, len - off < piece ? len - off : piece) != 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (!cut && poll(&p, 1, 0) > 0) {
+            char b;
+            cut = recv(fd, &b, 1, MSG_PEEK) <= 0; /* closed by the server */
+        }
+    }
+    th_resp r = th_read(fd, 3);
+    *took = th_now() - t0;
+    close(fd);
+    int status = r.status;
+    th_resp_free(&r);
+    return cut || status == 0 ? 0 : status;
+}
+
+static void slow_and_greedy_clients_are_cut_off(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.conn_timeout_s = 2;
+    c.max_conn_per_ip = 4;
+    c.min_upload_rate = 200; /* bytes/s, averaged */
+    c.min_rate_grace_s = 1;
+    c.request_timeout_s = 3;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    /* Four open connections from 127.0.0.1: a fifth is closed at once, unanswered. */
+    int fds[4];
+    for (int i = 0; i < 4; i++) assert_true((fds[i] = th_connect(s.port)) >= 0);
+    th_sleep_ms(100);
+    th_resp r = th_get(s.port, "/v1/health", NULL);
+    assert_int_equal(r.status, 0);
+    th_resp_free(&r);
+    close(fds[0]);
+    th_sleep_ms(100);
+    r = th_get(s.port, "/v1/health", NULL); /* one went: room again */
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    for (int i = 1; i < 4; i++) close(fds[i]);
+    th_sleep_ms(100);
+    size_t n, len;
+    char *img = image_with("p=0.9", &n);
+    char *body = th_multipart("file", "slow.jpg", img, n, &len);
+    /* 4 bytes every 250 ms (16 B/s, under 200 B/s): cut a little after the 1 s grace. */
+    double took;
+    assert_int_equal(send_slowly(s.port, body, len, 4, 250, &took), 0);
+    assert_true(took >= 1.0 && took < 2.5);
+    /* 60 bytes every 250 ms (240 B/s) is fast enough, and done in about 1.5 s. */
+    assert_int_equal(send_slowly(s.port, body, len, 60, 250, &took), 200);
+    /* The same rate for a body that would take 5 s passes the 3 s request timeout. */
+    size_t big_len;
+    char *big_img = malloc(1200);
+    memcpy(big_img, img, n);
+    memset(big_img + n, 'x', 1200 - n);
+    memcpy(big_img + 1200 - n + 111, img + 111, n - 111); /* keep the instructions at the end */
+    char *big = th_multipart("file", "long.jpg", big_img, 1200, &big_len);
+    assert_int_equal(send_slowly(s.port, big, big_len, 60, 250, &took), 0);
+    assert_true(took >= 2.9 && took < 4.5);
+    free(big);
+    free(big_img);
+    /* The log says why. */
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&s.mu);
+        int done = s.log && strstr(s.log, "closed: request timeout");
+        pthread_mutex_unlock(&s.mu);
+        if (done) break;
+        th_sleep_ms(10);
+    }
+    pthread_mutex_lock(&s.mu);
+    assert_non_null(strstr(s.log, "POST /predict_image 499 0 "));
+    assert_non_null(strstr(s.log, "closed: upload too slow"));
+    assert_non_null(strstr(s.log, "closed: request timeout"));
+    pthread_mutex_unlock(&s.mu);
+    free(body);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
 int main(void) {
     atomic_init(&gate_waiting, 0);
     atomic_init(&fake_analyses, 0);
@@ -1059,6 +1154,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(a_second_stop_request_cancels_analyses_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(uploads_held_at_once_are_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_and_greedy_clients_are_cut_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,12 @@ const char cmd_serve_help[] =
     "Network:\n"
     "  --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port N             port (default 8000; 0 = any free port, printed at start)\n"
-    "  --timeout S          close connections idle for S seconds (default 30)\n\n"
+    "  --timeout S          close connections idle for S seconds (default 30)\n"
+    "  --max-connections N  open connections at once (default 1000)\n"
+    "  --max-conn-per-ip N  open connections from one address (default 64; 0 = no limit;\n"
+    "                       behind a reverse proxy every client has the proxy's address)\n"
+    "  --request-timeout S  a request body must arrive within S seconds (default 1800; 0 = none)\n"
+    "  --min-upload-kbs N   a body must average N KiB/s after its first 10 s (default 8; 0 = none)\n\n"
     "Work:\n"
     "  --threads N          compute threads in all (default: all cores)\n"
     "  --workers N          analyses at once, each with its own models and threads/N threads\n"
@@ -125,6 +130,22 @@ int cmd_serve(int argc, char **argv) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 86400, &n)) return cli_usage_error("serve", "--timeout must be 1..86400 seconds");
             c.conn_timeout_s = (int)n;
+        } else if (!strcmp(a, "--max-connections")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 1, 100000, &n)) return cli_usage_error("serve", "--max-connections must be 1..100000");
+            c.max_connections = (int)n;
+        } else if (!strcmp(a, "--max-conn-per-ip")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 0, 100000, &n)) return cli_usage_error("serve", "--max-conn-per-ip must be 0..100000");
+            c.max_conn_per_ip = (int)n;
+        } else if (!strcmp(a, "--request-timeout")) {
+            NEED_VALUE();
+            if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--request-timeout must be 0..1e7 seconds");
+            c.request_timeout_s = d;
+        } else if (!strcmp(a, "--min-upload-kbs")) {
+            NEED_VALUE();
+            if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--min-upload-kbs must be 0..1e7");
+            c.min_upload_rate = d * 1024.0;
         } else if (!strcmp(a, "--models")) {
             NEED_VALUE();
             opts.models_dir = v;

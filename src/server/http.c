@@ -97,6 +97,7 @@ typedef struct request {
     int over_limit;
     uint64_t discarded;
     uint64_t reserved;    /* this request's share of held_bytes */
+    const char *cut;      /* why the server closed the connection mid-request (for the log) */
     int fail_status;      /* an error found while reading the body, answered at its end */
     char fail_msg[512];
     /* Waiting for the analysis */
@@ -591,11 +592,33 @@ static enum MHD_Result upload_begin(request *r) {
     return MHD_YES;
 }
 
+/* A body that takes too long in all, or trickles in, is cut off (the connection closed,
+ * no answer): otherwise a client sending a byte every few seconds, never idle long enough
+ * for --timeout, would hold its connection and its upload for hours, and enough of them
+ * would take every connection the server has. */
+static int too_slow(request *r) {
+    const dfd_server_config *c = &r->s->cfg;
+    double s = (dfd_now_ms() - r->t0) / 1000.0;
+    if (c->request_timeout_s > 0 && s > c->request_timeout_s) {
+        r->cut = "request timeout";
+        return 1;
+    }
+    if (c->min_upload_rate > 0 && s > c->min_rate_grace_s && (double)r->bytes_in < c->min_upload_rate * s) {
+        r->cut = "upload too slow";
+        return 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result upload_data(request *r, const char *data, size_t *size) {
     server *s = r->s;
     size_t n = *size;
     *size = 0;
     r->bytes_in += n;
+    if (too_slow(r)) {
+        drop_upload(r);
+        return MHD_NO;
+    }
     if (r->over_limit || r->fail_status) {
         /* Read and drop the rest so that the client hears why; but not forever. */
         r->discarded += n;
@@ -818,6 +841,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     /* 499: closed before an answer was queued (client gone, timed out, or shutdown). */
     int status = r->status ? r->status : 499;
     char line[512];
+    if (r->cut) why = r->cut;
     snprintf(line, sizeof line, "%s %s %d %zu %.1fms%s%s", r->method, r->path, status, r->resp_bytes, ms,
              why ? " closed: " : "", why ? why : "");
     if (s->cfg.access_log) s->cfg.access_log(s->cfg.user, line);
@@ -853,6 +877,11 @@ void dfd_server_config_default(dfd_server_config *c) {
     c->job_ttl_s = 3600;
     c->max_jobs_kept = 1000;
     c->conn_timeout_s = 30;
+    c->max_connections = 1000;
+    c->max_conn_per_ip = 64;
+    c->request_timeout_s = 1800;
+    c->min_upload_rate = 8192;
+    c->min_rate_grace_s = 10;
     c->io_threads = 2;
 }
 
@@ -903,6 +932,8 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (!s->cfg.host || !*s->cfg.host) s->cfg.host = "127.0.0.1";
     if (s->cfg.io_threads < 1) s->cfg.io_threads = 1;
     if (s->cfg.conn_timeout_s < 1) s->cfg.conn_timeout_s = 1;
+    if (s->cfg.max_connections < 1) s->cfg.max_connections = 1000;
+    if (s->cfg.max_conn_per_ip < 0) s->cfg.max_conn_per_ip = 0;
     s->started_ms = dfd_now_ms();
     int rc = DFD_OK;
     struct addrinfo *ai = NULL;
@@ -953,7 +984,8 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.conn_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.io_threads,
-                                 MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_conn_per_ip,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                  MHD_OPTION_END);
     if (!s->daemon) {

@@ -55,6 +55,13 @@ typedef struct dfd_server_config {
     double job_ttl_s;           /* finished jobs are kept this long; default 3600 */
     int max_jobs_kept;          /* finished jobs kept at most (oldest dropped); default 1000 */
     int conn_timeout_s;         /* idle connection timeout (stalled clients); default 30 */
+    int max_connections;        /* open connections at once; default 1000 */
+    int max_conn_per_ip;        /* open connections from one address; default 64; 0 = no limit */
+    double request_timeout_s;   /* a request body must arrive within this, from the end of its
+                                   headers; default 1800; 0 = no limit */
+    double min_upload_rate;     /* bytes/s a body must average once min_rate_grace_s have passed;
+                                   default 8192; 0 = no minimum */
+    double min_rate_grace_s;    /* default 10 */
     int io_threads;             /* libmicrohttpd threads; default 2 */
     const char *tmp_parent;     /* where the private upload folder is made; NULL = $TMPDIR or /tmp */
     int require_models;         /* fail to start when models cannot be loaded (else serve degraded: 503) */
