@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "server_harness.h"
@@ -169,14 +171,15 @@ static void base_config(dfd_server_config *c) {
     c->conn_timeout_s = 2;
 }
 
-/* Counts files below tmp_parent (uploads not removed would show here). */
+/* Counts files below tmp_parent (uploads not removed would show here), but for the
+ * running servers' "lock" files. */
 static int count_files(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "lock")) continue;
         char *p = tu_join(dir, e->d_name);
         struct stat st;
         if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) n += count_files(p);
@@ -741,7 +744,7 @@ static void jobs_cancel_queue_full_and_expire(void **state) {
     int files = 0;
     d = opendir(priv);
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "lock")) continue; /* the server's own lock */
         char *f = tu_join(priv, e->d_name);
         assert_int_equal(stat(f, &sb), 0);
         assert_int_equal(sb.st_mode & 0777, 0600);
@@ -1209,6 +1212,93 @@ static void images_overtake_queued_videos(void **state) {
     assert_int_equal(th_stop(&s), DFD_OK);
 }
 
+static void mkdir_with(const char *dir, const char *file1, const char *file2) {
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? file2 : file1;
+        if (!f) continue;
+        char *p = tu_join(dir, f);
+        tu_write_file(p, "x", 1);
+        free(p);
+    }
+}
+
+/* A server killed with SIGKILL leaves its upload folder behind; the next server to start
+ * in the same parent removes it, and only what is certainly such a folder: named
+ * dfd-serve-XXXXXX, with a "lock" file that no live server holds (the kernel drops a
+ * dead process's flock). A live server's folder, folders without a lock, other names,
+ * and whatever a symbolic link points to are left alone. Old folders used to stay
+ * forever (issue 18). */
+static void stale_upload_folders_of_dead_servers_are_removed(void **state) {
+    (void)state;
+    char *dead = tu_join(tmp_parent, "dfd-serve-dead01");
+    char *live = tu_join(tmp_parent, "dfd-serve-live01");
+    char *nolock = tu_join(tmp_parent, "dfd-serve-nolck1");
+    char *other = tu_join(tmp_parent, "dfd-serve-other-name");
+    char *victim = tu_join(tmp_parent, "victim");
+    char *link = tu_join(tmp_parent, "dfd-serve-link01");
+    mkdir_with(dead, "lock", "upload-abc123");
+    mkdir_with(live, "lock", "upload-def456");
+    mkdir_with(nolock, "upload-ghi789", NULL);
+    mkdir_with(other, "lock", NULL);
+    mkdir_with(victim, "lock", "precious");
+    assert_int_equal(symlink(victim, link), 0);
+    char *live_lock = tu_join(live, "lock");
+    int held = open(live_lock, O_RDONLY); /* a live server's lock */
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX), 0);
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    struct stat st;
+    assert_int_equal(stat(dead, &st), -1); /* gone */
+    assert_int_equal(stat(live, &st), 0);
+    assert_int_equal(stat(live_lock, &st), 0);
+    assert_int_equal(stat(nolock, &st), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    char *precious = tu_join(victim, "precious");
+    assert_int_equal(stat(precious, &st), 0);
+    /* The server's own folder has a lock that a second server cannot take. */
+    DIR *d = opendir(tmp_parent);
+    char *mine = NULL;
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, "dfd-serve-", 10) && strlen(e->d_name) == 16 && strcmp(e->d_name, "dfd-serve-live01") &&
+            strcmp(e->d_name, "dfd-serve-nolck1") && strcmp(e->d_name, "dfd-serve-link01"))
+            mine = tu_join(tmp_parent, e->d_name);
+    closedir(d);
+    assert_non_null(mine);
+    char *mine_lock = tu_join(mine, "lock");
+    int fd = open(mine_lock, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+    close(fd);
+    assert_int_equal(th_stop(&s), DFD_OK);
+    assert_int_equal(stat(mine, &st), -1); /* a clean stop removes its own */
+    /* Once the live one's server has gone too, the next start removes it. */
+    close(held);
+    assert_int_equal(th_start(&s, &c), 0);
+    assert_int_equal(stat(live, &st), -1);
+    assert_int_equal(th_stop(&s), DFD_OK);
+    assert_int_equal(stat(precious, &st), 0);
+    assert_int_equal(unlink(link), 0);
+    tu_rmtree(victim);
+    tu_rmtree(nolock);
+    tu_rmtree(other);
+    free(mine_lock);
+    free(mine);
+    free(precious);
+    free(live_lock);
+    free(link);
+    free(victim);
+    free(other);
+    free(nolock);
+    free(live);
+    free(dead);
+}
+
 int main(void) {
     atomic_init(&gate_waiting, 0);
     atomic_init(&fake_analyses, 0);
@@ -1230,6 +1320,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(uploads_held_at_once_are_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_and_greedy_clients_are_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(images_overtake_queued_videos, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_upload_folders_of_dead_servers_are_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

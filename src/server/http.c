@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@ typedef struct server {
     srv_pool *pool;
     srv_metrics *metrics;
     char tmpdir[4096];
+    int lock_fd;              /* flock'ed while this server lives: its folder is not stale */
     atomic_int inflight;      /* requests begun and not yet completed */
     atomic_int shutting_down;
     atomic_uint upload_seq;
@@ -900,15 +902,84 @@ static void remove_tmpdir(const char *dir) {
     rmdir(dir);
 }
 
-static int make_tmpdir(server *s, dfd_error *err) {
+#define TMPDIR_PREFIX "dfd-serve-"
+#define TMPDIR_LOCK "lock"
+
+static const char *tmp_parent_of(const server *s) {
     const char *parent = s->cfg.tmp_parent;
     if (!parent || !*parent) parent = getenv("TMPDIR");
     if (!parent || !*parent) parent = "/tmp";
-    int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/dfd-serve-XXXXXX", parent);
-    if (n < 0 || (size_t)n >= sizeof s->tmpdir) return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
-    if (!mkdtemp(s->tmpdir)) /* mode 0700: uploads are private to this user */
+    return parent;
+}
+
+/* Removes the upload folders that servers killed without a clean stop (kill -9, a crash,
+ * the machine losing power) left in parent. Each server holds an flock on the file
+ * "lock" in its folder for its whole life, and the kernel drops it when the process dies,
+ * however it dies: a folder whose lock can be taken belongs to no live server. Only
+ * folders named dfd-serve-XXXXXX, owned by this user, holding such a lock file, are
+ * touched; nothing is followed through a symbolic link (the folder and its entries are
+ * opened relative to their parent with O_NOFOLLOW, and entries are unlinked, never
+ * descended into). Returns how many folders were removed. */
+static int remove_stale_tmpdirs(const char *parent) {
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) return 0;
+    DIR *d = fdopendir(dup(pfd));
+    if (!d) {
+        close(pfd);
+        return 0;
+    }
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        if (strncmp(name, TMPDIR_PREFIX, strlen(TMPDIR_PREFIX)) != 0 || strlen(name) != strlen(TMPDIR_PREFIX) + 6)
+            continue;
+        int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0) continue; /* not a folder, or a link */
+        struct stat st;
+        int lfd = -1;
+        if (fstat(dfd, &st) == 0 && st.st_uid == geteuid())
+            lfd = openat(dfd, TMPDIR_LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+            /* Its server is gone: empty the folder (plain entries only) and remove it. */
+            DIR *sd = fdopendir(dup(dfd));
+            struct dirent *f;
+            while (sd && (f = readdir(sd)))
+                if (strcmp(f->d_name, ".") && strcmp(f->d_name, "..")) unlinkat(dfd, f->d_name, 0);
+            if (sd) closedir(sd);
+            if (unlinkat(pfd, name, AT_REMOVEDIR) == 0) {
+                removed++;
+                dfd_log(DFD_LOG_INFO, "removed %s/%s, left by a server that did not stop cleanly", parent, name);
+            }
+        }
+        if (lfd >= 0) close(lfd);
+        close(dfd);
+    }
+    closedir(d);
+    close(pfd);
+    return removed;
+}
+
+static int make_tmpdir(server *s, dfd_error *err) {
+    const char *parent = tmp_parent_of(s);
+    int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/" TMPDIR_PREFIX "XXXXXX", parent);
+    if (n < 0 || (size_t)n >= sizeof s->tmpdir) {
+        s->tmpdir[0] = 0;
+        return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
+    }
+    if (!mkdtemp(s->tmpdir)) { /* mode 0700: uploads are private to this user */
+        s->tmpdir[0] = 0;
         return dfd_fail(err, DFD_E_IO, "cannot create a private folder for uploads in '%s': %s", parent,
                         strerror(errno));
+    }
+    /* The lock is taken under a temporary name and only then named "lock", so that a
+     * server starting now never finds this folder with an untaken lock. */
+    char tmp[4200], lock[4200];
+    snprintf(tmp, sizeof tmp, "%s/" TMPDIR_LOCK ".new", s->tmpdir);
+    snprintf(lock, sizeof lock, "%s/" TMPDIR_LOCK, s->tmpdir);
+    s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, lock) != 0)
+        return dfd_fail(err, DFD_E_IO, "cannot lock the upload folder '%s': %s", s->tmpdir, strerror(errno));
     return DFD_OK;
 }
 
@@ -928,6 +999,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
                         " bytes)", cfg->max_held_bytes, cfg->max_upload_bytes);
     server *s = calloc(1, sizeof *s);
     if (!s) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    s->lock_fd = -1;
     s->cfg = *cfg;
     if (!s->cfg.host || !*s->cfg.host) s->cfg.host = "127.0.0.1";
     if (s->cfg.io_threads < 1) s->cfg.io_threads = 1;
@@ -959,6 +1031,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
         goto out;
     }
+    remove_stale_tmpdirs(tmp_parent_of(s));
     if ((rc = make_tmpdir(s, err)) != DFD_OK) goto out;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -1028,6 +1101,7 @@ out:
     if (s->pool) srv_pool_stop(s->pool);
     if (ai) freeaddrinfo(ai);
     if (s->tmpdir[0]) remove_tmpdir(s->tmpdir);
+    if (s->lock_fd >= 0) close(s->lock_fd);
     srv_metrics_free(s->metrics);
     free(s);
     return rc;
