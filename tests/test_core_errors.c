@@ -2,8 +2,12 @@
  * checked size arithmetic refuses overflow; dfd_read_file enforces its size cap. */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -65,12 +69,73 @@ static void read_file_enforces_cap_and_reports_missing(void **state) {
     free(dir);
 }
 
+/* dfd_write_file_atomic: the whole new content or nothing, never through a link planted
+ * at a temp name an attacker could predict (it used to write "<path>.tmp<pid>" with
+ * fopen("wb"), which follows a symlink there into any file the user may write: issue 18),
+ * no temp file left behind, and the mode a new file gets from the umask. */
+static void atomic_write_uses_a_private_temp_file(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *p = tu_join(dir, "out.json");
+    char *victim = tu_join(dir, "victim");
+    tu_write_file(victim, "precious", 8);
+    /* Links at every name the old scheme could use, and at the target itself. */
+    char *planted = tu_join(dir, "out.json.tmp");
+    char name[64];
+    snprintf(name, sizeof name, "out.json.tmp%ld", (long)getpid());
+    char *pidlink = tu_join(dir, name);
+    assert_int_equal(symlink(victim, pidlink), 0);
+    assert_int_equal(symlink(victim, planted), 0);
+    mode_t old = umask(027);
+    dfd_error e;
+    assert_int_equal(dfd_write_file_atomic(p, "new content", 11, &e), DFD_OK);
+    umask(old);
+    uint8_t *d;
+    size_t n;
+    assert_int_equal(dfd_read_file(victim, 0, &d, &n, &e), DFD_OK);
+    assert_int_equal(n, 8);
+    assert_memory_equal(d, "precious", 8); /* untouched */
+    free(d);
+    struct stat st;
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode)); /* a file, not the planted link renamed */
+    assert_int_equal(st.st_mode & 0777, 0640);
+    assert_int_equal(dfd_read_file(p, 0, &d, &n, &e), DFD_OK);
+    assert_int_equal(n, 11);
+    assert_memory_equal(d, "new content", 11);
+    free(d);
+    /* Overwriting works, and only the target, the victim and the two links remain. */
+    assert_int_equal(dfd_write_file_atomic(p, "v2", 2, &e), DFD_OK);
+    assert_int_equal(dfd_read_file(p, 0, &d, &n, &e), DFD_OK);
+    assert_int_equal(n, 2);
+    free(d);
+    DIR *dh = opendir(dir);
+    assert_non_null(dh);
+    int entries = 0;
+    for (struct dirent *de; (de = readdir(dh));)
+        if (de->d_name[0] != '.') entries++;
+    closedir(dh);
+    assert_int_equal(entries, 4);
+    /* A folder that does not exist: an error naming the path, nothing created. */
+    char *q = tu_join(dir, "no/such/out.json");
+    assert_int_equal(dfd_write_file_atomic(q, "x", 1, &e), DFD_E_IO);
+    assert_non_null(strstr(e.message, "no/such/out.json"));
+    tu_rmtree(dir);
+    free(q);
+    free(pidlink);
+    free(planted);
+    free(victim);
+    free(p);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_status_has_a_distinct_message),
         cmocka_unit_test(fail_formats_message_and_returns_code),
         cmocka_unit_test(size_arithmetic_detects_overflow),
         cmocka_unit_test(read_file_enforces_cap_and_reports_missing),
+        cmocka_unit_test(atomic_write_uses_a_private_temp_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,6 +188,51 @@ static void document_is_versioned_and_escapes_names(void **state) {
     dfd_result_free(b);
 }
 
+/* File names are bytes: one that is not UTF-8 (Latin-1 "café", a lone continuation byte,
+ * a truncated sequence, an overlong '/', a surrogate) still gets its "file" field, as
+ * valid UTF-8 with U+FFFD for each byte that is not part of a well-formed sequence; an
+ * error message quoting the name too. jansson refuses invalid UTF-8, and the field used
+ * to go missing (issue 18). */
+static void names_that_are_not_utf8_are_repaired(void **state) {
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"caf\xe9.jpg", "caf\xef\xbf\xbd.jpg"},
+        {"\x80x", "\xef\xbf\xbdx"},
+        {"a\xe2\x82", "a\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"ok \xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82\xac", "ok \xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82\xac"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *fixed = dfd_utf8_repair(cases[i].in);
+        assert_non_null(fixed);
+        assert_string_equal(fixed, cases[i].out);
+        free(fixed);
+        dfd_result *r = dfd_result_new(cases[i].in, DFD_MEDIA_IMAGE);
+        char msg[64];
+        snprintf(msg, sizeof msg, "cannot open '%s'", cases[i].in);
+        dfd_result_set_error(r, msg);
+        const dfd_result *rs[] = {r};
+        char *s = dfd_results_document(rs, 1, 1);
+        assert_non_null(s);
+        json_t *j = parse(s);
+        json_t *el = json_array_get(json_object_get(j, "results"), 0);
+        json_t *file = json_object_get(el, "file");
+        if (!file) fail_msg("case %zu: no \"file\" in %s", i, s);
+        assert_string_equal(json_string_value(file), cases[i].out);
+        char want[96];
+        snprintf(want, sizeof want, "cannot open '%s'", cases[i].out);
+        assert_non_null(json_object_get(el, "error"));
+        assert_string_equal(json_string_value(json_object_get(el, "error")), want);
+        json_decref(j);
+        free(s);
+        dfd_result_free(r);
+    }
+}
+
 static void confident_strategy_matches_hand_computed_cases(void **state) {
     (void)state;
     double p[30];
@@ -216,6 +262,7 @@ int main(void) {
         cmocka_unit_test(verdict_rules_threshold_noface_error),
         cmocka_unit_test(two_detectors_combine_by_margin),
         cmocka_unit_test(document_is_versioned_and_escapes_names),
+        cmocka_unit_test(names_that_are_not_utf8_are_repaired),
         cmocka_unit_test(confident_strategy_matches_hand_computed_cases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

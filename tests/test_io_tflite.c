@@ -723,6 +723,54 @@ static void unsupported_operators_are_named(void **state) {
     free(buf);
 }
 
+/* A CONV_2D on [1,8,8,2] with a 3x3 float kernel and the given dilation (field 5, the
+ * height) and stride (field 2). */
+static uint8_t *dilated_conv_model(int64_t dil_h, int64_t stride_h, int padding, size_t *len) {
+    static float wv[2 * 3 * 3 * 2];
+    mt_tensor ts[3] = {{4, {1, 8, 8, 2}, TFL_FLOAT32, NULL, 0, "input"},
+                       {4, {2, 3, 3, 2}, TFL_FLOAT32, wv, sizeof wv, "w"},
+                       {4, {1, 8, 8, 2}, TFL_FLOAT32, NULL, 0, "conv"}};
+    mt_op ops[1] = {{TFL_OP_CONV_2D, 2, {0, 1}, 1, {2}, 1, 6,
+                     {{0, 1, padding}, {1, 4, 1}, {2, 4, stride_h}, {3, 1, 0}, {4, 4, 1}, {5, 4, dil_h}}}};
+    return build_model(ts, 3, ops, 1, 0, 2, len);
+}
+
+/* Window options out of 0..TFL_MAX_WINDOW are refused when the file is read, naming the
+ * option (a dilation of 2^31-1 used to overflow the graph's size arithmetic, issue 18);
+ * a large in-range dilation that does not fit the input fails conversion cleanly. The
+ * model's padding is SAME (where any window fits) or VALID. */
+static void huge_window_options_are_refused(void **state) {
+    (void)state;
+    static const struct {
+        int64_t dil, stride;
+        const char *needle;
+    } bad[] = {{0x7fffffff, 1, "CONV_2D dilation_h 2147483647 is out of range (0..4096)"},
+               {-5, 1, "CONV_2D dilation_h -5 is out of range"},
+               {4097, 1, "dilation_h 4097 is out of range"},
+               {1, 1 << 30, "CONV_2D stride_h 1073741824 is out of range"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len;
+        uint8_t *buf = dilated_conv_model(bad[i].dil, bad[i].stride, TFL_PAD_SAME, &len);
+        tfl_model *m = NULL;
+        dfd_error e;
+        assert_int_equal(tfl_parse(buf, len, &m, &e), DFD_E_CORRUPT);
+        assert_null(m);
+        if (!strstr(e.message, bad[i].needle)) fail_msg("message '%s' lacks '%s'", e.message, bad[i].needle);
+        free(buf);
+    }
+    size_t len;
+    uint8_t *buf = dilated_conv_model(TFL_MAX_WINDOW, 1, TFL_PAD_VALID, &len);
+    tfl_model *m;
+    dfd_error e;
+    assert_int_equal(tfl_parse(buf, len, &m, &e), DFD_OK);
+    nn_graph *g = NULL;
+    assert_int_not_equal(tfl_to_graph(m, &g, &e), DFD_OK);
+    assert_null(g);
+    if (!strstr(e.message, "does not fit")) fail_msg("message '%s' lacks 'does not fit'", e.message);
+    tfl_free(m);
+    free(buf);
+}
+
 static void truncated_and_garbage_files_fail_cleanly(void **state) {
     (void)state;
     tfl_model *m = NULL;
@@ -788,6 +836,7 @@ int main(void) {
         cmocka_unit_test(prelu_matches_direct_semantics_and_checks_alpha),
         cmocka_unit_test(hand_built_conv_matches_direct_semantics),
         cmocka_unit_test(unsupported_operators_are_named),
+        cmocka_unit_test(huge_window_options_are_refused),
         cmocka_unit_test(truncated_and_garbage_files_fail_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

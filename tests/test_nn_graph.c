@@ -6,6 +6,8 @@
  * errors. */
 #include "testutil.h"
 
+#include <limits.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,6 +253,43 @@ static void errors_are_reported_and_sticky(void **state) {
     }
 }
 
+/* Sizes that do not fit an int are refused with a message instead of overflowing (a
+ * huge dilation read from an untrusted model used to overflow (k-1)*d + 1, issue 18). */
+static void huge_windows_are_refused_not_overflowed(void **state) {
+    (void)state;
+    const int huge[] = {1 << 30, INT_MAX};
+    const nn_padding modes[] = {NN_PAD_VALID, NN_PAD_SAME};
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 2; m++) {
+            nn_graph *g = nn_graph_new();
+            int in = nn_input(g, "in", 3, (int[]){8, 8, 2});
+            nn_conv_attr a = {.kh = 3, .kw = 3, .dh = huge[h], .dw = 1, .out_c = 2, .padding = modes[m]};
+            assert_int_equal(nn_conv2d(g, "c", in, &a), -1);
+            assert_non_null(nn_graph_error(g));
+            if (!strstr(nn_graph_error(g), "too large to represent"))
+                fail_msg("dilation %d, mode %d: '%s'", huge[h], (int)modes[m], nn_graph_error(g));
+            nn_graph_free(g);
+        }
+    /* A huge kernel with a huge explicit padding: the padded span must not overflow. */
+    nn_graph *g = nn_graph_new();
+    int in = nn_input(g, "in", 3, (int[]){8, 8, 2});
+    nn_conv_attr a = {.kh = 1, .kw = 1, .out_c = 2, .padding = NN_PAD_EXPLICIT, .pad_t = INT_MAX, .pad_b = INT_MAX};
+    assert_int_equal(nn_conv2d(g, "c", in, &a), -1);
+    assert_non_null(strstr(nn_graph_error(g), "too large to represent"));
+    nn_graph_free(g);
+    /* Padding and concatenation that would pass INT_MAX. */
+    g = nn_graph_new();
+    in = nn_input(g, "in", 3, (int[]){8, 8, 2});
+    assert_int_equal(nn_pad(g, "p", in, INT_MAX, INT_MAX, 0, 0, 0), -1);
+    assert_non_null(strstr(nn_graph_error(g), "too large"));
+    nn_graph_free(g);
+    g = nn_graph_new();
+    in = nn_input(g, "in", 1, (int[]){INT_MAX / 2 + 1});
+    assert_int_equal(nn_concat(g, "cc", 2, (int[]){in, in}), -1);
+    assert_non_null(strstr(nn_graph_error(g), "too large"));
+    nn_graph_free(g);
+}
+
 static void macs_are_counted_per_item(void **state) {
     (void)state;
     nn_graph *g = nn_graph_new();
@@ -366,6 +405,7 @@ int main(void) {
         cmocka_unit_test(same_padding_matches_tensorflow),
         cmocka_unit_test(parameter_names_and_counts_match_keras),
         cmocka_unit_test(errors_are_reported_and_sticky),
+        cmocka_unit_test(huge_windows_are_refused_not_overflowed),
         cmocka_unit_test(macs_are_counted_per_item),
         cmocka_unit_test(freezing_from_a_layer),
         cmocka_unit_test(executor_option_errors),

@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "server_harness.h"
@@ -27,6 +29,9 @@ static int gate_open = 1;
 static atomic_int gate_waiting;
 static atomic_int fake_analyses;
 static int fake_fail_load;
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+static char order[16][32]; /* the names of the files analysed, in the order they started */
+static int n_order;
 
 static void set_gate(int open) {
     pthread_mutex_lock(&gate_mu);
@@ -61,6 +66,9 @@ static int fake_analyze(void *cls, void *state, const char *path, const char *na
     (void)cls;
     (void)state;
     atomic_fetch_add(&fake_analyses, 1);
+    pthread_mutex_lock(&order_mu);
+    if (n_order < 16) snprintf(order[n_order++], sizeof order[0], "%s", name);
+    pthread_mutex_unlock(&order_mu);
     size_t n;
     uint8_t *d = tu_read_file(path, &n);
     const char *mark = NULL;
@@ -171,14 +179,15 @@ static void base_config(dfd_server_config *c) {
     c->conn_timeout_s = 2;
 }
 
-/* Counts files below tmp_parent (uploads not removed would show here). */
+/* Counts files below tmp_parent (uploads not removed would show here), but for the
+ * running servers' "lock" files. */
 static int count_files(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "lock")) continue;
         char *p = tu_join(dir, e->d_name);
         struct stat st;
         if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) n += count_files(p);
@@ -195,6 +204,7 @@ static int setup(void **state) {
     set_gate(1);
     fake_fail_load = 0;
     atomic_store(&fake_analyses, 0);
+    n_order = 0;
     return 0;
 }
 
@@ -749,7 +759,7 @@ static void jobs_cancel_queue_full_and_expire(void **state) {
     int files = 0;
     d = opendir(priv);
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "lock")) continue; /* the server's own lock */
         char *f = tu_join(priv, e->d_name);
         assert_int_equal(stat(f, &sb), 0);
         assert_int_equal(sb.st_mode & 0777, 0600);
@@ -994,6 +1004,316 @@ static void a_second_stop_request_cancels_analyses_in_flight(void **state) {
     set_gate(1);
 }
 
+/* The upload bytes held at once (being received, or waiting for or in an analysis) are
+ * capped server-wide: with two uploads held in their analyses, a third that would pass
+ * --max-held-mb gets 503 with Retry-After, stores nothing, and leaks nothing of the
+ * budget; once the analyses end, uploads are taken again. Eight open 150 MiB uploads
+ * used to put 1.2 GiB on disk (issue 18). */
+static void uploads_held_at_once_are_capped(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    size_t n, len;
+    char *img = image_with("gate=1 p=0.9", &n);
+    char *body = th_multipart("file", "late.jpg", img, n, &len);
+    c.max_upload_bytes = len;
+    c.max_held_bytes = 2 * n + len - 1; /* two files of n bytes fit, and a third body does not */
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    set_gate(0);
+    bg_req b[2] = {{s.port, "gate=1 p=0.9", {0}}, {s.port, "gate=1 p=0.9", {0}}};
+    pthread_t t[2];
+    /* One after the other: while a body is being received it holds its whole length
+     * (multipart framing included), and two at once would not fit. */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, bg_upload, &b[i]), 0);
+        for (int k = 0; k < 2000 && atomic_load(&gate_waiting) < i + 1; k++) th_sleep_ms(5);
+        assert_int_equal(atomic_load(&gate_waiting), i + 1);
+    }
+    th_resp r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_held "), 2 * (long)n);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_limit "), (long)(2 * n + len - 1));
+    th_resp_free(&r);
+    /* A body of known length is refused at its headers. */
+    r = th_request(s.port, "POST", "/predict_image", TH_MULTIPART_CT, body, len);
+    assert_string_equal(th_header(&r, "Retry-After"), "5");
+    expect_error(&r, 503, "the server holds as many uploads as it may");
+    /* A chunked one when it passes the budget; what it stored so far is removed. */
+    r = chunked_upload(s.port, body, len, 64);
+    assert_string_equal(th_header(&r, "Retry-After"), "5");
+    expect_error(&r, 503, "the server holds as many uploads as it may");
+    assert_int_equal(count_files(tmp_parent), 2); /* only the two in analysis */
+    set_gate(1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        json_t *j = expect_json(&b[i].r, 200);
+        json_decref(j);
+        th_resp_free(&b[i].r);
+    }
+    /* Everything was given back: the same upload is taken again, twice. */
+    for (int i = 0; i < 2; i++) {
+        r = th_request(s.port, "POST", "/predict_image", TH_MULTIPART_CT, body, len);
+        json_decref(expect_json(&r, 200));
+        th_resp_free(&r);
+    }
+    r = th_get(s.port, "/metrics", NULL);
+    assert_int_equal(metric(r.body, "\ndfd_upload_bytes_held "), 0);
+    th_resp_free(&r);
+    free(body);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+/* Slow clients cannot take the server: one address may hold only --max-conn-per-ip
+ * connections, and a body that trickles in (a byte every few seconds, never idle long
+ * enough for --timeout) is cut off once it averages under --min-upload-rate, or when it
+ * passes --request-timeout in all. 1,000 connections sending a byte every 10 s used to
+ * freeze the service for everyone (issue 18). */
+static int send_slowly(int port, const char *body, size_t len, size_t piece, int every_ms, double *took) {
+    int fd = th_connect(port);
+    assert_true(fd >= 0);
+    char head[512];
+    int h = snprintf(head, sizeof head,
+                     "POST /predict_image HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" TH_MULTIPART_CT
+                     "Content-Length: %zu\r\n\r\n", len);
+    assert_int_equal(th_send(fd, head, (size_t)h), 0);
+    double t0 = th_now();
+    int cut = 0;
+    for (size_t off = 0; off < len && !cut; off += piece) {
+        th_sleep_ms(every_ms);
+        cut = th_send(fd, body + off, len - off < piece ? len - off : piece) != 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (!cut && poll(&p, 1, 0) > 0) {
+            char b;
+            cut = recv(fd, &b, 1, MSG_PEEK) <= 0; /* closed by the server */
+        }
+    }
+    th_resp r = th_read(fd, 3);
+    *took = th_now() - t0;
+    close(fd);
+    int status = r.status;
+    th_resp_free(&r);
+    return cut || status == 0 ? 0 : status;
+}
+
+static void slow_and_greedy_clients_are_cut_off(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.conn_timeout_s = 2;
+    c.max_conn_per_ip = 4;
+    c.min_upload_rate = 200; /* bytes/s, averaged */
+    c.min_rate_grace_s = 1;
+    c.request_timeout_s = 3;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    /* Four open connections from 127.0.0.1: a fifth is closed at once, unanswered. */
+    int fds[4];
+    for (int i = 0; i < 4; i++) assert_true((fds[i] = th_connect(s.port)) >= 0);
+    th_sleep_ms(100);
+    th_resp r = th_get(s.port, "/v1/health", NULL);
+    assert_int_equal(r.status, 0);
+    th_resp_free(&r);
+    close(fds[0]);
+    th_sleep_ms(100);
+    r = th_get(s.port, "/v1/health", NULL); /* one went: room again */
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    for (int i = 1; i < 4; i++) close(fds[i]);
+    th_sleep_ms(100);
+    size_t n, len;
+    char *img = image_with("p=0.9", &n);
+    char *body = th_multipart("file", "slow.jpg", img, n, &len);
+    /* 4 bytes every 250 ms (16 B/s, under 200 B/s): cut a little after the 1 s grace. */
+    double took;
+    assert_int_equal(send_slowly(s.port, body, len, 4, 250, &took), 0);
+    assert_true(took >= 1.0 && took < 2.5);
+    /* 60 bytes every 250 ms (240 B/s) is fast enough, and done in about 1.5 s. */
+    assert_int_equal(send_slowly(s.port, body, len, 60, 250, &took), 200);
+    /* The same rate for a body that would take 5 s passes the 3 s request timeout. */
+    size_t big_len;
+    char *big_img = malloc(1200);
+    memcpy(big_img, img, n);
+    memset(big_img + n, 'x', 1200 - n);
+    memcpy(big_img + 1200 - n + 111, img + 111, n - 111); /* keep the instructions at the end */
+    char *big = th_multipart("file", "long.jpg", big_img, 1200, &big_len);
+    assert_int_equal(send_slowly(s.port, big, big_len, 60, 250, &took), 0);
+    assert_true(took >= 2.9 && took < 4.5);
+    free(big);
+    free(big_img);
+    /* The log says why. */
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&s.mu);
+        int done = s.log && strstr(s.log, "closed: request timeout");
+        pthread_mutex_unlock(&s.mu);
+        if (done) break;
+        th_sleep_ms(10);
+    }
+    pthread_mutex_lock(&s.mu);
+    assert_non_null(strstr(s.log, "POST /predict_image 499 0 "));
+    assert_non_null(strstr(s.log, "closed: upload too slow"));
+    assert_non_null(strstr(s.log, "closed: request timeout"));
+    pthread_mutex_unlock(&s.mu);
+    free(body);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+/* Images have a lane of their own: with the one worker busy on a video and four more
+ * videos queued, an image queued after them is the next analysis to start, not the
+ * sixth. A photo queued behind 18 videos used to wait 23.8 s instead of 31 ms (issue 18). */
+static void images_overtake_queued_videos(void **state) {
+    (void)state;
+    dfd_server_config c;
+    base_config(&c);
+    c.workers = 1;
+    c.threads = 1;
+    c.queue = 10;
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    set_gate(0);
+    char *ids[5];
+    for (int i = 0; i < 5; i++) {
+        size_t n;
+        char *vid = video_with(i == 0 ? "gate=1 p=0.9" : "p=0.1", &n);
+        char name[16];
+        snprintf(name, sizeof name, "v%d.mp4", i);
+        th_resp r = th_upload(s.port, "/v1/analyze", name, vid, n);
+        free(vid);
+        json_t *j = expect_json(&r, 202);
+        ids[i] = strdup(json_string_value(json_object_get(j, "job_id")));
+        json_decref(j);
+        th_resp_free(&r);
+        if (i == 0)
+            for (int k = 0; k < 2000 && atomic_load(&gate_waiting) < 1; k++) th_sleep_ms(5);
+    }
+    assert_int_equal(atomic_load(&gate_waiting), 1); /* v0 runs, v1..v4 wait */
+    bg_req b = {s.port, "p=0.9", {0}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_upload, &b), 0);
+    for (int k = 0; k < 2000; k++) { /* until the image waits in the queue too */
+        th_resp r = th_get(s.port, "/metrics", NULL);
+        long depth = metric(r.body, "\ndfd_queue_depth ");
+        th_resp_free(&r);
+        if (depth == 5) break;
+        th_sleep_ms(5);
+    }
+    for (int i = 1; i < 5; i++) {
+        json_t *j = get_job(s.port, ids[i], 200);
+        assert_string_equal(json_string_value(json_object_get(j, "state")), "queued");
+        json_decref(j);
+    }
+    set_gate(1);
+    pthread_join(t, NULL);
+    json_decref(expect_json(&b.r, 200));
+    th_resp_free(&b.r);
+    for (int i = 0; i < 5; i++) { /* every video still ends */
+        for (int k = 0; k < 2000; k++) {
+            json_t *j = get_job(s.port, ids[i], 200);
+            int done = !strcmp(json_string_value(json_object_get(j, "state")), "done");
+            json_decref(j);
+            if (done) break;
+            th_sleep_ms(5);
+        }
+        free(ids[i]);
+    }
+    pthread_mutex_lock(&order_mu);
+    assert_int_equal(n_order, 6);
+    static const char *const want[] = {"v0.mp4", "late.jpg", "v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp(order[i], want[i])) fail_msg("analysis %d was '%s', expected '%s'", i, order[i], want[i]);
+    pthread_mutex_unlock(&order_mu);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+static void mkdir_with(const char *dir, const char *file1, const char *file2) {
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? file2 : file1;
+        if (!f) continue;
+        char *p = tu_join(dir, f);
+        tu_write_file(p, "x", 1);
+        free(p);
+    }
+}
+
+/* A server killed with SIGKILL leaves its upload folder behind; the next server to start
+ * in the same parent removes it, and only what is certainly such a folder: named
+ * dfd-serve-XXXXXX, with a "lock" file that no live server holds (the kernel drops a
+ * dead process's flock). A live server's folder, folders without a lock, other names,
+ * and whatever a symbolic link points to are left alone. Old folders used to stay
+ * forever (issue 18). */
+static void stale_upload_folders_of_dead_servers_are_removed(void **state) {
+    (void)state;
+    char *dead = tu_join(tmp_parent, "dfd-serve-dead01");
+    char *live = tu_join(tmp_parent, "dfd-serve-live01");
+    char *nolock = tu_join(tmp_parent, "dfd-serve-nolck1");
+    char *other = tu_join(tmp_parent, "dfd-serve-other-name");
+    char *victim = tu_join(tmp_parent, "victim");
+    char *link = tu_join(tmp_parent, "dfd-serve-link01");
+    mkdir_with(dead, "lock", "upload-abc123");
+    mkdir_with(live, "lock", "upload-def456");
+    mkdir_with(nolock, "upload-ghi789", NULL);
+    mkdir_with(other, "lock", NULL);
+    mkdir_with(victim, "lock", "precious");
+    assert_int_equal(symlink(victim, link), 0);
+    char *live_lock = tu_join(live, "lock");
+    int held = open(live_lock, O_RDONLY); /* a live server's lock */
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX), 0);
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), 0);
+    struct stat st;
+    assert_int_equal(stat(dead, &st), -1); /* gone */
+    assert_int_equal(stat(live, &st), 0);
+    assert_int_equal(stat(live_lock, &st), 0);
+    assert_int_equal(stat(nolock, &st), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    char *precious = tu_join(victim, "precious");
+    assert_int_equal(stat(precious, &st), 0);
+    /* The server's own folder has a lock that a second server cannot take. */
+    DIR *d = opendir(tmp_parent);
+    char *mine = NULL;
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, "dfd-serve-", 10) && strlen(e->d_name) == 16 && strcmp(e->d_name, "dfd-serve-live01") &&
+            strcmp(e->d_name, "dfd-serve-nolck1") && strcmp(e->d_name, "dfd-serve-link01"))
+            mine = tu_join(tmp_parent, e->d_name);
+    closedir(d);
+    assert_non_null(mine);
+    char *mine_lock = tu_join(mine, "lock");
+    int fd = open(mine_lock, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+    close(fd);
+    assert_int_equal(th_stop(&s), DFD_OK);
+    assert_int_equal(stat(mine, &st), -1); /* a clean stop removes its own */
+    /* Once the live one's server has gone too, the next start removes it. */
+    close(held);
+    assert_int_equal(th_start(&s, &c), 0);
+    assert_int_equal(stat(live, &st), -1);
+    assert_int_equal(th_stop(&s), DFD_OK);
+    assert_int_equal(stat(precious, &st), 0);
+    assert_int_equal(unlink(link), 0);
+    tu_rmtree(victim);
+    tu_rmtree(nolock);
+    tu_rmtree(other);
+    free(mine_lock);
+    free(mine);
+    free(precious);
+    free(live_lock);
+    free(link);
+    free(victim);
+    free(other);
+    free(nolock);
+    free(live);
+    free(dead);
+}
+
 int main(void) {
     atomic_init(&gate_waiting, 0);
     atomic_init(&fake_analyses, 0);
@@ -1012,6 +1332,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(long_analyses_outlive_the_idle_timeout_and_shutdown_finishes_them, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_second_stop_request_cancels_analyses_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(uploads_held_at_once_are_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_and_greedy_clients_are_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(images_overtake_queued_videos, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_upload_folders_of_dead_servers_are_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -224,6 +224,39 @@ static void malformed_bodies_have_specific_errors(void **state) {
     free(hdr);
 }
 
+/* RFC 2046 allows boundaries of 1 to 70 characters: 70 works end to end (its delimiter
+ * fills the KMP table to the last entry), 71 and 200 are refused with that reason
+ * before any byte is parsed. A 200-character boundary used to be accepted and to write
+ * past the end of the failure table (issue 18). */
+static void boundary_length_follows_rfc2046(void **state) {
+    (void)state;
+    char bnd[256];
+    for (int i = 0; i < 255; i++) bnd[i] = "ab-_0'()+,./:=?"[i % 15];
+    bnd[70] = 0;
+    const unsigned char payload[] = "data\r\n--ab-_0 with a near-delimiter";
+    buf body = make_body(bnd, payload, sizeof payload - 1);
+    char ct[400];
+    snprintf(ct, sizeof ct, "multipart/form-data; boundary=\"%s\"", bnd);
+    buf out = {0};
+    srv_multipart m;
+    dfd_error e;
+    size_t one = 1;
+    assert_int_equal(run(ct, &body, &one, 1, &out, &m, &e), DFD_OK);
+    assert_int_equal(out.n, sizeof payload - 1);
+    assert_memory_equal(out.d, payload, out.n);
+    free(out.d);
+    free(body.d);
+    static const int too_long[] = {71, 200, 254};
+    for (size_t k = 0; k < sizeof too_long / sizeof too_long[0]; k++) {
+        for (int i = 0; i < 255; i++) bnd[i] = 'x';
+        bnd[too_long[k]] = 0;
+        snprintf(ct, sizeof ct, "multipart/form-data; boundary=%s", bnd);
+        assert_true(expect_fail(ct, "", "longer than the 70 characters RFC 2046 allows"));
+        snprintf(ct, sizeof ct, "multipart/form-data; boundary=\"%s\"", bnd);
+        assert_true(expect_fail(ct, "", "longer than the 70 characters RFC 2046 allows"));
+    }
+}
+
 static void sink_failure_stops_the_parse(void **state) {
     (void)state;
     const char *body = "--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n0123456789\r\n--B--";
@@ -262,6 +295,7 @@ int main(void) {
         cmocka_unit_test(malformed_bodies_have_specific_errors),
         cmocka_unit_test(sink_failure_stops_the_parse),
         cmocka_unit_test(empty_file_and_transport_padding),
+        cmocka_unit_test(boundary_length_follows_rfc2046),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

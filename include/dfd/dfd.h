@@ -60,6 +60,8 @@ typedef struct dfd_limits {
     double max_video_seconds;     /* default 1800 */
     uint64_t max_file_bytes;      /* default 500 MB */
     int max_video_frames;         /* frames ever decoded from one video, default 100 000 */
+    int max_image_side;           /* longest side in pixels, images and video frames; default 16384 */
+    double max_image_aspect;      /* longer side / shorter side at most this; default 32 */
 } dfd_limits;
 
 void dfd_limits_default(dfd_limits *l);

@@ -24,13 +24,20 @@ const char cmd_serve_help[] =
     "Network:\n"
     "  --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port N             port (default 8000; 0 = any free port, printed at start)\n"
-    "  --timeout S          close connections idle for S seconds (default 30)\n\n"
+    "  --timeout S          close connections idle for S seconds (default 30)\n"
+    "  --max-connections N  open connections at once (default 1000)\n"
+    "  --max-conn-per-ip N  open connections from one address (default 64; 0 = no limit;\n"
+    "                       behind a reverse proxy every client has the proxy's address)\n"
+    "  --request-timeout S  a request body must arrive within S seconds (default 1800; 0 = none)\n"
+    "  --min-upload-kbs N   a body must average N KiB/s after its first 10 s (default 8; 0 = none)\n\n"
     "Work:\n"
     "  --threads N          compute threads in all (default: all cores)\n"
     "  --workers N          analyses at once, each with its own models and threads/N threads\n"
     "                       (default: one per 4 threads, at most 4)\n"
     "  --queue N            uploads that may wait for a worker before 503 (default 64)\n"
     "  --max-upload-mb N    largest request body, in MiB (default 200)\n"
+    "  --max-held-mb N      upload bytes stored at once, being received or waiting for or\n"
+    "                       in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)\n"
     "  --job-ttl S          keep finished video jobs' results S seconds (default 3600)\n\n"
     "Models (a model named here must load; without one, the server starts anyway and\n"
     "analyses answer 503 until a default model is installed):\n"
@@ -114,6 +121,10 @@ int cmd_serve(int argc, char **argv) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 1 << 20, &n)) return cli_usage_error("serve", "--max-upload-mb must be 1..1048576");
             c.max_upload_bytes = (uint64_t)n << 20;
+        } else if (!strcmp(a, "--max-held-mb")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 1, 1 << 24, &n)) return cli_usage_error("serve", "--max-held-mb must be 1..16777216");
+            c.max_held_bytes = (uint64_t)n << 20;
         } else if (!strcmp(a, "--job-ttl")) {
             NEED_VALUE();
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--job-ttl must be 0..1e7 seconds");
@@ -122,6 +133,22 @@ int cmd_serve(int argc, char **argv) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 86400, &n)) return cli_usage_error("serve", "--timeout must be 1..86400 seconds");
             c.conn_timeout_s = (int)n;
+        } else if (!strcmp(a, "--max-connections")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 1, 100000, &n)) return cli_usage_error("serve", "--max-connections must be 1..100000");
+            c.max_connections = (int)n;
+        } else if (!strcmp(a, "--max-conn-per-ip")) {
+            NEED_VALUE();
+            if (cli_parse_int(v, 0, 100000, &n)) return cli_usage_error("serve", "--max-conn-per-ip must be 0..100000");
+            c.max_conn_per_ip = (int)n;
+        } else if (!strcmp(a, "--request-timeout")) {
+            NEED_VALUE();
+            if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--request-timeout must be 0..1e7 seconds");
+            c.request_timeout_s = d;
+        } else if (!strcmp(a, "--min-upload-kbs")) {
+            NEED_VALUE();
+            if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--min-upload-kbs must be 0..1e7");
+            c.min_upload_rate = d * 1024.0;
         } else if (!strcmp(a, "--models")) {
             NEED_VALUE();
             opts.models_dir = v;
@@ -147,6 +174,10 @@ int cmd_serve(int argc, char **argv) {
         }
 #undef NEED_VALUE
     }
+    if (c.max_held_bytes && c.max_held_bytes < c.max_upload_bytes)
+        return cli_usage_error("serve", "--max-held-mb (%llu) is less than --max-upload-mb (%llu)",
+                               (unsigned long long)(c.max_held_bytes >> 20),
+                               (unsigned long long)(c.max_upload_bytes >> 20));
     if (c.workers > 0 && c.threads > 0 && c.workers > c.threads)
         return cli_usage_error("serve", "--workers (%d) is more than --threads (%d)", c.workers, c.threads);
 

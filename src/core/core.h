@@ -45,8 +45,12 @@ void *dfd_calloc_array(size_t n, size_t size);
 /* Reads a whole file, refusing files over max_bytes (0 = no cap).
  * On success *data (malloc'ed, NUL-terminated past *len) and *len are set. */
 int dfd_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *len, dfd_error *err);
-/* Writes a whole file atomically (temp file + rename). */
+/* Writes a whole file atomically: an mkstemp file next to it (never following a link
+ * there), fsync, rename over path. The file gets the usual 0666 less the umask. */
 int dfd_write_file_atomic(const char *path, const void *data, size_t len, dfd_error *err);
+/* A malloc'ed copy of s that is valid UTF-8: each byte that is not part of a
+ * well-formed sequence becomes U+FFFD. NULL when out of memory. */
+char *dfd_utf8_repair(const char *s);
 
 /* Monotonic clock in milliseconds. */
 double dfd_now_ms(void);

@@ -60,6 +60,8 @@ void dfd_limits_default(dfd_limits *l) {
     l->max_video_seconds = 1800.0;
     l->max_file_bytes = 500ull * 1000 * 1000;
     l->max_video_frames = 100000;
+    l->max_image_side = 16384;
+    l->max_image_aspect = 32.0;
 }
 
 const char *dfd_verdict_name(dfd_verdict v) {

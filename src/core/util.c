@@ -1,5 +1,7 @@
 /* util.c — logging, checked size arithmetic, whole-file I/O, clocks. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,28 +95,127 @@ int dfd_read_file(const char *path, uint64_t max_bytes, uint8_t **data, size_t *
     return DFD_OK;
 }
 
+/* The process's umask, read without changing it (umask(2) can only read it by setting
+ * it, which would race with other threads creating files): Linux reports it in
+ * /proc/self/status since 4.7; elsewhere the common 022 is assumed. */
+static mode_t current_umask(void) {
+    mode_t m = 022;
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f) return m;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned v;
+        if (sscanf(line, "Umask: %o", &v) == 1) {
+            m = (mode_t)(v & 0777);
+            break;
+        }
+    }
+    fclose(f);
+    return m;
+}
+
+/* Writes to a temp file that mkstemp creates next to the target (an unpredictable name,
+ * O_CREAT|O_EXCL: it never opens an existing file or follows a symlink planted there),
+ * gives it the mode a new file would get (0666 less the umask, not mkstemp's 0600),
+ * flushes it to disk and renames it over the target, then syncs the folder. A reader
+ * sees the old file or the whole new one, never a part, and nothing is left behind on
+ * failure. */
 int dfd_write_file_atomic(const char *path, const void *data, size_t len, dfd_error *err) {
-    size_t n = strlen(path) + 16;
+    size_t n;
+    if (dfd_add_size(strlen(path), sizeof ".tmpXXXXXX", &n)) return dfd_fail(err, DFD_E_ARG, "path too long");
     char *tmp = malloc(n);
     if (!tmp) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
+    snprintf(tmp, n, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
         int e = errno;
         free(tmp);
         return dfd_fail(err, DFD_E_IO, "cannot create '%s': %s", path, strerror(e));
     }
-    int ok = fwrite(data, 1, len, f) == len;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
+    int ok = fchmod(fd, 0666 & ~current_umask()) == 0;
+    const char *p = data;
+    for (size_t left = len; ok && left > 0;) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            ok = 0;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    ok = ok && fsync(fd) == 0;
+    int e = ok ? 0 : errno;
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
         free(tmp);
-        return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(e));
+        return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(e ? e : EIO));
     }
     free(tmp);
+    /* The rename is durable once the folder is synced; a failure here loses nothing. */
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (dir) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
     return DFD_OK;
+}
+
+/* Copies s with every byte that does not belong to a well-formed UTF-8 sequence
+ * (Unicode's definition: no overlong forms, no surrogates, nothing past U+10FFFF)
+ * replaced by U+FFFD, one replacement per such byte. */
+char *dfd_utf8_repair(const char *s) {
+    const unsigned char *in = (const unsigned char *)(s ? s : "");
+    size_t n = strlen((const char *)in), cap;
+    if (dfd_mul_size(n, 3, &cap) || dfd_add_size(cap, 1, &cap)) return NULL;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = in[i];
+        size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+        if (c < 0x80) len = 1;
+        else if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;      /* no overlongs */
+            else if (c == 0xED) hi = 0x9F; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;      /* no overlongs */
+            else if (c == 0xF4) hi = 0x8F; /* nothing past U+10FFFF */
+        }
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) {
+            unsigned char b = in[i + k];
+            ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xBF);
+        }
+        if (ok) {
+            memcpy(out + o, in + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = 0;
+    return out;
 }
 
 double dfd_now_ms(void) {

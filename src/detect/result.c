@@ -85,7 +85,19 @@ static json_t *num_or_null(double v) {
     return json_real(round(v * 1e6) / 1e6);
 }
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+/* A JSON string of s, which may come from a file name in any encoding: jansson takes
+ * only valid UTF-8 (json_string gives NULL otherwise, and the field would silently go
+ * missing), so bytes that are not UTF-8 become U+FFFD (docs/result-schema.md). */
+static json_t *text(const char *s) {
+    json_t *j = json_string(s);
+    if (j) return j;
+    char *fixed = dfd_utf8_repair(s);
+    j = fixed ? json_string(fixed) : NULL;
+    free(fixed);
+    return j;
+}
+
+static json_t *str_or_null(const char *s) { return s ? text(s) : json_null(); }
 
 static json_t *box_json(const float b[4]) {
     json_t *a = json_array();
@@ -109,7 +121,7 @@ static const char *media_name(dfd_media_kind m) {
 void *dfd_result_to_json(const dfd_result *r) {
     json_t *o = json_object();
     if (!o) return NULL;
-    json_object_set_new(o, "file", json_string(r->file));
+    json_object_set_new(o, "file", text(r->file));
     json_object_set_new(o, "media", str_or_null(media_name(r->media)));
     json_object_set_new(o, "verdict", json_string(dfd_verdict_name((dfd_verdict)r->verdict)));
     json_object_set_new(o, "p_fake", num_or_null(r->p_fake));

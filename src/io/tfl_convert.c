@@ -141,6 +141,7 @@ static int conv2d(conv_ctx *c, const tfl_op *op) {
     if (b && (b->count != (size_t)O)) return malformed(c, "bias size differs from the filter's output channels");
     if (op->stride_h < 1 || op->stride_w < 1 || op->dilation_h < 1 || op->dilation_w < 1)
         return malformed(c, "stride or dilation below 1");
+    if (KH > TFL_MAX_WINDOW || KW > TFL_MAX_WINDOW) return malformed(c, "kernel larger than 4096");
     nn_conv_attr a;
     memset(&a, 0, sizeof a);
     a.kh = KH;
@@ -189,6 +190,7 @@ static int depthwise(conv_ctx *c, const tfl_op *op) {
         return unsupported(c, "depth multiplier other than 1", NULL);
     if (op->dilation_h != 1 || op->dilation_w != 1) return unsupported(c, "dilated depthwise convolution", NULL);
     if (op->stride_h < 1 || op->stride_w < 1) return malformed(c, "stride below 1");
+    if (KH > TFL_MAX_WINDOW || KW > TFL_MAX_WINDOW) return malformed(c, "kernel larger than 4096");
     if (b && b->count != (size_t)C) return malformed(c, "bias size differs from the channels");
     nn_padding pad = NN_PAD_VALID;
     nn_act act = NN_ACT_NONE;

@@ -10,6 +10,7 @@
  */
 #include "io/tflite.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,16 @@ static int parse_tensor(fb *b, size_t vec, size_t i, const bufref *bufs, size_t 
     return DFD_OK;
 }
 
+/* A 32-bit window option (stride, dilation, pool size, depth multiplier) into *out, when
+ * it lies in 0..TFL_MAX_WINDOW (0 = absent; the converter refuses it where it needs one). */
+static int window_option(fb *b, uint64_t v, const char *opname, const char *what, int *out) {
+    if (v > TFL_MAX_WINDOW) /* a negative int32 reads as >= 2^31 */
+        return dfd_fail(b->err, DFD_E_CORRUPT, "malformed TFLite file: %s %s %" PRId32 " is out of range (0..%d)",
+                        opname, what, (int32_t)(uint32_t)v, TFL_MAX_WINDOW);
+    *out = (int)v;
+    return DFD_OK;
+}
+
 static int parse_options(fb *b, const fbt *opt, tfl_op *op) {
     uint64_t v[7] = {0};
     int rc = DFD_OK;
@@ -357,34 +368,37 @@ static int parse_options(fb *b, const fbt *opt, tfl_op *op) {
             (rc = fb_scalar(b, opt, 4, 4, 1, &v[4], "conv options")) || (rc = fb_scalar(b, opt, 5, 4, 1, &v[5], "conv options")))
             return rc;
         op->padding = (int)v[0];
-        op->stride_w = (int32_t)v[1];
-        op->stride_h = (int32_t)v[2];
         op->activation = (int)v[3];
-        op->dilation_w = (int32_t)v[4];
-        op->dilation_h = (int32_t)v[5];
+        if ((rc = window_option(b, v[1], "CONV_2D", "stride_w", &op->stride_w)) ||
+            (rc = window_option(b, v[2], "CONV_2D", "stride_h", &op->stride_h)) ||
+            (rc = window_option(b, v[4], "CONV_2D", "dilation_w", &op->dilation_w)) ||
+            (rc = window_option(b, v[5], "CONV_2D", "dilation_h", &op->dilation_h)))
+            return rc;
         break;
     case TFL_OP_DEPTHWISE_CONV_2D: /* padding, stride_w, stride_h, depth_multiplier, activation, dil_w, dil_h */
         for (int i = 0; i < 7 && !rc; i++)
             rc = fb_scalar(b, opt, i, (i == 0 || i == 4) ? 1 : 4, (i >= 5) ? 1 : 0, &v[i], "depthwise options");
         if (rc) return rc;
         op->padding = (int)v[0];
-        op->stride_w = (int32_t)v[1];
-        op->stride_h = (int32_t)v[2];
-        op->depth_multiplier = (int32_t)v[3];
         op->activation = (int)v[4];
-        op->dilation_w = (int32_t)v[5];
-        op->dilation_h = (int32_t)v[6];
+        if ((rc = window_option(b, v[1], "DEPTHWISE_CONV_2D", "stride_w", &op->stride_w)) ||
+            (rc = window_option(b, v[2], "DEPTHWISE_CONV_2D", "stride_h", &op->stride_h)) ||
+            (rc = window_option(b, v[3], "DEPTHWISE_CONV_2D", "depth_multiplier", &op->depth_multiplier)) ||
+            (rc = window_option(b, v[5], "DEPTHWISE_CONV_2D", "dilation_w", &op->dilation_w)) ||
+            (rc = window_option(b, v[6], "DEPTHWISE_CONV_2D", "dilation_h", &op->dilation_h)))
+            return rc;
         break;
     case TFL_OP_MAX_POOL_2D: /* padding, stride_w, stride_h, filter_width, filter_height, activation */
         for (int i = 0; i < 6 && !rc; i++)
             rc = fb_scalar(b, opt, i, (i == 0 || i == 5) ? 1 : 4, 0, &v[i], "pool options");
         if (rc) return rc;
         op->padding = (int)v[0];
-        op->stride_w = (int32_t)v[1];
-        op->stride_h = (int32_t)v[2];
-        op->filter_w = (int32_t)v[3];
-        op->filter_h = (int32_t)v[4];
         op->activation = (int)v[5];
+        if ((rc = window_option(b, v[1], "MAX_POOL_2D", "stride_w", &op->stride_w)) ||
+            (rc = window_option(b, v[2], "MAX_POOL_2D", "stride_h", &op->stride_h)) ||
+            (rc = window_option(b, v[3], "MAX_POOL_2D", "filter_width", &op->filter_w)) ||
+            (rc = window_option(b, v[4], "MAX_POOL_2D", "filter_height", &op->filter_h)))
+            return rc;
         break;
     case TFL_OP_CONCATENATION: /* axis, activation */
         if ((rc = fb_scalar(b, opt, 0, 4, 0, &v[0], "concatenation options")) ||

@@ -23,6 +23,10 @@
 
 #define TFL_MAX_DIMS 6
 #define TFL_MAX_OP_IO 8
+/* Strides, dilations, pool windows and convolution kernels larger than this are refused
+ * as malformed when the file is read: real models use single digits, and bounding them
+ * keeps every size computed from them far from int overflow. */
+#define TFL_MAX_WINDOW 4096
 
 /* TensorType values of the TFLite schema (the ones dfd reads). */
 enum { TFL_FLOAT32 = 0, TFL_FLOAT16 = 1, TFL_INT32 = 2, TFL_INT64 = 4 };

@@ -40,6 +40,16 @@ int dfd_media_check_pixels(const char *what, int w, int h, const dfd_limits *lim
     uint64_t px = (uint64_t)w * (uint64_t)h, max = limits->max_image_pixels;
     if (max && px > max)
         return dfd_fail(err, DFD_E_LIMIT, "%s is %dx%d, over the %g MP limit", what, w, h, (double)max / 1e6);
+    /* Called with the header's size, before any pixel is decoded: a 1 x 60 000 000 PNG is
+     * under the pixel limit, compresses to a few hundred KB and still costs seconds and
+     * gigabytes to decode and scale, for a picture no face fits in. */
+    int longer = w > h ? w : h, shorter = w > h ? h : w;
+    if (limits->max_image_side > 0 && longer > limits->max_image_side)
+        return dfd_fail(err, DFD_E_LIMIT, "%s is %dx%d, over the limit of %d pixels a side", what, w, h,
+                        limits->max_image_side);
+    if (limits->max_image_aspect > 0 && (double)longer > limits->max_image_aspect * (double)shorter)
+        return dfd_fail(err, DFD_E_LIMIT, "%s is %dx%d, more elongated than the limit of 1:%g", what, w, h,
+                        limits->max_image_aspect);
     return DFD_OK;
 }
 

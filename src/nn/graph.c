@@ -9,8 +9,10 @@
  * and held through pointer arrays so that pointers handed out by nn_graph_node /
  * nn_graph_param stay valid while the graph keeps growing.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,21 +174,29 @@ static int add_param(nn_graph *g, const char *layer, const char *weight, int rol
 /* Resolves one spatial axis: output size and the padding before/after, as TensorFlow does.
  * SAME: out = ceil(in / s); total = max((out-1)*s + eff_k - in, 0), the smaller half before
  * (so the extra row/column goes bottom/right). VALID: out = floor((in - eff_k) / s) + 1.
- * EXPLICIT: the caller's pads. Returns the output size (<= 0 when the window does not fit). */
+ * EXPLICIT: the caller's pads. Returns the output size, 0 when the window does not fit,
+ * or -1 when a size or padding does not fit an int (a huge dilation or kernel from an
+ * untrusted model file): the arithmetic is done in 64 bits, where it cannot overflow for
+ * int operands, and each result is checked before it is narrowed. */
 int nn_resolve_axis(nn_padding mode, int in, int k, int s, int d, int *pad_before, int *pad_after) {
-    int eff = (k - 1) * d + 1;
+    if (in < 1 || k < 1 || s < 1 || d < 1) return 0;
+    int64_t eff = ((int64_t)k - 1) * d + 1; /* < 2^62 */
+    if (eff > INT_MAX) return -1;
     if (mode == NN_PAD_SAME) {
-        int out = (in + s - 1) / s;
-        int total = (out - 1) * s + eff - in;
+        int64_t out = ((int64_t)in + s - 1) / s;
+        int64_t total = (out - 1) * s + eff - in; /* (out-1)*s < in, so < 2^32 */
         if (total < 0) total = 0;
-        *pad_before = total / 2;
-        *pad_after = total - total / 2;
-        return out;
+        if (total > INT_MAX) return -1;
+        *pad_before = (int)(total / 2);
+        *pad_after = (int)(total - total / 2);
+        return (int)out;
     }
     if (mode == NN_PAD_VALID) *pad_before = *pad_after = 0;
-    int span = in + *pad_before + *pad_after - eff;
+    if (*pad_before < 0 || *pad_after < 0) return -1;
+    int64_t span = (int64_t)in + *pad_before + *pad_after - eff;
     if (span < 0) return 0;
-    return span / s + 1;
+    int64_t out = span / s + 1;
+    return out > INT_MAX ? -1 : (int)out;
 }
 
 static int valid_act(nn_act a) { return a >= NN_ACT_NONE && a <= NN_ACT_PRELU; }
@@ -247,6 +257,10 @@ static int conv_common(nn_graph *g, const char *name, int x, const nn_conv_attr 
     if (!valid_act(a.act)) return gfail(g, "conv '%s': unknown activation %d", name, (int)a.act);
     int oh = nn_resolve_axis(a.padding, H, a.kh, a.sh, a.dh, &a.pad_t, &a.pad_b);
     int ow = nn_resolve_axis(a.padding, W, a.kw, a.sw, a.dw, &a.pad_l, &a.pad_r);
+    if (oh < 0 || ow < 0)
+        return gfail(g, "conv '%s': a %dx%d kernel with dilation %dx%d, stride %dx%d and padding %d,%d,%d,%d on a "
+                        "%dx%d input gives sizes too large to represent", name, a.kh, a.kw, a.dh, a.dw, a.sh, a.sw,
+                     a.pad_t, a.pad_b, a.pad_l, a.pad_r, H, W);
     if (oh < 1 || ow < 1)
         return gfail(g, "conv '%s': a %dx%d kernel (dilation %dx%d) does not fit a %dx%d input", name, a.kh, a.kw,
                      a.dh, a.dw, H, W);
@@ -315,6 +329,9 @@ int nn_separable2d(nn_graph *g, const char *name, int x, int out_c, int kh, int 
             return gfail(g, "separable conv '%s': padding must be valid or same", name);
         int oh = nn_resolve_axis(pad, H, kh, da.sh, 1, &da.pad_t, &da.pad_b);
         int ow = nn_resolve_axis(pad, W, kw, da.sw, 1, &da.pad_l, &da.pad_r);
+        if (oh < 0 || ow < 0)
+            return gfail(g, "separable conv '%s': a %dx%d kernel on a %dx%d input gives sizes too large to represent",
+                         name, kh, kw, H, W);
         if (oh < 1 || ow < 1) return gfail(g, "separable conv '%s': kernel does not fit a %dx%d input", name, H, W);
         dn = add_node(g, NN_OP_CONV2D, dname, 1, &x);
         if (!dn) return -1;
@@ -395,6 +412,9 @@ static int pool(nn_graph *g, nn_op op, const char *name, int x, int kh, int kw, 
     nn_pool_attr a = {.kh = kh, .kw = kw, .sh = sh, .sw = sw, .padding = pad};
     int oh = nn_resolve_axis(pad, xi->shape[0], kh, sh, 1, &a.pad_t, &a.pad_b);
     int ow = nn_resolve_axis(pad, xi->shape[1], kw, sw, 1, &a.pad_l, &a.pad_r);
+    if (oh < 0 || ow < 0)
+        return gfail(g, "%s '%s': a %dx%d window on a %dx%d input gives sizes too large to represent", what,
+                     disp(name), kh, kw, xi->shape[0], xi->shape[1]);
     if (oh < 1 || ow < 1)
         return gfail(g, "%s '%s': a %dx%d window does not fit a %dx%d input", what, disp(name), kh, kw, xi->shape[0],
                      xi->shape[1]);
@@ -499,7 +519,7 @@ int nn_concat(nn_graph *g, const char *name, int n_in, const int *xs) {
     if (!g || g->has_error) return -1;
     if (n_in < 1 || n_in > NN_MAX_INPUTS || !xs)
         return gfail(g, "concat '%s': %d inputs (1..%d)", disp(name), n_in, NN_MAX_INPUTS);
-    int total = 0;
+    int64_t total = 0;
     const nn_node *first = in_node(g, name, xs[0]);
     if (!first) return -1;
     for (int i = 0; i < n_in; i++) {
@@ -515,13 +535,14 @@ int nn_concat(nn_graph *g, const char *name, int n_in, const int *xs) {
                          disp(name), i, sb, sa);
         }
         total += xi->shape[xi->ndim - 1];
+        if (total > INT_MAX) return gfail(g, "concat '%s': the joined axis is too large", disp(name));
     }
     nn_node *n = add_node(g, NN_OP_CONCAT, name, n_in, xs);
     if (!n) return -1;
     first = g->nodes[xs[0]];
     n->ndim = first->ndim;
     memcpy(n->shape, first->shape, sizeof n->shape);
-    n->shape[n->ndim - 1] = total;
+    n->shape[n->ndim - 1] = (int)total;
     return node_id(g, n);
 }
 
@@ -533,13 +554,16 @@ int nn_pad(nn_graph *g, const char *name, int x, int t, int b, int l, int r, int
         return gfail(g, "pad '%s': negative padding", disp(name));
     if (xi->ndim != 3 && (t || b || l || r))
         return gfail(g, "pad '%s': spatial padding needs a {H,W,C} input", disp(name));
+    int64_t h = (int64_t)xi->shape[0] + t + b, w = xi->ndim == 3 ? (int64_t)xi->shape[1] + l + r : 0;
+    int64_t c = (int64_t)xi->shape[xi->ndim - 1] + extra_channels;
+    if (h > INT_MAX || w > INT_MAX || c > INT_MAX) return gfail(g, "pad '%s': padded size too large", disp(name));
     nn_node *n = same_shape_node(g, NN_OP_PAD, name, x);
     if (!n) return -1;
     if (n->ndim == 3) {
-        n->shape[0] += t + b;
-        n->shape[1] += l + r;
+        n->shape[0] = (int)h;
+        n->shape[1] = (int)w;
     }
-    n->shape[n->ndim - 1] += extra_channels;
+    n->shape[n->ndim - 1] = (int)c;
     n->a.pad.t = t;
     n->a.pad.b = b;
     n->a.pad.l = l;
@@ -563,10 +587,12 @@ int nn_reshape(nn_graph *g, const char *name, int x, int ndim, const int *shape)
             continue;
         }
         if (s[i] <= 0) return gfail(g, "reshape '%s': dimension %d is %d", disp(name), i, s[i]);
-        known *= (size_t)s[i];
+        if (dfd_mul_size(known, (size_t)s[i], &known))
+            return gfail(g, "reshape '%s': the new shape is too large", disp(name));
     }
     if (infer >= 0) {
         if (have % known) return gfail(g, "reshape '%s': %zu values do not divide by %zu", disp(name), have, known);
+        if (have / known > INT_MAX) return gfail(g, "reshape '%s': the inferred dimension is too large", disp(name));
         s[infer] = (int)(have / known);
         known = have;
     }

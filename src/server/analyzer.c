@@ -165,9 +165,11 @@ static void *lib_describe(void *cls) {
      * (the synthetic-face model always uses its own) */
     json_object_set_new(d, "threshold_override", o->threshold >= 0 ? json_real(o->threshold) : json_null());
     json_object_set_new(d, "aggregation", json_string(o->aggregation == DFD_AGG_MEAN ? "mean" : "confident"));
-    json_t *limits = json_pack("{s:I,s:f,s:I,s:i}", "max_image_pixels", (json_int_t)o->limits.max_image_pixels,
-                               "max_video_seconds", o->limits.max_video_seconds, "max_file_bytes",
-                               (json_int_t)o->limits.max_file_bytes, "max_video_frames", o->limits.max_video_frames);
+    json_t *limits = json_pack("{s:I,s:i,s:f,s:f,s:I,s:i}", "max_image_pixels", (json_int_t)o->limits.max_image_pixels,
+                               "max_image_side", o->limits.max_image_side, "max_image_aspect",
+                               o->limits.max_image_aspect, "max_video_seconds", o->limits.max_video_seconds,
+                               "max_file_bytes", (json_int_t)o->limits.max_file_bytes, "max_video_frames",
+                               o->limits.max_video_frames);
     json_object_set_new(d, "limits", limits ? limits : json_null());
     return d;
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,10 +56,15 @@ typedef struct server {
     srv_pool *pool;
     srv_metrics *metrics;
     char tmpdir[4096];
+    int lock_fd;              /* flock'ed while this server lives: its folder is not stale */
     atomic_int inflight;      /* requests begun and not yet completed */
     atomic_int shutting_down;
     atomic_uint upload_seq;
     double started_ms;
+    /* Upload bytes on disk: reserved as requests announce or send them, released when
+     * their file is removed (by the request, or by the pool after the analysis). */
+    _Atomic uint64_t held_bytes;
+    uint64_t max_held;
 } server;
 
 enum route {
@@ -92,6 +98,8 @@ typedef struct request {
     srv_multipart *mp;    /* NULL for a raw body */
     int over_limit;
     uint64_t discarded;
+    uint64_t reserved;    /* this request's share of held_bytes */
+    const char *cut;      /* why the server closed the connection mid-request (for the log) */
     int fail_status;      /* an error found while reading the body, answered at its end */
     char fail_msg[512];
     /* Waiting for the analysis */
@@ -343,7 +351,7 @@ static enum MHD_Result serve_metrics(request *r) {
     server *s = r->s;
     srv_pool_stats st;
     srv_pool_get_stats(s->pool, &st);
-    char extra[2048];
+    char extra[3072];
     int n = snprintf(extra, sizeof extra,
                      "# HELP dfd_queue_depth Jobs waiting for a worker.\n# TYPE dfd_queue_depth gauge\n"
                      "dfd_queue_depth %d\n"
@@ -354,8 +362,13 @@ static enum MHD_Result serve_metrics(request *r) {
                      "dfd_jobs_running %d\n"
                      "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
                      "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
+                     "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
+                     "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
+                     "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
+                     "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n"
                      "# HELP dfd_jobs Background jobs kept, by state.\n# TYPE dfd_jobs gauge\n",
-                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight));
+                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight),
+                     (uint64_t)atomic_load(&s->held_bytes), s->max_held);
     for (int k = 0; k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
         n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs{state=\"%s\"} %d\n",
                       srv_job_state_name((srv_job_state)k), st.jobs_by_state[k]);
@@ -480,6 +493,24 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
 
 /* ---- uploads -------------------------------------------------------------------------- */
 
+/* Grows this request's share of the server's upload budget to total bytes; 0 when it
+ * fits under --max-held-mb, -1 (nothing changed) when it does not. */
+static int reserve(request *r, uint64_t total) {
+    if (total <= r->reserved) return 0;
+    uint64_t more = total - r->reserved, cur = atomic_load(&r->s->held_bytes);
+    do {
+        if (cur > r->s->max_held || more > r->s->max_held - cur) return -1;
+    } while (!atomic_compare_exchange_weak(&r->s->held_bytes, &cur, cur + more));
+    r->reserved = total;
+    return 0;
+}
+
+static void unreserve(server *s, uint64_t bytes) {
+    if (bytes) atomic_fetch_sub(&s->held_bytes, bytes);
+}
+
+static void on_file_removed(void *user, uint64_t bytes) { unreserve(user, bytes); }
+
 static void drop_upload(request *r) {
     if (r->fd >= 0) {
         close(r->fd);
@@ -490,6 +521,19 @@ static void drop_upload(request *r) {
         free(r->tmp_path);
         r->tmp_path = NULL;
     }
+    unreserve(r->s, r->reserved);
+    r->reserved = 0;
+}
+
+static void held_full_message(server *s, char *m, size_t cap) {
+    snprintf(m, cap, "the server holds as many uploads as it may (%" PRIu64 " of %" PRIu64 " bytes)",
+             (uint64_t)atomic_load(&s->held_bytes), s->max_held);
+}
+
+static enum MHD_Result queue_held_full(request *r) {
+    char m[200];
+    held_full_message(r->s, m, sizeof m);
+    return queue_busy(r, m);
 }
 
 static int file_sink(void *user, const void *data, size_t len) {
@@ -514,6 +558,9 @@ static enum MHD_Result upload_begin(request *r) {
             return queue_error(r, 413, "upload of %llu bytes is over the limit of %" PRIu64 " bytes", n,
                                s->cfg.max_upload_bytes);
     }
+    /* A body of known length reserves it all now, so that a client told to wait sends
+     * none of it; a chunked one reserves as it comes (upload_data). */
+    if (cl && reserve(r, strtoull(cl, NULL, 10)) != 0) return queue_held_full(r);
     const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
     int multipart = srv_is_multipart(ct);
     if (!multipart && r->route != R_ANALYZE)
@@ -547,11 +594,33 @@ static enum MHD_Result upload_begin(request *r) {
     return MHD_YES;
 }
 
+/* A body that takes too long in all, or trickles in, is cut off (the connection closed,
+ * no answer): otherwise a client sending a byte every few seconds, never idle long enough
+ * for --timeout, would hold its connection and its upload for hours, and enough of them
+ * would take every connection the server has. */
+static int too_slow(request *r) {
+    const dfd_server_config *c = &r->s->cfg;
+    double s = (dfd_now_ms() - r->t0) / 1000.0;
+    if (c->request_timeout_s > 0 && s > c->request_timeout_s) {
+        r->cut = "request timeout";
+        return 1;
+    }
+    if (c->min_upload_rate > 0 && s > c->min_rate_grace_s && (double)r->bytes_in < c->min_upload_rate * s) {
+        r->cut = "upload too slow";
+        return 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result upload_data(request *r, const char *data, size_t *size) {
     server *s = r->s;
     size_t n = *size;
     *size = 0;
     r->bytes_in += n;
+    if (too_slow(r)) {
+        drop_upload(r);
+        return MHD_NO;
+    }
     if (r->over_limit || r->fail_status) {
         /* Read and drop the rest so that the client hears why; but not forever. */
         r->discarded += n;
@@ -560,6 +629,13 @@ static enum MHD_Result upload_data(request *r, const char *data, size_t *size) {
     if (r->bytes_in > s->cfg.max_upload_bytes) {
         /* A chunked upload (no Content-Length) passing the limit: stop storing it. */
         r->over_limit = 1;
+        drop_upload(r);
+        return MHD_YES;
+    }
+    if (reserve(r, r->bytes_in) != 0) {
+        /* A chunked upload passing the server's budget: stop storing it, answer 503. */
+        r->fail_status = 503;
+        held_full_message(s, r->fail_msg, sizeof r->fail_msg);
         drop_upload(r);
         return MHD_YES;
     }
@@ -588,6 +664,7 @@ static enum MHD_Result upload_end(request *r) {
     r->uploading = 0;
     if (r->over_limit)
         return queue_error(r, 413, "upload is over the limit of %" PRIu64 " bytes", s->cfg.max_upload_bytes);
+    if (r->fail_status == 503) return queue_busy(r, r->fail_msg);
     if (r->fail_status) return queue_error(r, r->fail_status, "%s", r->fail_msg);
     char name[256] = "upload";
     if (r->mp) {
@@ -639,9 +716,14 @@ static enum MHD_Result upload_end(request *r) {
     int background = r->route == R_ANALYZE && kind == DFD_MEDIA_VIDEO;
     char *path = r->tmp_path;
     r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
+    /* The file holds its size of the budget (the multipart framing is released now) until
+     * the pool removes it. */
+    uint64_t bytes = (uint64_t)sb.st_size < r->reserved ? (uint64_t)sb.st_size : r->reserved;
+    unreserve(s, r->reserved - bytes);
+    r->reserved = 0;
     srv_job *job = NULL;
     if (background) {
-        if (srv_pool_submit(s->pool, path, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
+        if (srv_pool_submit(s->pool, path, bytes, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
             if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
             return queue_error(r, 500, "%s", e.message);
         }
@@ -658,7 +740,7 @@ static enum MHD_Result upload_end(request *r) {
     /* Answered when done. The job takes its place in the queue first (which may be
      * refused: 503), then the connection is suspended, and only then may a worker take
      * the job: its resume can never come before the suspension. */
-    if (srv_pool_submit(s->pool, path, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
+    if (srv_pool_submit(s->pool, path, bytes, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
         if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
         return queue_error(r, 500, "%s", e.message);
     }
@@ -761,6 +843,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     /* 499: closed before an answer was queued (client gone, timed out, or shutdown). */
     int status = r->status ? r->status : 499;
     char line[512];
+    if (r->cut) why = r->cut;
     snprintf(line, sizeof line, "%s %s %d %zu %.1fms%s%s", r->method, r->path, status, r->resp_bytes, ms,
              why ? " closed: " : "", why ? why : "");
     if (s->cfg.access_log) s->cfg.access_log(s->cfg.user, line);
@@ -796,6 +879,11 @@ void dfd_server_config_default(dfd_server_config *c) {
     c->job_ttl_s = 3600;
     c->max_jobs_kept = 1000;
     c->conn_timeout_s = 30;
+    c->max_connections = 1000;
+    c->max_conn_per_ip = 64;
+    c->request_timeout_s = 1800;
+    c->min_upload_rate = 8192;
+    c->min_rate_grace_s = 10;
     c->io_threads = 2;
 }
 
@@ -814,15 +902,84 @@ static void remove_tmpdir(const char *dir) {
     rmdir(dir);
 }
 
-static int make_tmpdir(server *s, dfd_error *err) {
+#define TMPDIR_PREFIX "dfd-serve-"
+#define TMPDIR_LOCK "lock"
+
+static const char *tmp_parent_of(const server *s) {
     const char *parent = s->cfg.tmp_parent;
     if (!parent || !*parent) parent = getenv("TMPDIR");
     if (!parent || !*parent) parent = "/tmp";
-    int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/dfd-serve-XXXXXX", parent);
-    if (n < 0 || (size_t)n >= sizeof s->tmpdir) return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
-    if (!mkdtemp(s->tmpdir)) /* mode 0700: uploads are private to this user */
+    return parent;
+}
+
+/* Removes the upload folders that servers killed without a clean stop (kill -9, a crash,
+ * the machine losing power) left in parent. Each server holds an flock on the file
+ * "lock" in its folder for its whole life, and the kernel drops it when the process dies,
+ * however it dies: a folder whose lock can be taken belongs to no live server. Only
+ * folders named dfd-serve-XXXXXX, owned by this user, holding such a lock file, are
+ * touched; nothing is followed through a symbolic link (the folder and its entries are
+ * opened relative to their parent with O_NOFOLLOW, and entries are unlinked, never
+ * descended into). Returns how many folders were removed. */
+static int remove_stale_tmpdirs(const char *parent) {
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0) return 0;
+    DIR *d = fdopendir(dup(pfd));
+    if (!d) {
+        close(pfd);
+        return 0;
+    }
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        if (strncmp(name, TMPDIR_PREFIX, strlen(TMPDIR_PREFIX)) != 0 || strlen(name) != strlen(TMPDIR_PREFIX) + 6)
+            continue;
+        int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0) continue; /* not a folder, or a link */
+        struct stat st;
+        int lfd = -1;
+        if (fstat(dfd, &st) == 0 && st.st_uid == geteuid())
+            lfd = openat(dfd, TMPDIR_LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+            /* Its server is gone: empty the folder (plain entries only) and remove it. */
+            DIR *sd = fdopendir(dup(dfd));
+            struct dirent *f;
+            while (sd && (f = readdir(sd)))
+                if (strcmp(f->d_name, ".") && strcmp(f->d_name, "..")) unlinkat(dfd, f->d_name, 0);
+            if (sd) closedir(sd);
+            if (unlinkat(pfd, name, AT_REMOVEDIR) == 0) {
+                removed++;
+                dfd_log(DFD_LOG_INFO, "removed %s/%s, left by a server that did not stop cleanly", parent, name);
+            }
+        }
+        if (lfd >= 0) close(lfd);
+        close(dfd);
+    }
+    closedir(d);
+    close(pfd);
+    return removed;
+}
+
+static int make_tmpdir(server *s, dfd_error *err) {
+    const char *parent = tmp_parent_of(s);
+    int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/" TMPDIR_PREFIX "XXXXXX", parent);
+    if (n < 0 || (size_t)n >= sizeof s->tmpdir) {
+        s->tmpdir[0] = 0;
+        return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
+    }
+    if (!mkdtemp(s->tmpdir)) { /* mode 0700: uploads are private to this user */
+        s->tmpdir[0] = 0;
         return dfd_fail(err, DFD_E_IO, "cannot create a private folder for uploads in '%s': %s", parent,
                         strerror(errno));
+    }
+    /* The lock is taken under a temporary name and only then named "lock", so that a
+     * server starting now never finds this folder with an untaken lock. */
+    char tmp[4200], lock[4200];
+    snprintf(tmp, sizeof tmp, "%s/" TMPDIR_LOCK ".new", s->tmpdir);
+    snprintf(lock, sizeof lock, "%s/" TMPDIR_LOCK, s->tmpdir);
+    s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, lock) != 0)
+        return dfd_fail(err, DFD_E_IO, "cannot lock the upload folder '%s': %s", s->tmpdir, strerror(errno));
     return DFD_OK;
 }
 
@@ -837,12 +994,18 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (!cfg || !cfg->analyzer || !cfg->analyzer->analyze || !cfg->analyzer->worker_create)
         return dfd_fail(err, DFD_E_ARG, "server needs an analyzer");
     if (cfg->port < 0 || cfg->port > 65535) return dfd_fail(err, DFD_E_ARG, "port %d is out of range", cfg->port);
+    if (cfg->max_held_bytes && cfg->max_held_bytes < cfg->max_upload_bytes)
+        return dfd_fail(err, DFD_E_ARG, "the uploads held at once (%" PRIu64 " bytes) must be at least one upload (%" PRIu64
+                        " bytes)", cfg->max_held_bytes, cfg->max_upload_bytes);
     server *s = calloc(1, sizeof *s);
     if (!s) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    s->lock_fd = -1;
     s->cfg = *cfg;
     if (!s->cfg.host || !*s->cfg.host) s->cfg.host = "127.0.0.1";
     if (s->cfg.io_threads < 1) s->cfg.io_threads = 1;
     if (s->cfg.conn_timeout_s < 1) s->cfg.conn_timeout_s = 1;
+    if (s->cfg.max_connections < 1) s->cfg.max_connections = 1000;
+    if (s->cfg.max_conn_per_ip < 0) s->cfg.max_conn_per_ip = 0;
     s->started_ms = dfd_now_ms();
     int rc = DFD_OK;
     struct addrinfo *ai = NULL;
@@ -858,13 +1021,17 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         .ttl_s = s->cfg.job_ttl_s,
         .max_kept = s->cfg.max_jobs_kept,
         .on_done = on_job_done,
+        .on_file_removed = on_file_removed,
         .user = s,
     };
+    s->max_held = s->cfg.max_held_bytes ? s->cfg.max_held_bytes : 4 * s->cfg.max_upload_bytes;
+    atomic_init(&s->held_bytes, 0);
     s->metrics = srv_metrics_new();
     if (!s->metrics) {
         rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
         goto out;
     }
+    remove_stale_tmpdirs(tmp_parent_of(s));
     if ((rc = make_tmpdir(s, err)) != DFD_OK) goto out;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -890,7 +1057,8 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.conn_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.io_threads,
-                                 MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_conn_per_ip,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                  MHD_OPTION_END);
     if (!s->daemon) {
@@ -933,6 +1101,7 @@ out:
     if (s->pool) srv_pool_stop(s->pool);
     if (ai) freeaddrinfo(ai);
     if (s->tmpdir[0]) remove_tmpdir(s->tmpdir);
+    if (s->lock_fd >= 0) close(s->lock_fd);
     srv_metrics_free(s->metrics);
     free(s);
     return rc;

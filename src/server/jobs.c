@@ -1,10 +1,11 @@
-/* jobs.c — the server's bounded worker pool: a FIFO of jobs, a fixed number of workers
+/* jobs.c — the server's bounded worker pool: a queue of jobs, a fixed number of workers
  * each owning its analyzer state (its own dfd_ctx: models loaded once per worker, no
  * sharing across threads), progress and cancellation through the library's progress
  * callback, and a table of background jobs kept for a time-to-live after they end.
  *
- * One mutex guards everything here; analyses run outside it. A job is reference
- * counted: the queue/worker, the table (background jobs) and each HTTP request looking
+ * Jobs wait in two FIFO lanes, images and the rest, and workers take images first (see
+ * struct lane). One mutex guards everything here; analyses run outside it. A job is
+ * reference counted: the queue/worker, the table (background jobs) and each HTTP request looking
  * at it hold one reference each, and the last one frees it. The uploaded file belongs to
  * the job and is removed as soon as its analysis ends (or the job is dropped unrun).
  */
@@ -30,6 +31,7 @@ struct srv_job {
     double progress;
     atomic_int cancel;
     char *path; /* the upload; NULL once removed */
+    uint64_t bytes; /* the upload budget it holds until removed */
     char *name;
     dfd_result *result;
     char error[512];
@@ -56,7 +58,12 @@ struct srv_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* work available, or stopping */
     pthread_cond_t ready_cv; /* a worker finished loading */
-    srv_job *qhead, *qtail;
+    /* Two lanes, each a FIFO: images (a few tens of ms each) and the rest (videos: seconds
+     * each). Workers take from the image lane first, so that a photo queued behind a row
+     * of videos waits for one worker to finish what it is doing, not for every video. */
+    struct lane {
+        srv_job *head, *tail;
+    } lane[2];
     int queued, running;
     int held;                /* submitted with hold, not yet released: workers wait for them */
     srv_job **table;
@@ -99,6 +106,8 @@ static void remove_upload(srv_job *j) {
         free(j->path);
         j->path = NULL;
     }
+    if (j->bytes && j->pool->cfg.on_file_removed) j->pool->cfg.on_file_removed(j->pool->cfg.user, j->bytes);
+    j->bytes = 0;
 }
 
 static void job_free(srv_job *j) {
@@ -118,6 +127,51 @@ void srv_job_unref(srv_pool *p, srv_job *j) {
     pthread_mutex_lock(&p->mu);
     unref_locked(j);
     pthread_mutex_unlock(&p->mu);
+}
+
+enum { LANE_IMAGE = 0, LANE_OTHER = 1 };
+
+static struct lane *lane_of(srv_pool *p, const srv_job *j) {
+    return &p->lane[j->kind == DFD_MEDIA_IMAGE ? LANE_IMAGE : LANE_OTHER];
+}
+
+static void queue_push_locked(srv_pool *p, srv_job *j) {
+    struct lane *l = lane_of(p, j);
+    j->qnext = NULL;
+    if (l->tail) l->tail->qnext = j;
+    else l->head = j;
+    l->tail = j;
+}
+
+/* The next job for a worker: the oldest image, else the oldest of the rest. */
+static srv_job *queue_pop_locked(srv_pool *p) {
+    for (int k = 0; k < 2; k++) {
+        struct lane *l = &p->lane[k];
+        srv_job *j = l->head;
+        if (!j) continue;
+        l->head = j->qnext;
+        if (!l->head) l->tail = NULL;
+        j->qnext = NULL;
+        return j;
+    }
+    return NULL;
+}
+
+static int queue_empty_locked(const srv_pool *p) { return !p->lane[0].head && !p->lane[1].head; }
+
+/* Takes j out of its lane; 1 if it was there. */
+static int queue_remove_locked(srv_pool *p, srv_job *j) {
+    struct lane *l = lane_of(p, j);
+    srv_job **link = &l->head, *prev = NULL;
+    while (*link && *link != j) {
+        prev = *link;
+        link = &(*link)->qnext;
+    }
+    if (!*link) return 0;
+    *link = j->qnext;
+    if (l->tail == j) l->tail = prev;
+    j->qnext = NULL;
+    return 1;
 }
 
 static int is_over(srv_job_state s) { return s == SRV_JOB_DONE || s == SRV_JOB_FAILED || s == SRV_JOB_CANCELLED; }
@@ -186,18 +240,15 @@ static void *worker_main(void *arg) {
     p->n_ready++;
     pthread_cond_broadcast(&p->ready_cv);
     for (;;) {
-        while (!p->qhead && !(p->stopping && p->held == 0)) {
+        while (queue_empty_locked(p) && !(p->stopping && p->held == 0)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
             purge_locked(p); /* expired results are freed even when no request comes */
         }
-        if (!p->qhead) break; /* stopping and nothing left, nor about to come */
-        srv_job *j = p->qhead;
-        p->qhead = j->qnext;
-        if (!p->qhead) p->qtail = NULL;
-        j->qnext = NULL;
+        srv_job *j = queue_pop_locked(p);
+        if (!j) break; /* stopping and nothing left, nor about to come */
         p->queued--;
         if (atomic_load(&j->cancel)) {
             snprintf(j->error, sizeof j->error, "cancelled");
@@ -296,21 +347,24 @@ int srv_pool_start(const srv_pool_config *cfg, srv_pool **out, dfd_error *err) {
  * jobs that someone waits on (synchronous requests) still run. */
 static void begin_stop_locked(srv_pool *p) {
     p->stopping = 1;
-    srv_job **link = &p->qhead;
-    p->qtail = NULL;
-    while (*link) {
-        srv_job *j = *link;
-        if (j->background) {
-            *link = j->qnext;
-            j->qnext = NULL;
-            p->queued--;
-            snprintf(j->error, sizeof j->error, "cancelled: the server is shutting down");
-            j->error_code = DFD_E_CANCELLED;
-            finish_locked(p, j, SRV_JOB_CANCELLED);
-            unref_locked(j);
-        } else {
-            p->qtail = j;
-            link = &j->qnext;
+    for (int k = 0; k < 2; k++) {
+        struct lane *l = &p->lane[k];
+        srv_job **link = &l->head;
+        l->tail = NULL;
+        while (*link) {
+            srv_job *j = *link;
+            if (j->background) {
+                *link = j->qnext;
+                j->qnext = NULL;
+                p->queued--;
+                snprintf(j->error, sizeof j->error, "cancelled: the server is shutting down");
+                j->error_code = DFD_E_CANCELLED;
+                finish_locked(p, j, SRV_JOB_CANCELLED);
+                unref_locked(j);
+            } else {
+                l->tail = j;
+                link = &j->qnext;
+            }
         }
     }
     for (size_t i = 0; i < p->n_table; i++)
@@ -327,7 +381,8 @@ void srv_pool_begin_stop(srv_pool *p) {
 void srv_pool_cancel_all(srv_pool *p) {
     pthread_mutex_lock(&p->mu);
     begin_stop_locked(p);
-    for (srv_job *j = p->qhead; j; j = j->qnext) atomic_store(&j->cancel, 1);
+    for (int k = 0; k < 2; k++)
+        for (srv_job *j = p->lane[k].head; j; j = j->qnext) atomic_store(&j->cancel, 1);
     for (int i = 0; i < p->cfg.workers; i++)
         if (p->workers[i].current) atomic_store(&p->workers[i].current->cancel, 1);
     pthread_mutex_unlock(&p->mu);
@@ -355,18 +410,20 @@ void srv_pool_stop(srv_pool *p) {
 
 const char *srv_pool_degraded(srv_pool *p) { return p->degraded[0] ? p->degraded : NULL; }
 
-int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    int hold, srv_job **out, dfd_error *err) {
+int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
+                    void *waiter, int hold, srv_job **out, dfd_error *err) {
     if (out) *out = NULL;
     srv_job *j = calloc(1, sizeof *j);
     if (!j || !(j->name = strdup(name ? name : "upload"))) {
         free(j);
         unlink(path);
         free(path);
+        if (bytes && p->cfg.on_file_removed) p->cfg.on_file_removed(p->cfg.user, bytes);
         return dfd_fail(err, DFD_E_NOMEM, "out of memory for a job");
     }
     j->pool = p;
     j->path = path;
+    j->bytes = bytes;
     j->background = background;
     j->kind = kind;
     j->state = SRV_JOB_QUEUED;
@@ -416,9 +473,7 @@ int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind ki
     if (hold) {
         p->held++;
     } else {
-        if (p->qtail) p->qtail->qnext = j;
-        else p->qhead = j;
-        p->qtail = j;
+        queue_push_locked(p, j);
         pthread_cond_signal(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
@@ -428,9 +483,7 @@ int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind ki
 void srv_pool_release(srv_pool *p, srv_job *j) {
     pthread_mutex_lock(&p->mu);
     p->held--;
-    if (p->qtail) p->qtail->qnext = j;
-    else p->qhead = j;
-    p->qtail = j;
+    queue_push_locked(p, j);
     pthread_cond_broadcast(&p->cv); /* also wakes a stopping worker that waited for it */
     pthread_mutex_unlock(&p->mu);
 }
@@ -464,16 +517,7 @@ int srv_pool_cancel(srv_pool *p, const char *id, int *was_over) {
     if (j->state == SRV_JOB_QUEUED) {
         atomic_store(&j->cancel, 1);
         /* Out of the queue at once, so that it frees its place for the next upload. */
-        srv_job **link = &p->qhead;
-        srv_job *prev = NULL;
-        while (*link && *link != j) {
-            prev = *link;
-            link = &(*link)->qnext;
-        }
-        if (*link) {
-            *link = j->qnext;
-            if (p->qtail == j) p->qtail = prev;
-            j->qnext = NULL;
+        if (queue_remove_locked(p, j)) {
             p->queued--;
             snprintf(j->error, sizeof j->error, "cancelled");
             j->error_code = DFD_E_CANCELLED;

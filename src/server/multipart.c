@@ -32,7 +32,7 @@ int srv_is_multipart(const char *ct) {
 
 /* Finds parameter `name` in a header value's "; k=v; k2="v2"" list; copies its value
  * (unquoted, backslash escapes resolved) into out. Returns 1 if found, 0 if not, -1 if
- * it does not fit or is malformed. */
+ * it is malformed, -2 if it does not fit. */
 static int header_param(const char *v, const char *name, char *out, size_t cap) {
     size_t nlen = strlen(name);
     const char *p = strchr(v, ';');
@@ -57,7 +57,7 @@ static int header_param(const char *v, const char *name, char *out, size_t cap) 
             while (*q && *q != '"') {
                 if (*q == '\\' && q[1]) q++;
                 if (match) {
-                    if (o + 1 >= cap) return -1;
+                    if (o + 1 >= cap) return -2;
                     out[o++] = *q;
                 }
                 q++;
@@ -67,7 +67,7 @@ static int header_param(const char *v, const char *name, char *out, size_t cap) 
         } else {
             while (*q && *q != ';' && *q != ' ' && *q != '\t') {
                 if (match) {
-                    if (o + 1 >= cap) return -1;
+                    if (o + 1 >= cap) return -2;
                     out[o++] = *q;
                 }
                 q++;
@@ -87,19 +87,30 @@ int srv_multipart_init(srv_multipart *m, const char *content_type, dfd_error *er
     if (!srv_is_multipart(content_type))
         return dfd_fail(err, DFD_E_ARG, "expected Content-Type multipart/form-data, got '%.100s'",
                         content_type ? content_type : "(none)");
+    /* Room for one character more than allowed, so that a long boundary is told apart
+     * from a malformed parameter. */
     char b[SRV_MP_MAX_BOUNDARY + 2];
     int r = header_param(content_type, "boundary", b, sizeof b);
+    if (r == -2)
+        return dfd_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
+                        SRV_MP_MAX_BOUNDARY);
     if (r <= 0) return dfd_fail(err, DFD_E_ARG, "multipart/form-data without a usable boundary parameter");
     size_t bl = strlen(b);
-    if (bl == 0 || bl > SRV_MP_MAX_BOUNDARY)
-        return dfd_fail(err, DFD_E_ARG, "multipart boundary must have 1 to %d characters", SRV_MP_MAX_BOUNDARY);
+    if (bl > SRV_MP_MAX_BOUNDARY)
+        return dfd_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
+                        SRV_MP_MAX_BOUNDARY);
+    if (bl == 0) return dfd_fail(err, DFD_E_ARG, "multipart boundary is empty");
     for (size_t i = 0; i < bl; i++)
         if (!bchar_ok((unsigned char)b[i]))
             return dfd_fail(err, DFD_E_ARG, "multipart boundary has a character RFC 2046 does not allow");
     memcpy(m->delim, "\r\n--", 4);
     memcpy(m->delim + 4, b, bl);
     m->dlen = bl + 4;
-    /* KMP failure function: fail[k] = longest proper border of delim[0..k). */
+    /* KMP failure function: fail[k] = longest proper border of delim[0..k), for k up to
+     * dlen inclusive (fail has SRV_MP_MAX_BOUNDARY + 5 entries for dlen + 1 <= that). */
+    _Static_assert(sizeof m->fail / sizeof m->fail[0] >= sizeof m->delim + 1, "fail[] needs dlen + 1 entries");
+    if (m->dlen + 1 > sizeof m->fail / sizeof m->fail[0])
+        return dfd_fail(err, DFD_E_INTERNAL, "multipart delimiter of %zu bytes does not fit", m->dlen);
     m->fail[0] = 0;
     if (m->dlen > 1) m->fail[1] = 0;
     size_t k = 0;

@@ -50,9 +50,18 @@ typedef struct dfd_server_config {
     int workers;                /* analyses run at once; 0 = automatic */
     int queue;                  /* jobs waiting for a worker before 503; default 64 */
     uint64_t max_upload_bytes;  /* request body limit; default 200 MiB */
+    uint64_t max_held_bytes;    /* upload bytes stored at once, being received or waiting for or in
+                                   an analysis (503 past it); 0 = 4 x max_upload_bytes */
     double job_ttl_s;           /* finished jobs are kept this long; default 3600 */
     int max_jobs_kept;          /* finished jobs kept at most (oldest dropped); default 1000 */
     int conn_timeout_s;         /* idle connection timeout (stalled clients); default 30 */
+    int max_connections;        /* open connections at once; default 1000 */
+    int max_conn_per_ip;        /* open connections from one address; default 64; 0 = no limit */
+    double request_timeout_s;   /* a request body must arrive within this, from the end of its
+                                   headers; default 1800; 0 = no limit */
+    double min_upload_rate;     /* bytes/s a body must average once min_rate_grace_s have passed;
+                                   default 8192; 0 = no minimum */
+    double min_rate_grace_s;    /* default 10 */
     int io_threads;             /* libmicrohttpd threads; default 2 */
     const char *tmp_parent;     /* where the private upload folder is made; NULL = $TMPDIR or /tmp */
     int require_models;         /* fail to start when models cannot be loaded (else serve degraded: 503) */
@@ -73,7 +82,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err);
 
 /* ---- multipart.c: streaming multipart/form-data ----------------------------------- */
 
-#define SRV_MP_MAX_BOUNDARY 200
+#define SRV_MP_MAX_BOUNDARY 70 /* RFC 2046 section 5.1.1: 1 to 70 characters */
 #define SRV_MP_MAX_HEADERS 8192
 
 typedef int (*srv_mp_sink)(void *user, const void *data, size_t len); /* non-zero = stop */
@@ -81,7 +90,7 @@ typedef int (*srv_mp_sink)(void *user, const void *data, size_t len); /* non-zer
 typedef struct srv_multipart {
     char delim[SRV_MP_MAX_BOUNDARY + 4]; /* "\r\n--" + boundary */
     size_t dlen;
-    int fail[SRV_MP_MAX_BOUNDARY + 4];   /* KMP failure function of delim */
+    int fail[SRV_MP_MAX_BOUNDARY + 5];   /* KMP failure function of delim: fail[0..dlen] */
     size_t matched;                      /* bytes of delim matched so far */
     int state;
     int after;                           /* sub-state after a delimiter */
@@ -144,6 +153,9 @@ typedef struct srv_pool_config {
     double ttl_s;
     int max_kept;
     srv_job_done_fn on_done;
+    /* Called when the pool removes an upload it was given with bytes > 0, with those
+     * bytes; possibly with the pool's lock held, so it must not call back into the pool. */
+    void (*on_file_removed)(void *user, uint64_t bytes);
     void *user;
 } srv_pool_config;
 
@@ -161,13 +173,14 @@ void srv_pool_stop(srv_pool *p);
 const char *srv_pool_degraded(srv_pool *p);
 
 /* Creates a job for the file at path (ownership passes: the pool removes the file when
- * the analysis ends, or when submission fails). Background jobs are kept in the table
+ * the analysis ends, or when submission fails; either way on_file_removed then gets
+ * bytes, the share of the server's upload budget the file holds). Background jobs are kept in the table
  * (looked up by id) until their TTL; a waiter (non-NULL) is resumed via on_done.
  * DFD_E_LIMIT when the queue is full. On success *out (may be NULL) gets a reference.
  * With hold, the job has its place in the queue but no worker takes it before
  * srv_pool_release (so that the caller can get ready to be resumed, which cannot fail). */
-int srv_pool_submit(srv_pool *p, char *path, const char *name, dfd_media_kind kind, int background, void *waiter,
-                    int hold, srv_job **out, dfd_error *err);
+int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
+                    void *waiter, int hold, srv_job **out, dfd_error *err);
 void srv_pool_release(srv_pool *p, srv_job *j);
 /* A reference to the background job with this id (NULL if none or expired). */
 srv_job *srv_pool_find(srv_pool *p, const char *id);
