@@ -98,7 +98,9 @@ fold() {
 }
 
 task=()
-"$DFD" help train 2>&1 | grep -q -- '--task' && task=(--task synthetic)
+# (grep on a variable: `dfd help | grep -q` under pipefail fails when grep stops reading early)
+help_text=$("$DFD" help train 2>&1)
+[[ "$help_text" == *--task* ]] && task=(--task synthetic)
 train() {  # train NAME
   local d="$R/$1" o="$R/$1/run$TAG" resume=()
   [[ -f "$o/best.safetensors" && -f "$o/.done" ]] && return 0
