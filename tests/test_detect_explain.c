@@ -161,7 +161,7 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
             continue;
         }
         float map[DFD_HEAT_CELLS];
-        assert_int_equal(dfd_classifier_explain(cls, &crop, DFD_EXPLAIN_GRADCAM, map, &e), DFD_OK);
+        assert_int_equal(dfd_classifier_explain(cls, &crop, DFD_EXPLAIN_GRADCAMPP, map, &e), DFD_OK);
         dfd_image_free(&crop);
         int peak = 0, inside = 0;
         float mx = 0;
@@ -237,7 +237,7 @@ static void check_grid(const json_t *g) {
 static void check_heatmap(const json_t *h, int video, int synthetic) {
     assert_true(json_is_object(h));
     assert_int_equal(json_integer_value(json_object_get(h, "grid")), 16);
-    assert_string_equal(json_string_value(json_object_get(h, "method")), "gradcam");
+    assert_string_equal(json_string_value(json_object_get(h, "method")), "gradcam++");
     const json_t *crop = json_object_get(h, "crop");
     assert_int_equal(json_array_size(crop), 4);
     assert_true(json_number_value(json_array_get(crop, 2)) > 0);
@@ -298,7 +298,7 @@ static void json_shape_and_result_api(void **state) {
     check_heatmap(json_object_get(f0, "heatmap"), 0, 0);
     assert_int_equal(dfd_result_face_heatmap(r, 0, &hm), DFD_OK);
     assert_int_equal(hm.grid, DFD_HEATMAP_GRID);
-    assert_string_equal(hm.method, "gradcam");
+    assert_string_equal(hm.method, "gradcam++");
     assert_non_null(hm.manipulated);
     assert_null(hm.synthetic);
     assert_int_equal(hm.crop_side, 128); /* dfd-image-2's input */

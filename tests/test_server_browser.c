@@ -42,7 +42,7 @@ static void standin_heat(dfd_face_res *f, float sx, float sy, float side, int fr
     if (!standin_explain) return;
     f->heat_m = blob(8, 10); /* the mouth */
     f->heat_s = blob(5, 6);  /* an eye */
-    f->heat_method = DFD_EXPLAIN_GRADCAM;
+    f->heat_method = DFD_EXPLAIN_GRADCAMPP;
     f->heat_square[0] = sx, f->heat_square[1] = sy, f->heat_square[2] = side;
     f->heat_frame = frame, f->heat_time_s = t;
 }

@@ -160,7 +160,7 @@ void dfd_result_free(dfd_result *r);
  * all 0 when nothing in the crop raises P(fake). Pointers stay valid while the result lives. */
 typedef struct dfd_heatmap {
     int grid;                 /* DFD_HEATMAP_GRID */
-    const char *method;       /* "gradcam" */
+    const char *method;       /* "gradcam++" (docs/explain.md) */
     const float *manipulated; /* the manipulation detector's map */
     const float *synthetic;   /* the synthetic-face detector's; NULL when none ran */
     const uint8_t *crop_rgb;  /* the crop the maps cover (the manipulation model's), RGB */

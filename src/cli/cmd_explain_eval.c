@@ -31,7 +31,9 @@ const char cmd_explain_eval_help[] =
     "blended region against chance, and a deletion check. See docs/explain.md.\n\n"
     "Options:\n"
     "  --model PATH     image model (default: the shipped one)\n"
-    "  --method M       gradcam (default), gradcam-mid, gradxinput or occlusion; up to four\n"
+    "  --method M       gradcam++ (default: what scan --explain makes), gradcam, gradcam-mid,\n"
+    "                   gradxinput or occlusion;\n"
+    "                   up to five, to compare\n"
     "  -n N             fakes to make (default 500)\n"
     "  --seed S         blend randomness (default 1)\n"
     "  --threads N      CPU threads (default: all cores)\n";
@@ -104,7 +106,7 @@ int cmd_explain_eval(int argc, char **argv) {
                                          {"threads", required_argument, 0, O_THREADS},
                                          {0, 0, 0, 0}};
     const char *model = NULL;
-    method_stats st[4];
+    method_stats st[5];
     memset(st, 0, sizeof st);
     int n_methods = 0, threads = 0, c;
     long want = 500, seed = 1, v;
@@ -117,9 +119,10 @@ int cmd_explain_eval(int argc, char **argv) {
                     : strcmp(optarg, "occlusion") == 0  ? DFD_EXPLAIN_OCCLUSION
                     : strcmp(optarg, "gradxinput") == 0 ? DFD_EXPLAIN_GRADXINPUT
                     : strcmp(optarg, "gradcam-mid") == 0 ? DFD_EXPLAIN_GRADCAM_MID
+                    : strcmp(optarg, "gradcam++") == 0 ? DFD_EXPLAIN_GRADCAMPP
                                                         : -1;
-            if (m < 0 || n_methods == 4)
-                return cli_usage_error("explain-eval", "--method: gradcam, gradcam-mid, gradxinput or occlusion, at most four");
+            if (m < 0 || n_methods == 5)
+                return cli_usage_error("explain-eval", "--method: gradcam, gradcam++, gradcam-mid, gradxinput or occlusion, at most five");
             st[n_methods++].method = m;
             break;
         }
@@ -137,7 +140,7 @@ int cmd_explain_eval(int argc, char **argv) {
         }
     }
     if (optind != argc - 1) return cli_usage_error("explain-eval", "give one directory of real photos");
-    if (n_methods == 0) st[n_methods++].method = DFD_EXPLAIN_GRADCAM;
+    if (n_methods == 0) st[n_methods++].method = DFD_EXPLAIN_GRADCAMPP; /* what scan --explain makes */
 
     dfd_error err;
     char path[4400];

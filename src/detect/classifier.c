@@ -230,6 +230,7 @@ const char *dfd_explain_method_name(int method) {
     switch (method) {
     case DFD_EXPLAIN_GRADCAM: return "gradcam";
     case DFD_EXPLAIN_GRADCAM_MID: return "gradcam-mid";
+    case DFD_EXPLAIN_GRADCAMPP: return "gradcam++";
     case DFD_EXPLAIN_OCCLUSION: return "occlusion";
     case DFD_EXPLAIN_GRADXINPUT: return "gradxinput";
     default: return NULL;
@@ -273,7 +274,7 @@ static void resample_to_grid(const float *src, int h, int w, float *dst) {
 
 /* Grad-CAM on the feature map under the pooling head, for the crop and its mirror image
  * (as the score averages the two); the mirror's map is flipped back before averaging. */
-static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, float *map, dfd_error *err) {
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c;
     const size_t per = (size_t)S * S * 3;
     dfd_image flipped = {0};
@@ -289,17 +290,39 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, float *map,
     if (!A || n < 2 * (size_t)H * W * C)
         return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
                         nn_graph_node(c->g, c->cam_node)->name);
-    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
-    if (!cam) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
+    if (!cam || !wt) {
+        free(cam), free(wt);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    }
     const float sign = c->output_p_real ? -1.0f : 1.0f; /* towards "fake" */
+    /* Channel weights per pass. Grad-CAM: the gradient averaged over the map, which for
+     * this head is w_c / HW everywhere (a constant factor, dropped). Grad-CAM++ (Chattopadhay
+     * et al. 2018, on exp(logit)): with a linear head its higher derivatives are powers of
+     * g = w_c / HW, and the weight is HW relu(g) / (2 + g sum_ij A_ij): only channels
+     * that raise P(fake), damped where a channel is active over much of the map. */
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < C; k++) {
+            float g = sign * c->cam_w[k];
+            if (!plus) {
+                wt[b * C + k] = g;
+                continue;
+            }
+            g /= (float)(H * W);
+            double sum = 0;
+            for (int i = 0; i < H * W; i++) sum += A[(size_t)b * H * W * C + (size_t)i * C + k];
+            double den = 2.0 + (double)g * sum;
+            wt[b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
+        }
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             const float *a0 = A + ((size_t)y * W + x) * C;                     /* the crop */
             const float *a1 = A + (size_t)H * W * C + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
             double s = 0;
-            for (int k = 0; k < C; k++) s += (double)c->cam_w[k] * ((double)a0[k] + (double)a1[k]);
-            cam[y * W + x] = sign * (float)(0.5 * s);
+            for (int k = 0; k < C; k++) s += (double)wt[k] * a0[k] + (double)wt[C + k] * a1[k];
+            cam[y * W + x] = (float)(0.5 * s);
         }
+    free(wt);
     /* ReLU before resampling, as Grad-CAM: only what raises the logit. */
     for (int i = 0; i < H * W; i++)
         if (!(cam[i] > 0)) cam[i] = 0;
@@ -483,10 +506,11 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
             return dfd_fail(err, DFD_E_UNSUPPORTED, "model '%s' has no middle layer for Grad-CAM", c->name);
         return explain_gradcam_layer(c, crop, map, err);
     case DFD_EXPLAIN_GRADCAM:
+    case DFD_EXPLAIN_GRADCAMPP:
         if (c->cam_node < 0)
             return dfd_fail(err, DFD_E_UNSUPPORTED,
                             "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
-        return explain_gradcam(c, crop, map, err);
+        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, map, err);
     case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);
     default: return dfd_fail(err, DFD_E_ARG, "unknown heat-map method %d", method);

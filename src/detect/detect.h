@@ -129,12 +129,14 @@ int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int
 #define DFD_HEAT_CELLS (DFD_HEAT_GRID * DFD_HEAT_GRID)
 enum {
     DFD_EXPLAIN_GRADCAM = 0,   /* Grad-CAM on the feature map under the pooling head (one pass of
-                                * the crop and its mirror; the default) */
+                                * the crop and its mirror, no backward pass) */
     DFD_EXPLAIN_OCCLUSION = 1, /* P(fake) lost when a grey 3x3-cell patch hides each cell (256 passes) */
     DFD_EXPLAIN_GRADXINPUT = 2, /* gradient x input per cell (a backward pass; fp32 training executor) */
-    DFD_EXPLAIN_GRADCAM_MID = 3 /* Grad-CAM at the last 8x8 layer (a backward pass): less faithful */
+    DFD_EXPLAIN_GRADCAM_MID = 3, /* Grad-CAM at the last 8x8 layer (a backward pass): less faithful */
+    DFD_EXPLAIN_GRADCAMPP = 4    /* Grad-CAM++ on the last block (closed form, as Grad-CAM): what
+                                  * dfd_options.explain makes */
 };
-/* "gradcam", "occlusion", "gradxinput", "gradcam-mid"; NULL when unknown */
+/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);

@@ -229,7 +229,7 @@ static int explain_one(dfd_classifier *c, const dfd_image *img, const dfd_face *
     if (rc) return rc;
     *map = dfd_malloc_array(DFD_HEAT_CELLS, sizeof(float));
     if (!*map) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    if (rc == DFD_OK) rc = dfd_classifier_explain(c, &crop, DFD_EXPLAIN_GRADCAM, *map, err);
+    if (rc == DFD_OK) rc = dfd_classifier_explain(c, &crop, DFD_EXPLAIN_GRADCAMPP, *map, err);
     if (rc == DFD_OK && keep) {
         *keep = crop;
         return DFD_OK;
@@ -240,7 +240,7 @@ static int explain_one(dfd_classifier *c, const dfd_image *img, const dfd_face *
 
 /* The heat maps of face f (one face of an image, or a track's most suspicious frame). */
 static int explain_face(dfd_ctx *ctx, const dfd_image *img, const dfd_face *face, dfd_face_res *f, dfd_error *err) {
-    f->heat_method = DFD_EXPLAIN_GRADCAM;
+    f->heat_method = DFD_EXPLAIN_GRADCAMPP; /* the most faithful within the cost: docs/explain.md */
     dfd_face_crop_square(face, dfd_classifier_contract(ctx->img), f->heat_square);
     int rc = explain_one(ctx->img, img, face, &f->heat_m, &f->heat_crop, err);
     if (rc == DFD_OK && ctx->syn) rc = explain_one(ctx->syn, img, face, &f->heat_s, NULL, err);

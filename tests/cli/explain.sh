@@ -31,7 +31,7 @@ for r in (img, vid):
     assert r["faces"], r["file"]
     for f in r["faces"]:
         h = f["heatmap"]
-        assert h["grid"] == 16 and h["method"] == "gradcam", h
+        assert h["grid"] == 16 and h["method"] == "gradcam++", h
         grid(h["manipulated"])
         assert h["synthetic"] is None
         x, y, w, hh = h["crop"]
@@ -64,10 +64,10 @@ PY
 # ---- The measurement tool, on a few fakes.
 DATA=${DFD_SHARED_DATA:-$SRC/../shared/data}
 if [[ -d "$DATA/utkface-real" ]]; then
-  "$BIN" explain-eval -n 4 --method gradcam --method gradxinput "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" ||
+  "$BIN" explain-eval -n 4 --method gradcam++ --method gradxinput "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" ||
     fail "explain-eval: $(cat "$tmp/err")"
   grep -q "^model dfd-image-2, 4 self-blended fakes" "$tmp/eval.txt" || fail "explain-eval: $(cat "$tmp/eval.txt")"
-  grep -Eq '^\| gradcam \| [0-9.]+% ' "$tmp/eval.txt" && grep -Eq '^\| gradxinput \| ' "$tmp/eval.txt" ||
+  grep -Eq '^\| gradcam\+\+ \| [0-9.]+% ' "$tmp/eval.txt" && grep -Eq '^\| gradxinput \| ' "$tmp/eval.txt" ||
     fail "explain-eval table: $(cat "$tmp/eval.txt")"
 else
   echo "note: no ../shared/data: explain-eval not run"
