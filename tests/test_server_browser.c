@@ -1,7 +1,8 @@
 /* test_server_browser — the web page works in a real browser: Debian's headless Chromium,
  * driven by playwright-core (tests/browser/page.test.cjs), uploads an image and a video
  * to a running server and sees the verdicts (FAKE red, REAL green), the face boxes, the
- * video's progress bar, timeline and thumbnails, an API error, and a phone layout.
+ * video's progress bar, timeline and thumbnails, each face's heat map (asked for with
+ * ?explain=1) and its toggle, an API error, and a phone layout.
  * Screenshots go to build/screenshots/.
  *
  * The server here answers with a stand-in analyzer whose results are fixed (a face on the
@@ -24,6 +25,28 @@ static int standin_create(void *cls, int worker, int threads, void **state, dfd_
 
 static void standin_destroy(void *cls, void *state) { (void)cls, (void)state; }
 
+/* Heat maps when the request asks for them (?explain=1, which the page always sends). */
+static int standin_explain;
+static void standin_set_explain(void *cls, void *state, int on) { (void)cls, (void)state, standin_explain = on; }
+
+/* A heat map: a blob around grid cell (cx, cy), as a face's evidence might look. */
+static float *blob(float cx, float cy) {
+    float *m = calloc(DFD_HEAT_CELLS, sizeof *m);
+    for (int y = 0; m && y < DFD_HEAT_GRID; y++)
+        for (int x = 0; x < DFD_HEAT_GRID; x++)
+            m[y * DFD_HEAT_GRID + x] = expf(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / 8.0f);
+    return m;
+}
+
+static void standin_heat(dfd_face_res *f, float sx, float sy, float side, int frame, double t) {
+    if (!standin_explain) return;
+    f->heat_m = blob(8, 10); /* the mouth */
+    f->heat_s = blob(5, 6);  /* an eye */
+    f->heat_method = DFD_EXPLAIN_GRADCAMPP;
+    f->heat_square[0] = sx, f->heat_square[1] = sy, f->heat_square[2] = side;
+    f->heat_frame = frame, f->heat_time_s = t;
+}
+
 static int standin_analyze(void *cls, void *state, const char *path, const char *name, dfd_progress_fn progress,
                            void *user, dfd_result **out, dfd_error *err) {
     (void)cls, (void)state;
@@ -42,6 +65,7 @@ static int standin_analyze(void *cls, void *state, const char *path, const char 
         r->faces[0] = (dfd_face_res){.id = 0, .box = {170, 60, 150, 185}, .p_fake = 0.91, .p_manipulated = 0.30,
                                      .p_synthetic = 0.91, .kind = DFD_KIND_SYNTHETIC, .p_fake_video_model = NAN};
         r->p_manipulated = 0.30, r->p_synthetic = 0.91;
+        standin_heat(&r->faces[0], 160, 50, 180, -1, NAN);
     } else {
         /* examples/astronaut-clip.mp4 (256×256, 3 s): 15 frames, a face and a small second track. */
         enum { N = 15 };
@@ -81,6 +105,7 @@ static int standin_analyze(void *cls, void *state, const char *path, const char 
             for (int i = 0; i < N; i++)
                 if (k == 0 || i % 3 == 0) r->faces[k].frames[r->faces[k].n_frames++] = r->frames[i].index;
         }
+        standin_heat(&r->faces[0], 72, 20, 100, r->frames[4].index, r->frames[4].time_s);
         r->p_manipulated = fmax(mx0, mx1); /* a file is as fake as its most suspicious track */
         r->p_synthetic = 0.1;
     }
@@ -89,7 +114,8 @@ static int standin_analyze(void *cls, void *state, const char *path, const char 
     return DFD_OK;
 }
 
-static const dfd_server_analyzer standin = {NULL, standin_create, standin_destroy, standin_analyze, NULL};
+static const dfd_server_analyzer standin = {NULL, standin_create, standin_destroy, standin_analyze, NULL,
+                                            standin_set_explain};
 
 static void page_in_headless_chromium(void **state) {
     (void)state;
@@ -108,7 +134,7 @@ static void page_in_headless_chromium(void **state) {
     char *video = tu_join(tu_source_dir(), "examples/astronaut-clip.mp4");
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "DFD_EXPECT_IMAGE=FAKE DFD_EXPECT_VIDEO=REAL DFD_EXPECT_PROGRESS=1 DFD_EXPECT_IMAGE_KIND=synthetic "
+             "DFD_EXPECT_HEAT_MAPS=2 DFD_EXPECT_IMAGE=FAKE DFD_EXPECT_VIDEO=REAL DFD_EXPECT_PROGRESS=1 DFD_EXPECT_IMAGE_KIND=synthetic "
              "DFD_EXPECT_IMAGE_FINDINGS='Looks AI-generated (91.0 %%, flagged from 50.0 %%)|No sign of a face swap or "
              "alteration (30.0 %%, flagged from 50.0 %%)' node '%s' http://127.0.0.1:%d/ '%s' '%s' '%s' 1>&2",
              script, s.port, image, video, shots);
@@ -117,8 +143,8 @@ static void page_in_headless_chromium(void **state) {
     if (rc != 0) print_message("the browser test failed (exit %d); see %s/failure.png\n", rc, shots);
     assert_int_equal(rc, 0);
     /* Both verdict views were captured. */
-    const char *views[] = {"image-verdict.png", "video-verdict.png", "phone.png"};
-    for (int i = 0; i < 3; i++) {
+    const char *views[] = {"image-verdict.png", "video-verdict.png", "phone.png", "image-heatmap.png"};
+    for (int i = 0; i < 4; i++) {
         char *p = tu_join(shots, views[i]);
         struct stat st;
         assert_int_equal(stat(p, &st), 0);

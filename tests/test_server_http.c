@@ -140,7 +140,7 @@ static void *fake_describe(void *cls) {
     return json_pack("{s:s}", "image_model", "fake-1");
 }
 
-static const dfd_server_analyzer fake = {NULL, fake_create, fake_destroy, fake_analyze, fake_describe};
+static const dfd_server_analyzer fake = {NULL, fake_create, fake_destroy, fake_analyze, fake_describe, NULL};
 
 /* ---- inputs ----------------------------------------------------------------------------- */
 

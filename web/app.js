@@ -160,7 +160,8 @@
     const form = new FormData();
     form.append('file', file, file.name);
     xhr = new XMLHttpRequest();
-    xhr.open('POST', '/v1/analyze');
+    // explain=1: a heat map per face (where in the face the evidence is), shown beside its score.
+    xhr.open('POST', '/v1/analyze?explain=1');
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) setProgress(e.loaded / e.total, 'Uploading… ' + Math.round(100 * e.loaded / e.total) + ' %');
@@ -343,8 +344,123 @@
       found.appendChild(finding(fires(pm, tm), 'Face looks swapped or altered', 'No sign of a face swap or alteration',
         pm, tm));
       li.appendChild(found);
+      if (f.heatmap) li.appendChild(heatFigure(r, f, i));
       el.faces.appendChild(li);
     });
+  }
+
+  /* ---- heat maps: where in a face the evidence for "fake" is ---------------------------- */
+
+  // The colour ramp of `dfd scan --explain-dir`: blue, cyan, yellow, orange, red.
+  const HEAT_STOPS = [[0, 0, 160], [0, 160, 255], [255, 255, 0], [255, 128, 0], [230, 0, 0]];
+  const HEAT_SIDE = 192; // the crop enlarged to this many CSS pixels
+
+  // A grid x grid canvas of the map's colours, with more opacity where the value is higher;
+  // drawn scaled up with smoothing, it blends the cells as the PNGs do.
+  function heatLayer(map, grid) {
+    const c = document.createElement('canvas');
+    c.width = c.height = grid;
+    const ctx = c.getContext('2d');
+    const img = ctx.createImageData(grid, grid);
+    for (let y = 0; y < grid; y++) {
+      for (let x = 0; x < grid; x++) {
+        const v = Math.max(0, Math.min(1, map[y][x]));
+        const t = v * 4, k = Math.min(3, Math.floor(t)), f = t - k;
+        const o = 4 * (y * grid + x);
+        for (let i = 0; i < 3; i++) img.data[o + i] = HEAT_STOPS[k][i] * (1 - f) + HEAT_STOPS[k + 1][i] * f;
+        img.data[o + 3] = Math.round(255 * (0.15 + 0.45 * v));
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    return c;
+  }
+
+  // The face's crop (from the uploaded image, or the video's frame the map was made on).
+  function loadSource(r, hm) {
+    const url = fileUrl;
+    if (r.media !== 'video') {
+      return new Promise((resolve) => {
+        const img = new Image();
+        img.onload = () => resolve(url === fileUrl ? img : null);
+        img.onerror = () => resolve(null);
+        img.src = url;
+      });
+    }
+    const video = document.createElement('video');
+    video.muted = true;
+    video.preload = 'auto';
+    video.src = url;
+    return new Promise((resolve) => {
+      const go = () => seek(video, hm.time_s || 0).then(() => resolve(url === fileUrl && video.videoWidth ? video : null));
+      if (video.readyState >= 1) go();
+      else {
+        video.addEventListener('loadeddata', go, { once: true });
+        video.addEventListener('error', () => resolve(null), { once: true });
+      }
+    });
+  }
+
+  function drawHeat(c, src, hm, map, on) {
+    const ctx = c.getContext('2d');
+    ctx.clearRect(0, 0, c.width, c.height);
+    const [x, y, side] = hm.crop;
+    if (src) ctx.drawImage(src, x, y, side, side, 0, 0, c.width, c.height);
+    if (on) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(heatLayer(map, hm.grid), 0, 0, c.width, c.height);
+    }
+    c.dataset.overlay = on ? 'on' : 'off';
+  }
+
+  // One face's crop, enlarged, with each detector's map over it, and a button that shows
+  // or hides the maps.
+  function heatFigure(r, f, i) {
+    const hm = f.heatmap;
+    const box = document.createElement('div');
+    box.className = 'heat';
+    const maps = [['manipulated', 'Swap or alteration evidence', hm.manipulated]];
+    if (hm.synthetic) maps.push(['synthetic', 'AI-generation evidence', hm.synthetic]);
+    const canvases = [];
+    let on = true;
+    let src = null;
+    const row = document.createElement('div');
+    row.className = 'heat-row';
+    maps.forEach(([key, title, map]) => {
+      const fig = document.createElement('figure');
+      const c = document.createElement('canvas');
+      c.width = c.height = HEAT_SIDE;
+      c.className = 'heat-canvas';
+      c.dataset.map = key;
+      c.setAttribute('role', 'img');
+      c.setAttribute('aria-label', title + ' on ' + (r.media === 'video' ? 'track ' : 'face ') + (i + 1) +
+        ': warmer colours mark the regions that drive the score up');
+      const cap = document.createElement('figcaption');
+      cap.textContent = title + (r.media === 'video' && typeof hm.time_s === 'number' ? ' · at ' + fmtTime(hm.time_s) : '');
+      fig.appendChild(c);
+      fig.appendChild(cap);
+      row.appendChild(fig);
+      canvases.push([c, map]);
+      drawHeat(c, null, hm, map, on);
+    });
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'button secondary heat-toggle';
+    btn.setAttribute('aria-pressed', 'true');
+    btn.textContent = 'Hide heat map';
+    btn.addEventListener('click', () => {
+      on = !on;
+      btn.setAttribute('aria-pressed', on ? 'true' : 'false');
+      btn.textContent = on ? 'Hide heat map' : 'Show heat map';
+      canvases.forEach(([c, map]) => drawHeat(c, src, hm, map, on));
+    });
+    box.appendChild(row);
+    box.appendChild(btn);
+    loadSource(r, hm).then((s) => {
+      src = s;
+      canvases.forEach(([c, map]) => drawHeat(c, src, hm, map, on));
+      box.dataset.ready = src ? '1' : '0';
+    });
+    return box;
   }
 
   function drawBox(ctx, box, p, scale, label) {

@@ -111,6 +111,10 @@ typedef struct dfd_options {
                                   * dfd-synthetic-*.safetensors beside the default image model
                                   * (same search), none when there is none */
     int no_synthetic;            /* 1: no synthetic-face detector at all */
+    /* Heat maps: 1 makes, for every face, a map of where in its crop the evidence for
+     * "fake" is, per detector (dfd_result_face_heatmap; "heatmap" in the JSON). Off by
+     * default; costs about one more pass of each model per face (videos: per track). */
+    int explain;
 } dfd_options;
 
 void dfd_options_default(dfd_options *o);
@@ -124,6 +128,9 @@ typedef int (*dfd_progress_fn)(void *user, double fraction);
 /* Loads the models named in opts (NULL opts = defaults). */
 int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err);
 void dfd_ctx_destroy(dfd_ctx *ctx);
+
+/* Turns heat maps on or off for the next analyses with ctx (as dfd_options.explain). */
+void dfd_ctx_set_explain(dfd_ctx *ctx, int on);
 
 /* Analyses one file or memory buffer (image or video, told apart by content).
  * A file that cannot be analysed still yields a result with verdict ERROR and
@@ -145,6 +152,30 @@ const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
 char *dfd_result_json(const dfd_result *r);
 void dfd_result_free(dfd_result *r);
+
+/* ---- Heat maps (dfd_options.explain) ---------------------------------------------- */
+
+#define DFD_HEATMAP_GRID 16
+
+/* Where in one face's crop the evidence for "fake" is. Maps are DFD_HEATMAP_GRID^2 values
+ * in [0, 1], row-major from the crop's top-left cell, 1 where the evidence is strongest,
+ * all 0 when nothing in the crop raises P(fake). Pointers stay valid while the result lives. */
+typedef struct dfd_heatmap {
+    int grid;                 /* DFD_HEATMAP_GRID */
+    const char *method;       /* "gradcam++" (docs/explain.md) */
+    const float *manipulated; /* the manipulation detector's map */
+    const float *synthetic;   /* the synthetic-face detector's; NULL when none ran */
+    const uint8_t *crop_rgb;  /* the crop the maps cover (the manipulation model's), RGB */
+    int crop_side;            /* its side in pixels */
+    float square[3];          /* the crop's square in the source: x, y, side (pixels) */
+    int frame;                /* videos: the frame index (the track's most suspicious); -1 for images */
+    double time_s;            /* videos: that frame's time; NaN for images */
+} dfd_heatmap;
+
+/* Faces (images) or face tracks (videos) in the result: faces[] in the JSON. */
+int dfd_result_face_count(const dfd_result *r);
+/* Face i's heat maps; DFD_E_NOT_FOUND when it has none (explain off, or no such face). */
+int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out);
 
 /* Frees memory that the library returned to the caller. */
 void dfd_free(void *p);

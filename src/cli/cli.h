@@ -16,6 +16,9 @@ enum { DFD_EXIT_OK = 0, DFD_EXIT_FAILED = 1, DFD_EXIT_USAGE = 2 };
 #define X(name, fn, summary) int fn(int argc, char **argv); extern const char fn##_help[];
 #include "cli/commands.def"
 #undef X
+/* Hidden: measures the heat maps (cmd_explain_eval.c). */
+int cmd_explain_eval(int argc, char **argv);
+extern const char cmd_explain_eval_help[];
 
 /* Prints "dfd NAME: message" to stderr and returns DFD_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -49,6 +52,8 @@ typedef struct cli_file_list {
 } cli_file_list;
 int cli_files_add(cli_file_list *l, char *const *args, int n, int recursive); /* 0, or -1: no memory */
 void cli_files_free(cli_file_list *l);
+/* Writes w x h RGB pixels as a PNG file. */
+int cli_write_png(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err);
 int cli_parse_double(const char *s, double min, double max, double *out);
 
 #endif

@@ -2,7 +2,6 @@
  * with the crops the classifier would see (--save-crops). */
 #include <errno.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,28 +72,6 @@ static json_t *face_json(const dfd_face *f) {
     return o;
 }
 
-/* Writes an RGB image as PNG. */
-static int write_png(const char *path, const dfd_image *img, dfd_error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(errno));
-    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = p ? png_create_info_struct(p) : NULL;
-    if (!p || !info || setjmp(png_jmpbuf(p))) {
-        png_destroy_write_struct(&p, &info);
-        fclose(f);
-        return dfd_fail(err, DFD_E_IO, "cannot encode '%s'", path);
-    }
-    png_init_io(p, f);
-    png_set_IHDR(p, info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(p, info);
-    for (int y = 0; y < img->h; y++) png_write_row(p, img->rgb + (size_t)y * img->w * 3);
-    png_write_end(p, NULL);
-    png_destroy_write_struct(&p, &info);
-    if (fclose(f) != 0) return dfd_fail(err, DFD_E_IO, "cannot write '%s'", path);
-    return DFD_OK;
-}
-
 static int save_crop(const faces_opts *o, const char *file, const dfd_image *img, const dfd_face *f, const char *suffix,
                      dfd_error *err) {
     const char *base = strrchr(file, '/');
@@ -104,7 +81,7 @@ static int save_crop(const faces_opts *o, const char *file, const dfd_image *img
     dfd_image crop;
     int rc = dfd_face_crop(img, f, &o->contract, &crop, err);
     if (rc) return rc;
-    rc = write_png(path, &crop, err);
+    rc = cli_write_png(path, crop.rgb, crop.w, crop.h, err);
     dfd_image_free(&crop);
     return rc;
 }

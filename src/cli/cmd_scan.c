@@ -28,6 +28,11 @@ const char cmd_scan_help[] =
     "                       synthetic-face model always uses its own)\n"
     "  --aggregate HOW      confident (default) or mean, over a track's frames\n"
     "  --threads N          CPU threads (default: all cores)\n"
+    "  --explain            a heat map per face in the JSON (faces[].heatmap): where in the\n"
+    "                       face's crop the evidence for \"fake\" is, per detector\n"
+    "  --explain-dir DIR    with --explain, also write per face a PNG of its crop (videos: of\n"
+    "                       the track's most suspicious frame) with the map blended over it\n"
+    "                       (DIR/FILE_faceN.png; with a synthetic-face model, its map beside)\n"
     "  -r, --recursive      walk sub-directories\n"
     "  -q, --quiet          no progress bar\n\n"
     "Verdicts: FAKE, REAL, NO_FACE (no face to judge), ERROR (the file could not be read).\n"
@@ -86,19 +91,85 @@ static void print_human(const dfd_result *r, int color) {
     printf("\n");
 }
 
+/* ---- Heat-map overlays (--explain-dir) ---------------------------------------------- */
+
+#define OVERLAY_SCALE 3 /* the crop enlarged 3 times: 384 px for a 128 px crop */
+
+/* A blue-cyan-yellow-red colour ramp for v in [0, 1]. */
+static void heat_color(float v, float c[3]) {
+    static const float stops[5][3] = {{0, 0, 160}, {0, 160, 255}, {255, 255, 0}, {255, 128, 0}, {230, 0, 0}};
+    float t = v * 4.0f;
+    int k = t >= 4.0f ? 3 : (int)t;
+    float f = t - (float)k;
+    for (int i = 0; i < 3; i++) c[i] = stops[k][i] * (1 - f) + stops[k + 1][i] * f;
+}
+
+/* The map's value at a point of the crop (fractions of its side), bilinear between cell centres. */
+static float map_at(const float *m, int g, float fx, float fy) {
+    float x = fx * (float)g - 0.5f, y = fy * (float)g - 0.5f;
+    if (x < 0) x = 0;
+    if (y < 0) y = 0;
+    if (x > (float)(g - 1)) x = (float)(g - 1);
+    if (y > (float)(g - 1)) y = (float)(g - 1);
+    int x0 = (int)x, y0 = (int)y, x1 = x0 + 1 < g ? x0 + 1 : x0, y1 = y0 + 1 < g ? y0 + 1 : y0;
+    float tx = x - (float)x0, ty = y - (float)y0;
+    return (m[y0 * g + x0] * (1 - tx) + m[y0 * g + x1] * tx) * (1 - ty) +
+           (m[y1 * g + x0] * (1 - tx) + m[y1 * g + x1] * tx) * ty;
+}
+
+/* Draws the crop enlarged with one map blended over it into a panel of out (stride W). */
+static void draw_panel(uint8_t *out, int W, int x_off, const dfd_heatmap *h, const float *m) {
+    const int S = h->crop_side, P = S * OVERLAY_SCALE;
+    for (int y = 0; y < P; y++)
+        for (int x = 0; x < P; x++) {
+            int sx = x / OVERLAY_SCALE, sy = y / OVERLAY_SCALE;
+            const uint8_t *px = h->crop_rgb + ((size_t)sy * S + sx) * 3;
+            float v = map_at(m, h->grid, ((float)x + 0.5f) / (float)P, ((float)y + 0.5f) / (float)P);
+            float col[3], a = 0.15f + 0.45f * v; /* cold regions lightly tinted, hot ones strongly */
+            heat_color(v, col);
+            uint8_t *o = out + ((size_t)y * W + x_off + x) * 3;
+            for (int k = 0; k < 3; k++) o[k] = (uint8_t)lrintf((1 - a) * (float)px[k] + a * col[k]);
+        }
+}
+
+/* One PNG per face with a heat map: DIR/NAME_faceN.png (N the face's or track's id in the
+ * JSON), the manipulation detector's map and, when there is one, the synthetic-face
+ * detector's beside it. */
+static int write_overlays(const char *dir, const char *file, const dfd_result *r, dfd_error *err) {
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    for (int i = 0; i < dfd_result_face_count(r); i++) {
+        dfd_heatmap h;
+        if (dfd_result_face_heatmap(r, i, &h) != DFD_OK || !h.crop_rgb) continue;
+        const int P = h.crop_side * OVERLAY_SCALE, panels = h.synthetic ? 2 : 1, W = P * panels;
+        uint8_t *img = malloc((size_t)W * (size_t)P * 3);
+        if (!img) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        draw_panel(img, W, 0, &h, h.manipulated);
+        if (h.synthetic) draw_panel(img, W, P, &h, h.synthetic);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s_face%d.png", dir, base, i);
+        int rc = cli_write_png(path, img, W, P, err);
+        free(img);
+        if (rc) return rc;
+    }
+    return DFD_OK;
+}
+
 int cmd_scan(int argc, char **argv) {
-    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN };
+    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN, O_EXPLAIN, O_EXPLAIN_DIR };
     static const struct option opts[] = {
         {"json", no_argument, 0, O_JSON},           {"model-image", required_argument, 0, O_MIMG},
         {"model-video", required_argument, 0, O_MVID}, {"models", required_argument, 0, O_MODELS},
         {"frames", required_argument, 0, O_FRAMES}, {"threshold", required_argument, 0, O_THRESH},
         {"aggregate", required_argument, 0, O_AGG}, {"threads", required_argument, 0, O_THREADS},
         {"model-synthetic", required_argument, 0, O_MSYN}, {"no-synthetic", no_argument, 0, O_NOSYN},
+        {"explain", no_argument, 0, O_EXPLAIN},     {"explain-dir", required_argument, 0, O_EXPLAIN_DIR},
         {"recursive", no_argument, 0, 'r'},         {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0}};
     dfd_options o;
     dfd_options_default(&o);
     int json = 0, recursive = 0, quiet = 0, c;
+    const char *explain_dir = NULL;
     long v;
     double d;
     optind = 1;
@@ -130,6 +201,8 @@ int cmd_scan(int argc, char **argv) {
             if (cli_parse_int(optarg, 1, 1024, &v)) return cli_usage_error("scan", "--threads must be 1..1024");
             o.threads = (int)v;
             break;
+        case O_EXPLAIN: o.explain = 1; break;
+        case O_EXPLAIN_DIR: explain_dir = optarg, o.explain = 1; break;
         case 'r': recursive = 1; break;
         case 'q': quiet = 1; break;
         default: return cli_usage_error("scan", "invalid option");
@@ -139,6 +212,13 @@ int cmd_scan(int argc, char **argv) {
     if (o.synthetic_model && o.no_synthetic)
         return cli_usage_error("scan", "--model-synthetic and --no-synthetic contradict each other");
 
+    if (explain_dir) {
+        struct stat st;
+        if (stat(explain_dir, &st) != 0 && mkdir(explain_dir, 0777) != 0)
+            return cli_usage_error("scan", "--explain-dir: cannot create '%s'", explain_dir);
+        if (stat(explain_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return cli_usage_error("scan", "--explain-dir: '%s' is not a directory", explain_dir);
+    }
     cli_file_list files = {0};
     int status = DFD_EXIT_OK;
     if (cli_files_add(&files, argv + optind, argc - optind, recursive)) { /* missing files become ERROR results */
@@ -181,6 +261,11 @@ int cmd_scan(int argc, char **argv) {
             continue;
         }
         if (results[i]->verdict == DFD_VERDICT_ERROR) status = DFD_EXIT_FAILED;
+        if (explain_dir && write_overlays(explain_dir, files.paths[i], results[i], &err) != DFD_OK) {
+            cli_progress_done(&prog.bar);
+            fprintf(stderr, "dfd scan: %s\n", err.message);
+            status = DFD_EXIT_FAILED;
+        }
         if (!json) {
             cli_progress_done(&prog.bar);
             print_human(results[i], color);

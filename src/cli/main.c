@@ -82,6 +82,12 @@ int main(int argc, char **argv) {
         }
         return cli_print_help(argv[2], stdout);
     }
+    /* Not listed in the help: a measurement of the heat maps (docs/explain.md). */
+    if (strcmp(a, "explain-eval") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return fputs(cmd_explain_eval_help, stdout), DFD_EXIT_OK;
+        return cmd_explain_eval(argc - 1, argv + 1);
+    }
     const struct command *c = find_command(a);
     if (!c) return cli_usage_error(NULL, "unknown command '%s'", a);
     for (int i = 2; i < argc; i++) {

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -135,4 +136,26 @@ void cli_files_free(cli_file_list *l) {
     for (int i = 0; i < l->n; i++) free(l->paths[i]);
     free(l->paths);
     memset(l, 0, sizeof *l);
+}
+
+/* Writes w x h RGB pixels as a PNG file. */
+int cli_write_png(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(errno));
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = p ? png_create_info_struct(p) : NULL;
+    if (!p || !info || setjmp(png_jmpbuf(p))) {
+        png_destroy_write_struct(&p, &info);
+        fclose(f);
+        return dfd_fail(err, DFD_E_IO, "cannot encode '%s'", path);
+    }
+    png_init_io(p, f);
+    png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    for (int y = 0; y < h; y++) png_write_row(p, (png_const_bytep)(rgb + (size_t)y * w * 3));
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    if (fclose(f) != 0) return dfd_fail(err, DFD_E_IO, "cannot write '%s'", path);
+    return DFD_OK;
 }

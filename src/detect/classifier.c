@@ -24,6 +24,15 @@ struct dfd_classifier {
     int is_video;
     char *name;
     float *input;       /* CLS_MAX_BATCH items (x frames for video models) */
+    /* Grad-CAM (explain.c): the feature map under the head's global average pooling and
+     * the dense kernel that weighs its channels; cam_node -1 when the head is not
+     * GAP -> [dropout] -> dense(1). */
+    int cam_node;
+    const float *cam_w;
+    int cam_h, cam_wd, cam_c;
+    nn_exec *gex;       /* gradient methods: a training-mode executor made on first use */
+    int gc_node;        /* Grad-CAM's layer (DFD_EXPLAIN_GRADCAM), -1 when none */
+    int threads;
 };
 
 static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
@@ -35,6 +44,35 @@ static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_e
     o.width = m->width;
     o.dropout = m->dropout;
     return dfd_arch_build(m->arch, &o, out, err);
+}
+
+/* Grad-CAM's layer: the head must be feature map -> GAP -> [dropout] -> dense with one
+ * linear unit, so that the logit is sum_c w_c mean_hw A[h,w,c] + b, d(logit)/dA[h,w,c] =
+ * w_c / HW for every cell, and Grad-CAM's channel weights are the dense kernel itself
+ * (Grad-CAM on the last convolutional block is CAM here): no backward pass is needed. */
+static void find_cam(dfd_classifier *c) {
+    c->cam_node = c->gc_node = -1;
+    if (c->is_video || nn_graph_output_count(c->g) < 1) return;
+    const nn_node *d = nn_graph_node(c->g, nn_graph_output(c->g, 0));
+    if (!d || d->op != NN_OP_DENSE || d->a.dense.units != 1 || d->a.dense.act != NN_ACT_NONE || d->params[0] < 0)
+        return;
+    const nn_node *x = nn_graph_node(c->g, d->inputs[0]);
+    while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(c->g, x->inputs[0]);
+    if (!x || x->op != NN_OP_GAP) return;
+    int f = x->inputs[0];
+    const nn_node *fn = nn_graph_node(c->g, f);
+    if (!fn || fn->ndim != 3 || fn->batch_mul != 1) return;
+    c->cam_node = f;
+    c->cam_w = nn_graph_param(c->g, d->params[0])->data;
+    c->cam_h = fn->shape[0], c->cam_wd = fn->shape[1], c->cam_c = fn->shape[2];
+    /* The middle layer for "gradcam-mid": the last feature map at twice the pooled map's
+     * resolution (8 x 8 for a 128 px MobileNetV2, whose last block gives 4 x 4). */
+    for (int i = 0; i < f; i++) {
+        const nn_node *n = nn_graph_node(c->g, i);
+        if (n->ndim == 3 && n->batch_mul == 1 && n->shape[0] == 2 * c->cam_h && n->shape[1] == 2 * c->cam_wd &&
+            (n->op == NN_OP_ACT || n->op == NN_OP_ADD || n->op == NN_OP_CONV2D))
+            c->gc_node = i;
+    }
 }
 
 static char *model_name(const char *path) {
@@ -49,6 +87,7 @@ static char *model_name(const char *path) {
 
 void dfd_classifier_free(dfd_classifier *c) {
     if (!c) return;
+    nn_exec_free(c->gex);
     nn_exec_free(c->ex);
     nn_graph_free(c->g);
     dfd_model_meta_free(&c->meta);
@@ -70,6 +109,8 @@ int dfd_classifier_load(const char *path, int threads, dfd_classifier **out, dfd
         goto fail;
     }
     c->is_video = ai->is_video;
+    c->threads = threads;
+    find_cam(c);
     const char *o = c->meta.output ? c->meta.output : DFD_MODEL_OUTPUT_LOGIT;
     if (strcmp(o, "logit_p_fake") == 0) {
         c->output_logit = 1;
@@ -181,4 +222,297 @@ int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int
         dfd_crop_normalize(im, c->crop.norm, c->input + (size_t)t * per);
     }
     return run_batch(c, 1, p_fake, err);
+}
+
+/* ---- Heat maps (Grad-CAM, occlusion) --------------------------------------------- */
+
+const char *dfd_explain_method_name(int method) {
+    switch (method) {
+    case DFD_EXPLAIN_GRADCAM: return "gradcam";
+    case DFD_EXPLAIN_GRADCAM_MID: return "gradcam-mid";
+    case DFD_EXPLAIN_GRADCAMPP: return "gradcam++";
+    case DFD_EXPLAIN_OCCLUSION: return "occlusion";
+    case DFD_EXPLAIN_GRADXINPUT: return "gradxinput";
+    default: return NULL;
+    }
+}
+
+
+/* Scales v (n values) to [0, 1] by its maximum, after clipping negatives (evidence against
+ * "fake") to 0; all zeros when nothing speaks for "fake". */
+static void normalize_map(float *v, int n) {
+    float mx = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(v[i] > 0)) v[i] = 0; /* also NaN */
+        if (v[i] > mx) mx = v[i];
+    }
+    for (int i = 0; i < n; i++) v[i] = mx > 0 ? v[i] / mx : 0;
+}
+
+/* Bilinear resampling of an h x w map to the heat grid, pixel centres aligned (as an
+ * image resize): each grid cell takes the value at its centre. */
+static void resample_to_grid(const float *src, int h, int w, float *dst) {
+    const int G = DFD_HEAT_GRID;
+    for (int gy = 0; gy < G; gy++) {
+        float fy = ((float)gy + 0.5f) * (float)h / (float)G - 0.5f;
+        if (fy < 0) fy = 0;
+        if (fy > (float)(h - 1)) fy = (float)(h - 1);
+        int y0 = (int)fy, y1 = y0 + 1 < h ? y0 + 1 : y0;
+        float ty = fy - (float)y0;
+        for (int gx = 0; gx < G; gx++) {
+            float fx = ((float)gx + 0.5f) * (float)w / (float)G - 0.5f;
+            if (fx < 0) fx = 0;
+            if (fx > (float)(w - 1)) fx = (float)(w - 1);
+            int x0 = (int)fx, x1 = x0 + 1 < w ? x0 + 1 : x0;
+            float tx = fx - (float)x0;
+            float a = src[y0 * w + x0] * (1 - tx) + src[y0 * w + x1] * tx;
+            float b = src[y1 * w + x0] * (1 - tx) + src[y1 * w + x1] * tx;
+            dst[gy * G + gx] = a * (1 - ty) + b * ty;
+        }
+    }
+}
+
+/* Grad-CAM on the feature map under the pooling head, for the crop and its mirror image
+ * (as the score averages the two); the mirror's map is flipped back before averaging. */
+static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, float *map, dfd_error *err) {
+    const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c;
+    const size_t per = (size_t)S * S * 3;
+    dfd_image flipped = {0};
+    int rc = dfd_image_copy(crop, &flipped, err);
+    if (rc) return rc;
+    dfd_image_flip_h(&flipped);
+    dfd_crop_normalize(crop, c->crop.norm, c->input);
+    dfd_crop_normalize(&flipped, c->crop.norm, c->input + per);
+    dfd_image_free(&flipped);
+    if ((rc = nn_forward(c->ex, c->input, 2, err))) return rc;
+    size_t n = 0;
+    const float *A = nn_node_output(c->ex, c->cam_node, &n);
+    if (!A || n < 2 * (size_t)H * W * C)
+        return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
+                        nn_graph_node(c->g, c->cam_node)->name);
+    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
+    if (!cam || !wt) {
+        free(cam), free(wt);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    }
+    const float sign = c->output_p_real ? -1.0f : 1.0f; /* towards "fake" */
+    /* Channel weights per pass. Grad-CAM: the gradient averaged over the map, which for
+     * this head is w_c / HW everywhere (a constant factor, dropped). Grad-CAM++ (Chattopadhay
+     * et al. 2018, on exp(logit)): with a linear head its higher derivatives are powers of
+     * g = w_c / HW, and the weight is HW relu(g) / (2 + g sum_ij A_ij): only channels
+     * that raise P(fake), damped where a channel is active over much of the map. */
+    for (int b = 0; b < 2; b++)
+        for (int k = 0; k < C; k++) {
+            float g = sign * c->cam_w[k];
+            if (!plus) {
+                wt[b * C + k] = g;
+                continue;
+            }
+            g /= (float)(H * W);
+            double sum = 0;
+            for (int i = 0; i < H * W; i++) sum += A[(size_t)b * H * W * C + (size_t)i * C + k];
+            double den = 2.0 + (double)g * sum;
+            wt[b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
+        }
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            const float *a0 = A + ((size_t)y * W + x) * C;                     /* the crop */
+            const float *a1 = A + (size_t)H * W * C + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
+            double s = 0;
+            for (int k = 0; k < C; k++) s += (double)wt[k] * a0[k] + (double)wt[C + k] * a1[k];
+            cam[y * W + x] = (float)(0.5 * s);
+        }
+    free(wt);
+    /* ReLU before resampling, as Grad-CAM: only what raises the logit. */
+    for (int i = 0; i < H * W; i++)
+        if (!(cam[i] > 0)) cam[i] = 0;
+    resample_to_grid(cam, H, W, map);
+    free(cam);
+    normalize_map(map, DFD_HEAT_CELLS);
+    return DFD_OK;
+}
+
+/* The cells of the crop (grid cell (gy, gx) covers rows gy*S/G .. (gy+1)*S/G). */
+static void cell_rect(int S, int gy, int gx, int *y0, int *y1, int *x0, int *x1) {
+    const int G = DFD_HEAT_GRID;
+    *y0 = gy * S / G, *y1 = (gy + 1) * S / G, *x0 = gx * S / G, *x1 = (gx + 1) * S / G;
+}
+
+/* Sets the network input of the given cells to 0 (the middle of the input range: grey). */
+static void blank_cells(float *in, int S, const unsigned char *cells) {
+    const int G = DFD_HEAT_GRID;
+    for (int gy = 0; gy < G; gy++)
+        for (int gx = 0; gx < G; gx++) {
+            if (!cells[gy * G + gx]) continue;
+            int y0, y1, x0, x1;
+            cell_rect(S, gy, gx, &y0, &y1, &x0, &x1);
+            for (int y = y0; y < y1; y++) memset(in + ((size_t)y * S + x0) * 3, 0, (size_t)(x1 - x0) * 3 * sizeof(float));
+        }
+}
+
+int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, double *p_fake,
+                                 dfd_error *err) {
+    const int S = c->crop.size;
+    if (c->is_video) return dfd_fail(err, DFD_E_ARG, "a video model cannot score single crops");
+    if (crop->w != S || crop->h != S) return dfd_fail(err, DFD_E_ARG, "crop is %dx%d, the model takes %dx%d", crop->w, crop->h, S, S);
+    dfd_crop_normalize(crop, c->crop.norm, c->input);
+    if (cells) blank_cells(c->input, S, cells);
+    return run_batch(c, 1, p_fake, err);
+}
+
+/* Occlusion: each cell's value is how much P(fake) falls when a 3 x 3-cell grey patch
+ * centred on it hides the crop (no mirror averaging: 256 passes are costly enough). */
+static int explain_occlusion(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+    const int S = c->crop.size, G = DFD_HEAT_GRID;
+    const size_t per = (size_t)S * S * 3;
+    double p0, p[CLS_MAX_BATCH];
+    int rc = dfd_classifier_score_blanked(c, crop, NULL, &p0, err);
+    if (rc) return rc;
+    float *base = dfd_malloc_array(per, sizeof(float));
+    if (!base) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    dfd_crop_normalize(crop, c->crop.norm, base);
+    unsigned char cells[DFD_HEAT_CELLS];
+    for (int start = 0; start < DFD_HEAT_CELLS && rc == DFD_OK; start += CLS_MAX_BATCH) {
+        int b = DFD_HEAT_CELLS - start < CLS_MAX_BATCH ? DFD_HEAT_CELLS - start : CLS_MAX_BATCH;
+        for (int k = 0; k < b; k++) {
+            int cy = (start + k) / G, cx = (start + k) % G;
+            memset(cells, 0, sizeof cells);
+            for (int y = cy - 1; y <= cy + 1; y++)
+                for (int x = cx - 1; x <= cx + 1; x++)
+                    if (y >= 0 && y < G && x >= 0 && x < G) cells[y * G + x] = 1;
+            memcpy(c->input + (size_t)k * per, base, per * sizeof(float));
+            blank_cells(c->input + (size_t)k * per, S, cells);
+        }
+        rc = run_batch(c, b, p, err);
+        for (int k = 0; rc == DFD_OK && k < b; k++) map[start + k] = (float)(p0 - p[k]);
+    }
+    free(base);
+    if (rc) return rc;
+    normalize_map(map, DFD_HEAT_CELLS);
+    return DFD_OK;
+}
+
+/* The training-mode executor of the gradient methods, made on first use with every layer
+ * frozen (batch-norm on its moving statistics, as in inference) and dropout off, which
+ * changes nothing for the inference executor (it never reads either). */
+static int make_gex(dfd_classifier *c, dfd_error *err) {
+    if (c->gex) return DFD_OK;
+    nn_graph_set_trainable(c->g, NULL, 0);
+    nn_graph_freeze_bn_stats(c->g, 1);
+    for (int i = 0; i < nn_graph_node_count(c->g); i++) {
+        nn_node *n = nn_graph_node_mut(c->g, i);
+        if (n->op == NN_OP_DROPOUT) n->a.dropout.rate = 0;
+    }
+    nn_exec_opts eo;
+    nn_exec_opts_default(&eo);
+    eo.max_batch = 2;
+    eo.training = 1;
+    eo.precision = NN_PREC_F32;
+    eo.threads = c->threads;
+    return nn_exec_create(c->g, &eo, &c->gex, err);
+}
+
+/* Forward and backward of the crop and its mirror in the gradient executor, from
+ * d(logit of "fake") = 1 for both. */
+static int grad_pass(dfd_classifier *c, const dfd_image *crop, dfd_error *err) {
+    const size_t per = (size_t)c->crop.size * c->crop.size * 3;
+    int rc = make_gex(c, err);
+    if (rc) return rc;
+    dfd_image flipped = {0};
+    if ((rc = dfd_image_copy(crop, &flipped, err))) return rc;
+    dfd_image_flip_h(&flipped);
+    dfd_crop_normalize(crop, c->crop.norm, c->input);
+    dfd_crop_normalize(&flipped, c->crop.norm, c->input + per);
+    dfd_image_free(&flipped);
+    if ((rc = nn_forward(c->gex, c->input, 2, err))) return rc;
+    const float sign = c->output_p_real ? -1.0f : 1.0f;
+    float dy[2] = {sign, sign};
+    const float *douts[1] = {dy};
+    return nn_backward(c->gex, douts, err);
+}
+
+/* Grad-CAM (Selvaraju et al. 2017) at the middle layer c->gc_node, by a backward pass: channel weights = the gradient
+ * averaged over the map, CAM = ReLU(sum_c weight_c A_c), for the crop and its mirror
+ * (flipped back) averaged, resampled to the grid. */
+static int explain_gradcam_layer(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+    int rc = grad_pass(c, crop, err);
+    if (rc) return rc;
+    const nn_node *ln = nn_graph_node(c->g, c->gc_node);
+    const int H = ln->shape[0], W = ln->shape[1], C = ln->shape[2];
+    const size_t per = (size_t)H * W * C;
+    size_t na = 0, ng = 0;
+    const float *A = nn_node_output(c->gex, c->gc_node, &na), *dA = nn_node_grad(c->gex, c->gc_node, &ng);
+    if (!A || !dA || na < 2 * per || ng < 2 * per)
+        return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: no value or gradient at '%s'", ln->name);
+    float *alpha = dfd_malloc_array((size_t)C, sizeof(float)), *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
+    if (!alpha || !cam) {
+        free(alpha), free(cam);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < H * W; i++) cam[i] = 0;
+    for (int b = 0; b < 2; b++) {
+        const float *a = A + b * per, *g = dA + b * per;
+        for (int k = 0; k < C; k++) alpha[k] = 0;
+        for (int i = 0; i < H * W; i++)
+            for (int k = 0; k < C; k++) alpha[k] += g[(size_t)i * C + k] / (float)(H * W);
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double v = 0;
+                const float *ap = a + ((size_t)y * W + x) * C;
+                for (int k = 0; k < C; k++) v += (double)alpha[k] * ap[k];
+                if (v < 0) v = 0; /* ReLU per pass, as Grad-CAM */
+                cam[y * W + (b ? W - 1 - x : x)] += 0.5f * (float)v;
+            }
+    }
+    resample_to_grid(cam, H, W, map);
+    free(alpha);
+    free(cam);
+    normalize_map(map, DFD_HEAT_CELLS);
+    return DFD_OK;
+}
+
+/* Gradient x input: d(logit)/d(input) times the input, summed over colour and over each
+ * cell's pixels, for the crop and its mirror (flipped back) averaged. The backward pass
+ * needs a training-mode executor: made on first use with every layer frozen (batch-norm
+ * on its moving statistics, as in inference) and dropout off, which changes nothing for
+ * the inference executor (it never reads either). */
+static int explain_gradxinput(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+    const int S = c->crop.size, G = DFD_HEAT_GRID;
+    const size_t per = (size_t)S * S * 3;
+    int rc;
+    if ((rc = grad_pass(c, crop, err))) return rc;
+    const float *gr = nn_input_grad(c->gex);
+    if (!gr) return dfd_fail(err, DFD_E_INTERNAL, "gradient x input: no input gradient");
+    for (int i = 0; i < DFD_HEAT_CELLS; i++) map[i] = 0;
+    for (int b = 0; b < 2; b++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                const size_t o = (size_t)b * per + ((size_t)y * S + x) * 3;
+                float v = gr[o] * c->input[o] + gr[o + 1] * c->input[o + 1] + gr[o + 2] * c->input[o + 2];
+                int xx = b ? S - 1 - x : x;
+                map[(y * G / S) * G + xx * G / S] += 0.5f * v;
+            }
+    normalize_map(map, DFD_HEAT_CELLS);
+    return DFD_OK;
+}
+
+int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err) {
+    const int S = c->crop.size;
+    if (c->is_video) return dfd_fail(err, DFD_E_ARG, "heat maps are made by image models");
+    if (crop->w != S || crop->h != S) return dfd_fail(err, DFD_E_ARG, "crop is %dx%d, the model takes %dx%d", crop->w, crop->h, S, S);
+    switch (method) {
+    case DFD_EXPLAIN_GRADCAM_MID:
+        if (c->gc_node < 0)
+            return dfd_fail(err, DFD_E_UNSUPPORTED, "model '%s' has no middle layer for Grad-CAM", c->name);
+        return explain_gradcam_layer(c, crop, map, err);
+    case DFD_EXPLAIN_GRADCAM:
+    case DFD_EXPLAIN_GRADCAMPP:
+        if (c->cam_node < 0)
+            return dfd_fail(err, DFD_E_UNSUPPORTED,
+                            "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
+        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, map, err);
+    case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, map, err);
+    case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);
+    default: return dfd_fail(err, DFD_E_ARG, "unknown heat-map method %d", method);
+    }
 }

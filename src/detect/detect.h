@@ -45,6 +45,15 @@ typedef struct dfd_face_res {
     double p_fake_video_model; /* from the CNN-LSTM when one ran, else NaN */
     int *frames;        /* frame indices (video), n_frames of them */
     int n_frames;
+    /* Heat maps (dfd_options.explain), each DFD_HEAT_CELLS values (detect.h's "Heat maps"):
+     * NULL when not made; heat_s NULL without a synthetic-face detector. For a video track,
+     * of the crop in its most suspicious frame (the one `box` is from). */
+    float *heat_m, *heat_s;
+    int heat_method;      /* DFD_EXPLAIN_* */
+    dfd_image heat_crop;  /* the manipulation model's crop the map covers (zeroed when none) */
+    float heat_square[3]; /* that crop's square in source pixels: x, y, side */
+    int heat_frame;       /* video: index of that frame; -1 for images */
+    double heat_time_s;   /* video: its time; NaN for images */
 } dfd_face_res;
 
 struct dfd_result {
@@ -110,6 +119,31 @@ int dfd_classifier_score(dfd_classifier *c, const dfd_image *crops, int n, int f
                          dfd_error *err);
 /* P(fake) of one track's crops in time order, with a video model. */
 int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int n, double *p_fake, dfd_error *err);
+
+/* ---- Heat maps (classifier.c) --------------------------------------------------- */
+
+/* A heat map is DFD_HEAT_GRID x DFD_HEAT_GRID values in [0, 1], row-major from the crop's
+ * top-left cell: how much each region of the crop drives P(fake) up (1 at the maximum,
+ * all 0 when nothing does). docs/explain.md measures the methods. */
+#define DFD_HEAT_GRID 16
+#define DFD_HEAT_CELLS (DFD_HEAT_GRID * DFD_HEAT_GRID)
+enum {
+    DFD_EXPLAIN_GRADCAM = 0,   /* Grad-CAM on the feature map under the pooling head (one pass of
+                                * the crop and its mirror, no backward pass) */
+    DFD_EXPLAIN_OCCLUSION = 1, /* P(fake) lost when a grey 3x3-cell patch hides each cell (256 passes) */
+    DFD_EXPLAIN_GRADXINPUT = 2, /* gradient x input per cell (a backward pass; fp32 training executor) */
+    DFD_EXPLAIN_GRADCAM_MID = 3, /* Grad-CAM at the last 8x8 layer (a backward pass): less faithful */
+    DFD_EXPLAIN_GRADCAMPP = 4    /* Grad-CAM++ on the last block (closed form, as Grad-CAM): what
+                                  * dfd_options.explain makes */
+};
+/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++"; NULL when unknown */
+const char *dfd_explain_method_name(int method);
+/* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
+int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);
+/* P(fake) of one crop (no mirror averaging) with the grid cells where cells[i] != 0 set to
+ * grey (the middle of the input range); cells NULL: none. For the deletion check. */
+int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, double *p_fake,
+                                 dfd_error *err);
 
 /* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
  * built-in search: $DFD_MODELS_DIR, ./models, the executable's ../models). */

@@ -214,6 +214,39 @@ static int crop_and_score(dfd_classifier *c, const dfd_image *img, const dfd_fac
     return rc;
 }
 
+/* ---- Heat maps ------------------------------------------------------------------ */
+
+void dfd_ctx_set_explain(dfd_ctx *ctx, int on) {
+    if (ctx) ctx->o.explain = on ? 1 : 0;
+}
+
+/* One classifier's heat map of a face, cropped by its contract; the crop is kept in
+ * *keep when keep is not NULL. */
+static int explain_one(dfd_classifier *c, const dfd_image *img, const dfd_face *face, float **map, dfd_image *keep,
+                       dfd_error *err) {
+    dfd_image crop = {0};
+    int rc = dfd_face_crop(img, face, dfd_classifier_contract(c), &crop, err);
+    if (rc) return rc;
+    *map = dfd_malloc_array(DFD_HEAT_CELLS, sizeof(float));
+    if (!*map) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (rc == DFD_OK) rc = dfd_classifier_explain(c, &crop, DFD_EXPLAIN_GRADCAMPP, *map, err);
+    if (rc == DFD_OK && keep) {
+        *keep = crop;
+        return DFD_OK;
+    }
+    dfd_image_free(&crop);
+    return rc;
+}
+
+/* The heat maps of face f (one face of an image, or a track's most suspicious frame). */
+static int explain_face(dfd_ctx *ctx, const dfd_image *img, const dfd_face *face, dfd_face_res *f, dfd_error *err) {
+    f->heat_method = DFD_EXPLAIN_GRADCAMPP; /* the most faithful within the cost: docs/explain.md */
+    dfd_face_crop_square(face, dfd_classifier_contract(ctx->img), f->heat_square);
+    int rc = explain_one(ctx->img, img, face, &f->heat_m, &f->heat_crop, err);
+    if (rc == DFD_OK && ctx->syn) rc = explain_one(ctx->syn, img, face, &f->heat_s, NULL, err);
+    return rc;
+}
+
 /* ---- Images -------------------------------------------------------------------- */
 
 static int analyze_image(dfd_ctx *ctx, const dfd_image *img, dfd_result *r, dfd_error *err) {
@@ -246,8 +279,14 @@ static int analyze_image(dfd_ctx *ctx, const dfd_image *img, dfd_result *r, dfd_
         f->p_synthetic = ps[i];
         dfd_combine(p[i], tm, ps[i], ts, &f->p_fake, &(double){0}, &f->kind);
         f->p_fake_video_model = NAN;
+        f->heat_frame = -1, f->heat_time_s = NAN;
         if (isnan(r->p_manipulated) || p[i] > r->p_manipulated) r->p_manipulated = p[i];
         if (!isnan(ps[i]) && (isnan(r->p_synthetic) || ps[i] > r->p_synthetic)) r->p_synthetic = ps[i];
+    }
+    if (ctx->o.explain) {
+        t0 = dfd_now_ms();
+        for (int i = 0; i < n && rc == DFD_OK; i++) rc = explain_face(ctx, img, &faces[i], &r->faces[i], err);
+        r->t_classify_ms += dfd_now_ms() - t0;
     }
 out:
     free(p);
@@ -493,6 +532,18 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
             if (k == 0 || m > best_margin) best = k, best_margin = m;
         }
         memcpy(fr->box, t->points[best].face.box, sizeof fr->box);
+        fr->heat_frame = -1, fr->heat_time_s = NAN;
+        if (ctx->o.explain) {
+            const dfd_track_point *bp = &t->points[best];
+            fr->heat_frame = (int)fs.frames[bp->sample].index;
+            fr->heat_time_s = fs.frames[bp->sample].time_s;
+            if ((rc = explain_face(ctx, &fs.frames[bp->sample].img, &bp->face, fr, err))) {
+                free(fr->heat_m), free(fr->heat_s); /* the track is not counted in r->n_faces yet */
+                fr->heat_m = fr->heat_s = NULL;
+                dfd_image_free(&fr->heat_crop);
+                break;
+            }
+        }
         fr->p_manipulated = dfd_aggregate(p, t->n_points, ctx->o.aggregation);
         fr->p_synthetic = ctx->syn ? dfd_aggregate(ps, t->n_points, ctx->o.aggregation) : NAN;
         if (ctx->vid) {

@@ -59,7 +59,12 @@ void dfd_result_decide(dfd_result *r) {
 
 void dfd_result_free(dfd_result *r) {
     if (!r) return;
-    for (int i = 0; i < r->n_faces; i++) free(r->faces[i].frames);
+    for (int i = 0; i < r->n_faces; i++) {
+        free(r->faces[i].frames);
+        free(r->faces[i].heat_m);
+        free(r->faces[i].heat_s);
+        dfd_image_free(&r->faces[i].heat_crop);
+    }
     for (int i = 0; i < r->n_frames; i++) free(r->frames[i].faces);
     free(r->faces);
     free(r->frames);
@@ -74,6 +79,26 @@ void dfd_result_free(dfd_result *r) {
 dfd_verdict dfd_result_verdict(const dfd_result *r) { return r ? (dfd_verdict)r->verdict : DFD_VERDICT_ERROR; }
 double dfd_result_p_fake(const dfd_result *r) { return r ? r->p_fake : NAN; }
 const char *dfd_result_error(const dfd_result *r) { return r ? r->error : NULL; }
+
+_Static_assert(DFD_HEAT_GRID == DFD_HEATMAP_GRID, "the public and internal heat grids differ");
+
+int dfd_result_face_count(const dfd_result *r) { return r ? r->n_faces : 0; }
+
+int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out) {
+    if (!r || !out || face < 0 || face >= r->n_faces || !r->faces[face].heat_m) return DFD_E_NOT_FOUND;
+    const dfd_face_res *f = &r->faces[face];
+    memset(out, 0, sizeof *out);
+    out->grid = DFD_HEAT_GRID;
+    out->method = dfd_explain_method_name(f->heat_method);
+    out->manipulated = f->heat_m;
+    out->synthetic = f->heat_s;
+    out->crop_rgb = f->heat_crop.rgb;
+    out->crop_side = f->heat_crop.w;
+    memcpy(out->square, f->heat_square, sizeof out->square);
+    out->frame = f->heat_frame;
+    out->time_s = f->heat_time_s;
+    return DFD_OK;
+}
 double dfd_result_p_manipulated(const dfd_result *r) { return r ? r->p_manipulated : NAN; }
 double dfd_result_p_synthetic(const dfd_result *r) { return r ? r->p_synthetic : NAN; }
 dfd_fake_kind dfd_result_kind(const dfd_result *r) { return r ? (dfd_fake_kind)r->kind : DFD_KIND_NONE; }
@@ -114,6 +139,35 @@ static void set_detectors(json_t *o, double p_m, double p_s, int kind) {
     json_object_set_new(o, "kind", kind_json(kind));
 }
 
+/* A heat map as grid rows of values rounded to 3 decimals. */
+static json_t *grid_json(const float *v) {
+    json_t *rows = json_array();
+    for (int y = 0; y < DFD_HEAT_GRID; y++) {
+        json_t *row = json_array();
+        for (int x = 0; x < DFD_HEAT_GRID; x++)
+            json_array_append_new(row, json_real(round((double)v[y * DFD_HEAT_GRID + x] * 1e3) / 1e3));
+        json_array_append_new(rows, row);
+    }
+    return rows;
+}
+
+/* faces[].heatmap (docs/result-schema.md), or null when the face has none. */
+static json_t *heatmap_json(const dfd_face_res *f, int video) {
+    if (!f->heat_m) return json_null();
+    json_t *h = json_object();
+    json_object_set_new(h, "grid", json_integer(DFD_HEAT_GRID));
+    json_object_set_new(h, "method", json_string(dfd_explain_method_name(f->heat_method)));
+    json_t *sq = json_array();
+    for (int k = 0; k < 3; k++) json_array_append_new(sq, json_real(round((double)f->heat_square[k] * 10) / 10));
+    json_array_append(sq, json_array_get(sq, 2)); /* [x, y, side, side]: a box like the others */
+    json_object_set_new(h, "crop", sq);
+    json_object_set_new(h, "frame", video ? json_integer(f->heat_frame) : json_null());
+    json_object_set_new(h, "time_s", video ? json_real(round(f->heat_time_s * 1e3) / 1e3) : json_null());
+    json_object_set_new(h, "manipulated", grid_json(f->heat_m));
+    json_object_set_new(h, "synthetic", f->heat_s ? grid_json(f->heat_s) : json_null());
+    return h;
+}
+
 static const char *media_name(dfd_media_kind m) {
     return m == DFD_MEDIA_IMAGE ? "image" : m == DFD_MEDIA_VIDEO ? "video" : NULL;
 }
@@ -150,6 +204,7 @@ void *dfd_result_to_json(const dfd_result *r) {
         json_t *fr = json_array();
         for (int k = 0; k < f->n_frames; k++) json_array_append_new(fr, json_integer(f->frames[k]));
         json_object_set_new(fo, "frames", r->media == DFD_MEDIA_VIDEO ? fr : (json_decref(fr), json_null()));
+        json_object_set_new(fo, "heatmap", heatmap_json(f, r->media == DFD_MEDIA_VIDEO));
         json_array_append_new(faces, fo);
     }
     json_object_set_new(o, "faces", faces);

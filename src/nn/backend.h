@@ -24,6 +24,7 @@ typedef struct nn_backend_ops {
     int (*backward)(nn_exec *ex, const float *const *d_outputs, dfd_error *err);
     const float *(*node_output)(const nn_exec *ex, int node, size_t *count);
     const float *(*input_grad)(const nn_exec *ex);
+    const float *(*node_grad)(const nn_exec *ex, int node); /* NULL: none reached the node */
     void (*destroy)(nn_exec *ex);
 } nn_backend_ops;
 

@@ -654,5 +654,6 @@ const nn_backend_ops nn_backend_dnnl = {
     .backward = dn_backward_op,
     .node_output = dn_node_output,
     .input_grad = dn_input_grad,
+    .node_grad = dn_node_grad,
     .destroy = dn_destroy,
 };

@@ -841,3 +841,14 @@ const float *dn_input_grad(const nn_exec *ex) {
     if (!d->cur || !d->cur->bwd_built) return NULL;
     return d->bufs[dn_slot(nn_graph_input(d->g), DN_SLOT_DIFF)].p;
 }
+
+const float *dn_node_grad(const nn_exec *ex, int node) {
+    const dn_priv *d = ex->priv;
+    if (!d->cur || !d->cur->bwd_built) return NULL;
+    /* Every node has a DIFF buffer of its own (never shared), which the backward pass of
+     * its consumers fills in plain fp32; a node the pass never reached has none. */
+    const nn_node *n = nn_graph_node(d->g, node);
+    const dn_buf *b = &d->bufs[dn_slot(node, DN_SLOT_DIFF)];
+    size_t need = (size_t)d->cur->batch * (size_t)n->batch_mul * nn_node_size(n) * sizeof(float);
+    return b->p && b->size >= need ? b->p : NULL;
+}

@@ -229,5 +229,6 @@ void dn_bnact_stats(const dn_priv *d, int bn, int batch_stats, float **mean, flo
 int dn_build_backward(dn_priv *d, dn_plan *pl, dfd_error *err);
 int dn_backward(nn_exec *ex, const float *const *d_outputs, dfd_error *err);
 const float *dn_input_grad(const nn_exec *ex);
+const float *dn_node_grad(const nn_exec *ex, int node);
 
 #endif

@@ -143,6 +143,14 @@ const float *nn_input_grad(const nn_exec *ex) {
     return ex->ops->input_grad(ex);
 }
 
+const float *nn_node_grad(const nn_exec *ex, int node, size_t *count) {
+    if (!ex || !ex->opts.training || ex->batch <= 0 || node < 0 || node >= nn_graph_node_count(ex->g)) return NULL;
+    const nn_node *n = nn_graph_node(ex->g, node);
+    const float *g = ex->ops->node_grad ? ex->ops->node_grad(ex, node) : NULL;
+    if (g && count) *count = (size_t)ex->batch * (size_t)n->batch_mul * nn_node_size(n);
+    return g;
+}
+
 /* splitmix64's finaliser: a good 64-bit mix, used to derive independent streams. */
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

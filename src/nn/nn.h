@@ -261,6 +261,9 @@ const float *nn_output(const nn_exec *ex, int i, size_t *count);
 int nn_backward(nn_exec *ex, const float *const *d_outputs, dfd_error *err);
 /* d(loss)/d(input) of the last backward pass (for gradient checks). */
 const float *nn_input_grad(const nn_exec *ex);
+/* d(loss)/d(node's output) of the last backward pass, plain layout, batch * size values
+ * (Grad-CAM's gradient); NULL when the pass did not reach the node. Training executors. */
+const float *nn_node_grad(const nn_exec *ex, int node, size_t *count);
 /* Activation of any node after a forward pass, plain layout (for tests and features). */
 const float *nn_node_output(const nn_exec *ex, int node, size_t *count);
 

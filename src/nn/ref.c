@@ -467,6 +467,11 @@ static const float *ref_input_grad(const nn_exec *ex) {
     return P->nodes[nn_graph_input(ex->g)].grad;
 }
 
+static const float *ref_node_grad(const nn_exec *ex, int node) {
+    const ref_priv *P = ex->priv;
+    return P->nodes[node].grad;
+}
+
 const nn_backend_ops nn_backend_ref = {
     .name = "reference",
     .create = ref_create,
@@ -475,5 +480,6 @@ const nn_backend_ops nn_backend_ref = {
     .backward = ref_backward,
     .node_output = ref_node_output,
     .input_grad = ref_input_grad,
+    .node_grad = ref_node_grad,
     .destroy = ref_destroy,
 };

@@ -50,6 +50,11 @@ static char *replace_all(const char *s, const char *needle, const char *rep) {
     return out;
 }
 
+static void lib_set_explain(void *cls, void *state, int on) {
+    (void)cls;
+    if (state) dfd_ctx_set_explain(state, on);
+}
+
 static int lib_analyze(void *cls, void *state, const char *path, const char *name, dfd_progress_fn progress,
                        void *user, dfd_result **out, dfd_error *err) {
     (void)cls;
@@ -180,5 +185,6 @@ void dfd_server_library_analyzer(dfd_server_analyzer *a, const dfd_options *opts
     a->worker_create = lib_worker_create;
     a->worker_destroy = lib_worker_destroy;
     a->analyze = lib_analyze;
+    a->set_explain = lib_set_explain;
     a->describe = lib_describe;
 }

@@ -714,6 +714,9 @@ static enum MHD_Result upload_end(request *r) {
                                    "or /v1/analyze", kind_name(kind));
     }
     int background = r->route == R_ANALYZE && kind == DFD_MEDIA_VIDEO;
+    /* Heat maps per face: /v1/analyze?explain=1 (or true). */
+    const char *ex = r->route == R_ANALYZE ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "explain") : NULL;
+    int explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
     char *path = r->tmp_path;
     r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
     /* The file holds its size of the budget (the multipart framing is released now) until
@@ -723,7 +726,7 @@ static enum MHD_Result upload_end(request *r) {
     r->reserved = 0;
     srv_job *job = NULL;
     if (background) {
-        if (srv_pool_submit(s->pool, path, bytes, name, kind, 1, NULL, 0, &job, &e) != DFD_OK) {
+        if (srv_pool_submit(s->pool, path, bytes, name, kind, 1, NULL, 0, explain, &job, &e) != DFD_OK) {
             if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
             return queue_error(r, 500, "%s", e.message);
         }
@@ -740,7 +743,7 @@ static enum MHD_Result upload_end(request *r) {
     /* Answered when done. The job takes its place in the queue first (which may be
      * refused: 503), then the connection is suspended, and only then may a worker take
      * the job: its resume can never come before the suspension. */
-    if (srv_pool_submit(s->pool, path, bytes, name, kind, 0, r, 1, &job, &e) != DFD_OK) {
+    if (srv_pool_submit(s->pool, path, bytes, name, kind, 0, r, 1, explain, &job, &e) != DFD_OK) {
         if (e.code == DFD_E_LIMIT) return queue_busy(r, e.message);
         return queue_error(r, 500, "%s", e.message);
     }

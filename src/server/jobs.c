@@ -26,6 +26,7 @@ struct srv_job {
     srv_pool *pool;
     char id[33];
     int background;
+    int explain;        /* heat maps asked for (?explain=1) */
     dfd_media_kind kind;
     srv_job_state state;
     double progress;
@@ -264,6 +265,7 @@ static void *worker_main(void *arg) {
             dfd_result *res = NULL;
             dfd_error e;
             dfd_error_clear(&e);
+            if (w->loaded && a->set_explain) a->set_explain(a->cls, w->state, j->explain);
             if (w->loaded)
                 rc = a->analyze(a->cls, w->state, j->path, j->name, on_progress, j, &res, &e);
             else
@@ -411,7 +413,7 @@ void srv_pool_stop(srv_pool *p) {
 const char *srv_pool_degraded(srv_pool *p) { return p->degraded[0] ? p->degraded : NULL; }
 
 int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
-                    void *waiter, int hold, srv_job **out, dfd_error *err) {
+                    void *waiter, int hold, int explain, srv_job **out, dfd_error *err) {
     if (out) *out = NULL;
     srv_job *j = calloc(1, sizeof *j);
     if (!j || !(j->name = strdup(name ? name : "upload"))) {
@@ -425,6 +427,7 @@ int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, d
     j->path = path;
     j->bytes = bytes;
     j->background = background;
+    j->explain = explain;
     j->kind = kind;
     j->state = SRV_JOB_QUEUED;
     j->waiter = waiter;

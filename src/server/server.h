@@ -35,6 +35,8 @@ typedef struct dfd_server_analyzer {
                    void *user, dfd_result **out, dfd_error *err);
     /* What /v1/models says about the models: a new jansson object (json_t *), or NULL. */
     void *(*describe)(void *cls);
+    /* Heat maps on or off for the worker's next analyses (?explain=1); NULL: never made. */
+    void (*set_explain)(void *cls, void *state, int on);
 } dfd_server_analyzer;
 
 /* The real analyzer on libdfd: models loaded per worker from opts (which must outlive
@@ -178,9 +180,10 @@ const char *srv_pool_degraded(srv_pool *p);
  * (looked up by id) until their TTL; a waiter (non-NULL) is resumed via on_done.
  * DFD_E_LIMIT when the queue is full. On success *out (may be NULL) gets a reference.
  * With hold, the job has its place in the queue but no worker takes it before
- * srv_pool_release (so that the caller can get ready to be resumed, which cannot fail). */
+ * srv_pool_release (so that the caller can get ready to be resumed, which cannot fail).
+ * explain: the analysis makes heat maps (through the analyzer's set_explain). */
 int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, dfd_media_kind kind, int background,
-                    void *waiter, int hold, srv_job **out, dfd_error *err);
+                    void *waiter, int hold, int explain, srv_job **out, dfd_error *err);
 void srv_pool_release(srv_pool *p, srv_job *j);
 /* A reference to the background job with this id (NULL if none or expired). */
 srv_job *srv_pool_find(srv_pool *p, const char *id);

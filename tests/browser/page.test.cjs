@@ -9,6 +9,8 @@
 // NO FACE); unset: any verdict, as long as its colour matches it (a real model's call).
 // DFD_EXPECT_IMAGE_KIND — the image's first face's kind (synthetic, manipulated, both; "a|b":
 // either), DFD_EXPECT_IMAGE_FINDINGS — texts ("|"-separated) its line must contain.
+// DFD_EXPECT_HEAT_MAPS — maps per image face (1: manipulation only, 2: with the
+// synthetic-face detector's); unset: at least one.
 // Exit status: 0 passed, 1 failed (with the reason on stderr).
 'use strict';
 
@@ -137,6 +139,35 @@ async function expectVerdict(page, expected, label) {
     for (const f of (process.env.DFD_EXPECT_IMAGE_FINDINGS || '').split('|').filter(Boolean)) {
       check(faceTexts[0].includes(f), 'the first face reads "' + f + '"');
     }
+    // Each face's heat map (the page asks for ?explain=1): its crop enlarged with the map
+    // over it, and a button that hides and shows the map.
+    await page.waitForFunction(() => document.querySelector('#faces .heat[data-ready="1"]'), null, { timeout: 15000 })
+      .catch(() => {});
+    check(await page.locator('#faces .heat[data-ready="1"]').count() >= 1, 'a face has its heat map, on its crop');
+    const heat = page.locator('#faces li').first().locator('.heat');
+    const nMaps = await heat.locator('canvas.heat-canvas').count();
+    const wantMaps = Number(process.env.DFD_EXPECT_HEAT_MAPS || 0);
+    check(wantMaps ? nMaps === wantMaps : nMaps >= 1, 'the first face shows ' + nMaps + ' map(s)');
+    const pixels = () => heat.locator('canvas.heat-canvas').first().evaluate((c) =>
+      Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data));
+    const canvas = heat.locator('canvas.heat-canvas').first();
+    check((await canvas.getAttribute('data-overlay')) === 'on', 'the heat overlay is shown at first');
+    const withMap = await pixels();
+    const opaque = withMap.filter((v, i) => i % 4 === 3 && v > 0).length;
+    check(opaque > 0.9 * withMap.length / 4, 'the crop is drawn under the map (' + opaque + ' opaque pixels)');
+    await page.screenshot({ path: path.join(outdir, 'image-heatmap.png'), fullPage: true });
+    const toggle = heat.locator('button.heat-toggle');
+    await toggle.click();
+    check((await canvas.getAttribute('data-overlay')) === 'off' && (await toggle.getAttribute('aria-pressed')) === 'false',
+      'the toggle hides the overlay');
+    const bare = await pixels();
+    let differ = 0;
+    for (let i = 0; i < bare.length; i += 4) {
+      if (Math.abs(bare[i] - withMap[i]) + Math.abs(bare[i + 1] - withMap[i + 1]) + Math.abs(bare[i + 2] - withMap[i + 2]) > 12) differ++;
+    }
+    check(differ > 0.2 * bare.length / 4, 'without the overlay the crop looks different (' + differ + ' pixels changed)');
+    await toggle.click();
+    check((await canvas.getAttribute('data-overlay')) === 'on', 'the toggle shows it again');
     await page.screenshot({ path: path.join(outdir, 'image-verdict.png'), fullPage: true });
     await page.emulateMedia({ colorScheme: 'dark' }); // the original's look
     await page.waitForTimeout(400); // let the colour transitions end
@@ -180,6 +211,11 @@ async function expectVerdict(page, expected, label) {
         return n / (d.length / 4);
       });
       check(lit > 0.2, 'the thumbnail shows the frame, not a blank canvas (' + (100 * lit).toFixed(0) + '% lit)');
+      // A track's heat map, on the crop of its most suspicious frame (seeked in the video).
+      await page.waitForFunction(() => document.querySelector('#faces .heat[data-ready]'), null, { timeout: 15000 })
+        .catch(() => {});
+      check(await page.locator('#faces .heat[data-ready="1"]').count() >= 1,
+        'a track has its heat map, on its most suspicious frame');
     }
     await page.screenshot({ path: path.join(outdir, 'video-verdict.png'), fullPage: true });
 
