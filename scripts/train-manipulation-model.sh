@@ -3,7 +3,7 @@
 # that holds on fakes and real footage it never saw) and its ablations, end to end from
 # ../shared/data, resumable.
 #
-#   VARIANT=full scripts/train-manipulation-model.sh      # the recipe; runs/m15/full
+#   scripts/train-manipulation-model.sh                   # models/dfd-image-3's recipe (VARIANT=lm); runs/m15/lm
 #   VARIANT=reals scripts/train-manipulation-model.sh     # an ablation (see below)
 #
 # Data: dfdc-faces split by group (seed 1, 20% of the groups for validation: the same
@@ -21,12 +21,13 @@
 #   lm       + self-blending masks from Face Mesh landmarks (--sbi-mask landmarks)
 #   full160  + 160 px input
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
-# Environment: VARIANT (full), EPOCHS (8), PRECISION (bf16: mixed-precision training).
+# Environment: VARIANT (lm), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
+# mixed-precision training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DFD_SHARED_DATA:-../shared/data}
 DFD=${DFD:-build/dfd}
-VARIANT=${VARIANT:-full}
+VARIANT=${VARIANT:-lm}
 EPOCHS=${EPOCHS:-8}
 PRECISION=${PRECISION:-bf16}
 RUN=runs/m15/$VARIANT
