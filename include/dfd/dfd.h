@@ -18,10 +18,18 @@
 extern "C" {
 #endif
 
+/* The version: written here only. CMakeLists.txt reads these three lines for
+ * project(VERSION), the shared library's file name and soname (libdfd.so.MAJOR) and
+ * dfd.pc, so a release changes them and nothing else. */
 #define DFD_VERSION_MAJOR 0
 #define DFD_VERSION_MINOR 1
 #define DFD_VERSION_PATCH 0
 #define DFD_VERSION_NUMBER (DFD_VERSION_MAJOR * 10000 + DFD_VERSION_MINOR * 100 + DFD_VERSION_PATCH)
+#define DFD_VERSION_STR_(x) #x
+#define DFD_VERSION_STR(x) DFD_VERSION_STR_(x)
+/* "MAJOR.MINOR.PATCH" of the header compiled against (dfd_version() is the library's). */
+#define DFD_VERSION_STRING \
+    DFD_VERSION_STR(DFD_VERSION_MAJOR) "." DFD_VERSION_STR(DFD_VERSION_MINOR) "." DFD_VERSION_STR(DFD_VERSION_PATCH)
 
 /* The library's version string, e.g. "0.1.0". */
 const char *dfd_version(void);
