@@ -112,7 +112,8 @@ int dfd_classifier_score(dfd_classifier *c, const dfd_image *crops, int n, int f
 int dfd_classifier_score_sequence(dfd_classifier *c, const dfd_image *crops, int n, double *p_fake, dfd_error *err);
 
 /* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
- * built-in search: $DFD_MODELS_DIR, ./models, the executable's ../models). */
+ * built-in search: $DFD_MODELS_DIR, then dfd_model_dirs (core.h): ./models, the executable's
+ * ../models, the installed share/dfd/models). */
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err);
 /* Finds the default synthetic-face model: the newest dfd-synthetic-*.safetensors in the
  * folder where dfd_default_image_model finds its model. DFD_E_NOT_FOUND when there is none

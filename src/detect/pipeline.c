@@ -68,19 +68,10 @@ int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *e
     }
     const char *env = getenv("DFD_MODELS_DIR");
     if (env && *env && newest_image_model(env, buf, cap)) return DFD_OK;
-    if (newest_image_model("models", buf, cap)) return DFD_OK;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char d2[4200];
-            snprintf(d2, sizeof d2, "%s/../models", exe);
-            if (newest_image_model(d2, buf, cap)) return DFD_OK;
-        }
-    }
+    char dirs[8][DFD_PATH_MAX];
+    int n = dfd_model_dirs(dirs, 8);
+    for (int i = 0; i < n; i++)
+        if (newest_image_model(dirs[i], buf, cap)) return DFD_OK;
     return dfd_fail(err, DFD_E_NOT_FOUND,
                     "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
 }
