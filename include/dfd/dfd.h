@@ -157,6 +157,12 @@ DFD_API double dfd_result_p_manipulated(const dfd_result *r); /* the manipulatio
 DFD_API double dfd_result_p_synthetic(const dfd_result *r);   /* the synthetic-face detector's; NaN when none ran */
 DFD_API dfd_fake_kind dfd_result_kind(const dfd_result *r);    /* DFD_KIND_NONE unless the verdict is FAKE */
 DFD_API const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
+/* Why the analysis failed, as a status code: DFD_OK unless the verdict is ERROR, then the
+ * DFD_E_* code of the failure (DFD_E_LIMIT over a dfd_limits bound, DFD_E_UNSUPPORTED not
+ * a format read, DFD_E_CORRUPT undecodable, DFD_E_NO_STREAM no video stream,
+ * DFD_E_CANCELLED stopped by the progress callback, ...) with dfd_result_error's message.
+ * DFD_E_ARG for a NULL result. */
+DFD_API int dfd_result_status(const dfd_result *r);
 /* The result as one element of the dfd.result/1 "results" array (a JSON object).
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
 DFD_API char *dfd_result_json(const dfd_result *r);

@@ -542,7 +542,7 @@ static void finish(dfd_ctx *ctx, dfd_result *r, int rc, const dfd_error *e, doub
     }
     if (rc != DFD_OK) {
         /* The file is dropped whole, never half-judged: clear partial scores. */
-        dfd_result_set_error(r, e->message[0] ? e->message : dfd_strerror(rc));
+        dfd_result_set_error(r, rc, e->message[0] ? e->message : dfd_strerror(rc));
     }
     dfd_result_decide(r);
     r->t_total_ms = dfd_now_ms() - t_start;
@@ -604,7 +604,7 @@ int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *n
         char msg[128];
         snprintf(msg, sizeof msg, "input is %zu bytes, over the %llu-byte limit", len,
                  (unsigned long long)ctx->o.limits.max_file_bytes);
-        dfd_result_set_error(r, msg);
+        dfd_result_set_error(r, DFD_E_LIMIT, msg);
         set_thresholds(ctx, r);
         *out = r;
         return DFD_OK;
