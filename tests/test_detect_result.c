@@ -78,6 +78,7 @@ static void verdict_rules_threshold_noface_error(void **state) {
     r->p_manipulated = NAN; /* nothing scored: no face, never "REAL with 0%" */
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_NO_FACE);
+    assert_int_equal(dfd_result_status(r), DFD_OK); /* no face is a verdict, not a failure */
     char *s = dfd_result_json(r);
     json_t *j = parse(s);
     assert_string_equal(json_string_value(json_object_get(j, "verdict")), "NO_FACE");
@@ -87,10 +88,15 @@ static void verdict_rules_threshold_noface_error(void **state) {
     assert_true(json_is_array(json_object_get(j, "frames")));
     json_decref(j);
     free(s);
-    assert_int_equal(dfd_result_set_error(r, "video has no video stream"), DFD_OK);
+    assert_int_equal(dfd_result_set_error(r, DFD_E_NO_STREAM, "video has no video stream"), DFD_OK);
     dfd_result_decide(r);
     assert_int_equal(r->verdict, DFD_VERDICT_ERROR);
     assert_string_equal(dfd_result_error(r), "video has no video stream");
+    assert_int_equal(dfd_result_status(r), DFD_E_NO_STREAM);
+    /* An error always has a code: DFD_OK is taken as an internal failure. */
+    assert_int_equal(dfd_result_set_error(r, DFD_OK, "?"), DFD_OK);
+    assert_int_equal(dfd_result_status(r), DFD_E_INTERNAL);
+    assert_int_equal(dfd_result_status(NULL), DFD_E_ARG);
     dfd_result_free(r);
 }
 
@@ -214,7 +220,7 @@ static void names_that_are_not_utf8_are_repaired(void **state) {
         dfd_result *r = dfd_result_new(cases[i].in, DFD_MEDIA_IMAGE);
         char msg[64];
         snprintf(msg, sizeof msg, "cannot open '%s'", cases[i].in);
-        dfd_result_set_error(r, msg);
+        dfd_result_set_error(r, DFD_E_CORRUPT, msg);
         const dfd_result *rs[] = {r};
         char *s = dfd_results_document(rs, 1, 1);
         assert_non_null(s);

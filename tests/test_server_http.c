@@ -19,7 +19,7 @@
 
 /* ---- the stand-in analyzer --------------------------------------------------------------
  * It reads its instructions from the end of the upload: "DFDTEST key=value ...":
- *   p=0.93      P(fake) of the one face (p<0: no face)   err=word  result with an error
+ *   p=0.93      P(fake) of the one face (p<0: no face)   err=N     result with an error, status N
  *   fail=N      return status N (no result)               steps=N   progress steps (video frames)
  *   delay=MS    per step                                   gate=1    wait for the test's gate
  */
@@ -129,7 +129,7 @@ static int fake_analyze(void *cls, void *state, const char *path, const char *na
             }
         }
     }
-    if (strstr(text, " err=")) dfd_result_set_error(r, "stand-in decode error");
+    if (strstr(text, " err=")) dfd_result_set_error(r, (int)param(text, "err", 0), "stand-in decode error");
     dfd_result_decide(r);
     *out = r;
     return DFD_OK;
@@ -367,7 +367,7 @@ static void predict_image_answers_like_the_original(void **state) {
     json_decref(j);
     th_resp_free(&r);
     free(img);
-    img = image_with("p=0.3 err=1", &n);
+    img = image_with("p=0.3 err=5", &n); /* DFD_E_CORRUPT */
     r = th_upload(s.port, "/predict_image", "bad.jpg", img, n);
     expect_error(&r, 422, "stand-in decode error");
     free(img);
@@ -420,8 +420,9 @@ static void v1_analyze_images_sync_multipart_and_raw(void **state) {
         th_resp_free(&raws[i]);
     }
     free(img);
-    /* A result with an error is 422, with the document and its message. */
-    img = image_with("err=1", &n);
+    /* A result with an error has its status's code (undecodable: 422), with the document
+     * and its message. */
+    img = image_with("err=5", &n);
     th_resp r = th_upload(s.port, "/v1/analyze", "e.jpg", img, n);
     json_t *j = expect_json(&r, 422);
     assert_string_equal(json_string_value(json_object_get(j, "error")), "stand-in decode error");
@@ -429,6 +430,52 @@ static void v1_analyze_images_sync_multipart_and_raw(void **state) {
                         "ERROR");
     json_decref(j);
     th_resp_free(&r);
+    free(img);
+    assert_int_equal(th_stop(&s), DFD_OK);
+}
+
+/* The HTTP status of a failed analysis follows its status code (dfd_result_status), on
+ * both APIs: the table itself, then through the server. */
+static void failed_analyses_answer_by_status_code(void **state) {
+    (void)state;
+    assert_int_equal(srv_http_status(DFD_OK), 200);
+    assert_int_equal(srv_http_status(DFD_E_LIMIT), 413);
+    assert_int_equal(srv_http_status(DFD_E_UNSUPPORTED), 415);
+    assert_int_equal(srv_http_status(DFD_E_CORRUPT), 422);
+    assert_int_equal(srv_http_status(DFD_E_NO_STREAM), 422);
+    assert_int_equal(srv_http_status(DFD_E_CANCELLED), 499);
+    assert_int_equal(srv_http_status(DFD_E_MODEL), 503);
+    assert_int_equal(srv_http_status(DFD_E_NOMEM), 500);
+    assert_int_equal(srv_http_status(DFD_E_INTERNAL), 500);
+    assert_int_equal(srv_http_status(DFD_E_IO), 500);
+
+    dfd_server_config c;
+    base_config(&c);
+    th_server s;
+    assert_int_equal(th_start(&s, &c), DFD_OK);
+    static const struct {
+        int code, http;
+    } cases[] = {{DFD_E_LIMIT, 413},     {DFD_E_UNSUPPORTED, 415}, {DFD_E_CORRUPT, 422},
+                 {DFD_E_NO_STREAM, 422}, {DFD_E_INTERNAL, 500},    {DFD_E_NOMEM, 500}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char spec[32];
+        snprintf(spec, sizeof spec, "p=0.3 err=%d", cases[i].code);
+        size_t n;
+        char *img = image_with(spec, &n);
+        th_resp r = th_upload(s.port, "/v1/analyze", "e.jpg", img, n);
+        json_t *j = expect_json(&r, cases[i].http);
+        assert_string_equal(json_string_value(json_object_get(j, "error")), "stand-in decode error");
+        json_decref(j);
+        th_resp_free(&r);
+        r = th_upload(s.port, "/predict_image", "e.jpg", img, n);
+        expect_error(&r, cases[i].http, "stand-in decode error");
+        free(img);
+    }
+    /* A result cancelled by the library (not by DELETE, not at shutdown): 499. */
+    size_t n;
+    char *img = image_with("p=0.3 err=9", &n); /* DFD_E_CANCELLED */
+    th_resp r = th_upload(s.port, "/predict_image", "c.jpg", img, n);
+    expect_error(&r, 499, "cancelled");
     free(img);
     assert_int_equal(th_stop(&s), DFD_OK);
 }
@@ -1321,6 +1368,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(status_page_and_static_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(predict_image_answers_like_the_original, setup, teardown),
         cmocka_unit_test_setup_teardown(v1_analyze_images_sync_multipart_and_raw, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_analyses_answer_by_status_code, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_uploads_get_specific_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(upload_limit_is_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_clients_work_and_stalled_ones_time_out, setup, teardown),

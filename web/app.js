@@ -197,7 +197,7 @@
   }
 
   function xhr_status_text(status) {
-    return ({ 400: 'Bad Request', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable',
+    return ({ 400: 'Bad Request', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable', 499: 'Cancelled',
       500: 'Internal Server Error', 503: 'Service Unavailable' })[status] || '';
   }
 

@@ -18,13 +18,29 @@
 extern "C" {
 #endif
 
+/* Marks the library's exported functions: libdfd.so is built with -fvisibility=hidden,
+ * so these are the only symbols it exports. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DFD_API __attribute__((visibility("default")))
+#else
+#define DFD_API
+#endif
+
+/* The version: written here only. CMakeLists.txt reads these three lines for
+ * project(VERSION), the shared library's file name and soname (libdfd.so.MAJOR) and
+ * dfd.pc, so a release changes them and nothing else. */
 #define DFD_VERSION_MAJOR 0
 #define DFD_VERSION_MINOR 1
 #define DFD_VERSION_PATCH 0
 #define DFD_VERSION_NUMBER (DFD_VERSION_MAJOR * 10000 + DFD_VERSION_MINOR * 100 + DFD_VERSION_PATCH)
+#define DFD_VERSION_STR_(x) #x
+#define DFD_VERSION_STR(x) DFD_VERSION_STR_(x)
+/* "MAJOR.MINOR.PATCH" of the header compiled against (dfd_version() is the library's). */
+#define DFD_VERSION_STRING \
+    DFD_VERSION_STR(DFD_VERSION_MAJOR) "." DFD_VERSION_STR(DFD_VERSION_MINOR) "." DFD_VERSION_STR(DFD_VERSION_PATCH)
 
 /* The library's version string, e.g. "0.1.0". */
-const char *dfd_version(void);
+DFD_API const char *dfd_version(void);
 
 /* ---- Errors ---------------------------------------------------------------- */
 
@@ -51,7 +67,7 @@ typedef struct dfd_error {
 } dfd_error;
 
 /* A short generic description of a status code ("truncated or corrupt data"). */
-const char *dfd_strerror(int code);
+DFD_API const char *dfd_strerror(int code);
 
 /* ---- Limits on untrusted input ----------------------------------------------- */
 
@@ -64,7 +80,7 @@ typedef struct dfd_limits {
     double max_image_aspect;      /* longer side / shorter side at most this; default 32 */
 } dfd_limits;
 
-void dfd_limits_default(dfd_limits *l);
+DFD_API void dfd_limits_default(dfd_limits *l);
 
 /* ---- Analysis --------------------------------------------------------------- */
 
@@ -76,7 +92,7 @@ typedef enum dfd_verdict {
 } dfd_verdict;
 
 /* Name of a verdict as printed and serialised: "REAL", "FAKE", "NO_FACE", "ERROR". */
-const char *dfd_verdict_name(dfd_verdict v);
+DFD_API const char *dfd_verdict_name(dfd_verdict v);
 
 /* What kind of fake a FAKE verdict is: which detector fired at its own threshold.
  * Values are bit sets (BOTH = MANIPULATED | SYNTHETIC). */
@@ -88,7 +104,7 @@ typedef enum dfd_fake_kind {
 } dfd_fake_kind;
 
 /* "manipulated", "synthetic", "both"; NULL for DFD_KIND_NONE. */
-const char *dfd_fake_kind_name(dfd_fake_kind k);
+DFD_API const char *dfd_fake_kind_name(dfd_fake_kind k);
 
 typedef enum dfd_aggregation {
     DFD_AGG_CONFIDENT = 0, /* DFDC winner's "confident strategy" (default) */
@@ -117,7 +133,7 @@ typedef struct dfd_options {
     int explain;
 } dfd_options;
 
-void dfd_options_default(dfd_options *o);
+DFD_API void dfd_options_default(dfd_options *o);
 
 typedef struct dfd_ctx dfd_ctx;
 typedef struct dfd_result dfd_result;
@@ -126,32 +142,38 @@ typedef struct dfd_result dfd_result;
 typedef int (*dfd_progress_fn)(void *user, double fraction);
 
 /* Loads the models named in opts (NULL opts = defaults). */
-int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err);
-void dfd_ctx_destroy(dfd_ctx *ctx);
+DFD_API int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err);
+DFD_API void dfd_ctx_destroy(dfd_ctx *ctx);
 
 /* Turns heat maps on or off for the next analyses with ctx (as dfd_options.explain). */
-void dfd_ctx_set_explain(dfd_ctx *ctx, int on);
+DFD_API void dfd_ctx_set_explain(dfd_ctx *ctx, int on);
 
 /* Analyses one file or memory buffer (image or video, told apart by content).
  * A file that cannot be analysed still yields a result with verdict ERROR and
  * a message; the return value is DFD_OK unless no result could be made at all. */
-int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn progress, void *user,
+DFD_API int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn progress, void *user,
                      dfd_result **out, dfd_error *err);
-int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name,
+DFD_API int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name,
                        dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err);
 
-dfd_verdict dfd_result_verdict(const dfd_result *r);
+DFD_API dfd_verdict dfd_result_verdict(const dfd_result *r);
 /* The score behind the verdict: of the detector that crossed its threshold most (or came
  * closest to it), compared with that detector's threshold; NaN when there is none. */
-double dfd_result_p_fake(const dfd_result *r);
-double dfd_result_p_manipulated(const dfd_result *r); /* the manipulation detector's; NaN when none */
-double dfd_result_p_synthetic(const dfd_result *r);   /* the synthetic-face detector's; NaN when none ran */
-dfd_fake_kind dfd_result_kind(const dfd_result *r);    /* DFD_KIND_NONE unless the verdict is FAKE */
-const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
+DFD_API double dfd_result_p_fake(const dfd_result *r);
+DFD_API double dfd_result_p_manipulated(const dfd_result *r); /* the manipulation detector's; NaN when none */
+DFD_API double dfd_result_p_synthetic(const dfd_result *r);   /* the synthetic-face detector's; NaN when none ran */
+DFD_API dfd_fake_kind dfd_result_kind(const dfd_result *r);    /* DFD_KIND_NONE unless the verdict is FAKE */
+DFD_API const char *dfd_result_error(const dfd_result *r);    /* NULL when none */
+/* Why the analysis failed, as a status code: DFD_OK unless the verdict is ERROR, then the
+ * DFD_E_* code of the failure (DFD_E_LIMIT over a dfd_limits bound, DFD_E_UNSUPPORTED not
+ * a format read, DFD_E_CORRUPT undecodable, DFD_E_NO_STREAM no video stream,
+ * DFD_E_CANCELLED stopped by the progress callback, ...) with dfd_result_error's message.
+ * DFD_E_ARG for a NULL result. */
+DFD_API int dfd_result_status(const dfd_result *r);
 /* The result as one element of the dfd.result/1 "results" array (a JSON object).
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
-char *dfd_result_json(const dfd_result *r);
-void dfd_result_free(dfd_result *r);
+DFD_API char *dfd_result_json(const dfd_result *r);
+DFD_API void dfd_result_free(dfd_result *r);
 
 /* ---- Heat maps (dfd_options.explain) ---------------------------------------------- */
 
@@ -173,12 +195,12 @@ typedef struct dfd_heatmap {
 } dfd_heatmap;
 
 /* Faces (images) or face tracks (videos) in the result: faces[] in the JSON. */
-int dfd_result_face_count(const dfd_result *r);
+DFD_API int dfd_result_face_count(const dfd_result *r);
 /* Face i's heat maps; DFD_E_NOT_FOUND when it has none (explain off, or no such face). */
-int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out);
+DFD_API int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out);
 
 /* Frees memory that the library returned to the caller. */
-void dfd_free(void *p);
+DFD_API void dfd_free(void *p);
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,8 @@ const char cmd_faces_help[] =
     "                    before detecting (for tight face crops that the face fills); boxes\n"
     "                    stay in the original image's pixels\n"
     "  --models DIR      folder with blazeface-short/-full.safetensors (default: search\n"
-    "                    $DFD_MODELS_DIR, ./models/registry, models/registry by the binary)\n\n"
+    "                    $DFD_MODELS_DIR(/registry), ./models/registry, models/registry by the binary,\n"
+    "                    the installed share/dfd/models/registry)\n\n"
     "A file without faces is not an error: its faces are empty and its note says why.\n"
     "Exit status: 0 when every file was read, 1 when one was not, 2 on a usage error.\n";
 

@@ -33,6 +33,13 @@ void dfd_log_set_level(int level);
 int dfd_log_get_level(void);
 void dfd_log(int level, const char *fmt, ...) DFD_PRINTF(2, 3);
 
+/* The folders where shipped models are looked for when none is named, most specific
+ * first (paths.c: ./models, beside the executable, the installed share/dfd/models beside
+ * the executable or libdfd.so, the configured install prefix); each holds dfd-*.safetensors,
+ * and the face models in its registry/ subfolder. Returns how many were written (<= max). */
+#define DFD_PATH_MAX 4096
+int dfd_model_dirs(char dirs[][DFD_PATH_MAX], int max);
+
 /* Checked size arithmetic: return 0 on success, -1 on overflow. */
 int dfd_mul_size(size_t a, size_t b, size_t *out);
 int dfd_mul3_size(size_t a, size_t b, size_t c, size_t *out);

@@ -66,6 +66,7 @@ struct dfd_result {
     double p_synthetic, threshold_synthetic;     /* NaN without a synthetic-face detector */
     int kind;                   /* dfd_fake_kind, set by dfd_result_decide */
     char *error;                /* NULL when none */
+    int status;                 /* DFD_OK, or the DFD_E_* code of the failure in error */
     char *model_image, *model_video, *model_synthetic; /* names of the models used, or NULL */
     dfd_face_res *faces;
     int n_faces;
@@ -77,8 +78,10 @@ struct dfd_result {
 
 /* A new empty result for `file` (copied); NULL on no memory. */
 dfd_result *dfd_result_new(const char *file, dfd_media_kind media);
-/* Marks the result as ERROR with a message (copied). Returns DFD_OK or DFD_E_NOMEM. */
-int dfd_result_set_error(dfd_result *r, const char *message);
+/* Marks the result as ERROR with the failure's status code (DFD_OK is taken as
+ * DFD_E_INTERNAL: an error always has a code) and a message (copied). Returns DFD_OK or
+ * DFD_E_NOMEM. */
+int dfd_result_set_error(dfd_result *r, int code, const char *message);
 /* Sets p_fake, threshold, kind and the verdict from p_manipulated, threshold_manipulated,
  * p_synthetic and threshold_synthetic (dfd_combine), and whether there is an error. */
 void dfd_result_decide(dfd_result *r);
@@ -146,7 +149,8 @@ int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const
                                  dfd_error *err);
 
 /* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
- * built-in search: $DFD_MODELS_DIR, ./models, the executable's ../models). */
+ * built-in search: $DFD_MODELS_DIR, then dfd_model_dirs (core.h): ./models, the executable's
+ * ../models, the installed share/dfd/models). */
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err);
 /* Finds the default synthetic-face model: the newest dfd-synthetic-*.safetensors in the
  * folder where dfd_default_image_model finds its model. DFD_E_NOT_FOUND when there is none

@@ -68,19 +68,10 @@ int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *e
     }
     const char *env = getenv("DFD_MODELS_DIR");
     if (env && *env && newest_image_model(env, buf, cap)) return DFD_OK;
-    if (newest_image_model("models", buf, cap)) return DFD_OK;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char d2[4200];
-            snprintf(d2, sizeof d2, "%s/../models", exe);
-            if (newest_image_model(d2, buf, cap)) return DFD_OK;
-        }
-    }
+    char dirs[8][DFD_PATH_MAX];
+    int n = dfd_model_dirs(dirs, 8);
+    for (int i = 0; i < n; i++)
+        if (newest_image_model(dirs[i], buf, cap)) return DFD_OK;
     return dfd_fail(err, DFD_E_NOT_FOUND,
                     "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
 }
@@ -602,7 +593,7 @@ static void finish(dfd_ctx *ctx, dfd_result *r, int rc, const dfd_error *e, doub
     }
     if (rc != DFD_OK) {
         /* The file is dropped whole, never half-judged: clear partial scores. */
-        dfd_result_set_error(r, e->message[0] ? e->message : dfd_strerror(rc));
+        dfd_result_set_error(r, rc, e->message[0] ? e->message : dfd_strerror(rc));
     }
     dfd_result_decide(r);
     r->t_total_ms = dfd_now_ms() - t_start;
@@ -664,7 +655,7 @@ int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *n
         char msg[128];
         snprintf(msg, sizeof msg, "input is %zu bytes, over the %llu-byte limit", len,
                  (unsigned long long)ctx->o.limits.max_file_bytes);
-        dfd_result_set_error(r, msg);
+        dfd_result_set_error(r, DFD_E_LIMIT, msg);
         set_thresholds(ctx, r);
         *out = r;
         return DFD_OK;

@@ -33,7 +33,8 @@ const char *dfd_fake_kind_name(dfd_fake_kind k) {
     }
 }
 
-int dfd_result_set_error(dfd_result *r, const char *message) {
+int dfd_result_set_error(dfd_result *r, int code, const char *message) {
+    r->status = code != DFD_OK ? code : DFD_E_INTERNAL;
     free(r->error);
     r->error = strdup(message && *message ? message : "unknown error");
     r->verdict = DFD_VERDICT_ERROR;
@@ -99,6 +100,8 @@ int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out) {
     out->time_s = f->heat_time_s;
     return DFD_OK;
 }
+
+int dfd_result_status(const dfd_result *r) { return r ? r->status : DFD_E_ARG; }
 double dfd_result_p_manipulated(const dfd_result *r) { return r ? r->p_manipulated : NAN; }
 double dfd_result_p_synthetic(const dfd_result *r) { return r ? r->p_synthetic : NAN; }
 dfd_fake_kind dfd_result_kind(const dfd_result *r) { return r ? (dfd_fake_kind)r->kind : DFD_KIND_NONE; }

@@ -93,20 +93,16 @@ int dfd_face_models_dir(const char *hint, char *buf, size_t cap) {
     if (env && *env) {
         snprintf(buf, cap, "%s", env);
         if (has_model(buf)) return DFD_OK;
+        /* A models folder like the shipped one: the face models in its registry/. */
+        snprintf(buf, cap, "%s/registry", env);
+        if (has_model(buf)) return DFD_OK;
     }
-    snprintf(buf, cap, "models/registry");
-    if (has_model(buf)) return DFD_OK;
-    /* Beside the executable's folder: build/dfd -> build/../models/registry. */
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(buf, cap, "%s/../models/registry", exe);
-            if (has_model(buf)) return DFD_OK;
-        }
+    /* The registry/ folder of each place the image models are looked for. */
+    char dirs[8][DFD_PATH_MAX];
+    int n = dfd_model_dirs(dirs, 8);
+    for (int i = 0; i < n; i++) {
+        snprintf(buf, cap, "%s/registry", dirs[i]);
+        if (has_model(buf)) return DFD_OK;
     }
     snprintf(buf, cap, "models/registry");
     return DFD_E_NOT_FOUND;

@@ -102,8 +102,9 @@ typedef enum dfd_face_mode {
 
 typedef struct dfd_face_opts {
     const char *models_dir; /* folder with blazeface-short/-full.safetensors; NULL = search:
-                               $DFD_MODELS_DIR, ./models/registry, then models/registry
-                               beside the executable's folder (build/../models/registry) */
+                               $DFD_MODELS_DIR, $DFD_MODELS_DIR/registry, then the registry/
+                               folder of each of dfd_model_dirs (core.h: ./models, build/../models,
+                               the installed share/dfd/models) */
     dfd_face_mode mode;
     float min_score;        /* 0.5 */
     float nms_iou;          /* 0.3 */

@@ -392,22 +392,30 @@ static json_t *result_document(const dfd_result *res) {
     return json_pack("{s:s,s:[o]}", "schema", DFD_RESULT_SCHEMA, "results", el);
 }
 
-/* HTTP status for an analysis that produced no result at all. */
-static int failure_status(int code) {
+int srv_http_status(int code) {
     switch (code) {
+    case DFD_OK:
+        return 200;
+    case DFD_E_LIMIT:
+        return 413;
     case DFD_E_UNSUPPORTED:
         return 415;
     case DFD_E_CORRUPT:
     case DFD_E_NO_STREAM:
-    case DFD_E_LIMIT:
         return 422;
-    case DFD_E_MODEL:
-    case DFD_E_NOMEM:
     case DFD_E_CANCELLED:
+        return 499; /* as nginx's "client closed request": the analysis was stopped, not failed */
+    case DFD_E_MODEL:
         return 503;
-    default:
+    default: /* DFD_E_NOMEM, DFD_E_INTERNAL, and codes an analysis does not give */
         return 500;
     }
+}
+
+/* The status for a result with verdict ERROR (never 200: an error result is no answer). */
+static int error_result_status(const dfd_result *res) {
+    int st = srv_http_status(dfd_result_status(res));
+    return st == 200 ? 500 : st;
 }
 
 static enum MHD_Result answer_job(request *r) {
@@ -415,10 +423,13 @@ static enum MHD_Result answer_job(request *r) {
     srv_job_view v;
     srv_job_get(s->pool, r->job, &v);
     if (v.state != SRV_JOB_DONE) {
-        if (v.state == SRV_JOB_CANCELLED)
-            return queue_error(r, 503, "the analysis was cancelled%s",
-                               atomic_load(&s->shutting_down) ? ": the server is stopping" : "");
-        return queue_error(r, failure_status(v.error_code), "%s", v.error);
+        if (v.state == SRV_JOB_CANCELLED) {
+            if (atomic_load(&s->shutting_down))
+                return queue_error(r, 503, "the analysis was cancelled: the server is stopping");
+            return queue_error(r, srv_http_status(DFD_E_CANCELLED), "the analysis was cancelled");
+        }
+        int st = srv_http_status(v.error_code);
+        return queue_error(r, st == 200 ? 500 : st, "%s", v.error);
     }
     const dfd_result *res = v.result;
     dfd_verdict verdict = dfd_result_verdict(res);
@@ -428,7 +439,7 @@ static enum MHD_Result answer_job(request *r) {
         if (verdict == DFD_VERDICT_ERROR) {
             const char *e = dfd_result_error(res);
             json_object_set_new(doc, "error", json_string(e ? e : "the file could not be analysed"));
-            return queue_json(r, 422, doc);
+            return queue_json(r, error_result_status(res), doc);
         }
         return queue_json(r, 200, doc);
     }
@@ -436,7 +447,7 @@ static enum MHD_Result answer_job(request *r) {
     if (verdict == DFD_VERDICT_NO_FACE) return queue_error(r, 422, "no face found");
     if (verdict != DFD_VERDICT_REAL && verdict != DFD_VERDICT_FAKE) {
         const char *e = dfd_result_error(res);
-        return queue_error(r, 422, "%s", e ? e : "the file could not be analysed");
+        return queue_error(r, error_result_status(res), "%s", e ? e : "the file could not be analysed");
     }
     double p_real = 1.0 - dfd_result_p_fake(res);
     double conf = 100.0 * (p_real > 1.0 - p_real ? p_real : 1.0 - p_real);

@@ -275,11 +275,10 @@ static void *worker_main(void *arg) {
             pthread_mutex_lock(&p->mu);
             p->running--;
             w->current = NULL;
-            /* The library reports a cancelled analysis as a result with verdict ERROR (its
-             * rule: a result whenever one can be made); a cancel that came too late to stop
-             * a finished verdict keeps the verdict. */
-            if (rc == DFD_OK && res && atomic_load(&j->cancel) && dfd_result_verdict(res) == DFD_VERDICT_ERROR)
-                rc = DFD_E_CANCELLED;
+            /* The library reports a cancelled analysis as a result with verdict ERROR and
+             * status DFD_E_CANCELLED (its rule: a result whenever one can be made); a
+             * cancel that came too late to stop a finished verdict keeps the verdict. */
+            if (rc == DFD_OK && res && dfd_result_status(res) == DFD_E_CANCELLED) rc = DFD_E_CANCELLED;
             if (rc == DFD_OK && res) {
                 j->result = res;
                 finish_locked(p, j, SRV_JOB_DONE);

@@ -45,6 +45,12 @@ void dfd_server_library_analyzer(dfd_server_analyzer *a, const dfd_options *opts
 
 /* ---- The server ------------------------------------------------------------------ */
 
+/* The HTTP status for an analysis that failed with a DFD_E_* code (the result's
+ * dfd_result_status, or the code of a failure that made no result): 413 over a limit,
+ * 415 unsupported format, 422 undecodable or no video stream, 499 cancelled, 503 no
+ * usable model, 500 out of memory, internal and anything else; 200 for DFD_OK. */
+int srv_http_status(int code);
+
 typedef struct dfd_server_config {
     const char *host;           /* numeric address or "localhost"; default 127.0.0.1 */
     int port;                   /* 0 = any free port (reported through on_ready) */
