@@ -70,8 +70,10 @@ RUN --mount=type=secret,id=host_ca,required=false \
     DFD_CMAKE_ARGS="-DDFD_NATIVE=OFF -DDFD_WITH_KERAS=OFF -DDFD_WITH_PLOTS=OFF" ./setup.sh
 # Collect what the runtime stage needs under /out: the stripped binary, the models
 # (committed ones and models/registry/ converted by setup.sh, but for the ImageNet
-# backbones: those are starting points for `dfd train --init`, never used to analyse,
-# and would take 9 MB of the 150 MB the image may weigh), and the Debian packages
+# backbones and the face-landmark model: those are for `dfd train` (--init, --sbi-mask
+# landmarks), never used to analyse, and would take 11 MB of the 150 MB the image may
+# weigh; and of each family of shipped models, dfd-image-* and dfd-synthetic-*, only the
+# newest, the one dfd uses by default: the older ones stay in the repository), and the Debian packages
 # that own each shared library the binary loads (ldd -> dpkg -S), so the runtime stage
 # installs those and nothing else, and follows the binary as modules add libraries.
 # The ffmpeg stage's libraries are copied as they are instead.
@@ -79,7 +81,10 @@ RUN set -eu; \
     mkdir -p /out; \
     strip --strip-unneeded -o /out/dfd build/dfd; \
     cp -a models /out/models; \
-    rm -f /out/models/registry/*-imagenet.safetensors; \
+    rm -f /out/models/registry/*-imagenet.safetensors /out/models/registry/face-landmark.safetensors; \
+    for fam in dfd-image dfd-synthetic; do \
+      for old in $(ls /out/models/$fam-*.safetensors 2>/dev/null | sort -V | head -n -1); do rm -f "$old"; done; \
+    done; \
     cp -a examples /out/examples; \
     : > /out/runtime-packages.txt; \
     for lib in $(ldd build/dfd | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do \

@@ -287,17 +287,24 @@ else fail "shared libraries in the image: $(grep 'not found' <<<"$out" | tr -s '
 if out=$(in_image dfd --version 2>&1) && [[ $out =~ ^dfd\ [0-9] ]]; then pass "dfd --version inside: $out"
 else fail "dfd --version inside: $out"; fi
 
-# The models: every committed file under models/, and what setup.sh converted.
+# The models: every committed file under models/ (of each family of shipped models,
+# dfd-image-* and dfd-synthetic-*, the newest only: the Dockerfile leaves older ones out),
+# and what setup.sh converted.
 committed=$(git ls-files models 2>/dev/null | sed 's|^models/||' | sort)
+for fam in dfd-image dfd-synthetic; do
+  older=$(grep -E "^$fam-.*\.safetensors\$" <<<"$committed" | sort -V | head -n -1 || true)
+  if [[ -n $older ]]; then committed=$(comm -23 <(printf '%s\n' "$committed") <(printf '%s\n' "$older")); fi
+done
 inside=$(in_image sh -c 'cd /app/models && find . -type f | sed "s|^\./||" | sort' 2>&1 || true)
 if [[ -n $committed ]]; then
   lost=$(comm -23 <(printf '%s\n' "$committed") <(printf '%s\n' "$inside"))
   if [[ -z $lost ]]; then pass "all $(wc -l <<<"$committed") committed model files are in /app/models"
   else fail "committed model files missing from /app/models: $(tr '\n' ' ' <<<"$lost")"; fi
 fi
-# (but for the ImageNet backbones, for training only: the Dockerfile leaves them out).
+# (but for the ImageNet backbones and the face-landmark model, for training only: the
+# Dockerfile leaves them out).
 if [[ -d models/registry ]]; then
-  lost=$(comm -23 <(cd models && find registry -type f -not -name '*-imagenet.safetensors' | sort) \
+  lost=$(comm -23 <(cd models && find registry -type f -not -name '*-imagenet.safetensors' -not -name 'face-landmark.safetensors' | sort) \
                   <(printf '%s\n' "$inside"))
   if [[ -z $lost ]]; then pass "the converted registry models are in /app/models/registry: $(grep '^registry/' <<<"$inside" | tr '\n' ' ')"
   else fail "converted models missing from /app/models: $(tr '\n' ' ' <<<"$lost")"; fi
