@@ -64,7 +64,7 @@ PY
 # ---- The measurement tool, on a few fakes.
 DATA=${DFD_SHARED_DATA:-$SRC/../shared/data}
 if [[ -d "$DATA/utkface-real" ]]; then
-  "$BIN" explain-eval -n 4 --method gradcam++ --method gradxinput "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" ||
+  "$BIN" explain-eval -n 4 --model "$M" --method gradcam++ --method gradxinput "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" ||
     fail "explain-eval: $(cat "$tmp/err")"
   grep -q "^model dfd-image-2, 4 self-blended fakes" "$tmp/eval.txt" || fail "explain-eval: $(cat "$tmp/eval.txt")"
   grep -Eq '^\| gradcam\+\+ \| [0-9.]+% ' "$tmp/eval.txt" && grep -Eq '^\| gradxinput \| ' "$tmp/eval.txt" ||
