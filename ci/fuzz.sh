@@ -2,7 +2,8 @@
 # ci/fuzz.sh [SECONDS] — builds the libFuzzer harnesses (tests/fuzz/fuzz_*.c) with clang
 # into build-fuzz/ (CMake option DFD_FUZZ: the library with ASan+UBSan and coverage) and
 # runs each for SECONDS (default 60) from its seed corpus (tests/fuzz/corpus/<name>/,
-# never written to: new inputs go to build-fuzz/corpus/<name>/). A crash, leak, sanitizer
+# never written to: new inputs go to build-fuzz/corpus/<name>/; the TFLite seeds are model
+# files, so they are not committed but written by tests/fuzz/make_tflite_seeds.py here). A crash, leak, sanitizer
 # report or timeout fails the run; the input that caused it is kept in build-fuzz/ as
 # crash-*, leak-* or timeout-*, to become a regression test.
 # Environment: CC (default clang-14), DFD_FUZZ_JOBS (parallel build jobs, default 2).
@@ -15,6 +16,7 @@ if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
   CC="$CC" cmake -S . -B "$BUILD" -DDFD_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDFD_NATIVE=OFF >/dev/null
 fi
 cmake --build "$BUILD" -j"${DFD_FUZZ_JOBS:-2}"
+python3 tests/fuzz/make_tflite_seeds.py
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
