@@ -20,15 +20,7 @@ EPOCHS=${EPOCHS:-10}
 LIMIT=${LIMIT:-0}
 SIZE=${SIZE:-128}   # input side; the DFDC crops come from originals of 107-223 px
 
-mkdir -p runs/utk/train/real runs/utk/holdout/real
-i=0
-for f in $(ls "$DATA/utkface-real" | sort); do
-  half=$([[ $((i % 2)) == 0 ]] && echo train || echo holdout)
-  ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
-  i=$((i + 1))
-done
-"$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
-"$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
+DFD_SHARED_DATA="$DATA" DFD="$DFD" scripts/prepare-utk-halves.sh
 
 resume=()
 [[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")

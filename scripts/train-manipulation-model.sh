@@ -33,17 +33,7 @@ PRECISION=${PRECISION:-bf16}
 RUN=runs/m15/$VARIANT
 
 # Crops: UTKFace halves (as train-default-model.sh), synthetic-faces (for FFHQ), deepfaketimit.
-if [[ ! -f runs/utk-holdout-crops/manifest.csv ]]; then
-  mkdir -p runs/utk/train/real runs/utk/holdout/real
-  i=0
-  for f in $(ls "$DATA/utkface-real" | sort); do
-    half=$([[ $((i % 2)) == 0 ]] && echo train || echo holdout)
-    ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
-    i=$((i + 1))
-  done
-  "$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
-  "$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
-fi
+[[ -f runs/utk-holdout-crops/manifest.csv ]] || DFD_SHARED_DATA="$DATA" DFD="$DFD" scripts/prepare-utk-halves.sh
 [[ -f runs/syn-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/synthetic-faces" --out runs/syn-crops --workers 2
 [[ -f runs/timit-crops/manifest.csv ]] || "$DFD" prepare --data "$DATA/deepfaketimit" --out runs/timit-crops --workers 2
 if [[ ! -f runs/m15/.extra ]]; then
