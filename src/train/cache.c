@@ -130,10 +130,10 @@ typedef struct fill_job {
     dfd_img_cache *c;
     const dfd_dataset *ds;
     const unsigned char *want; /* per item, NULL = all */
+    size_t limit;              /* items with a slot */
     atomic_size_t next;
     atomic_long failures;
-    atomic_int stop;
-    int nomem;
+    atomic_int stop, nomem;
 } fill_job;
 
 int dfd_img_cache_load(const dfd_dataset *ds, size_t item, int side, dfd_image *out, dfd_error *err) {
@@ -149,29 +149,32 @@ int dfd_img_cache_load(const dfd_dataset *ds, size_t item, int side, dfd_image *
     return rc;
 }
 
-static void *fill_worker(void *arg) {
-    fill_job *j = arg;
-    size_t limit = j->c->cached < j->ds->n ? j->c->cached : j->ds->n;
+/* Claims items one at a time and stores each; every thread, the caller's included, runs
+ * this. With fn (the caller), progress is reported every 256 items. */
+static void fill_loop(fill_job *j, dfd_img_cache_progress_fn fn, void *user) {
     while (!atomic_load(&j->stop)) {
         size_t i = atomic_fetch_add(&j->next, 1);
-        if (i >= limit) break;
-        if (j->want && !j->want[i]) continue;
-        if (dfd_img_cache_get(j->c, i)) continue;
-        dfd_image im;
-        dfd_error e;
-        int rc = dfd_img_cache_load(j->ds, i, j->c->side, &im, &e);
-        if (rc == DFD_E_NOMEM) {
-            j->nomem = 1;
-            atomic_store(&j->stop, 1);
-            break;
+        if (i >= j->limit) break;
+        if (!(j->want && !j->want[i]) && !dfd_img_cache_get(j->c, i)) {
+            dfd_image im;
+            dfd_error e;
+            int rc = dfd_img_cache_load(j->ds, i, j->c->side, &im, &e);
+            if (rc == DFD_E_NOMEM) {
+                atomic_store(&j->nomem, 1);
+                atomic_store(&j->stop, 1);
+            } else if (rc) {
+                atomic_fetch_add(&j->failures, 1); /* the loader meets it again, and says so */
+            } else {
+                dfd_img_cache_put(j->c, i, &im);
+                dfd_image_free(&im);
+            }
         }
-        if (rc) {
-            atomic_fetch_add(&j->failures, 1); /* the loader meets it again, and says so */
-            continue;
-        }
-        dfd_img_cache_put(j->c, i, &im);
-        dfd_image_free(&im);
+        if (fn && i % 256 == 0 && fn(user, i, j->limit)) atomic_store(&j->stop, 1);
     }
+}
+
+static void *fill_worker(void *arg) {
+    fill_loop(arg, NULL, NULL);
     return NULL;
 }
 
@@ -182,44 +185,22 @@ int dfd_img_cache_fill(dfd_img_cache *c, const dfd_dataset *ds, const unsigned c
     if (ds->n > c->n) return dfd_fail(err, DFD_E_ARG, "cache: %zu items for a cache of %zu", ds->n, c->n);
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
-    fill_job j = {.c = c, .ds = ds, .want = want};
+    fill_job j = {.c = c, .ds = ds, .want = want, .limit = c->cached < ds->n ? c->cached : ds->n};
     atomic_init(&j.next, 0);
     atomic_init(&j.failures, 0);
     atomic_init(&j.stop, 0);
+    atomic_init(&j.nomem, 0);
     pthread_t th[64];
     int started = 0;
     for (int t = 0; t < threads - 1; t++) {
         if (pthread_create(&th[t], NULL, fill_worker, &j) != 0) break;
         started++;
     }
-    /* The calling thread works too, a slice at a time so the progress callback runs. */
-    size_t limit = c->cached < ds->n ? c->cached : ds->n;
-    for (;;) {
-        size_t before = atomic_load(&j.next);
-        if (before >= limit || atomic_load(&j.stop)) break;
-        size_t i = atomic_fetch_add(&j.next, 1);
-        if (i >= limit) break;
-        if (!(j.want && !j.want[i]) && !dfd_img_cache_get(c, i)) {
-            dfd_image im;
-            dfd_error e;
-            int rc = dfd_img_cache_load(ds, i, c->side, &im, &e);
-            if (rc == DFD_E_NOMEM) {
-                j.nomem = 1;
-                atomic_store(&j.stop, 1);
-            } else if (rc) {
-                atomic_fetch_add(&j.failures, 1);
-            } else {
-                dfd_img_cache_put(c, i, &im);
-                dfd_image_free(&im);
-            }
-        }
-        if (fn && (i % 256 == 0) && fn(user, i < limit ? i : limit, limit)) atomic_store(&j.stop, 1);
-    }
+    fill_loop(&j, fn, user);
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
     if (failures) *failures = atomic_load(&j.failures);
-    if (j.nomem) return dfd_fail(err, DFD_E_NOMEM, "cache: out of memory while decoding crops");
-    if (atomic_load(&j.stop) && atomic_load(&j.next) < limit)
-        return dfd_fail(err, DFD_E_CANCELLED, "cache: filling stopped by the caller");
-    if (fn) fn(user, limit, limit);
+    if (atomic_load(&j.nomem)) return dfd_fail(err, DFD_E_NOMEM, "cache: out of memory while decoding crops");
+    if (atomic_load(&j.stop)) return dfd_fail(err, DFD_E_CANCELLED, "cache: filling stopped by the caller");
+    if (fn) fn(user, j.limit, j.limit);
     return DFD_OK;
 }
