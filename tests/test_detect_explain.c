@@ -147,9 +147,7 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
             free(faces);
             continue;
         }
-        int best = 0;
-        for (int k = 1; k < nf; k++)
-            if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3]) best = k;
+        int best = dfd_face_largest(faces, nf);
         assert_int_equal(dfd_face_crop(&img, &faces[best], cc, &crop, &e), DFD_OK);
         dfd_image_free(&img);
         free(faces);

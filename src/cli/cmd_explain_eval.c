@@ -186,9 +186,7 @@ int cmd_explain_eval(int argc, char **argv) {
             free(faces);
             continue;
         }
-        int best = 0;
-        for (int k = 1; k < nf; k++)
-            if (faces[k].box[2] * faces[k].box[3] > faces[best].box[2] * faces[best].box[3]) best = k;
+        int best = dfd_face_largest(faces, nf);
         int rc = dfd_face_crop(&img, &faces[best], cc, &crop, &err);
         dfd_image_free(&img);
         free(faces);

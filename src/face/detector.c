@@ -466,6 +466,13 @@ static int finish(dfd_face_detector *d, facebuf *b, int rc, dfd_face **faces, in
     return DFD_OK;
 }
 
+int dfd_face_largest(const dfd_face *f, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (f[i].box[2] * f[i].box[3] > f[best].box[2] * f[best].box[3]) best = i;
+    return best;
+}
+
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err) {
     *faces = NULL;
     *count = 0;

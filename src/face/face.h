@@ -128,6 +128,10 @@ void dfd_face_detector_free(dfd_face_detector *d);
  * *count faces, best score first. */
 int dfd_face_detect(dfd_face_detector *d, const dfd_image *img, dfd_face **faces, int *count, dfd_error *err);
 
+/* The index of the largest of n >= 1 faces by box area (the original pipeline's choice of
+ * a photo's face, and the subject in most photos); the first of equals. */
+int dfd_face_largest(const dfd_face *f, int n);
+
 /* Changes the smallest face side the automatic mode looks for (values under 8 px are
  * ignored). */
 void dfd_face_set_min_face(dfd_face_detector *d, int min_face);

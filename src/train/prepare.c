@@ -230,14 +230,6 @@ static int write_crop(job *j, const dfd_image *img, const dfd_face *f, const dfd
     return DFD_OK;
 }
 
-/* The largest face (the original pipeline's choice, and the subject in most photos). */
-static int largest(const dfd_face *f, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (f[i].box[2] * f[i].box[3] > f[best].box[2] * f[best].box[3]) best = i;
-    return best;
-}
-
 typedef struct file_stats {
     int image, video, crops, sequences, no_face, unreadable, short_tracks, frames_no_face, other_faces, still;
     const char *status;
@@ -258,7 +250,7 @@ static int do_image(worker_ctx *w, const dfd_item *it, FILE *rows, file_stats *f
     int rc = dfd_face_detect(w->det, &img, &faces, &n, err);
     if (!rc && n == 0) fs->no_face = 1, fs->status = "no face";
     if (!rc && n > 0) {
-        int k = largest(faces, n);
+        int k = dfd_face_largest(faces, n);
         fs->other_faces = n - 1;
         rc = write_crop(j, &img, &faces[k], it, 0, -1, rows, err);
         if (!rc) fs->crops = 1, fs->status = "ok";
