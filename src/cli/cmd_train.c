@@ -57,6 +57,9 @@ const char cmd_train_help[] =
     "  --cache-mb N           keep decoded crops in memory, up to N MiB (default: half the RAM;\n"
     "                         0 = decode every time); --no-cache; --cache-file PATH: map the cache\n"
     "                         from a file on a local disk instead (for sets larger than RAM)\n"
+    "  --cache-format auto|rgb|yuv420  store crops as exact RGB, or as YCbCr 4:2:0 (half the\n"
+    "                         bytes; luma kept, colour at half resolution, as in a JPEG); auto:\n"
+    "                         RGB when every crop fits in the budget so, else 4:2:0 (auto)\n"
     "  --backend dnnl|ref     (dnnl); --bf16-save: store checkpoints in bf16\n"
     "  --precision fp32|bf16  training passes in fp32 (default) or mixed bf16 (bf16 products,\n"
     "                         fp32 weights and gradient sums; needs AVX512-BF16 or AMX)\n\n"
@@ -195,6 +198,13 @@ int cmd_train(int argc, char **argv) {
         STR("--cache-file", o.cache_file)
         STR("--models", o.models_dir)
         else if (strcmp(a, "--no-cache") == 0) o.cache_mb = 0;
+        else if (strcmp(a, "--cache-format") == 0) {
+            NEED();
+            if (strcmp(v, "auto") == 0) o.cache_format = DFD_CACHE_AUTO;
+            else if (strcmp(v, "rgb") == 0) o.cache_format = DFD_CACHE_RGB;
+            else if (strcmp(v, "yuv420") == 0) o.cache_format = DFD_CACHE_YUV420;
+            else return cli_usage_error(cmd, "--cache-format wants auto, rgb or yuv420, not '%s'", v);
+        }
         else if (strcmp(a, "--cache-mb") == 0) {
             NEED();
             if (cli_parse_int(v, 0, 1L << 30, &l)) return cli_usage_error(cmd, "--cache-mb wants MiB (0 = no cache), not '%s'", v);

@@ -60,16 +60,18 @@ static void normalize(const dfd_image *im, int norm, float *out) { dfd_crop_norm
 /* Loads an item as an RGB image of size x size: from the cache when it holds it, else
  * decoded and resized (and then stored in the cache). */
 static int load_item(const dfd_loader *l, size_t item, dfd_image *out, dfd_error *err) {
-    dfd_img_cache *c = l->o.cache;
-    const uint8_t *px = c && dfd_img_cache_side(c) == l->o.size ? dfd_img_cache_get(c, item) : NULL;
-    if (px) {
+    dfd_img_cache *c = l->o.cache && dfd_img_cache_side(l->o.cache) == l->o.size ? l->o.cache : NULL;
+    if (dfd_img_cache_has(c, item)) {
         int rc = dfd_image_alloc(out, l->o.size, l->o.size, err);
         if (rc) return rc;
-        memcpy(out->rgb, px, (size_t)l->o.size * l->o.size * 3);
-        return DFD_OK;
+        if (dfd_img_cache_read(c, item, out)) return DFD_OK;
+        dfd_image_free(out);
     }
     int rc = dfd_img_cache_load(l->o.ds, item, l->o.size, out, err);
-    if (!rc && c) dfd_img_cache_put(c, item, out);
+    if (rc || !c) return rc;
+    dfd_img_cache_put(c, item, out); /* stores the decoded crop... */
+    rc = dfd_img_cache_roundtrip(c, out, err); /* ...and uses what reading it back gives */
+    if (rc) dfd_image_free(out);
     return rc;
 }
 

@@ -682,14 +682,15 @@ static int on_fill(void *user, size_t done, size_t total) {
 
 /* Decodes every crop training and validation will read, once, at the model's input size,
  * on every core, before the first step: each epoch then reads them from memory. */
-static int fill_one(run *r, dfd_dataset *ds, size_t budget, const char *file, dfd_img_cache **out, dfd_error *err) {
+static int fill_one(run *r, dfd_dataset *ds, dfd_cache_format format, size_t budget, const char *file,
+                    dfd_img_cache **out, dfd_error *err) {
     const dfd_train_opts *o = r->o;
     unsigned char *want = calloc(ds->n ? ds->n : 1, 1);
     if (!want) return dfd_fail(err, DFD_E_NOMEM, "no memory for the cache's item list");
     /* Train and validation items only (official test items are never read), in item order:
      * the cache's slots are by item index, so those past the budget are the last items. */
     for (size_t i = 0; i < ds->n; i++) want[i] = ds->items[i].split != DFD_SPLIT_TEST;
-    int rc = dfd_img_cache_new(ds->n, r->size, budget, file, out, err);
+    int rc = dfd_img_cache_new(ds->n, r->size, format, budget, file, out, err);
     if (!rc) {
         fill_ui f = {.r = r, .t0 = dfd_now_ms()};
         long bad = 0;
@@ -698,8 +699,8 @@ static int fill_one(run *r, dfd_dataset *ds, size_t budget, const char *file, df
         size_t ready, cap, bytes;
         dfd_img_cache_stats(*out, &ready, &cap, &bytes);
         if (!rc)
-            dfd_log(DFD_LOG_INFO, "cache: %zu crops at %d px decoded in %.1f s (%.0f MiB%s%s)%s", ready, r->size,
-                    (dfd_now_ms() - f.t0) / 1000, (double)bytes / (1 << 20), cap < ds->n ? "; over the budget, the rest is decoded every time" : "",
+            dfd_log(DFD_LOG_INFO, "cache: %zu crops at %d px decoded in %.1f s (%.0f MiB as %s%s%s)%s", ready,
+                    r->size, (dfd_now_ms() - f.t0) / 1000, (double)bytes / (1 << 20), dfd_cache_format_name(format), cap < ds->n ? "; over the budget, the rest is decoded every time" : "",
                     file ? ", mapped from a file" : "", bad ? "; some files could not be read" : "");
         if (rc == DFD_E_CANCELLED) rc = DFD_OK; /* r->cancelled says so; the run stops before training */
     }
@@ -716,13 +717,25 @@ static int fill_caches(run *r, dfd_error *err) {
         long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
         budget = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 2 : (size_t)2 << 30;
     }
-    int rc = fill_one(r, r->ds, budget, o->cache_file, &r->cache, err);
+    /* AUTO: exact RGB when every crop both sets will read fits in the budget so, else
+     * 4:2:0, which caches the whole set in half the memory instead of half of it. */
+    dfd_cache_format format = o->cache_format;
+    if (format == DFD_CACHE_AUTO) {
+        size_t items = 0;
+        for (size_t i = 0; i < r->ds->n; i++) items += r->ds->items[i].split != DFD_SPLIT_TEST;
+        if (r->val_ds != r->ds)
+            for (size_t i = 0; i < r->val_ds->n; i++) items += r->val_ds->items[i].split != DFD_SPLIT_TEST;
+        size_t rgb = dfd_img_cache_slot_bytes(r->size, DFD_CACHE_RGB);
+        format = items <= budget / rgb ? DFD_CACHE_RGB : DFD_CACHE_YUV420;
+    }
+    int rc = fill_one(r, r->ds, format, budget, o->cache_file, &r->cache, err);
     if (!rc && !r->cancelled && r->val_ds != r->ds) {
         size_t used;
         dfd_img_cache_stats(r->cache, NULL, NULL, &used);
         char vf[1100];
         if (o->cache_file) snprintf(vf, sizeof vf, "%s.val", o->cache_file);
-        rc = fill_one(r, r->val_ds, budget > used ? budget - used : 0, o->cache_file ? vf : NULL, &r->val_cache, err);
+        rc = fill_one(r, r->val_ds, format, budget > used ? budget - used : 0, o->cache_file ? vf : NULL, &r->val_cache,
+                      err);
     }
     return rc;
 }

@@ -370,21 +370,34 @@ int dfd_plot_image_grid(const char *path, const dfd_image *imgs, const char *con
 /* ---- Decoded-crop cache (cache.c) ------------------------------------------------------ */
 
 /* Every crop of a dataset decoded and resized to side x side once per run, kept as RGB
- * bytes (exactly what decoding and resizing give, so cached and direct loading make the
- * same samples). Thread-safe: many threads may get and put at once. */
+ * bytes (exactly what decoding and resizing give) or as YCbCr 4:2:0 (half the bytes; see
+ * cache.c). Cached and direct loading make the same samples as long as the direct path
+ * passes its crops through dfd_img_cache_roundtrip. Thread-safe: many threads may read and
+ * put at once. */
 typedef struct dfd_img_cache dfd_img_cache;
+typedef enum { DFD_CACHE_AUTO = 0, DFD_CACHE_RGB = 1, DFD_CACHE_YUV420 = 2 } dfd_cache_format;
+const char *dfd_cache_format_name(dfd_cache_format f);
+/* Bytes one crop of side x side takes in a format (RGB or YUV420). */
+size_t dfd_img_cache_slot_bytes(int side, dfd_cache_format format);
 
-/* Room for n_items crops of side x side, up to max_bytes (items past that many are not
- * cached). file NULL: anonymous memory; else a file mapped in its place (created, then
- * unlinked at once: for sets larger than RAM), which must be on a local disk. */
-int dfd_img_cache_new(size_t n_items, int side, size_t max_bytes, const char *file, dfd_img_cache **out,
-                      dfd_error *err);
+/* Room for n_items crops of side x side in `format` (RGB or YUV420), up to max_bytes (items
+ * past that many are not cached). file NULL: anonymous memory; else a file mapped in its
+ * place (created, then unlinked at once: for sets larger than RAM), on a local disk. */
+int dfd_img_cache_new(size_t n_items, int side, dfd_cache_format format, size_t max_bytes, const char *file,
+                      dfd_img_cache **out, dfd_error *err);
 void dfd_img_cache_free(dfd_img_cache *c);
 int dfd_img_cache_side(const dfd_img_cache *c);
-/* The stored crop (side*side*3 bytes), or NULL when it is not (yet) stored. */
-const uint8_t *dfd_img_cache_get(const dfd_img_cache *c, size_t item);
-/* Stores a crop of side x side (ignored when stored already, out of room or of another size). */
+dfd_cache_format dfd_img_cache_format(const dfd_img_cache *c);
+/* Whether item is stored. */
+int dfd_img_cache_has(const dfd_img_cache *c, size_t item);
+/* Writes the stored crop into out (allocated, side x side) and returns 1; 0 when it is not
+ * (yet) stored. */
+int dfd_img_cache_read(const dfd_img_cache *c, size_t item, dfd_image *out);
+/* Stores a crop of side x side as decoded (ignored when stored already, out of room or of
+ * another size). */
 void dfd_img_cache_put(dfd_img_cache *c, size_t item, const dfd_image *im);
+/* What storing and reading im would give, in place: a no-op for RGB caches (and NULL). */
+int dfd_img_cache_roundtrip(const dfd_img_cache *c, dfd_image *im, dfd_error *err);
 /* Crops stored, crops there is room for, bytes in use. */
 void dfd_img_cache_stats(const dfd_img_cache *c, size_t *ready, size_t *capacity, size_t *bytes);
 /* The direct path: item `item` of ds decoded and resized to side x side. */
@@ -504,6 +517,8 @@ typedef struct dfd_train_opts {
     long cache_mb;             /* decoded-crop cache budget in MiB: < 0 automatic (half the
                                 * machine's memory), 0 off */
     const char *cache_file;    /* NULL: the cache in memory; else a file mapped in its place */
+    dfd_cache_format cache_format; /* AUTO (default): RGB when every crop fits in the budget
+                                * that way, else YCbCr 4:2:0 (half the bytes) */
     int sbi_landmarks;         /* 1: self-blending masks from each real face's Face Mesh landmarks
                                 * (computed once per run, kept in OUT/landmarks.txt); 0: the ellipse */
     const char *models_dir;    /* where face-landmark.safetensors is (NULL: search) */
