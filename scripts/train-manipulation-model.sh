@@ -20,9 +20,15 @@
 #   full     + 40% of the real samples self-blended (20%)
 #   lm       + self-blending masks from Face Mesh landmarks (--sbi-mask landmarks)
 #   full160  + 160 px input
+#   lmbase   dfd-image-2's lighter recipe (UTKFace extra reals, 20% SBI, default augmentation)
+#            with landmark masks: does the mask alone carry the out-of-domain gain?
+#   lmbase160  lmbase at 160 px
+#   lm160    lm at 160 px
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
-# mixed-precision training).
+# mixed-precision training), THRESHOLD_FPR (unset: the EER threshold, as the card's rows;
+# e.g. 0.03: the lowest threshold that flags at most 3% of the validation reals, which are
+# compressed video frames: the threshold calibrated on low-quality reals).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DFD_SHARED_DATA:-../shared/data}
@@ -60,10 +66,20 @@ case "$VARIANT" in
   full) ;;
   lm) opts+=(--sbi-mask landmarks) ;;
   full160) size=160 ;;
+  lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
+  lm160) opts+=(--sbi-mask landmarks); size=160 ;;
+  lmbase160) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks); size=160 ;;
   shipped) ;;
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
 esac
 
+[[ -n "${THRESHOLD_FPR:-}" ]] && opts+=(--threshold-fpr "$THRESHOLD_FPR")
+# The lm run's landmarks cover every real face of these recipes (the file is keyed by path;
+# a face it does not list would keep the elliptical mask): reuse them instead of running
+# Face Mesh again.
+if [[ " ${opts[*]} " == *" landmarks "* && ! -f "$RUN/landmarks.txt" && -f runs/m15/lm/landmarks.txt ]]; then
+  mkdir -p "$RUN" && cp runs/m15/lm/landmarks.txt "$RUN/landmarks.txt"
+fi
 resume=()
 [[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
 [[ $VARIANT == shipped ]] && mkdir -p "$RUN" && touch "$RUN/.done"
