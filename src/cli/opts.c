@@ -98,15 +98,19 @@ int cli_next(cli_parser *p, const char **value) {
             return 0;
         }
         const char *bad = optind > 0 && optind - 1 < p->argc ? p->argv[optind - 1] : "?";
+        int is_long = bad[0] == '-' && bad[1] == '-';
         if (k == ':') {
-            const cli_opt *o = optopt ? find_key(p->cmd, optopt) : NULL;
-            if (o) return cli_usage_error(p->cmd->name, "--%s needs a value", o->name), -1;
-            return cli_usage_error(p->cmd->name, "%s needs a value", bad), -1;
+            if (is_long) return cli_usage_error(p->cmd->name, "%s needs a value", bad), -1;
+            return cli_usage_error(p->cmd->name, "-%c needs a value", optopt), -1;
         }
         if (k == '?') {
-            const cli_opt *o = optopt ? find_key(p->cmd, optopt) : NULL;
-            if (o && !o->arg && strchr(bad, '=')) return cli_usage_error(p->cmd->name, "--%s takes no value", o->name), -1;
-            if (optopt && optopt < 256 && !o) return cli_usage_error(p->cmd->name, "unknown option '-%c'", optopt), -1;
+            if (is_long && strchr(bad, '=')) { /* --flag=value: a known flag given a value? */
+                size_t n = (size_t)(strchr(bad, '=') - bad - 2);
+                for (const cli_opt *o = p->cmd->opts; o && (o->name || o->help); o++)
+                    if (o->name && !o->arg && strlen(o->name) == n && strncmp(o->name, bad + 2, n) == 0)
+                        return cli_usage_error(p->cmd->name, "--%s takes no value", o->name), -1;
+            }
+            if (!is_long && optopt) return cli_usage_error(p->cmd->name, "unknown option '-%c'", optopt), -1;
             return cli_usage_error(p->cmd->name, "unknown option '%s'", bad), -1;
         }
         if (cli_dry_parse) {
