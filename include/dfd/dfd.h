@@ -69,6 +69,41 @@ typedef struct dfd_error {
 /* A short generic description of a status code ("truncated or corrupt data"). */
 DFD_API const char *dfd_strerror(int code);
 
+/* ---- Logging ------------------------------------------------------------------ */
+
+/* The library logs to stderr, one line per message, from any thread. The level is the
+ * one global setting (default DFD_LOG_WARN), read and written atomically: any thread. */
+enum { DFD_LOG_QUIET = -1, DFD_LOG_ERROR = 0, DFD_LOG_WARN = 1, DFD_LOG_INFO = 2, DFD_LOG_DEBUG = 3 };
+DFD_API void dfd_set_log_level(int level);
+
+/* The versions of the libraries libdfd runs on (oneDNN, FFmpeg, libpng, libwebp, jansson,
+ * libmicrohttpd), one per line, as `dfd version` prints them; a static string. */
+DFD_API const char *dfd_library_versions(void);
+
+/* ---- Files ------------------------------------------------------------------------ */
+
+/* What a file is, told by content, never by name. */
+typedef enum dfd_media_kind {
+    DFD_MEDIA_UNKNOWN = 0,
+    DFD_MEDIA_IMAGE = 1, /* an image magic, including formats then refused (GIF, TIFF, ...) */
+    DFD_MEDIA_VIDEO = 2  /* a container FFmpeg recognises from content and that dfd accepts */
+} dfd_media_kind;
+
+/* Reads the head of a file: *kind, and *format (may be NULL; a static name such as "JPEG"
+ * or "mp4", NULL when unknown). DFD_E_IO when the file cannot be read. Any thread. */
+DFD_API int dfd_sniff_file(const char *path, dfd_media_kind *kind, const char **format, dfd_error *err);
+
+/* What a file's headers say, as one JSON object (`dfd probe --json`): "file", "media",
+ * "format", "width", "height" as displayed, and per kind "orientation", "bit_depth",
+ * "channels", "alpha", "palette", "interlaced" (images) or "container", "codec",
+ * "rotation", "fps", "duration_s", "frames", "frames_estimated" (videos). On failure the
+ * object has an "error" message and the return value is the failure's code. *json is
+ * malloc'ed (dfd_free), NULL only when out of memory (DFD_E_NOMEM). Any thread. */
+DFD_API int dfd_probe_file(const char *path, char **json, dfd_error *err);
+
+/* Writes w x h RGB pixels (rows of 3w bytes) as a PNG file. Any thread. */
+DFD_API int dfd_png_write(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err);
+
 /* ---- Limits on untrusted input ----------------------------------------------- */
 
 typedef struct dfd_limits {
@@ -173,7 +208,60 @@ DFD_API int dfd_result_status(const dfd_result *r);
 /* The result as one element of the dfd.result/1 "results" array (a JSON object).
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
 DFD_API char *dfd_result_json(const dfd_result *r);
+/* A whole dfd.result/1 document ({"schema", "results": [...]}) of n
+ * results in order, pretty-printed or compact; malloc'ed (dfd_free), NULL on no memory. */
+DFD_API char *dfd_results_json(const dfd_result *const *results, int n, int pretty);
 DFD_API void dfd_result_free(dfd_result *r);
+
+/* ---- Reading a result ---------------------------------------------------------------
+ * A result is immutable once made: every accessor may be called from any thread, at once,
+ * until dfd_result_free. Strings and pointers returned stay valid as long as the result. */
+
+DFD_API const char *dfd_result_file(const dfd_result *r);     /* the name analysed */
+DFD_API dfd_media_kind dfd_result_media(const dfd_result *r); /* UNKNOWN when it could not be told */
+/* The threshold dfd_result_p_fake is compared with (its detector's); NaN when none. */
+DFD_API double dfd_result_threshold(const dfd_result *r);
+/* Names of the models used (file names without .safetensors), NULL when none ran. */
+DFD_API const char *dfd_result_model_image(const dfd_result *r);
+DFD_API const char *dfd_result_model_video(const dfd_result *r);
+DFD_API const char *dfd_result_model_synthetic(const dfd_result *r);
+
+/* One face of an image, or one face track of a video (faces[] in the JSON). */
+typedef struct dfd_face_info {
+    int id;               /* the face's or track's id (1, 2, ...; tracks longest first) */
+    float box[4];         /* x, y, w, h in source pixels (a track: in its best-scored frame) */
+    double p_fake;        /* the two detectors combined, as the verdict is (NaN: not scored) */
+    double p_manipulated; /* the manipulation detector's (over time, for a track) */
+    double p_synthetic;   /* the synthetic-face detector's; NaN when none ran */
+    double p_video_model; /* the video model's for a track; NaN when none ran */
+    dfd_fake_kind kind;   /* which detectors fired for this face */
+    int n_frames;         /* a track: the frames it was seen in (dfd_result_face_frame); 0 for images */
+} dfd_face_info;
+/* Face i (0 <= i < dfd_result_face_count); DFD_E_NOT_FOUND when there is no such face. */
+DFD_API int dfd_result_face(const dfd_result *r, int i, dfd_face_info *out);
+/* The k-th frame (0 <= k < n_frames) track `face` was seen in, as an index into
+ * dfd_result_frame; -1 when there is none. */
+DFD_API int dfd_result_face_frame(const dfd_result *r, int face, int k);
+
+/* Videos: the sampled frames analysed (frames[] in the JSON); 0 for images. */
+DFD_API int dfd_result_frame_count(const dfd_result *r);
+/* Videos: corrupt or undecodable frames skipped. */
+DFD_API int dfd_result_frames_skipped(const dfd_result *r);
+typedef struct dfd_frame_info {
+    int index;     /* the frame's index in the video */
+    double time_s; /* its presentation time */
+    int n_faces;   /* tracked faces seen in it (dfd_result_frame_face) */
+} dfd_frame_info;
+DFD_API int dfd_result_frame(const dfd_result *r, int i, dfd_frame_info *out);
+/* One face seen in one frame. */
+typedef struct dfd_frame_face {
+    int track;     /* the track's id (dfd_face_info.id) */
+    float box[4];  /* x, y, w, h in source pixels */
+    double p_fake, p_manipulated, p_synthetic; /* this frame's scores (NaN: not scored) */
+    dfd_fake_kind kind;
+} dfd_frame_face;
+/* Face k (0 <= k < n_faces) of frame i; DFD_E_NOT_FOUND when there is none. */
+DFD_API int dfd_result_frame_face(const dfd_result *r, int frame, int k, dfd_frame_face *out);
 
 /* ---- Heat maps (dfd_options.explain) ---------------------------------------------- */
 
@@ -198,6 +286,42 @@ typedef struct dfd_heatmap {
 DFD_API int dfd_result_face_count(const dfd_result *r);
 /* Face i's heat maps; DFD_E_NOT_FOUND when it has none (explain off, or no such face). */
 DFD_API int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out);
+
+/* ---- Finding faces (`dfd faces`) ------------------------------------------------------ */
+
+typedef enum dfd_faces_mode {
+    DFD_FACES_AUTO = 0,  /* both BlazeFace models, tiles for large images (the analysis's) */
+    DFD_FACES_SHORT = 1, /* MediaPipe's short-range model only */
+    DFD_FACES_FULL = 2   /* the full-range model only */
+} dfd_faces_mode;
+
+typedef struct dfd_faces_options {
+    const char *models_dir; /* as dfd_options.models_dir; NULL = the built-in search */
+    dfd_faces_mode mode;
+    int min_face;           /* smallest face side the auto mode looks for, pixels (40) */
+    int frames;             /* frames sampled per video (30) */
+    double pad;             /* images: a black border of pad x width/height on each side
+                             * before detecting (for crops a face fills); boxes stay in the
+                             * original's pixels (0) */
+    const char *crops_dir;  /* NULL, or a folder (created) for each face as the classifier
+                             * sees it: FILE_faceN.png, FILE_trackT_frameF.png */
+    int crop_size;          /* side of those crops (224) */
+} dfd_faces_options;
+
+DFD_API void dfd_faces_options_default(dfd_faces_options *o);
+
+/* Holds the face detector's models: one per thread (separate finders may run at once). */
+typedef struct dfd_face_finder dfd_face_finder;
+DFD_API int dfd_face_finder_create(const dfd_faces_options *o, dfd_face_finder **out, dfd_error *err);
+DFD_API void dfd_face_finder_destroy(dfd_face_finder *f);
+/* The faces of one image, or the face tracks of one video found as dfd_analyze_file finds
+ * them (the same search and tracking), as one JSON object: "file", "media", "width",
+ * "height", "faces": [{"box", "score", "keypoints", "roll_deg"} (videos: also "track",
+ * "frame_index": each track's best-scored face)], videos "tracks": [{"id", "frames":
+ * [{"index", "time_s", "box", "score"}]}] and "frames_sampled", "note" ("no face found"),
+ * "error" (null or a message). Returns DFD_OK, or the failure's code with *json still
+ * made (its "error" set); *json is malloc'ed (dfd_free), NULL only on DFD_E_NOMEM. */
+DFD_API int dfd_faces_file(dfd_face_finder *f, const char *path, char **json, dfd_error *err);
 
 /* Frees memory that the library returned to the caller. */
 DFD_API void dfd_free(void *p);

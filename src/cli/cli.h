@@ -6,6 +6,7 @@
 #ifndef DFD_CLI_H
 #define DFD_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 
 #include "dfd/dfd.h"
@@ -13,19 +14,61 @@
 /* Exit codes, documented in `dfd --help`. */
 enum { DFD_EXIT_OK = 0, DFD_EXIT_FAILED = 1, DFD_EXIT_USAGE = 2 };
 
-#define X(name, fn, summary) int fn(int argc, char **argv); extern const char fn##_help[];
-#include "cli/commands.def"
+/* ---- Options: one table per sub-command (opts.c) ------------------------------------
+ * The table drives getopt_long (so --name=value and --name value both work, options and
+ * operands mix, "--" ends the options) and writes the command's help; tests/cli/options.sh
+ * runs every option of every table as --name=value. */
+typedef struct cli_opt {
+    const char *name; /* long name without "--"; NULL with help set: a heading line in the
+                       * help; NULL with help NULL: the end of the table */
+    int key;          /* a short letter ('r' for -r) or an id >= 256; entries may share an id
+                       * (p->opt tells them apart), a short letter is unique */
+    const char *arg;  /* the value's name in the help ("N", "PATH"); NULL: takes no value */
+    const char *help; /* what it does; each '\n' starts an indented continuation line */
+} cli_opt;
+
+typedef struct cli_command {
+    const char *name;   /* the sub-command, for messages */
+    const char *usage;  /* "Usage: ..." and the description, printed before the options */
+    const cli_opt *opts;
+    const char *epilog; /* printed after the options (a blank line between), or NULL */
+} cli_command;
+
+#define X(name, fn, summary) int fn(int argc, char **argv); extern const cli_command fn##_cmd;
+#include "commands.def"
 #undef X
 /* Hidden: measures the heat maps (cmd_explain_eval.c). */
 int cmd_explain_eval(int argc, char **argv);
-extern const char cmd_explain_eval_help[];
+extern const cli_command cmd_explain_eval_cmd;
+
+/* Writes a command's help: usage, its options from the table, epilog. */
+void cli_command_help(const cli_command *c, FILE *out);
+
+typedef struct cli_parser {
+    const cli_command *cmd;
+    int argc;
+    char **argv;
+    int first;          /* after cli_next returned 0: the operands are argv[first .. argc-1] */
+    const cli_opt *opt; /* after cli_next returned a key: the option's table entry */
+    struct option longs[96];
+    const cli_opt *entries[96]; /* the table entry of each of longs */
+    char shorts[64];
+} cli_parser;
+
+/* Prepares to parse argv (argv[0] the sub-command's name). -1 when the table is too big. */
+int cli_parser_init(cli_parser *p, const cli_command *c, int argc, char **argv);
+/* The next option's key with *value its value (NULL for a flag); 0 at the end of the
+ * options (operands from p->first on); -1 after a usage error has been printed (an unknown
+ * option, a value missing or given to a flag): the command returns DFD_EXIT_USAGE. */
+int cli_next(cli_parser *p, const char **value);
+/* Set by `dfd --dry-parse COMMAND ...` (tests only): cli_next prints each option it parses
+ * as --name[=value] and each operand as "operand X", then exits 0 without running. */
+extern int cli_dry_parse;
 
 /* Prints "dfd NAME: message" to stderr and returns DFD_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prints the long help of a sub-command (the text each cmd_*.c registers). */
+/* Prints the help of a sub-command (from the cli_command each cmd_*.c defines). */
 int cli_print_help(const char *cmd, FILE *out);
-/* Long help text of a command (each cmd_X.c defines `const char cmd_X_help[]`). */
-const char *cli_help_text(const char *cmd);
 
 /* True when colour should be used on this stream (a TTY, and NO_COLOR unset). */
 int cli_use_color(FILE *f);
@@ -52,8 +95,8 @@ typedef struct cli_file_list {
 } cli_file_list;
 int cli_files_add(cli_file_list *l, char *const *args, int n, int recursive); /* 0, or -1: no memory */
 void cli_files_free(cli_file_list *l);
-/* Writes w x h RGB pixels as a PNG file. */
-int cli_write_png(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err);
+/* Sets err (if not NULL) to code and a formatted message; returns code. */
+int cli_fail(dfd_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cli_parse_double(const char *s, double min, double max, double *out);
 
 #endif

@@ -1,47 +1,52 @@
 /* cmd_scan.c — `dfd scan`: verdicts for images and videos, a line per file or one JSON
  * document per run. The models are loaded once for all files. */
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
-#include "detect/detect.h"
-#include "media/media.h"
+#include "cli.h"
 
-const char cmd_scan_help[] =
+enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN, O_EXPLAIN, O_EXPLAIN_DIR };
+
+static const cli_opt scan_opts[] = {
+    {NULL, 0, NULL, "Options:"},
+    {"json", O_JSON, NULL, "print one dfd.result/1 JSON document (docs/result-schema.md)"},
+    {"model-image", O_MIMG, "PATH", "image model (.safetensors); default: the shipped model"},
+    {"model-video", O_MVID, "PATH", "video model (CNN-LSTM); default: per-frame scores over time"},
+    {"model-synthetic", O_MSYN, "PATH", "synthetic-face model (task 'synthetic'), run beside the image\n"
+                                        "model; default: models/dfd-synthetic-*.safetensors when present"},
+    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector, even when the default one is present"},
+    {"models", O_MODELS, "DIR", "where the default and face models live (the face models in it or in\n"
+                                "its registry/; docs/api.md, The C library)"},
+    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    {"threshold", O_THRESH, "T", "the image model's decision threshold (default: its own; the\n"
+                                 "synthetic-face model always uses its own)"},
+    {"aggregate", O_AGG, "HOW", "confident (default) or mean, over a track's frames"},
+    {"threads", O_THREADS, "N", "CPU threads (default: all cores)"},
+    {"explain", O_EXPLAIN, NULL, "a heat map per face in the JSON (faces[].heatmap): where in the\n"
+                                 "face's crop the evidence for \"fake\" is, per detector"},
+    {"explain-dir", O_EXPLAIN_DIR, "DIR", "with --explain, also write per face a PNG of its crop (videos: of\n"
+                                          "the track's most suspicious frame) with the map blended over it\n"
+                                          "(DIR/FILE_faceN.png; with a synthetic-face model, its map beside)"},
+    {"recursive", 'r', NULL, "walk sub-directories"},
+    {"quiet", 'q', NULL, "no progress bar"},
+    {0}};
+
+const cli_command cmd_scan_cmd = {
+    "scan",
     "Usage: dfd scan [OPTIONS] FILE|DIR...\n\n"
     "Says whether the faces in images and videos are real or fake. Images and videos are\n"
     "told apart by content. A directory is scanned for media files (-r: and its\n"
-    "sub-directories); files in it that are not images or videos are skipped.\n\n"
-    "Options:\n"
-    "  --json               print one dfd.result/1 JSON document (docs/result-schema.md)\n"
-    "  --model-image PATH   image model (.safetensors); default: the shipped model\n"
-    "  --model-video PATH   video model (CNN-LSTM); default: per-frame scores over time\n"
-    "  --model-synthetic PATH  synthetic-face model (task 'synthetic'), run beside the image\n"
-    "                       model; default: models/dfd-synthetic-*.safetensors when present\n"
-    "  --no-synthetic       no synthetic-face detector, even when the default one is present\n"
-    "  --models DIR         where the default and face models live\n"
-    "  --frames N           frames sampled per video (default 30)\n"
-    "  --threshold T        the image model's decision threshold (default: its own; the\n"
-    "                       synthetic-face model always uses its own)\n"
-    "  --aggregate HOW      confident (default) or mean, over a track's frames\n"
-    "  --threads N          CPU threads (default: all cores)\n"
-    "  --explain            a heat map per face in the JSON (faces[].heatmap): where in the\n"
-    "                       face's crop the evidence for \"fake\" is, per detector\n"
-    "  --explain-dir DIR    with --explain, also write per face a PNG of its crop (videos: of\n"
-    "                       the track's most suspicious frame) with the map blended over it\n"
-    "                       (DIR/FILE_faceN.png; with a synthetic-face model, its map beside)\n"
-    "  -r, --recursive      walk sub-directories\n"
-    "  -q, --quiet          no progress bar\n\n"
+    "sub-directories); files in it that are not images or videos are skipped.\n\n",
+    scan_opts,
     "Verdicts: FAKE, REAL, NO_FACE (no face to judge), ERROR (the file could not be read).\n"
     "A file is FAKE when either detector reaches its own threshold; the percentage is the score\n"
     "of the detector that went furthest past (or came closest to) its threshold. With a\n"
     "synthetic-face detector, each line also gives both scores and, for FAKE, the kind:\n"
     "manipulated (a real face swapped or altered), synthetic (a generated face) or both.\n"
     "Exit codes: 0 every file was analysed (whatever the verdicts), 1 some file failed,\n"
-    "2 usage error.\n";
+    "2 usage error.\n"};
 
 typedef struct scan_progress {
     cli_progress bar;
@@ -58,9 +63,10 @@ static int on_progress(void *user, double fraction) {
 }
 
 static void print_human(const dfd_result *r, int color) {
+    dfd_verdict verdict = dfd_result_verdict(r);
     const char *col = "", *off = color ? "\033[0m" : "";
     if (color) {
-        switch (r->verdict) {
+        switch (verdict) {
         case DFD_VERDICT_FAKE: col = "\033[1;31m"; break;
         case DFD_VERDICT_REAL: col = "\033[1;32m"; break;
         case DFD_VERDICT_NO_FACE: col = "\033[90m"; break;
@@ -68,24 +74,27 @@ static void print_human(const dfd_result *r, int color) {
         }
     }
     char score[16] = "     -";
-    if (!isnan(r->p_fake)) snprintf(score, sizeof score, "%5.1f%%", 100.0 * r->p_fake);
-    printf("%s%-7s%s %s  %s", col, dfd_verdict_name((dfd_verdict)r->verdict), off, score, r->file);
-    if (r->verdict == DFD_VERDICT_ERROR) {
-        printf("  (%s)\n", r->error ? r->error : "error");
+    double p_fake = dfd_result_p_fake(r), p_m = dfd_result_p_manipulated(r), p_s = dfd_result_p_synthetic(r);
+    if (!isnan(p_fake)) snprintf(score, sizeof score, "%5.1f%%", 100.0 * p_fake);
+    printf("%s%-7s%s %s  %s", col, dfd_verdict_name(verdict), off, score, dfd_result_file(r));
+    if (verdict == DFD_VERDICT_ERROR) {
+        const char *e = dfd_result_error(r);
+        printf("  (%s)\n", e ? e : "error");
         return;
     }
-    if (r->media == DFD_MEDIA_VIDEO) {
-        printf("  (%d %s, %d frames", r->n_faces, r->n_faces == 1 ? "face track" : "face tracks", r->n_frames);
-        if (r->frames_skipped) printf(", %d skipped", r->frames_skipped);
+    int n_faces = dfd_result_face_count(r);
+    if (dfd_result_media(r) == DFD_MEDIA_VIDEO) {
+        printf("  (%d %s, %d frames", n_faces, n_faces == 1 ? "face track" : "face tracks", dfd_result_frame_count(r));
+        if (dfd_result_frames_skipped(r)) printf(", %d skipped", dfd_result_frames_skipped(r));
         printf(")");
     } else {
-        printf("  (%d %s)", r->n_faces, r->n_faces == 1 ? "face" : "faces");
+        printf("  (%d %s)", n_faces, n_faces == 1 ? "face" : "faces");
     }
     /* Both detectors' scores when a synthetic-face detector ran (without one the line is
      * as it always was, and a FAKE is necessarily a manipulation). */
-    if (!isnan(r->p_synthetic) && !isnan(r->p_manipulated)) {
-        printf("  manipulated %.1f%%, synthetic %.1f%%", 100.0 * r->p_manipulated, 100.0 * r->p_synthetic);
-        const char *kind = r->verdict == DFD_VERDICT_FAKE ? dfd_fake_kind_name((dfd_fake_kind)r->kind) : NULL;
+    if (!isnan(p_s) && !isnan(p_m)) {
+        printf("  manipulated %.1f%%, synthetic %.1f%%", 100.0 * p_m, 100.0 * p_s);
+        const char *kind = verdict == DFD_VERDICT_FAKE ? dfd_fake_kind_name(dfd_result_kind(r)) : NULL;
         if (kind) printf(": %s", kind);
     }
     printf("\n");
@@ -143,12 +152,13 @@ static int write_overlays(const char *dir, const char *file, const dfd_result *r
         if (dfd_result_face_heatmap(r, i, &h) != DFD_OK || !h.crop_rgb) continue;
         const int P = h.crop_side * OVERLAY_SCALE, panels = h.synthetic ? 2 : 1, W = P * panels;
         uint8_t *img = malloc((size_t)W * (size_t)P * 3);
-        if (!img) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        if (!img) return cli_fail(err, DFD_E_NOMEM, "out of memory");
         draw_panel(img, W, 0, &h, h.manipulated);
         if (h.synthetic) draw_panel(img, W, P, &h, h.synthetic);
         char path[4400];
-        snprintf(path, sizeof path, "%s/%s_face%d.png", dir, base, i);
-        int rc = cli_write_png(path, img, W, P, err);
+        int n = snprintf(path, sizeof path, "%s/%s_face%d.png", dir, base, i);
+        int rc = n < 0 || (size_t)n >= sizeof path ? cli_fail(err, DFD_E_ARG, "path too long: '%s/%s'", dir, base)
+                                                   : dfd_png_write(path, img, W, P, err);
         free(img);
         if (rc) return rc;
     }
@@ -156,59 +166,52 @@ static int write_overlays(const char *dir, const char *file, const dfd_result *r
 }
 
 int cmd_scan(int argc, char **argv) {
-    enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN, O_EXPLAIN, O_EXPLAIN_DIR };
-    static const struct option opts[] = {
-        {"json", no_argument, 0, O_JSON},           {"model-image", required_argument, 0, O_MIMG},
-        {"model-video", required_argument, 0, O_MVID}, {"models", required_argument, 0, O_MODELS},
-        {"frames", required_argument, 0, O_FRAMES}, {"threshold", required_argument, 0, O_THRESH},
-        {"aggregate", required_argument, 0, O_AGG}, {"threads", required_argument, 0, O_THREADS},
-        {"model-synthetic", required_argument, 0, O_MSYN}, {"no-synthetic", no_argument, 0, O_NOSYN},
-        {"explain", no_argument, 0, O_EXPLAIN},     {"explain-dir", required_argument, 0, O_EXPLAIN_DIR},
-        {"recursive", no_argument, 0, 'r'},         {"quiet", no_argument, 0, 'q'},
-        {0, 0, 0, 0}};
     dfd_options o;
     dfd_options_default(&o);
     int json = 0, recursive = 0, quiet = 0, c;
     const char *explain_dir = NULL;
     long v;
     double d;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "rq", opts, NULL)) != -1) {
+    const char *val;
+    cli_parser p;
+    if (cli_parser_init(&p, &cmd_scan_cmd, argc, argv)) return DFD_EXIT_USAGE;
+    while ((c = cli_next(&p, &val)) > 0) {
         switch (c) {
         case O_JSON: json = 1; break;
-        case O_MIMG: o.image_model = optarg; break;
-        case O_MVID: o.video_model = optarg; break;
-        case O_MSYN: o.synthetic_model = optarg; break;
+        case O_MIMG: o.image_model = val; break;
+        case O_MVID: o.video_model = val; break;
+        case O_MSYN: o.synthetic_model = val; break;
         case O_NOSYN: o.no_synthetic = 1; break;
-        case O_MODELS: o.models_dir = optarg; break;
+        case O_MODELS: o.models_dir = val; break;
         case O_FRAMES:
-            if (cli_parse_int(optarg, 1, 1000, &v)) return cli_usage_error("scan", "--frames must be 1..1000");
+            if (cli_parse_int(val, 1, 1000, &v)) return cli_usage_error("scan", "--frames must be 1..1000");
             o.frames = (int)v;
             break;
         case O_THRESH:
-            if (cli_parse_double(optarg, 0, 1, &d)) return cli_usage_error("scan", "--threshold must be in [0,1]");
+            if (cli_parse_double(val, 0, 1, &d)) return cli_usage_error("scan", "--threshold must be in [0,1]");
             o.threshold = d;
             break;
         case O_AGG:
-            if (strcmp(optarg, "confident") == 0)
+            if (strcmp(val, "confident") == 0)
                 o.aggregation = DFD_AGG_CONFIDENT;
-            else if (strcmp(optarg, "mean") == 0)
+            else if (strcmp(val, "mean") == 0)
                 o.aggregation = DFD_AGG_MEAN;
             else
                 return cli_usage_error("scan", "--aggregate must be 'confident' or 'mean'");
             break;
         case O_THREADS:
-            if (cli_parse_int(optarg, 1, 1024, &v)) return cli_usage_error("scan", "--threads must be 1..1024");
+            if (cli_parse_int(val, 1, 1024, &v)) return cli_usage_error("scan", "--threads must be 1..1024");
             o.threads = (int)v;
             break;
         case O_EXPLAIN: o.explain = 1; break;
-        case O_EXPLAIN_DIR: explain_dir = optarg, o.explain = 1; break;
+        case O_EXPLAIN_DIR: explain_dir = val, o.explain = 1; break;
         case 'r': recursive = 1; break;
         case 'q': quiet = 1; break;
-        default: return cli_usage_error("scan", "invalid option");
         }
     }
-    if (optind >= argc) return cli_usage_error("scan", "no file given");
+    if (c < 0) return DFD_EXIT_USAGE;
+    int first = p.first;
+    if (first >= argc) return cli_usage_error("scan", "no file given");
     if (o.synthetic_model && o.no_synthetic)
         return cli_usage_error("scan", "--model-synthetic and --no-synthetic contradict each other");
 
@@ -221,7 +224,7 @@ int cmd_scan(int argc, char **argv) {
     }
     cli_file_list files = {0};
     int status = DFD_EXIT_OK;
-    if (cli_files_add(&files, argv + optind, argc - optind, recursive)) { /* missing files become ERROR results */
+    if (cli_files_add(&files, argv + first, argc - first, recursive)) { /* missing files become ERROR results */
         fprintf(stderr, "dfd scan: out of memory\n");
         status = DFD_EXIT_FAILED;
         goto out;
@@ -260,7 +263,7 @@ int cmd_scan(int argc, char **argv) {
             status = DFD_EXIT_FAILED;
             continue;
         }
-        if (results[i]->verdict == DFD_VERDICT_ERROR) status = DFD_EXIT_FAILED;
+        if (dfd_result_verdict(results[i]) == DFD_VERDICT_ERROR) status = DFD_EXIT_FAILED;
         if (explain_dir && write_overlays(explain_dir, files.paths[i], results[i], &err) != DFD_OK) {
             cli_progress_done(&prog.bar);
             fprintf(stderr, "dfd scan: %s\n", err.message);
@@ -277,10 +280,10 @@ int cmd_scan(int argc, char **argv) {
         int k = 0;
         for (int i = 0; i < files.n; i++)
             if (results[i]) results[k++] = results[i];
-        char *doc = dfd_results_document((const dfd_result *const *)results, k, 1);
+        char *doc = dfd_results_json((const dfd_result *const *)results, k, 1);
         if (doc) {
             puts(doc);
-            free(doc);
+            dfd_free(doc);
         } else {
             status = DFD_EXIT_FAILED;
         }

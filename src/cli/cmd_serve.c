@@ -1,6 +1,6 @@
 /* cmd_serve.c — `dfd serve`: the HTTP API and the web page on one port. Parses options,
  * turns SIGINT/SIGTERM into a byte on a self-pipe (all a signal handler may safely do),
- * and hands over to dfd_server_run, which owns the whole server. */
+ * and hands over to dfd_serve (include/dfd/server.h), which owns the whole server. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -10,45 +10,53 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "core/core.h"
-#include "server/server.h"
+#include "cli.h"
+#include "dfd/server.h"
 
-const char cmd_serve_help[] =
+enum { O_HOST = 256, O_PORT, O_TIMEOUT, O_MAXCONN, O_PERIP, O_REQTIMEOUT, O_MINRATE, O_THREADS, O_WORKERS, O_QUEUE,
+       O_MAXUP, O_MAXHELD, O_TTL, O_MODELS, O_MIMG, O_MVID, O_MSYN, O_NOSYN, O_FRAMES };
+
+static const cli_opt serve_opts[] = {
+    {NULL, 0, NULL, "Network:"},
+    {"host", O_HOST, "ADDR", "address to listen on (default 127.0.0.1; 0.0.0.0 for all)"},
+    {"port", O_PORT, "N", "port (default 8000; 0 = any free port, printed at start)"},
+    {"timeout", O_TIMEOUT, "S", "close connections idle for S seconds (default 30)"},
+    {"max-connections", O_MAXCONN, "N", "open connections at once (default 1000)"},
+    {"max-conn-per-ip", O_PERIP, "N", "open connections from one address (default 64; 0 = no limit;\n"
+                                      "behind a reverse proxy every client has the proxy's address)"},
+    {"request-timeout", O_REQTIMEOUT, "S", "a request body must arrive within S seconds (default 1800; 0 = none)"},
+    {"min-upload-kbs", O_MINRATE, "N", "a body must average N KiB/s after its first 10 s (default 8; 0 = none)"},
+    {NULL, 0, NULL, "Work:"},
+    {"threads", O_THREADS, "N", "compute threads in all (default: all cores)"},
+    {"workers", O_WORKERS, "N", "analyses at once, each with its own models and threads/N threads\n"
+                                "(default: one per 4 threads, at most 4)"},
+    {"queue", O_QUEUE, "N", "uploads that may wait for a worker before 503 (default 64)"},
+    {"max-upload-mb", O_MAXUP, "N", "largest request body, in MiB (default 200)"},
+    {"max-held-mb", O_MAXHELD, "N", "upload bytes stored at once, being received or waiting for or\n"
+                                    "in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)"},
+    {"job-ttl", O_TTL, "S", "keep finished video jobs' results S seconds (default 3600)"},
+    {NULL, 0, NULL, "Models (a model named here must load; without one, the server starts anyway and\n"
+                    "analyses answer 503 until a default model is installed):"},
+    {"models", O_MODELS, "DIR", "where the default and face models are, as for scan"},
+    {"model-image", O_MIMG, "P", "image model (safetensors)"},
+    {"model-video", O_MVID, "P", "video model (safetensors)"},
+    {"model-synthetic", O_MSYN, "P", "synthetic-face model, run beside the image model (default:\n"
+                                     "dfd-synthetic-*.safetensors beside the default image model, if any)"},
+    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector"},
+    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    {NULL, 0, NULL, ""},
+    {"quiet", 'q', NULL, "no request log"},
+    {0}};
+
+const cli_command cmd_serve_cmd = {
+    "serve",
     "Usage: dfd serve [OPTIONS]\n\n"
     "Serves the HTTP API and the web page on one port: open http://HOST:PORT/ in a browser,\n"
     "or POST files to /predict_image, /predict_video (the original API) or /v1/analyze\n"
     "(see docs/api.md, or GET /openapi.json). One log line per request goes to stderr.\n"
     "SIGINT/SIGTERM stop it after the requests in flight are answered; a second one\n"
-    "cancels running analyses.\n\n"
-    "Network:\n"
-    "  --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
-    "  --port N             port (default 8000; 0 = any free port, printed at start)\n"
-    "  --timeout S          close connections idle for S seconds (default 30)\n"
-    "  --max-connections N  open connections at once (default 1000)\n"
-    "  --max-conn-per-ip N  open connections from one address (default 64; 0 = no limit;\n"
-    "                       behind a reverse proxy every client has the proxy's address)\n"
-    "  --request-timeout S  a request body must arrive within S seconds (default 1800; 0 = none)\n"
-    "  --min-upload-kbs N   a body must average N KiB/s after its first 10 s (default 8; 0 = none)\n\n"
-    "Work:\n"
-    "  --threads N          compute threads in all (default: all cores)\n"
-    "  --workers N          analyses at once, each with its own models and threads/N threads\n"
-    "                       (default: one per 4 threads, at most 4)\n"
-    "  --queue N            uploads that may wait for a worker before 503 (default 64)\n"
-    "  --max-upload-mb N    largest request body, in MiB (default 200)\n"
-    "  --max-held-mb N      upload bytes stored at once, being received or waiting for or\n"
-    "                       in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)\n"
-    "  --job-ttl S          keep finished video jobs' results S seconds (default 3600)\n\n"
-    "Models (a model named here must load; without one, the server starts anyway and\n"
-    "analyses answer 503 until a default model is installed):\n"
-    "  --models DIR         where the default and face models are\n"
-    "  --model-image P      image model (safetensors)\n"
-    "  --model-video P      video model (safetensors)\n"
-    "  --model-synthetic P  synthetic-face model, run beside the image model (default:\n"
-    "                       dfd-synthetic-*.safetensors beside the default image model, if any)\n"
-    "  --no-synthetic       no synthetic-face detector\n"
-    "  --frames N           frames sampled per video (default 30)\n\n"
-    "  -q, --quiet          no request log\n";
+    "cancels running analyses.\n\n",
+    serve_opts, NULL};
 
 static int stop_pipe[2] = {-1, -1};
 
@@ -62,7 +70,7 @@ static void on_signal(int sig) {
 }
 
 static void on_ready(void *user, const char *host, int port) {
-    const dfd_server_config *c = user;
+    const dfd_serve_options *c = user;
     int v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "dfd serve: listening on http://%s%s%s:%d/ (max upload %llu MiB)\n", v6 ? "[" : "", host,
             v6 ? "]" : "", port, (unsigned long long)(c->max_upload_bytes >> 20));
@@ -83,97 +91,80 @@ static void quiet_log(void *user, const char *line) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    dfd_server_config c;
-    dfd_server_config_default(&c);
-    dfd_options opts;
-    dfd_options_default(&opts);
-    int quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double d;
-#define NEED_VALUE()                                                                  \
-    do {                                                                              \
-        if (!v) return cli_usage_error("serve", "%s needs a value", a);               \
-        i++;                                                                          \
-    } while (0)
-        if (!strcmp(a, "--host")) {
-            NEED_VALUE();
-            c.host = v;
-        } else if (!strcmp(a, "--port")) {
-            NEED_VALUE();
+    dfd_serve_options c;
+    dfd_serve_options_default(&c);
+    dfd_options *opts = &c.analysis;
+    int quiet = 0, k;
+    const char *v;
+    long n;
+    double d;
+    cli_parser p;
+    if (cli_parser_init(&p, &cmd_serve_cmd, argc, argv)) return DFD_EXIT_USAGE;
+    while ((k = cli_next(&p, &v)) > 0) {
+        switch (k) {
+        case O_HOST: c.host = v; break;
+        case O_PORT:
             if (cli_parse_int(v, 0, 65535, &n)) return cli_usage_error("serve", "--port must be 0..65535");
             c.port = (int)n;
-        } else if (!strcmp(a, "--threads")) {
-            NEED_VALUE();
+            break;
+        case O_THREADS:
             if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("serve", "--threads must be 1..4096");
             c.threads = (int)n;
-        } else if (!strcmp(a, "--workers")) {
-            NEED_VALUE();
+            break;
+        case O_WORKERS:
             if (cli_parse_int(v, 1, 256, &n)) return cli_usage_error("serve", "--workers must be 1..256");
             c.workers = (int)n;
-        } else if (!strcmp(a, "--queue")) {
-            NEED_VALUE();
+            break;
+        case O_QUEUE:
             if (cli_parse_int(v, 0, 100000, &n)) return cli_usage_error("serve", "--queue must be 0..100000");
             c.queue = (int)n;
-        } else if (!strcmp(a, "--max-upload-mb")) {
-            NEED_VALUE();
+            break;
+        case O_MAXUP:
             if (cli_parse_int(v, 1, 1 << 20, &n)) return cli_usage_error("serve", "--max-upload-mb must be 1..1048576");
             c.max_upload_bytes = (uint64_t)n << 20;
-        } else if (!strcmp(a, "--max-held-mb")) {
-            NEED_VALUE();
+            break;
+        case O_MAXHELD:
             if (cli_parse_int(v, 1, 1 << 24, &n)) return cli_usage_error("serve", "--max-held-mb must be 1..16777216");
             c.max_held_bytes = (uint64_t)n << 20;
-        } else if (!strcmp(a, "--job-ttl")) {
-            NEED_VALUE();
+            break;
+        case O_TTL:
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--job-ttl must be 0..1e7 seconds");
             c.job_ttl_s = d;
-        } else if (!strcmp(a, "--timeout")) {
-            NEED_VALUE();
+            break;
+        case O_TIMEOUT:
             if (cli_parse_int(v, 1, 86400, &n)) return cli_usage_error("serve", "--timeout must be 1..86400 seconds");
             c.conn_timeout_s = (int)n;
-        } else if (!strcmp(a, "--max-connections")) {
-            NEED_VALUE();
+            break;
+        case O_MAXCONN:
             if (cli_parse_int(v, 1, 100000, &n)) return cli_usage_error("serve", "--max-connections must be 1..100000");
             c.max_connections = (int)n;
-        } else if (!strcmp(a, "--max-conn-per-ip")) {
-            NEED_VALUE();
+            break;
+        case O_PERIP:
             if (cli_parse_int(v, 0, 100000, &n)) return cli_usage_error("serve", "--max-conn-per-ip must be 0..100000");
             c.max_conn_per_ip = (int)n;
-        } else if (!strcmp(a, "--request-timeout")) {
-            NEED_VALUE();
+            break;
+        case O_REQTIMEOUT:
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--request-timeout must be 0..1e7 seconds");
             c.request_timeout_s = d;
-        } else if (!strcmp(a, "--min-upload-kbs")) {
-            NEED_VALUE();
+            break;
+        case O_MINRATE:
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--min-upload-kbs must be 0..1e7");
             c.min_upload_rate = d * 1024.0;
-        } else if (!strcmp(a, "--models")) {
-            NEED_VALUE();
-            opts.models_dir = v;
-        } else if (!strcmp(a, "--model-image")) {
-            NEED_VALUE();
-            opts.image_model = v;
-        } else if (!strcmp(a, "--model-video")) {
-            NEED_VALUE();
-            opts.video_model = v;
-        } else if (!strcmp(a, "--model-synthetic")) {
-            NEED_VALUE();
-            opts.synthetic_model = v;
-        } else if (!strcmp(a, "--no-synthetic")) {
-            opts.no_synthetic = 1;
-        } else if (!strcmp(a, "--frames")) {
-            NEED_VALUE();
+            break;
+        case O_MODELS: opts->models_dir = v; break;
+        case O_MIMG: opts->image_model = v; break;
+        case O_MVID: opts->video_model = v; break;
+        case O_MSYN: opts->synthetic_model = v; break;
+        case O_NOSYN: opts->no_synthetic = 1; break;
+        case O_FRAMES:
             if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("serve", "--frames must be 1..10000");
-            opts.frames = (int)n;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else {
-            return cli_usage_error("serve", "unknown option '%s'", a);
+            opts->frames = (int)n;
+            break;
+        case 'q': quiet = 1; break;
         }
-#undef NEED_VALUE
     }
+    if (k < 0) return DFD_EXIT_USAGE;
+    if (p.first < argc) return cli_usage_error("serve", "unexpected argument '%s'", argv[p.first]);
     if (c.max_held_bytes && c.max_held_bytes < c.max_upload_bytes)
         return cli_usage_error("serve", "--max-held-mb (%llu) is less than --max-upload-mb (%llu)",
                                (unsigned long long)(c.max_held_bytes >> 20),
@@ -183,12 +174,9 @@ int cmd_serve(int argc, char **argv) {
 
     /* Models named on the command line must load; with the defaults, the server still
      * starts without one (status and page work, analyses answer 503 saying why). */
-    if (opts.synthetic_model && opts.no_synthetic)
+    if (opts->synthetic_model && opts->no_synthetic)
         return cli_usage_error("serve", "--model-synthetic and --no-synthetic contradict each other");
-    c.require_models = opts.image_model != NULL || opts.video_model != NULL || opts.synthetic_model != NULL;
-    dfd_server_analyzer an;
-    dfd_server_library_analyzer(&an, &opts);
-    c.analyzer = &an;
+    c.require_models = opts->image_model != NULL || opts->video_model != NULL || opts->synthetic_model != NULL;
     c.on_ready = on_ready;
     c.access_log = quiet ? quiet_log : access_log;
     c.user = &c;
@@ -207,8 +195,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     dfd_error err;
-    dfd_error_clear(&err);
-    int rc = dfd_server_run(&c, stop_pipe[0], &err);
+    int rc = dfd_serve(&c, stop_pipe[0], &err);
     close(stop_pipe[0]);
     close(stop_pipe[1]);
     if (rc != DFD_OK) {

@@ -1,29 +1,25 @@
 /* cmd_version.c — `dfd version`: the versions of dfd and of the libraries it runs on. */
 #include <stdio.h>
 
-#include <jansson.h>
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <microhttpd.h>
-#include <oneapi/dnnl/dnnl.h>
-#include <png.h>
-#include <webp/decode.h>
+#include "cli.h"
 
-#include "cli/cli.h"
+static const cli_opt version_opts[] = {{0}};
 
-const char cmd_version_help[] =
+const cli_command cmd_version_cmd = {
+    "version",
     "Usage: dfd version\n\n"
-    "Prints the version of dfd and of the libraries it was built with.\n";
+    "Prints the version of dfd and of the libraries it was built with.\n",
+    version_opts, NULL};
 
 int cmd_version(int argc, char **argv) {
-    (void)argv;
-    if (argc > 1) return cli_usage_error("version", "takes no arguments");
-    const dnnl_version_t *dv = dnnl_version();
-    int wv = WebPGetDecoderVersion();
-    printf("dfd %s\n", dfd_version());
-    printf("oneDNN %d.%d.%d (%s)\n", dv->major, dv->minor, dv->patch, dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "threads");
-    printf("libavformat %s, libavcodec %s\n", AV_STRINGIFY(LIBAVFORMAT_VERSION), AV_STRINGIFY(LIBAVCODEC_VERSION));
-    printf("libpng %s, libwebp %d.%d.%d, jansson %s, libmicrohttpd %s\n", png_get_libpng_ver(NULL), (wv >> 16) & 0xff,
-           (wv >> 8) & 0xff, wv & 0xff, JANSSON_VERSION, MHD_get_version());
+    int k;
+    const char *val;
+    cli_parser p;
+    if (cli_parser_init(&p, &cmd_version_cmd, argc, argv)) return DFD_EXIT_USAGE;
+    while ((k = cli_next(&p, &val)) > 0) {
+    }
+    if (k < 0) return DFD_EXIT_USAGE;
+    if (p.first < argc) return cli_usage_error("version", "takes no arguments");
+    printf("dfd %s\n%s", dfd_version(), dfd_library_versions());
     return DFD_EXIT_OK;
 }

@@ -2,20 +2,25 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <png.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
-#include "core/core.h"
-#include "media/media.h"
+#include "cli.h"
 
 int cli_use_color(FILE *f) {
     const char *nc = getenv("NO_COLOR");
     if (nc && *nc) return 0;
     return isatty(fileno(f));
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 void cli_progress_start(cli_progress *p, const char *label) {
@@ -27,7 +32,7 @@ void cli_progress_start(cli_progress *p, const char *label) {
 
 void cli_progress_update(cli_progress *p, double fraction, const char *detail) {
     if (!p->enabled) return;
-    double now = dfd_now_ms();
+    double now = now_ms();
     if (now - p->last_draw_ms < 100 && fraction < 1.0) return; /* at most 10 redraws/s */
     p->last_draw_ms = now;
     if (!(fraction >= 0)) fraction = 0;
@@ -114,7 +119,7 @@ static int walk_dir(cli_file_list *l, const char *dir, int recursive) {
             if (recursive) rc = walk_dir(l, here.paths[i], recursive);
         } else if (S_ISREG(st.st_mode)) {
             dfd_media_kind kind;
-            if (dfd_media_sniff_file(here.paths[i], &kind, NULL, NULL) == DFD_OK && kind != DFD_MEDIA_UNKNOWN)
+            if (dfd_sniff_file(here.paths[i], &kind, NULL, NULL) == DFD_OK && kind != DFD_MEDIA_UNKNOWN)
                 rc = list_add(l, here.paths[i]);
         }
     }
@@ -138,24 +143,13 @@ void cli_files_free(cli_file_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* Writes w x h RGB pixels as a PNG file. */
-int cli_write_png(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(errno));
-    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = p ? png_create_info_struct(p) : NULL;
-    if (!p || !info || setjmp(png_jmpbuf(p))) {
-        png_destroy_write_struct(&p, &info);
-        fclose(f);
-        return dfd_fail(err, DFD_E_IO, "cannot encode '%s'", path);
+int cli_fail(dfd_error *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
     }
-    png_init_io(p, f);
-    png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(p, info);
-    for (int y = 0; y < h; y++) png_write_row(p, (png_const_bytep)(rgb + (size_t)y * w * 3));
-    png_write_end(p, NULL);
-    png_destroy_write_struct(&p, &info);
-    if (fclose(f) != 0) return dfd_fail(err, DFD_E_IO, "cannot write '%s'", path);
-    return DFD_OK;
+    return code;
 }

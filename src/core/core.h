@@ -7,6 +7,7 @@
 #define DFD_CORE_H
 
 #include <stdarg.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ void dfd_error_clear(dfd_error *err);
 
 /* Logging through one function with levels (as FFmpeg does). The level is the only
  * process-wide setting in the library; it is read and written atomically. */
-enum { DFD_LOG_QUIET = -1, DFD_LOG_ERROR = 0, DFD_LOG_WARN = 1, DFD_LOG_INFO = 2, DFD_LOG_DEBUG = 3 };
+/* DFD_LOG_QUIET .. DFD_LOG_DEBUG are public (dfd.h, with dfd_set_log_level). */
 void dfd_log_set_level(int level);
 int dfd_log_get_level(void);
 void dfd_log(int level, const char *fmt, ...) DFD_PRINTF(2, 3);
@@ -73,6 +74,18 @@ static inline uint32_t dfd_rd32le(const uint8_t *p) {
 static inline uint64_t dfd_rd64le(const uint8_t *p) {
     return (uint64_t)dfd_rd32le(p) | ((uint64_t)dfd_rd32le(p + 4) << 32);
 }
+
+/* IEEE half precision to fp32: subnormals, infinities and NaN (with its payload) included;
+ * exact (util.c). The one fp16 decoder of the library (safetensors, TFLite). */
+float dfd_f16_to_f32(uint16_t h);
+
+/* The logistic function 1 / (1 + e^-z): P from a logit (for z below about -709, e^-z is
+ * +inf and the result 0, its limit). */
+static inline double dfd_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+/* Writes dir + "/" + name into buf (no doubled '/'); DFD_E_ARG, naming both, when it does
+ * not fit in cap bytes: paths are never silently cut short. */
+int dfd_path_join(char *buf, size_t cap, const char *dir, const char *name, dfd_error *err);
 
 /* bfloat16: the high half of an fp32. Both directions as oneDNN converts: round to
  * nearest, ties to even (overflow into the exponent is the correct rounding, up to

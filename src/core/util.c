@@ -1,6 +1,7 @@
 /* util.c — logging, checked size arithmetic, whole-file I/O, clocks. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 static atomic_int log_level = DFD_LOG_WARN;
 
 void dfd_log_set_level(int level) { atomic_store(&log_level, level); }
+void dfd_set_log_level(int level) { dfd_log_set_level(level); }
 int dfd_log_get_level(void) { return atomic_load(&log_level); }
 
 void dfd_log(int level, const char *fmt, ...) {
@@ -227,4 +229,33 @@ double dfd_now_ms(void) {
 int dfd_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
+}
+
+float dfd_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0x1f) {
+        u = sign | 0x7f800000u | (man << 13); /* inf / NaN */
+    } else if (exp == 0) {
+        /* zero or subnormal: man * 2^-24, exact in fp32 */
+        float v = ldexpf((float)man, -24);
+        return sign ? -v : v;
+    } else {
+        u = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int dfd_path_join(char *buf, size_t cap, const char *dir, const char *name, dfd_error *err) {
+    size_t dl = strlen(dir);
+    int slash = dl > 0 && dir[dl - 1] != '/';
+    int n = snprintf(buf, cap, "%s%s%s", dir, slash ? "/" : "", name);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap) buf[0] = 0;
+        return dfd_fail(err, DFD_E_ARG, "path too long: '%s' + '%s'", dir, name);
+    }
+    return DFD_OK;
 }

@@ -153,7 +153,7 @@ const char *dfd_classifier_task(const dfd_classifier *c) {
 }
 
 static double to_p_fake(const dfd_classifier *c, float y) {
-    double p = c->output_logit ? 1.0 / (1.0 + exp(-(double)y)) : (double)y;
+    double p = c->output_logit ? dfd_sigmoid((double)y) : (double)y;
     return c->output_p_real ? 1.0 - p : p;
 }
 

@@ -163,11 +163,7 @@ int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err) {
     dfd_face_opts_default(&fo);
     /* BlazeFace is small (tens of MFLOPs): one thread does it in about a millisecond, and
      * more threads spend their time spinning in OpenMP barriers (measured 8x slower). */
-    char fdir[4400];
-    if (o->models_dir) {
-        snprintf(fdir, sizeof fdir, "%s/registry", o->models_dir);
-        fo.models_dir = fdir;
-    }
+    fo.models_dir = o->models_dir; /* the face models in it or its registry/ (face/detector.c) */
     if ((rc = dfd_face_detector_create(&fo, &ctx->faces, err))) goto fail;
     ctx->min_face = fo.min_face;
     /* The strings in o belong to the caller and may not outlive this call. */
@@ -299,11 +295,6 @@ static int crop_track(const dfd_frame_set *fs, const dfd_face_track *t, const df
     return DFD_OK;
 }
 
-/* Video face search: whole frame every FULL_SCAN_EVERY sampled frames (every 3.3 s at the
- * default 30 samples of a 10 s clip), every FULL_SCAN_EMPTY while no face is in view. */
-#define FULL_SCAN_EVERY 10
-#define FULL_SCAN_EMPTY 3
-#define VIDEO_MIN_FACE_DIV 20
 
 /* The sampled frames are decoded on a thread of their own (FFmpeg's frame threads under
  * it) while the calling thread converts them to RGB and searches faces on those already
@@ -389,7 +380,8 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
     }
     double t_faces = 0, t_convert = 0;
     dfd_raw_frame *rf;
-    for (int i = 0, since_full = 0; rc == DFD_OK && (rf = decoder_next(&D, i)); i++, since_full++) {
+    int since_full = 0;
+    for (int i = 0; rc == DFD_OK && (rf = decoder_next(&D, i)); i++) {
         double t0 = dfd_now_ms();
         rc = dfd_raw_frame_convert(conv, rf, &fs.frames[i], err);
         dfd_raw_frame_free(rf);
@@ -404,32 +396,8 @@ static int analyze_video(dfd_ctx *ctx, dfd_video *v, dfd_progress_fn progress, v
         t_convert += dfd_now_ms() - t0;
         t0 = dfd_now_ms();
         const dfd_image *img = &fs.frames[i].img;
-        /* A whole-frame search (~140 ms CPU on a 1080p frame, tiles for small faces) every
-         * FULL_SCAN_EVERY samples and after a sample where a face was lost; in between, a
-         * search around the faces of the previous sample (a few ms per face). A face
-         * entering the picture is found at the next whole-frame search. */
-        int lost = i >= 2 && counts[i - 1] < counts[i - 2];
-        int full = i == 0 || since_full >= FULL_SCAN_EVERY || lost || (counts[i - 1] == 0 && since_full >= FULL_SCAN_EMPTY);
-        if (full) {
-            /* Video faces from 1/20 of the frame's short side (54 px in 1080p; the default
-             * 40 px below 800 px): a third fewer tiles than 40 px on a 1080p frame. */
-            int video_min = (img->w < img->h ? img->w : img->h) / VIDEO_MIN_FACE_DIV;
-            dfd_face_set_min_face(ctx->faces, video_min > ctx->min_face ? video_min : ctx->min_face);
-            rc = dfd_face_detect(ctx->faces, img, &faces[i], &counts[i], err);
-            dfd_face_set_min_face(ctx->faces, ctx->min_face);
-            since_full = 0;
-            /* Boxes drawn the way the searches in between draw them, so that a track's
-             * crops do not jump in framing every FULL_SCAN_EVERY frames. */
-            dfd_face *ref = NULL;
-            int nref = 0;
-            if (!rc && counts[i] > 0 && !(rc = dfd_face_detect_near(ctx->faces, img, faces[i], counts[i], &ref, &nref, err)) &&
-                nref >= counts[i]) {
-                free(faces[i]);
-                faces[i] = ref, counts[i] = nref;
-            } else
-                free(ref);
-        } else
-            rc = dfd_face_detect_near(ctx->faces, img, faces[i - 1], counts[i - 1], &faces[i], &counts[i], err);
+        /* The search every video analysis does (face/track.c), `dfd faces` too. */
+        rc = dfd_face_detect_sample(ctx->faces, img, i, faces, counts, &since_full, ctx->min_face, err);
         nf = i + 1;
         t_faces += dfd_now_ms() - t0;
         if (rc == DFD_OK && progress && progress(user, 0.8 * (i + 1) / want)) rc = dfd_fail(err, DFD_E_CANCELLED, "cancelled");

@@ -105,6 +105,60 @@ int dfd_result_status(const dfd_result *r) { return r ? r->status : DFD_E_ARG; }
 double dfd_result_p_manipulated(const dfd_result *r) { return r ? r->p_manipulated : NAN; }
 double dfd_result_p_synthetic(const dfd_result *r) { return r ? r->p_synthetic : NAN; }
 dfd_fake_kind dfd_result_kind(const dfd_result *r) { return r ? (dfd_fake_kind)r->kind : DFD_KIND_NONE; }
+const char *dfd_result_file(const dfd_result *r) { return r ? r->file : NULL; }
+dfd_media_kind dfd_result_media(const dfd_result *r) { return r ? r->media : DFD_MEDIA_UNKNOWN; }
+double dfd_result_threshold(const dfd_result *r) { return r ? r->threshold : NAN; }
+const char *dfd_result_model_image(const dfd_result *r) { return r ? r->model_image : NULL; }
+const char *dfd_result_model_video(const dfd_result *r) { return r ? r->model_video : NULL; }
+const char *dfd_result_model_synthetic(const dfd_result *r) { return r ? r->model_synthetic : NULL; }
+int dfd_result_frame_count(const dfd_result *r) { return r ? r->n_frames : 0; }
+int dfd_result_frames_skipped(const dfd_result *r) { return r ? r->frames_skipped : 0; }
+
+int dfd_result_face(const dfd_result *r, int i, dfd_face_info *out) {
+    if (!r || !out || i < 0 || i >= r->n_faces) return DFD_E_NOT_FOUND;
+    const dfd_face_res *f = &r->faces[i];
+    memset(out, 0, sizeof *out);
+    out->id = f->id;
+    memcpy(out->box, f->box, sizeof out->box);
+    out->p_fake = f->p_fake;
+    out->p_manipulated = f->p_manipulated;
+    out->p_synthetic = f->p_synthetic;
+    out->p_video_model = f->p_fake_video_model;
+    out->kind = (dfd_fake_kind)f->kind;
+    out->n_frames = f->n_frames;
+    return DFD_OK;
+}
+
+int dfd_result_face_frame(const dfd_result *r, int face, int k) {
+    if (!r || face < 0 || face >= r->n_faces || k < 0 || k >= r->faces[face].n_frames) return -1;
+    /* faces[].frames holds frame indices in the video; the caller wants the position in
+     * frames[] (dfd_result_frame), found by index. */
+    int want = r->faces[face].frames[k];
+    for (int i = 0; i < r->n_frames; i++)
+        if (r->frames[i].index == want) return i;
+    return -1;
+}
+
+int dfd_result_frame(const dfd_result *r, int i, dfd_frame_info *out) {
+    if (!r || !out || i < 0 || i >= r->n_frames) return DFD_E_NOT_FOUND;
+    out->index = r->frames[i].index;
+    out->time_s = r->frames[i].time_s;
+    out->n_faces = r->frames[i].n_faces;
+    return DFD_OK;
+}
+
+int dfd_result_frame_face(const dfd_result *r, int frame, int k, dfd_frame_face *out) {
+    if (!r || !out || frame < 0 || frame >= r->n_frames || k < 0 || k >= r->frames[frame].n_faces) return DFD_E_NOT_FOUND;
+    const dfd_face_obs *o = &r->frames[frame].faces[k];
+    memset(out, 0, sizeof *out);
+    out->track = o->track;
+    memcpy(out->box, o->box, sizeof out->box);
+    out->p_fake = o->p_fake;
+    out->p_manipulated = o->p_manipulated;
+    out->p_synthetic = o->p_synthetic;
+    out->kind = (dfd_fake_kind)o->kind;
+    return DFD_OK;
+}
 
 /* Numbers that may be absent are JSON null; scores are rounded to 6 decimals so the
  * output is stable and readable. */
@@ -252,6 +306,10 @@ char *dfd_result_json(const dfd_result *r) {
     char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(o);
     return s;
+}
+
+char *dfd_results_json(const dfd_result *const *results, int n, int pretty) {
+    return dfd_results_document(results, n, pretty);
 }
 
 char *dfd_results_document(const dfd_result *const *results, int n, int pretty) {

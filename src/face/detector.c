@@ -85,7 +85,11 @@ static int has_model(const char *dir) {
 }
 
 int dfd_face_models_dir(const char *hint, char *buf, size_t cap) {
+    /* A folder named by the caller (--models) means what $DFD_MODELS_DIR means: the face
+     * models in it, or in its registry/ (a models folder like the shipped one). */
     if (hint && *hint) {
+        snprintf(buf, cap, "%s/registry", hint);
+        if (has_model(buf)) return DFD_OK;
         snprintf(buf, cap, "%s", hint);
         return has_model(buf) ? DFD_OK : DFD_E_NOT_FOUND;
     }

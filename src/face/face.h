@@ -101,7 +101,8 @@ typedef enum dfd_face_mode {
 } dfd_face_mode;
 
 typedef struct dfd_face_opts {
-    const char *models_dir; /* folder with blazeface-short/-full.safetensors; NULL = search:
+    const char *models_dir; /* folder with blazeface-short/-full.safetensors, or with them in its
+                               registry/ (as --models and $DFD_MODELS_DIR mean); NULL = search:
                                $DFD_MODELS_DIR, $DFD_MODELS_DIR/registry, then the registry/
                                folder of each of dfd_model_dirs (core.h: ./models, build/../models,
                                the installed share/dfd/models) */
@@ -188,6 +189,21 @@ void dfd_track_opts_default(dfd_track_opts *o);
 int dfd_face_track_link(const dfd_face *const *faces, const int *counts, int n_frames, const dfd_track_opts *o,
                         dfd_face_track **tracks, int *n_tracks, dfd_error *err);
 void dfd_face_tracks_free(dfd_face_track *tracks, int n);
+
+/* The face search on a video's samples, as every video analysis and `dfd faces` does it
+ * (track.c): a whole-frame search on the first sample, every DFD_VIDEO_FULL_SCAN_EVERY
+ * samples, after a sample where a face was lost, and every DFD_VIDEO_FULL_SCAN_EMPTY
+ * samples while none is in view, looking for faces from 1/DFD_VIDEO_MIN_FACE_DIV of the
+ * frame's short side (but at least min_face, the detector's own minimum, restored after);
+ * in between, a search only around the previous sample's faces (dfd_face_detect_near).
+ * Call it for samples i = 0, 1, ... in order with faces[i]/counts[i] to fill (the earlier
+ * ones are read) and *since_full 0 before the first; link the result with
+ * dfd_face_track_link (default options). */
+#define DFD_VIDEO_FULL_SCAN_EVERY 10
+#define DFD_VIDEO_FULL_SCAN_EMPTY 3
+#define DFD_VIDEO_MIN_FACE_DIV 20
+int dfd_face_detect_sample(dfd_face_detector *d, const dfd_image *img, int i, dfd_face **faces, int *counts,
+                           int *since_full, int min_face, dfd_error *err);
 
 /* ---- Crop contract -------------------------------------------------------------------- */
 

@@ -56,18 +56,6 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-float dfd_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (man << 13)); /* inf / NaN */
-    if (exp == 0) {
-        /* zero or subnormal: man * 2^-24, exact in fp32 */
-        float v = ldexpf((float)man, -24);
-        return sign ? -v : v;
-    }
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
 /* ---- Reading ------------------------------------------------------------------------ */
 
 typedef struct meta_kv {

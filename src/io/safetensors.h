@@ -108,7 +108,6 @@ int dfd_st_writer_to_memory(dfd_st_writer *w, uint8_t **data, size_t *len, dfd_e
 
 /* ---- Conversions (exposed for tests and importers) ----------------------------- */
 
-/* (bf16 <-> fp32: dfd_f32_to_bf16 / dfd_bf16_to_f32 in core/core.h) */
-float dfd_f16_to_f32(uint16_t h);  /* IEEE half, subnormals, infinities and NaN included */
+/* (bf16 <-> fp32: dfd_f32_to_bf16 / dfd_bf16_to_f32, IEEE half: dfd_f16_to_f32, in core/core.h) */
 
 #endif

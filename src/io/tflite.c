@@ -202,17 +202,6 @@ static int fb_indices(fb *b, const fbt *t, int id, int *out, int max, int *n_out
     return DFD_OK;
 }
 
-/* ---- fp16 -------------------------------------------------------------------------- */
-
-static float half_to_float(uint16_t h) {
-    int sign = h >> 15, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    float v;
-    if (exp == 0) v = ldexpf((float)man, -24);                  /* zero and subnormals */
-    else if (exp == 31) v = man ? NAN : INFINITY;
-    else v = ldexpf((float)(man | 0x400), exp - 25);
-    return sign ? -v : v;
-}
-
 /* ---- Model ------------------------------------------------------------------------- */
 
 void tfl_free(tfl_model *m) {
@@ -329,7 +318,7 @@ static int parse_tensor(fb *b, size_t vec, size_t i, const bufref *bufs, size_t 
                 uint32_t u = dfd_rd32le(d + 4 * k);
                 memcpy(&ts->f32[k], &u, 4);
             } else {
-                ts->f32[k] = half_to_float(dfd_rd16le(d + 2 * k));
+                ts->f32[k] = dfd_f16_to_f32(dfd_rd16le(d + 2 * k));
             }
         }
     } else {

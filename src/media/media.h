@@ -56,11 +56,7 @@ void dfd_image_flip_h(dfd_image *img);
 
 /* ---- Sniffing ------------------------------------------------------------------- */
 
-typedef enum dfd_media_kind {
-    DFD_MEDIA_UNKNOWN = 0,
-    DFD_MEDIA_IMAGE = 1, /* an image magic, including formats we then refuse (GIF, TIFF, ...) */
-    DFD_MEDIA_VIDEO = 2  /* a container FFmpeg recognises from content and that we accept */
-} dfd_media_kind;
+/* dfd_media_kind (DFD_MEDIA_UNKNOWN, _IMAGE, _VIDEO) is public: include/dfd/dfd.h. */
 
 /* Bytes of a file's head that sniffing looks at; more is ignored. */
 #define DFD_SNIFF_BYTES (256u * 1024u)
@@ -177,6 +173,13 @@ int dfd_video_read(dfd_video *v, int stride, dfd_frame_fn fn, void *user, int *c
 int dfd_video_probe(const char *path, const dfd_limits *limits, dfd_video_info *info, dfd_error *err);
 int dfd_video_sample(const char *path, int n, const dfd_limits *limits, int threads, dfd_frame_set *out,
                      dfd_error *err);
+
+/* ---- Encoding (encode.c; dfd_png_write is public, dfd.h) ------------------------- */
+
+/* Encodes RGB as baseline JPEG (4:2:0) at quality 1..100; *out is malloc'ed. */
+int dfd_jpeg_encode(const dfd_image *img, int quality, uint8_t **out, size_t *len, dfd_error *err);
+/* The same into a file, atomically. */
+int dfd_jpeg_write_file(const dfd_image *img, int quality, const char *path, dfd_error *err);
 
 /* ---- Between the module's files ----------------------------------------------- */
 

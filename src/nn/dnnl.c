@@ -7,6 +7,7 @@
  * (fusion, layouts) is in dnnl_fwd.c and the backward plan in dnnl_bwd.c.
  */
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,20 +376,21 @@ static int refresh_weights(dn_priv *d, dfd_error *err) {
 
 /* DFD_NN_VERBOSE=1: one line per step on stderr, like ONEDNN_VERBOSE's (which names only
  * oneDNN's primitives): "dfd_nn_verbose,exec,<primitive kind or plain>,<node>,<ms>". */
+static int verbose_flag;
+static pthread_once_t verbose_once = PTHREAD_ONCE_INIT;
+static void read_verbose(void) {
+    const char *e = getenv("DFD_NN_VERBOSE");
+    verbose_flag = e && *e && strcmp(e, "0") != 0;
+}
+/* Read once, by whichever executor runs first: pthread_once orders that write before
+ * every read, where a plain lazily set static was a data race between executors running
+ * on several threads (the server's workers). */
 static int verbose_steps(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("DFD_NN_VERBOSE");
-        v = e && *e && strcmp(e, "0") != 0;
-    }
-    return v;
+    pthread_once(&verbose_once, read_verbose);
+    return verbose_flag;
 }
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
+static double now_ms(void) { return dfd_now_ms(); }
 
 static void verbose_step(const dn_priv *d, const dn_step *s, double ms) {
     const char *kind = "plain";

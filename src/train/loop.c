@@ -117,7 +117,6 @@ static int cmp_size(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static double sigmoid(double z) { return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)); }
 
 /* The crop contract the data was made with: `dfd prepare` leaves prepare.json with it;
  * other crop sets get dfd's default contract (and a note in the log). */
@@ -403,7 +402,7 @@ static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, l
         size_t cnt;
         const float *z = nn_output(r->infer, 0, &cnt);
         for (int i = 0; i < b->n; i++)
-            if (b->ok[i]) sc[k] = sigmoid(z[i]), lb[k] = (int)b->y[i], k++;
+            if (b->ok[i]) sc[k] = dfd_sigmoid(z[i]), lb[k] = (int)b->y[i], k++;
         if (r->fn) {
             dfd_train_progress p = {.phase = DFD_TRAIN_VALIDATING, .step = (long)(b->first + b->n), .steps = (long)n};
             if (r->fn(r->user, &p)) {
@@ -561,7 +560,7 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
         float loss = nn_bce_logits(z, b->y, b->w, b->n, dl);
         for (int i = 0; i < b->n; i++) {
             if (!b->ok[i]) continue;
-            double p = sigmoid(z[i]);
+            double p = dfd_sigmoid(z[i]);
             sc[k] = p, lb[k] = (int)b->y[i], k++;
             correct += (p >= 0.5) == (b->y[i] > 0.5f);
         }

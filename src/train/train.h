@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "dfd/train.h"
 #include "media/media.h"
 #include "io/model_file.h"
 #include "face/face.h"
@@ -30,30 +31,7 @@ typedef struct dfd_roc_point {
     double fpr, tpr;
 } dfd_roc_point;
 
-/* Confusion matrix at one threshold; rows are the true label, columns the prediction:
- *   [true REAL] tn fp
- *   [true FAKE] fn tp */
-typedef struct dfd_confusion {
-    long tn, fp, fn, tp;
-} dfd_confusion;
-
-typedef struct dfd_class_report {
-    double precision, recall, f1; /* NaN when undefined (0/0) */
-    long support;                 /* items whose true label is this class */
-} dfd_class_report;
-
-typedef struct dfd_metrics {
-    long n, n_real, n_fake;
-    double threshold;          /* the threshold the confusion and reports use */
-    double loss;               /* mean binary log-loss of the scores as probabilities */
-    double accuracy;
-    double balanced_accuracy;  /* mean of the two recalls */
-    double auc;                /* NaN when one class is absent */
-    double eer;                /* equal error rate, interpolated; NaN when one class is absent */
-    double eer_threshold;      /* a threshold that operates near the EER */
-    dfd_confusion cm;
-    dfd_class_report cls[2];   /* [0] REAL, [1] FAKE */
-} dfd_metrics;
+/* dfd_confusion, dfd_class_report and dfd_metrics are public: include/dfd/train.h. */
 
 /* Area under the ROC curve by the Mann-Whitney statistic, ties counting one half (average
  * ranks), which equals the trapezoidal area under the ROC curve. DFD_E_ARG when a label
@@ -107,17 +85,7 @@ int dfd_plot_confusion(const char *path, const dfd_confusion *cm, const char *ti
 void dfd_plot_confusion_cell(int row, int col, int rect[4]);
 enum { DFD_PLOT_CM_W = 560, DFD_PLOT_CM_H = 500 };
 
-/* One epoch of training, as the history CSV and plot record it. NaN = not measured. */
-typedef struct dfd_history_row {
-    int epoch;          /* 1-based, counted over both stages */
-    int stage;          /* 1 or 2 */
-    double lr;
-    double train_loss, train_acc, train_auc;
-    double val_loss, val_acc, val_auc, val_eer;
-    double seconds, images_per_s;
-    double feed_wait_s;   /* of `seconds`, the wall time the step waited for the feed */
-    double feed_cpu_s;    /* CPU seconds spent making training samples (all feed threads) */
-} dfd_history_row;
+/* dfd_history_row is public (dfd/train.h). */
 
 /* Training history: three panels (loss, accuracy, AUC per epoch), train and validation. */
 int dfd_plot_history(const char *path, const dfd_history_row *rows, int n, dfd_error *err);
@@ -215,13 +183,6 @@ int dfd_dataset_write_manifest(const dfd_dataset *d, const char *path, dfd_error
 
 /* A 64-bit FNV-1a hash mixed with a seed (stable across runs and machines). */
 uint64_t dfd_hash_str(const char *s, uint64_t seed);
-
-/* ---- JPEG encoding (jpeg_write.c) ------------------------------------------------------ */
-
-/* Encodes RGB as baseline JPEG (4:2:0) at quality 1..100; *out is malloc'ed. */
-int dfd_jpeg_encode(const dfd_image *img, int quality, uint8_t **out, size_t *len, dfd_error *err);
-/* The same into a file, atomically. */
-int dfd_jpeg_write_file(const dfd_image *img, int quality, const char *path, dfd_error *err);
 
 /* ---- Augmentation (augment.c) -------------------------------------------------------- */
 
@@ -538,38 +499,10 @@ typedef struct dfd_train_opts {
 } dfd_train_opts;
 
 void dfd_train_opts_default(dfd_train_opts *o);
+/* The public dfd_train_opts_set (options.c) on a plain struct: values are not copied. */
+int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *value, dfd_error *err);
 
-typedef enum dfd_train_phase {
-    DFD_TRAIN_STEP = 0,
-    DFD_TRAIN_VALIDATING = 1,
-    DFD_TRAIN_EPOCH_DONE = 2,
-    DFD_TRAIN_CACHING = 3 /* decoding the crops into the cache: step of steps */
-} dfd_train_phase;
-
-typedef struct dfd_train_progress {
-    dfd_train_phase phase;
-    int stage, epoch, max_epoch; /* epoch counted over both stages, 1-based */
-    long step, steps;            /* batches in this epoch */
-    double loss, acc, auc;       /* running means over the epoch so far (auc refreshed now and then) */
-    double images_per_s, eta_s;  /* eta of this epoch (DFD_TRAIN_CACHING: crops decoded per second) */
-    double feed_share;           /* DFD_TRAIN_STEP: share of the epoch's time so far the step waited for the feed */
-    const dfd_history_row *row;  /* DFD_TRAIN_EPOCH_DONE: the epoch's row */
-    int improved;                /* DFD_TRAIN_EPOCH_DONE: a new best */
-} dfd_train_progress;
-
-/* Called from the training thread; return non-zero to stop (after the current step). */
-typedef int (*dfd_train_progress_fn)(void *user, const dfd_train_progress *p);
-
-typedef struct dfd_train_summary {
-    int epochs_run, best_epoch;
-    double best_val_auc;
-    dfd_metrics best_val;
-    double train_seconds, images_per_s;
-    long n_train_real, n_train_fake, n_val_real, n_val_fake;
-    long failures;
-    int stopped_early, cancelled;
-    char best_path[1100], last_path[1100];
-} dfd_train_summary;
+/* dfd_train_phase, dfd_train_progress(_fn) and dfd_train_summary are public (dfd/train.h). */
 
 /* Trains as the options say, writing into o->out: checkpoint.safetensors (+ its
  * .state.safetensors, the optimiser state) after every epoch, best.safetensors (the best
@@ -617,15 +550,9 @@ typedef struct dfd_eval_opts {
 } dfd_eval_opts;
 
 void dfd_eval_opts_default(dfd_eval_opts *o);
+int dfd_eval_opts_apply(dfd_eval_opts *o, const char *name, const char *value, dfd_error *err);
 
-typedef struct dfd_eval_result {
-    dfd_metrics m;
-    long samples;     /* scored units: crops, or videos at video level, or sequences */
-    long failures;    /* files that could not be read (left out) */
-    double seconds;
-    int level_video;
-    char model_arch[64];
-} dfd_eval_result;
+/* dfd_eval_result is public (dfd/train.h). */
 
 /* Scores the data with the model exactly as `dfd scan` would score the same crops (the
  * detect module's classifier), and computes the metrics at the threshold. Deterministic. */
@@ -652,24 +579,10 @@ typedef struct dfd_prepare_opts {
 } dfd_prepare_opts;
 
 void dfd_prepare_opts_default(dfd_prepare_opts *o);
+int dfd_prepare_opts_apply(dfd_prepare_opts *o, const char *name, const char *value, dfd_error *err);
 
-typedef struct dfd_prepare_summary {
-    long files;                /* source files in the dataset (after limit) */
-    long already_done;         /* found done in the journal of an earlier run */
-    long images, videos;       /* processed in this run */
-    long crops;                /* crops in the manifest (all runs) */
-    long sequences;            /* sequences in the manifest (all runs) */
-    long no_face;              /* files where no face was found (dropped) */
-    long unreadable;           /* files that could not be decoded (dropped) */
-    long short_tracks;         /* sequences mode: tracks with too few faces (dropped) */
-    long frames_no_face;       /* sampled frames without a face */
-    long other_faces;          /* faces besides the main one (not used) */
-    long stills_skipped;       /* sequences mode: still images (not videos), skipped */
-    double seconds;
-} dfd_prepare_summary;
+/* dfd_prepare_summary is public (dfd/train.h). */
 
-/* Called after every file (from the worker threads, serialised); non-zero cancels. */
-typedef int (*dfd_prepare_progress_fn)(void *user, long done, long total, const dfd_prepare_summary *s);
 
 /* Detects faces in every file of the dataset and writes out/crops/{real,fake}/... .jpg,
  * out/manifest.csv (file,label,group,source,frame,box,split) and out/prepare.json (the

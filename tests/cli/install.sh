@@ -5,7 +5,8 @@
 # the shared library and, with --static, against libdfd.a, and both print a verdict for
 # examples/astronaut.jpg, finding the installed models (beside libdfd.so; through
 # $DFD_MODELS_DIR for the static program); the installed dfd finds them itself; libdfd.so
-# exports exactly the DFD_API functions of dfd.h, nothing else; the version is dfd.h's
+# exports exactly the DFD_API functions of include/dfd/*.h, nothing else, and every public
+# header compiles on its own; the version is dfd.h's
 # everywhere. Runs from a folder with no models/ so that nothing is found by accident.
 set -uo pipefail
 BUILD=${DFD_BUILD_DIR:-build}
@@ -26,6 +27,9 @@ cmake --install "$BUILD" --prefix "$P" >"$tmp/install.log" 2>&1 || { cat "$tmp/i
 pc=$(find "$P" -name dfd.pc -path '*/pkgconfig/*') || true
 [[ -n "$pc" ]] || fail "no dfd.pc installed"
 LIB=$(dirname "$(dirname "$pc")")
+for h in "$SRC"/include/dfd/*.h; do
+  [[ -f "$P/include/dfd/$(basename "$h")" ]] || fail "not installed: include/dfd/$(basename "$h")"
+done
 for f in "$LIB/libdfd.a" "$LIB/libdfd.so" "$LIB/libdfd.so.0" "$P/include/dfd/dfd.h" "$P/bin/dfd" \
          "$P/share/dfd/models/registry/blazeface-short.safetensors" "$P/share/dfd/web/index.html"; do
   [[ -e "$f" ]] || fail "not installed: ${f#"$P"/}"
@@ -45,16 +49,22 @@ export PKG_CONFIG_PATH="$LIB/pkgconfig"
 grep -q "$hv" "$tmp/version" || fail "dfd version does not say $hv: $(cat "$tmp/version")"
 [[ $(pkg-config --variable=prefix dfd) == "$P" ]] || fail "dfd.pc prefix is $(pkg-config --variable=prefix dfd), not $P"
 
-# ---- Exports: only dfd_ names, and exactly the DFD_API functions of dfd.h.
+# ---- Exports: only dfd_ names, and exactly the DFD_API functions of the public headers.
 nm -D --defined-only "$LIB/libdfd.so" | awk '{print $NF}' | sort >"$tmp/exported"
 [[ -s "$tmp/exported" ]] || fail "libdfd.so exports nothing"
 if grep -v '^dfd_' "$tmp/exported" >"$tmp/foreign"; then
   fail "libdfd.so exports names without the dfd_ prefix: $(head -20 "$tmp/foreign" | tr '\n' ' ')"
 fi
-grep -o '^DFD_API [^(]*(' "$SRC/include/dfd/dfd.h" | sed 's/($//; s/.*[ *]//' | sort >"$tmp/declared"
-[[ $(wc -l <"$tmp/declared") -ge 20 ]] || fail "found only $(wc -l <"$tmp/declared") DFD_API functions in dfd.h"
+cat "$SRC"/include/dfd/*.h | grep -o '^DFD_API [^(]*(' | sed 's/($//; s/.*[ *]//' | sort >"$tmp/declared"
+[[ $(wc -l <"$tmp/declared") -ge 20 ]] || fail "found only $(wc -l <"$tmp/declared") DFD_API functions in include/dfd/"
 diff "$tmp/declared" "$tmp/exported" >"$tmp/diff" ||
-  fail "exports differ from dfd.h's DFD_API functions (< declared only, > exported only): $(tr '\n' ' ' <"$tmp/diff")"
+  fail "exports differ from the DFD_API functions of include/dfd/ (< declared only, > exported only): $(tr '\n' ' ' <"$tmp/diff")"
+# Each public header on its own, as C and as C++ would see it (C here: no C++ compiler needed).
+for h in "$P"/include/dfd/*.h; do
+  printf '#include <dfd/%s>\nint main(void) { return 0; }\n' "$(basename "$h")" >"$tmp/h.c"
+  cc -std=c11 -Wall -Wextra -Werror -I"$P/include" -c "$tmp/h.c" -o "$tmp/h.o" 2>"$tmp/h.err" ||
+    fail "include/dfd/$(basename "$h") does not compile on its own: $(cat "$tmp/h.err")"
+done
 
 # ---- examples/analyze.c against the installed library, shared and static.
 # A sanitized library needs its runtime in the program too.

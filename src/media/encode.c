@@ -1,18 +1,20 @@
-/* jpeg_write.c — encoding RGB images as JPEG with libjpeg-turbo: the face crops that
- * `dfd prepare` writes, and the in-memory re-compression that augmentation uses to teach
- * the classifier that compression artefacts are not evidence of a fake.
+/* encode.c — the image encoders: JPEG with libjpeg-turbo (the face crops that `dfd
+ * prepare` writes, and the in-memory re-compression that augmentation uses to teach the
+ * classifier that compression artefacts are not evidence of a fake) and PNG with libpng
+ * (`dfd faces --save-crops`, `dfd scan --explain-dir`, dfd_png_write).
  *
- * media only decodes; encoding lives here because only training needs it. libjpeg
- * reports fatal errors through a longjmp out of its error_exit hook; everything the
- * handler needs after the jump is kept in the error-manager struct, not in locals. */
+ * libjpeg and libpng report fatal errors through a longjmp out of their error hooks;
+ * everything needed after the jump is kept in the error-manager struct or is volatile. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
 #include <jpeglib.h>
+#include <png.h>
 
-#include "train/train.h"
+#include "media/media.h"
 
 typedef struct jerr {
     struct jpeg_error_mgr mgr;
@@ -79,4 +81,28 @@ int dfd_jpeg_write_file(const dfd_image *img, int quality, const char *path, dfd
     rc = dfd_write_file_atomic(path, data, len, err);
     free(data);
     return rc;
+}
+
+/* ---- PNG ------------------------------------------------------------------------------ */
+
+int dfd_png_write(const char *path, const uint8_t *rgb, int w, int h, dfd_error *err) {
+    if (!path || !rgb || w <= 0 || h <= 0) return dfd_fail(err, DFD_E_ARG, "dfd_png_write: no path, no pixels or an empty size");
+    FILE *f = fopen(path, "wb");
+    if (!f) return dfd_fail(err, DFD_E_IO, "cannot write '%s': %s", path, strerror(errno));
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = p ? png_create_info_struct(p) : NULL;
+    if (!p || !info || setjmp(png_jmpbuf(p))) {
+        png_destroy_write_struct(&p, &info);
+        fclose(f);
+        return dfd_fail(err, DFD_E_IO, "cannot encode '%s'", path);
+    }
+    png_init_io(p, f);
+    png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    for (int y = 0; y < h; y++) png_write_row(p, (png_const_bytep)(rgb + (size_t)y * (size_t)w * 3));
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    if (fclose(f) != 0) return dfd_fail(err, DFD_E_IO, "cannot write '%s'", path);
+    return DFD_OK;
 }

@@ -1,0 +1,183 @@
+/* model_tools.c — model files as the public API offers them (include/dfd/model.h):
+ * importing models made elsewhere (tflite, tfjs, keras; `dfd import`) and reading what a
+ * model file says (dfd_model_info). The import formats' settings live here, so a program
+ * on the library imports exactly as the CLI does. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "dfd/model.h"
+#include "detect/detect.h"
+#include "face/face.h"
+#include "io/keras.h"
+#include "io/model_file.h"
+#include "io/tfjs.h"
+#include "models/models.h"
+
+void dfd_import_options_default(dfd_import_options *o) { memset(o, 0, sizeof *o); }
+
+static int set_summary(char **summary, dfd_error *err, const char *fmt, ...) DFD_PRINTF(3, 4);
+static int set_summary(char **summary, dfd_error *err, const char *fmt, ...) {
+    if (!summary) return DFD_OK;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return dfd_fail(err, DFD_E_INTERNAL, "cannot format the import summary");
+    if (!(*summary = malloc((size_t)n + 1))) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(*summary, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return DFD_OK;
+}
+
+static int import_tflite(const char *in, const char *out, char **summary, dfd_error *err) {
+    const char *arch = NULL;
+    int rc = dfd_face_import_tflite(in, out, &arch, err);
+    if (rc) return rc;
+    return set_summary(summary, err, "%s: %s -> %s", arch, in, out);
+}
+
+/* The backbone of a TF.js MobileNetV2: every backbone weight must be in the file; dense_*
+ * layers (the package's own classifier head) are dropped. */
+static int import_tfjs(const char *in, const char *out, char **summary, dfd_error *err) {
+    nn_graph *g = NULL;
+    dfd_arch_opts ao;
+    dfd_arch_opts_default(&ao);
+    ao.input_size = 224;
+    static const char *const skip[] = {"dense", NULL};
+    dfd_tfjs_report rep;
+    int rc = dfd_arch_build("mobilenet_v2", &ao, &g, err);
+    if (!rc) rc = dfd_tfjs_load(in, g, skip, &rep, err);
+    if (!rc && rep.params_unset)
+        rc = dfd_fail(err, DFD_E_MODEL, "%d MobileNetV2 weights are not in the file (first: '%s')", rep.params_unset,
+                      rep.first_unset);
+    if (!rc) {
+        dfd_model_meta m;
+        dfd_model_meta_init(&m);
+        m.arch = "mobilenet_v2";
+        m.input_size = 224;
+        m.output = "features";
+        m.training_data = "ImageNet-derived MobileNetV2 weights from a TF.js model (e.g. npm nsfwjs); "
+                          "classifier head dropped";
+        rc = dfd_model_save(g, &m, NULL, out, err);
+    }
+    nn_graph_free(g);
+    if (rc) return rc;
+    return set_summary(summary, err, "mobilenet_v2: %s -> %s (%d tensors, %d head tensors dropped)", in, out, rep.loaded,
+                       rep.skipped);
+}
+
+static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
+    (void)user;
+    dfd_arch_opts o;
+    dfd_arch_opts_default(&o);
+    o.input_size = m->input_size;
+    o.frames = m->frames;
+    return dfd_arch_build(m->arch, &o, out, err);
+}
+
+/* The original system's Keras models. Preprocessing is the original's: the detector's
+ * box without margin, RGB, values / 255 (the importer sets the contract's size to the
+ * network's input). */
+static int import_keras(const char *in, const char *out, const dfd_import_options *io, char **summary,
+                        dfd_error *err) {
+    dfd_keras_import_opts o = {0};
+    o.arch = io->arch;
+    o.input_size = io->input_size;
+    o.frames = io->frames;
+    dfd_crop_contract c;
+    dfd_crop_contract_default(&c, o.input_size ? o.input_size : 299);
+    c.margin = 1.0f;
+    c.shift_y = 0.0f;
+    c.align_roll = 0;
+    c.norm = DFD_NORM_0_1;
+    char *pre = dfd_crop_contract_to_json(&c);
+    if (!pre) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    o.preprocess = pre;
+    dfd_keras_import_report rep;
+    int rc = dfd_keras_import(in, out, &o, build_arch, NULL, &rep, err);
+    free(pre);
+    if (rc) return rc;
+    char frames[32] = "";
+    if (rep.frames) snprintf(frames, sizeof frames, ", %d frames", rep.frames);
+    return set_summary(summary, err, "%s: %s -> %s (%s%s%s, %d weights in %d layers, input %d%s; output read as P(real))",
+                       rep.arch, in, out, rep.info.container == DFD_KERAS_ZIP ? ".keras" : ".h5",
+                       rep.info.keras_version[0] ? " from Keras " : "", rep.info.keras_version, rep.info.n_weights,
+                       rep.info.n_layers, rep.input_size, frames);
+}
+
+int dfd_model_import(const char *format, const char *in, const char *out, const dfd_import_options *o,
+                     char **summary, dfd_error *err) {
+    if (summary) *summary = NULL;
+    if (!format || !in || !out) return dfd_fail(err, DFD_E_ARG, "dfd_model_import: a format, an input and an output are needed");
+    dfd_import_options def;
+    if (!o) dfd_import_options_default(&def), o = &def;
+    int keras = strcmp(format, "keras") == 0;
+    if (!keras && strcmp(format, "tflite") != 0 && strcmp(format, "tfjs") != 0)
+        return dfd_fail(err, DFD_E_UNSUPPORTED, "unknown format '%s' (known: tflite, tfjs, keras)", format);
+    if (!keras && (o->arch || o->input_size || o->frames))
+        return dfd_fail(err, DFD_E_ARG, "format '%s' takes no options", format);
+    if (o->arch && strcmp(o->arch, "xception-image") != 0 && strcmp(o->arch, "xception-video") != 0)
+        return dfd_fail(err, DFD_E_ARG, "--arch must be xception-image or xception-video");
+    if (o->input_size && (o->input_size < 71 || o->input_size > 2048)) return dfd_fail(err, DFD_E_ARG, "--input-size: 71..2048");
+    if (o->frames && (o->frames < 1 || o->frames > 1000)) return dfd_fail(err, DFD_E_ARG, "--frames: 1..1000");
+    if (keras) return import_keras(in, out, o, summary, err);
+    if (strcmp(format, "tflite") == 0) return import_tflite(in, out, summary, err);
+    return import_tfjs(in, out, summary, err);
+}
+
+/* ---- What a model file says ------------------------------------------------------------ */
+
+static json_t *json_text(const char *text) {
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    return j ? j : json_null();
+}
+
+int dfd_model_info(const char *path, char **json, dfd_error *err) {
+    if (!json) return dfd_fail(err, DFD_E_ARG, "dfd_model_info: nowhere to put the JSON");
+    *json = NULL;
+    if (!path) return dfd_fail(err, DFD_E_ARG, "dfd_model_info: no path");
+    json_t *o = json_object();
+    if (!o) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    const char *file = strrchr(path, '/');
+    file = file ? file + 1 : path;
+    json_object_set_new(o, "file", json_string(file));
+    size_t len = strlen(file);
+    const char *ext = ".safetensors";
+    size_t el = strlen(ext);
+    json_object_set_new(o, "name", len > el && strcmp(file + len - el, ext) == 0 ? json_stringn(file, len - el)
+                                                                                 : json_string(file));
+    dfd_st_file *f = NULL;
+    dfd_model_meta m;
+    dfd_model_meta_init(&m);
+    dfd_error e;
+    dfd_error_clear(&e);
+    int rc = dfd_st_open(path, &f, &e);
+    if (!rc) rc = dfd_model_meta_read(f, &m, &e);
+    if (rc) {
+        json_object_set_new(o, "error", json_string(e.message[0] ? e.message : "cannot read the model file"));
+    } else {
+        json_object_set_new(o, "architecture", json_string(m.arch ? m.arch : ""));
+        json_object_set_new(o, "input_size", json_integer(m.input_size));
+        if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
+        json_object_set_new(o, "task", json_string(m.task ? m.task : DFD_MODEL_TASK_MANIPULATION));
+        json_object_set_new(o, "threshold", json_real(m.threshold));
+        json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
+        json_object_set_new(o, "preprocess", json_text(m.preprocess));
+        json_t *td = m.training_data ? json_loads(m.training_data, 0, NULL) : NULL; /* JSON, or free text */
+        json_object_set_new(o, "training_data", td ? td : m.training_data ? json_string(m.training_data) : json_null());
+        json_object_set_new(o, "metrics", json_text(m.metrics));
+        json_object_set_new(o, "dfd_version", m.dfd_version ? json_string(m.dfd_version) : json_null());
+    }
+    dfd_model_meta_free(&m);
+    if (f) dfd_st_close(f);
+    *json = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    if (!*json) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (rc && err) *err = e;
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* explain_eval.c — dfd_explain_eval_run (`dfd explain-eval`, hidden: a measurement, not a
+ * user's command):
+ * how faithful the heat maps are, on self-blended fakes whose blended region is known.
+ *
+ * For each real photo (in name order, every other one from the second: the half of
+ * utkface-real that dfd-image-2 never trained on), the largest face is cut by the model's
+ * crop contract and turned into a self-blended fake (dfd_sbi, the same blend training
+ * uses, its ellipse placed for the contract's margin), whose blend mask says where the
+ * forgery is. Then, per method:
+ *   pointing game  the map's peak cell lies inside the blended region (cell mask mean > 0.5);
+ *   mass inside    the map's share of its total inside that region, against the region's
+ *                  share of the crop's cells (what a uniform map would give: chance);
+ *   deletion       P(fake) after blanking (grey) the map's top 20% cells, against after
+ *                  blanking 20% of the cells at random.
+ * Figures and the command that makes them: docs/explain.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "detect/detect.h"
+#include "face/face.h"
+#include "media/media.h"
+#include "train/train.h"
+
+typedef struct method_stats {
+    int method;
+    long n, n_flagged, hits, hits_flagged;
+    double mass_in, mass_in_flagged, drop_top, drop_rand;
+    long top_beats_rand;
+    double ms;
+} method_stats;
+
+/* Cells by decreasing map value (ties by index). */
+static const float *g_sort_map;
+static int cmp_cell(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (g_sort_map[i] != g_sort_map[j]) return g_sort_map[i] > g_sort_map[j] ? -1 : 1;
+    return i - j;
+}
+
+static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cell_mask, method_stats *st,
+                    double p_fake, nn_rng *rng, dfd_error *err) {
+    float map[DFD_HEAT_CELLS];
+    double t0 = dfd_now_ms();
+    int rc = dfd_classifier_explain(cls, fake, st->method, map, err);
+    st->ms += dfd_now_ms() - t0;
+    if (rc) return rc;
+    int peak = 0;
+    double sum = 0, in = 0;
+    for (int i = 0; i < DFD_HEAT_CELLS; i++) {
+        if (map[i] > map[peak]) peak = i;
+        sum += map[i];
+        if (cell_mask[i] > 0.5f) in += map[i];
+    }
+    int hit = map[peak] > 0 && cell_mask[peak] > 0.5f;
+    double mass = sum > 0 ? in / sum : 0;
+    int flagged = p_fake >= dfd_classifier_threshold(cls);
+    st->n++, st->hits += hit, st->mass_in += mass;
+    if (flagged) st->n_flagged++, st->hits_flagged += hit, st->mass_in_flagged += mass;
+    /* Deletion: the top 20% cells against 20% at random. */
+    const int k = DFD_HEAT_CELLS / 5;
+    int order[DFD_HEAT_CELLS];
+    for (int i = 0; i < DFD_HEAT_CELLS; i++) order[i] = i;
+    g_sort_map = map;
+    qsort(order, DFD_HEAT_CELLS, sizeof order[0], cmp_cell);
+    unsigned char top[DFD_HEAT_CELLS] = {0}, rnd[DFD_HEAT_CELLS] = {0};
+    for (int i = 0; i < k; i++) top[order[i]] = 1;
+    for (int i = 0; i < DFD_HEAT_CELLS; i++) order[i] = i;
+    for (int i = DFD_HEAT_CELLS - 1; i > 0; i--) {
+        int j = (int)(nn_rng_next(rng) % (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+    for (int i = 0; i < k; i++) rnd[order[i]] = 1;
+    double p0, pt, pr;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, NULL, &p0, err))) return rc;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, top, &pt, err))) return rc;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, rnd, &pr, err))) return rc;
+    st->drop_top += p0 - pt, st->drop_rand += p0 - pr;
+    st->top_beats_rand += (p0 - pt) > (p0 - pr);
+    return DFD_OK;
+}
+
+void dfd_explain_eval_options_default(dfd_explain_eval_options *o) {
+    memset(o, 0, sizeof *o);
+    o->fakes = 500;
+    o->seed = 1;
+}
+
+static int method_id(const char *name) {
+    for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_GRADCAMPP; m++)
+        if (name && dfd_explain_method_name(m) && strcmp(name, dfd_explain_method_name(m)) == 0) return m;
+    return -1;
+}
+
+int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *files, int n_files,
+                         dfd_explain_eval_result *res, dfd_error *err) {
+    if (!o || !res || (n_files > 0 && !files)) return dfd_fail(err, DFD_E_ARG, "dfd_explain_eval_run: no options, files or result");
+    memset(res, 0, sizeof *res);
+    method_stats st[DFD_EXPLAIN_EVAL_METHODS];
+    memset(st, 0, sizeof st);
+    int n_methods = 0;
+    for (int i = 0; i < o->n_methods; i++) {
+        int m = i < DFD_EXPLAIN_EVAL_METHODS ? method_id(o->methods[i]) : -1;
+        if (m < 0)
+            return dfd_fail(err, DFD_E_ARG, "--method: gradcam, gradcam++, gradcam-mid, gradxinput or occlusion, at most %d",
+                            DFD_EXPLAIN_EVAL_METHODS);
+        st[n_methods++].method = m;
+    }
+    if (n_methods == 0) st[n_methods++].method = DFD_EXPLAIN_GRADCAMPP; /* what scan --explain makes */
+    if (o->fakes < 1) return dfd_fail(err, DFD_E_ARG, "fakes must be at least 1");
+    const char *model = o->model;
+    char path[DFD_PATH_MAX];
+    int rc;
+    if (!model) {
+        if ((rc = dfd_default_image_model(NULL, path, sizeof path, err))) return rc;
+        model = path;
+    }
+    dfd_classifier *cls = NULL;
+    dfd_face_detector *fd = NULL;
+    float *mask = NULL;
+    dfd_face_opts fo;
+    dfd_face_opts_default(&fo);
+    if ((rc = dfd_classifier_load(model, o->threads, &cls, err)) || (rc = dfd_face_detector_create(&fo, &fd, err))) goto out;
+    const dfd_crop_contract *cc = dfd_classifier_contract(cls);
+    const int S = cc->size, G = DFD_HEAT_GRID;
+    dfd_sbi_opts so;
+    dfd_sbi_opts_for_margin(&so, cc->margin, cc->shift_y);
+    if (!(mask = malloc((size_t)S * S * sizeof *mask))) {
+        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        goto out;
+    }
+    nn_rng rng, drng;
+    nn_rng_seed(&rng, (uint64_t)o->seed);
+    nn_rng_seed(&drng, (uint64_t)o->seed + 1000);
+    long made = 0, flagged = 0;
+    double chance = 0, p_sum = 0;
+    dfd_error e;
+    for (int i = 1; i < n_files && made < o->fakes; i += 2) {
+        dfd_image img = {0}, crop = {0};
+        dfd_face *faces = NULL;
+        int nf = 0;
+        if (dfd_image_load(files[i], NULL, &img, NULL, &e) || dfd_face_detect(fd, &img, &faces, &nf, &e) || nf == 0) {
+            dfd_image_free(&img);
+            free(faces);
+            continue;
+        }
+        int best = dfd_face_largest(faces, nf);
+        rc = dfd_face_crop(&img, &faces[best], cc, &crop, err);
+        dfd_image_free(&img);
+        free(faces);
+        if (rc == DFD_OK) rc = dfd_sbi(&crop, &so, &rng, mask, err);
+        float cell_mask[DFD_HEAT_CELLS];
+        double inside = 0;
+        for (int gy = 0; rc == DFD_OK && gy < G; gy++)
+            for (int gx = 0; gx < G; gx++) {
+                int y0 = gy * S / G, y1 = (gy + 1) * S / G, x0 = gx * S / G, x1 = (gx + 1) * S / G;
+                double m = 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++) m += mask[y * S + x];
+                cell_mask[gy * G + gx] = (float)(m / ((double)(y1 - y0) * (x1 - x0)));
+                inside += cell_mask[gy * G + gx] > 0.5f;
+            }
+        double p = NAN;
+        if (rc == DFD_OK) rc = dfd_classifier_score(cls, &crop, 1, 1, &p, err);
+        for (int m = 0; rc == DFD_OK && m < n_methods; m++) rc = eval_one(cls, &crop, cell_mask, &st[m], p, &drng, err);
+        dfd_image_free(&crop);
+        if (rc) {
+            if (err) {
+                dfd_error inner = *err;
+                dfd_fail(err, inner.code, "%s: %s", files[i], inner.message);
+            }
+            goto out;
+        }
+        made++;
+        flagged += p >= dfd_classifier_threshold(cls);
+        chance += inside / DFD_HEAT_CELLS;
+        p_sum += p;
+    }
+    if (made == 0) {
+        rc = dfd_fail(err, DFD_E_NOT_FOUND, "no face found in the photos");
+        goto out;
+    }
+    snprintf(res->model, sizeof res->model, "%s", dfd_classifier_name(cls));
+    res->fakes = made;
+    res->flagged = flagged;
+    res->threshold = dfd_classifier_threshold(cls);
+    res->mean_p_fake = p_sum / made;
+    res->chance = chance / made;
+    res->n_methods = n_methods;
+    for (int m = 0; m < n_methods; m++) {
+        const method_stats *s = &st[m];
+        dfd_explain_eval_method *r = &res->methods[m];
+        double nfl = s->n_flagged ? (double)s->n_flagged : 1;
+        r->method = dfd_explain_method_name(s->method);
+        r->pointing = (double)s->hits / s->n;
+        r->pointing_flagged = s->hits_flagged / nfl;
+        r->mass_inside = s->mass_in / s->n;
+        r->mass_inside_flagged = s->mass_in_flagged / nfl;
+        r->drop_top = s->drop_top / s->n;
+        r->drop_random = s->drop_rand / s->n;
+        r->top_beats_random = (double)s->top_beats_rand / s->n;
+        r->ms_per_face = s->ms / s->n;
+    }
+    rc = DFD_OK;
+out:
+    free(mask);
+    dfd_face_detector_free(fd);
+    dfd_classifier_free(cls);
+    return rc;
+}
