@@ -39,6 +39,11 @@ const char cmd_serve_help[] =
     "  --max-held-mb N      upload bytes stored at once, being received or waiting for or\n"
     "                       in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)\n"
     "  --job-ttl S          keep finished video jobs' results S seconds (default 3600)\n\n"
+    "Scale-out (docs/scale-out.md):\n"
+    "  --broker URL         put analyses on Redis (redis://[user:password@]HOST:PORT[/DB]) for\n"
+    "                       `dfd worker` processes on any machine, instead of analysing here;\n"
+    "                       jobs, progress and results then live in Redis (--job-ttl)\n"
+    "  --spool DIR          with --broker: uploads go to this shared folder, not into Redis\n\n"
     "Models (a model named here must load; without one, the server starts anyway and\n"
     "analyses answer 503 until a default model is installed):\n"
     "  --models DIR         where the default and face models are\n"
@@ -64,8 +69,9 @@ static void on_signal(int sig) {
 static void on_ready(void *user, const char *host, int port) {
     const dfd_server_config *c = user;
     int v6 = strchr(host, ':') != NULL;
-    fprintf(stderr, "dfd serve: listening on http://%s%s%s:%d/ (max upload %llu MiB)\n", v6 ? "[" : "", host,
-            v6 ? "]" : "", port, (unsigned long long)(c->max_upload_bytes >> 20));
+    fprintf(stderr, "dfd serve: listening on http://%s%s%s:%d/ (max upload %llu MiB)%s%s\n", v6 ? "[" : "", host,
+            v6 ? "]" : "", port, (unsigned long long)(c->max_upload_bytes >> 20), c->broker_url ? "; jobs on " : "",
+            c->broker_url ? "the broker" : "");
 }
 
 static void access_log(void *user, const char *line) {
@@ -149,6 +155,12 @@ int cmd_serve(int argc, char **argv) {
             NEED_VALUE();
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--min-upload-kbs must be 0..1e7");
             c.min_upload_rate = d * 1024.0;
+        } else if (!strcmp(a, "--broker")) {
+            NEED_VALUE();
+            c.broker_url = v;
+        } else if (!strcmp(a, "--spool")) {
+            NEED_VALUE();
+            c.spool_dir = v;
         } else if (!strcmp(a, "--models")) {
             NEED_VALUE();
             opts.models_dir = v;
@@ -178,6 +190,7 @@ int cmd_serve(int argc, char **argv) {
         return cli_usage_error("serve", "--max-held-mb (%llu) is less than --max-upload-mb (%llu)",
                                (unsigned long long)(c.max_held_bytes >> 20),
                                (unsigned long long)(c.max_upload_bytes >> 20));
+    if (c.spool_dir && !c.broker_url) return cli_usage_error("serve", "--spool needs --broker");
     if (c.workers > 0 && c.threads > 0 && c.workers > c.threads)
         return cli_usage_error("serve", "--workers (%d) is more than --threads (%d)", c.workers, c.threads);
 
@@ -186,6 +199,7 @@ int cmd_serve(int argc, char **argv) {
     if (opts.synthetic_model && opts.no_synthetic)
         return cli_usage_error("serve", "--model-synthetic and --no-synthetic contradict each other");
     c.require_models = opts.image_model != NULL || opts.video_model != NULL || opts.synthetic_model != NULL;
+    if (c.broker_url) c.require_models = 0; /* the workers load the models */
     dfd_server_analyzer an;
     dfd_server_library_analyzer(&an, &opts);
     c.analyzer = &an;
