@@ -158,6 +158,8 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--broker")) {
             NEED_VALUE();
             c.broker_url = v;
+            if (strncmp(v, "redis://", 8) != 0)
+                return cli_usage_error("serve", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
         } else if (!strcmp(a, "--spool")) {
             NEED_VALUE();
             c.spool_dir = v;

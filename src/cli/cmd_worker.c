@@ -81,6 +81,8 @@ int cmd_worker(int argc, char **argv) {
         if (!strcmp(a, "--broker")) {
             NEED_VALUE();
             c.broker_url = v;
+            if (strncmp(v, "redis://", 8) != 0)
+                return cli_usage_error("worker", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
         } else if (!strcmp(a, "--threads")) {
             NEED_VALUE();
             if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("worker", "--threads must be 1..4096");

@@ -41,13 +41,13 @@
 struct srv_broker {
     pthread_mutex_t mu;
     redisContext *c;
-    char host[256];
+    char host[300];
     int port;
     char user[128];
     char pass[256];
     int db;
     double timeout_s;
-    char where[320];
+    char where[360];
     int down;        /* the last attempt failed (logged once per outage) */
 };
 
@@ -330,11 +330,12 @@ static const char lua_submit[] = LUA_COMMON
     "redis.call('XADD', '" STREAM "', 'MAXLEN', '~', " STREAM_MAXLEN ", '*', 'id', ARGV[1])\n"
     "return now\n";
 
-/* KEYS: job. ARGV: entry consumer max_attempts cancelled_code internal_code */
+/* KEYS: job. ARGV: entry consumer max_attempts cancelled_code internal_code id */
 static const char lua_start[] = LUA_COMMON
     "local entry = ARGV[1]\n"
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
-    "if not st then redis.call('XACK', '" STREAM "', '" GROUP "', entry) return {'gone'} end\n"
+    "if not st then redis.call('XACK', '" STREAM "', '" GROUP "', entry) redis.call('ZREM', '" QUEUED "', ARGV[6]) "
+    "return {'gone'} end\n"
     "redis.call('ZREM', '" QUEUED "', redis.call('HGET', KEYS[1], 'id') or '')\n"
     "if over(st) then redis.call('XACK', '" STREAM "', '" GROUP "', entry) return {'over'} end\n"
     "if redis.call('HGET', KEYS[1], 'cancel') == '1' then\n"
@@ -830,6 +831,7 @@ int srv_broker_start(srv_broker *b, const srv_broker_task *t, const char *consum
     arg_num(&a, max_attempts);
     arg_num(&a, DFD_E_CANCELLED);
     arg_num(&a, DFD_E_INTERNAL);
+    arg(&a, t->id);
     redisReply *r = run(b, &a, err);
     if (!r) return err->code;
     char what[16];
