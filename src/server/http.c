@@ -610,7 +610,8 @@ static enum MHD_Result answer_broker_job(request *r) {
     }
     if (j.state == SRV_JOB_QUEUED || j.state == SRV_JOB_RUNNING) {
         srv_broker_job_clear(&j); /* woken by a forced stop */
-        return queue_error(r, 503, "the server is stopping");
+        if (atomic_load(&s->shutting_down)) return queue_error(r, 503, "the server is stopping");
+        return queue_error(r, 500, "the job has not ended yet (woken too early)");
     }
     outcome o = {.state = j.state, .error_code = j.status, .error = j.error, .verdict = j.verdict,
                  .p_fake = j.p_fake, .status = j.status};
@@ -831,8 +832,9 @@ static void *notifier_main(void *arg) {
             char ids[64][33];
             int n = 0;
             pthread_mutex_lock(&s->wmu);
+            /* Suspended ones only: the others may not be in Redis yet (being submitted). */
             for (waiter *w = s->waiters; w && n < 64; w = w->next)
-                if (!w->done) snprintf(ids[n++], 33, "%s", w->id);
+                if (w->suspended) snprintf(ids[n++], 33, "%s", w->id);
             pthread_mutex_unlock(&s->wmu);
             for (int i = 0; i < n; i++) {
                 int st = -1;
