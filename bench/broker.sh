@@ -8,7 +8,9 @@
 #     into Redis and out, the worker's temp file, the end notification);
 #  2. throughput: M short clips submitted at once to `dfd serve --broker`, taken by 1, 2
 #     and 4 single-thread workers; jobs per minute from the first submit to the last end.
-# Usage: bench/broker.sh [BUILD_DIR] [N_IMAGES] [M_CLIPS] [CLIP]
+#     Also the processor time per job of the processes involved (serve; serve + worker +
+#     redis), which other work on the machine disturbs less than wall time.
+# Usage: [ONLY_OVERHEAD=1] bench/broker.sh [BUILD_DIR] [N_IMAGES] [M_CLIPS] [CLIP]
 # Starts its own redis-server on a free loopback port; everything it starts is stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,7 @@ now() { date +%s.%N; }
 RPORT=$((20000 + RANDOM % 40000))
 redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly yes --dir "$tmp" --logfile "$tmp/redis.log" &
 pids+=($!)
+RPID=$!
 for _ in $(seq 50); do redis-cli -p $RPORT ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 BROKER=redis://127.0.0.1:$RPORT
 
@@ -59,6 +62,14 @@ stop_all_workers() { for p in "${WPIDS[@]}"; do kill -TERM "$p"; wait "$p" 2>/de
 IMG=$tmp/small.png
 ffmpeg -loglevel error -y -f lavfi -i color=c=gray:s=64x64 -frames:v 1 "$IMG" || die "ffmpeg"
 
+# cpu_ms PID...: processor time (user + system) the processes used so far, in ms. Less
+# disturbed than wall time by other work on the machine: it counts only what they ran.
+cpu_ms() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo $((t * 1000 / $(getconf CLK_TCK)))
+}
+
 mean_latency() { # U N -> mean ms of N sequential synchronous analyses (after 5 warm-up)
   for _ in 1 2 3 4 5; do curl -s -o /dev/null -F "file=@$IMG" "$1/v1/analyze"; done
   local t0 t1
@@ -73,14 +84,25 @@ mean_latency() { # U N -> mean ms of N sequential synchronous analyses (after 5 
 
 echo "== 1. overhead per job ($N sequential small images, waiting for each)"
 serve inproc --workers 1 --threads 1
+for _ in 1 2 3 4 5; do curl -s -o /dev/null -F "file=@$IMG" "$U/v1/analyze"; done
+c0=$(cpu_ms $SPID)
 a=$(mean_latency "$U" "$N")
+c1=$(cpu_ms $SPID)
 kill -TERM $SPID; wait $SPID 2>/dev/null
 WPIDS=()
 serve brokered --broker "$BROKER"
 worker w0
+for _ in 1 2 3 4 5; do curl -s -o /dev/null -F "file=@$IMG" "$U/v1/analyze"; done
+d0=$(cpu_ms $SPID "${WPIDS[@]}" $RPID)
 b=$(mean_latency "$U" "$N")
-printf 'in-process queue: %.2f ms/job; broker: %.2f ms/job; broker overhead: %.2f ms/job\n' "$a" "$b" "$(echo "$b - $a" | bc -l)"
+d1=$(cpu_ms $SPID "${WPIDS[@]}" $RPID)
+printf 'wall: in-process queue %.2f ms/job, broker %.2f ms/job: broker overhead %.2f ms/job\n' "$a" "$b" "$(echo "$b - $a" | bc -l)"
+ca=$(echo "($c1 - $c0) / ($N + 5)" | bc -l)
+cb=$(echo "($d1 - $d0) / ($N + 5)" | bc -l)
+printf 'CPU: in-process (serve) %.2f ms/job, broker (serve + worker + redis) %.2f ms/job: broker overhead %.2f ms/job\n' \
+  "$ca" "$cb" "$(echo "$cb - $ca" | bc -l)"
 stop_all_workers
+[[ ${ONLY_OVERHEAD:-0} == 1 ]] && exit 0
 
 echo "== 2. throughput: $M clips ($CLIP) at once, single-thread workers"
 base=
