@@ -152,7 +152,16 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
         wlog(w, "worker %s: job %s: cannot start it: %s", w->name, t->id, e.message);
         return; /* left pending: claimed again after the visibility timeout */
     }
-    if (!info.run) return;
+    if (!info.run) {
+        /* Ended without a run (cancelled while queued, out of attempts, expired): nobody
+         * needs its spooled upload any more. */
+        if (w->cfg.spool_dir) {
+            char sp[4400];
+            snprintf(sp, sizeof sp, "%s/%s.upload", w->cfg.spool_dir, t->id);
+            unlink(sp);
+        }
+        return;
+    }
     double t0 = dfd_now_ms();
     srv_broker_end end = {.state = SRV_JOB_FAILED, .status = DFD_E_INTERNAL, .p_fake = NAN, .verdict = DFD_VERDICT_ERROR};
     char msg[600] = "";
