@@ -23,11 +23,12 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev              # images
   libjansson-dev                                # JSON
   libmicrohttpd-dev                             # HTTP server
+  libhiredis-dev redis-server                   # job broker (serve --broker, dfd worker) and its test
   libhdf5-dev libzip-dev                        # Keras model import
   libcairo2-dev                                 # plots
   libcmocka-dev                                 # tests
   nodejs npm                                    # fetching registry packages
-  chromium curl                                 # server tests: the page in a browser, the API with curl
+  chromium curl jq                              # server tests: the page in a browser, the API with curl (jq: JSON)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -313,6 +313,12 @@ fi
 help=$(in_image dfd --help 2>&1 || true)
 has_cmd() { grep -qE "^  $1 " <<<"$help"; }
 
+# The other role: /app/start.sh worker ... runs `dfd worker` (docs/scale-out.md).
+if ! has_cmd worker; then skip "the worker role: this build's dfd has no 'worker' command"
+elif out=$(in_image /app/start.sh worker --help 2>&1) && [[ $out == *"Usage: dfd worker"* ]]; then
+  pass "/app/start.sh worker runs dfd worker"
+else fail "/app/start.sh worker --help: $(head -n 3 <<<"$out")"; fi
+
 WORK=$(mktemp -d /tmp/dfd-container-test-XXXXXX)
 TMP_PATHS+=("$WORK")
 chmod 0777 "$WORK"   # the image's non-root user writes here

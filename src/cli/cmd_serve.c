@@ -14,7 +14,7 @@
 #include "dfd/server.h"
 
 enum { O_HOST = 256, O_PORT, O_TIMEOUT, O_MAXCONN, O_PERIP, O_REQTIMEOUT, O_MINRATE, O_THREADS, O_WORKERS, O_QUEUE,
-       O_MAXUP, O_MAXHELD, O_TTL, O_MODELS, O_MIMG, O_MVID, O_MSYN, O_NOSYN, O_FRAMES };
+       O_MAXUP, O_MAXHELD, O_TTL, O_BROKER, O_SPOOL, O_MODELS, O_MIMG, O_MVID, O_MSYN, O_NOSYN, O_FRAMES };
 
 static const cli_opt serve_opts[] = {
     {NULL, 0, NULL, "Network:"},
@@ -35,6 +35,11 @@ static const cli_opt serve_opts[] = {
     {"max-held-mb", O_MAXHELD, "N", "upload bytes stored at once, being received or waiting for or\n"
                                     "in an analysis; past it uploads get 503 (default 4 x --max-upload-mb)"},
     {"job-ttl", O_TTL, "S", "keep finished video jobs' results S seconds (default 3600)"},
+    {NULL, 0, NULL, "Scale-out (docs/scale-out.md):"},
+    {"broker", O_BROKER, "URL", "put analyses on Redis (redis://[user:password@]HOST:PORT[/DB]) for\n"
+                                "`dfd worker` processes on any machine, instead of analysing here;\n"
+                                "jobs, progress and results then live in Redis (--job-ttl)"},
+    {"spool", O_SPOOL, "DIR", "with --broker: uploads go to this shared folder, not into Redis"},
     {NULL, 0, NULL, "Models (a model named here must load; without one, the server starts anyway and\n"
                     "analyses answer 503 until a default model is installed):"},
     {"models", O_MODELS, "DIR", "where the default and face models are, as for scan"},
@@ -72,8 +77,8 @@ static void on_signal(int sig) {
 static void on_ready(void *user, const char *host, int port) {
     const dfd_serve_options *c = user;
     int v6 = strchr(host, ':') != NULL;
-    fprintf(stderr, "dfd serve: listening on http://%s%s%s:%d/ (max upload %llu MiB)\n", v6 ? "[" : "", host,
-            v6 ? "]" : "", port, (unsigned long long)(c->max_upload_bytes >> 20));
+    fprintf(stderr, "dfd serve: listening on http://%s%s%s:%d/ (max upload %llu MiB)%s\n", v6 ? "[" : "", host,
+            v6 ? "]" : "", port, (unsigned long long)(c->max_upload_bytes >> 20), c->broker_url ? "; jobs on the broker" : "");
 }
 
 static void access_log(void *user, const char *line) {
@@ -151,6 +156,12 @@ int cmd_serve(int argc, char **argv) {
             if (cli_parse_double(v, 0, 1e7, &d)) return cli_usage_error("serve", "--min-upload-kbs must be 0..1e7");
             c.min_upload_rate = d * 1024.0;
             break;
+        case O_BROKER:
+            if (strncmp(v, "redis://", 8) != 0)
+                return cli_usage_error("serve", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
+            c.broker_url = v;
+            break;
+        case O_SPOOL: c.spool_dir = v; break;
         case O_MODELS: opts->models_dir = v; break;
         case O_MIMG: opts->image_model = v; break;
         case O_MVID: opts->video_model = v; break;
@@ -169,6 +180,7 @@ int cmd_serve(int argc, char **argv) {
         return cli_usage_error("serve", "--max-held-mb (%llu) is less than --max-upload-mb (%llu)",
                                (unsigned long long)(c.max_held_bytes >> 20),
                                (unsigned long long)(c.max_upload_bytes >> 20));
+    if (c.spool_dir && !c.broker_url) return cli_usage_error("serve", "--spool needs --broker");
     if (c.workers > 0 && c.threads > 0 && c.workers > c.threads)
         return cli_usage_error("serve", "--workers (%d) is more than --threads (%d)", c.workers, c.threads);
 

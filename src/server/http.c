@@ -9,6 +9,12 @@
  * resumed by the worker that finished it, so slow analyses hold no I/O thread and the
  * number of analyses at once is the number of workers, whatever the number of clients.
  *
+ * With a broker (--broker redis://...), there is no pool here: an upload becomes a job in
+ * Redis (broker.h) that some `dfd worker` runs; a request that waits for it is suspended
+ * as above and resumed by this server's notifier thread when the worker reports the end
+ * (a list per server instance, checked against the jobs' states every second too). Job
+ * lookups, cancels, health and metrics then read Redis, so any server sees every job.
+ *
  * Nothing from a request reaches a shell or a file name: uploads go to mkstemp() names
  * in a folder made for this process (0700), and assets are looked up by exact name in
  * the table compiled into the binary.
@@ -19,6 +25,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,7 +41,9 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "detect/detect.h"
 #include "media/media.h"
+#include "server/broker.h"
 #include "server/server.h"
 
 #ifdef DFD_HAVE_WEB_ASSETS
@@ -50,10 +59,29 @@ extern const struct dfd_asset {
 #define DISCARD_ALLOWANCE (4u << 20)
 #define RETRY_AFTER_S "5" /* seconds a refused client should wait before trying again */
 
+typedef struct request request;
+
+/* A request waiting for a broker job (see the notifier). */
+typedef struct waiter {
+    char id[33];
+    request *r;
+    int suspended; /* its connection is suspended: the notifier resumes it */
+    int done;      /* the end came before the suspension: the request answers at once */
+    struct waiter *next;
+} waiter;
+
 typedef struct server {
     dfd_server_config cfg;
     struct MHD_Daemon *daemon;
-    srv_pool *pool;
+    srv_pool *pool;           /* the in-process pool; NULL with a broker */
+    srv_broker *broker;       /* with --broker: requests' connection (its own lock) */
+    srv_broker *notify_b;     /* the notifier's connection (it blocks) */
+    char sid[33];             /* this server instance: workers tell it of its jobs' ends */
+    pthread_t notifier;
+    int notifier_started;
+    atomic_int notifier_quit;
+    pthread_mutex_t wmu;      /* guards waiters */
+    waiter *waiters;
     srv_metrics *metrics;
     char tmpdir[4096];
     int lock_fd;              /* flock'ed while this server lives: its folder is not stale */
@@ -80,7 +108,7 @@ enum route {
     R_METRICS,
 };
 
-typedef struct request {
+struct request {
     server *s;
     struct MHD_Connection *conn;
     double t0;
@@ -105,7 +133,8 @@ typedef struct request {
     /* Waiting for the analysis */
     srv_job *job;
     int waiting;
-} request;
+    char job_id[33];      /* with a broker: the job this request waits for */
+};
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -317,8 +346,38 @@ static enum MHD_Result serve_root(request *r) {
     return queue_json_h(r, 200, o, h);
 }
 
+static enum MHD_Result serve_health_broker(request *r) {
+    server *s = r->s;
+    srv_broker_stats st;
+    dfd_error e;
+    dfd_error_clear(&e);
+    int down = atomic_load(&s->shutting_down);
+    if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) != DFD_OK) {
+        json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:s}", "status", "unavailable", "version", dfd_version(), "uptime_s",
+                              (dfd_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "error",
+                              e.message);
+        return queue_json(r, 503, o);
+    }
+    char why[160] = "";
+    if (st.workers_seen == 0)
+        snprintf(why, sizeof why, "no worker has been seen in the last %g s (start `dfd worker --broker ...`)",
+                 s->cfg.worker_window_s);
+    json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:I,s:I,s:I,s:I,s:i,s:f,s:I}", "status",
+                          down ? "stopping" : why[0] ? "degraded" : "ok", "version", dfd_version(), "uptime_s",
+                          (dfd_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "workers",
+                          (json_int_t)st.workers_seen, "workers_seen", (json_int_t)st.workers_seen, "running",
+                          (json_int_t)st.running, "queue_depth", (json_int_t)st.queued, "queue_capacity", s->cfg.queue,
+                          "oldest_wait_s", st.oldest_wait_s, "retries", (json_int_t)st.retries);
+    if (o) {
+        json_object_set_new(o, "max_upload_bytes", json_integer((json_int_t)s->cfg.max_upload_bytes));
+        json_object_set_new(o, "error", why[0] ? json_string(why) : json_null());
+    }
+    return queue_json(r, why[0] || down ? 503 : 200, o);
+}
+
 static enum MHD_Result serve_health(request *r) {
     server *s = r->s;
+    if (s->broker) return serve_health_broker(r);
     srv_pool_stats st;
     srv_pool_get_stats(s->pool, &st);
     const char *deg = srv_pool_degraded(s->pool);
@@ -339,7 +398,21 @@ static enum MHD_Result serve_models(request *r) {
     const dfd_server_analyzer *a = s->cfg.analyzer;
     json_t *o = a->describe ? a->describe(a->cls) : NULL;
     if (!o) o = json_object();
-    const char *deg = srv_pool_degraded(s->pool);
+    const char *deg = s->pool ? srv_pool_degraded(s->pool) : NULL;
+    char why[600];
+    if (s->broker) {
+        /* The models are the workers': loaded when some worker is alive. */
+        srv_broker_stats st;
+        dfd_error e;
+        dfd_error_clear(&e);
+        if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) != DFD_OK)
+            snprintf(why, sizeof why, "%s", e.message);
+        else if (st.workers_seen == 0)
+            snprintf(why, sizeof why, "no worker has been seen in the last %g s", s->cfg.worker_window_s);
+        else
+            why[0] = 0;
+        deg = why[0] ? why : NULL;
+    }
     if (o) {
         json_object_set_new(o, "loaded", json_boolean(!deg));
         json_object_set_new(o, "error", deg ? json_string(deg) : json_null());
@@ -347,8 +420,51 @@ static enum MHD_Result serve_models(request *r) {
     return queue_json(r, 200, o);
 }
 
+static enum MHD_Result serve_metrics_broker(request *r) {
+    server *s = r->s;
+    srv_broker_stats st;
+    dfd_error e;
+    dfd_error_clear(&e);
+    int up = srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) == DFD_OK;
+    char extra[4096];
+    int n = snprintf(extra, sizeof extra,
+                     "# HELP dfd_broker_up Whether the job broker (Redis) answered.\n# TYPE dfd_broker_up gauge\n"
+                     "dfd_broker_up %d\n"
+                     "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
+                     "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
+                     "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
+                     "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
+                     "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
+                     "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n"
+                     "# HELP dfd_queue_capacity Jobs that may wait before uploads are refused with 503.\n"
+                     "# TYPE dfd_queue_capacity gauge\ndfd_queue_capacity %d\n",
+                     up, atomic_load(&s->inflight), (uint64_t)atomic_load(&s->held_bytes), s->max_held, s->cfg.queue);
+    if (up && n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n,
+                      "# HELP dfd_queue_depth Jobs waiting for a worker (all servers).\n# TYPE dfd_queue_depth gauge\n"
+                      "dfd_queue_depth %" PRId64 "\n"
+                      "# HELP dfd_queue_oldest_wait_seconds Age of the oldest job waiting for a worker.\n"
+                      "# TYPE dfd_queue_oldest_wait_seconds gauge\ndfd_queue_oldest_wait_seconds %.3f\n"
+                      "# HELP dfd_workers Workers with a heartbeat in the last interval.\n# TYPE dfd_workers gauge\n"
+                      "dfd_workers %" PRId64 "\n"
+                      "# HELP dfd_jobs_running Jobs a worker has taken and not finished.\n"
+                      "# TYPE dfd_jobs_running gauge\ndfd_jobs_running %" PRId64 "\n"
+                      "# HELP dfd_job_retries_total Runs that were a second or later attempt (a worker died).\n"
+                      "# TYPE dfd_job_retries_total counter\ndfd_job_retries_total %" PRId64 "\n"
+                      "# HELP dfd_jobs_finished_total Analyses finished (all servers), by end state.\n"
+                      "# TYPE dfd_jobs_finished_total counter\n",
+                      st.queued, st.oldest_wait_s, st.workers_seen, st.running, st.retries);
+    for (int k = SRV_JOB_DONE; up && k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs_finished_total{state=\"%s\"} %" PRIu64 "\n",
+                      srv_job_state_name((srv_job_state)k), st.finished[k]);
+    char *text = srv_metrics_render(s->metrics, extra);
+    if (!text) return queue_error(r, 500, "out of memory while writing metrics");
+    return queue(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), 1, 0, NULL);
+}
+
 static enum MHD_Result serve_metrics(request *r) {
     server *s = r->s;
+    if (s->broker) return serve_metrics_broker(r);
     srv_pool_stats st;
     srv_pool_get_stats(s->pool, &st);
     char extra[3072];
@@ -386,12 +502,6 @@ static enum MHD_Result serve_metrics(request *r) {
 
 /* ---- results ------------------------------------------------------------------------- */
 
-static json_t *result_document(const dfd_result *res) {
-    json_t *el = res ? dfd_result_to_json(res) : NULL;
-    if (!el) return NULL;
-    return json_pack("{s:s,s:[o]}", "schema", DFD_RESULT_SCHEMA, "results", el);
-}
-
 int srv_http_status(int code) {
     switch (code) {
     case DFD_OK:
@@ -412,57 +522,136 @@ int srv_http_status(int code) {
     }
 }
 
+/* How an analysis ended, from the pool's job or the broker's: what the answers are made of. */
+typedef struct outcome {
+    srv_job_state state;
+    int error_code;        /* the failure's DFD_E_* (not DONE) */
+    const char *error;     /* the failure's message (not DONE) */
+    json_t *element;       /* DONE: the dfd.result element (owned) */
+    int verdict;           /* DONE */
+    double p_fake;         /* DONE; NAN when none */
+    int status;            /* DONE: the result's status (dfd_result_status) */
+} outcome;
+
+static void outcome_from_result(outcome *o, const dfd_result *res) {
+    o->element = dfd_result_to_json(res);
+    o->verdict = (int)dfd_result_verdict(res);
+    o->p_fake = dfd_result_p_fake(res);
+    o->status = dfd_result_status(res);
+}
+
 /* The status for a result with verdict ERROR (never 200: an error result is no answer). */
-static int error_result_status(const dfd_result *res) {
-    int st = srv_http_status(dfd_result_status(res));
+static int error_result_status(int status) {
+    int st = srv_http_status(status);
     return st == 200 ? 500 : st;
 }
 
-static enum MHD_Result answer_job(request *r) {
+static const char *element_error(json_t *el) {
+    const char *e = json_string_value(json_object_get(el, "error"));
+    return e ? e : "the file could not be analysed";
+}
+
+/* Answers a waiting request from how its analysis ended (o->element is consumed). */
+static enum MHD_Result answer_outcome(request *r, outcome *o) {
     server *s = r->s;
-    srv_job_view v;
-    srv_job_get(s->pool, r->job, &v);
-    if (v.state != SRV_JOB_DONE) {
-        if (v.state == SRV_JOB_CANCELLED) {
+    if (o->state != SRV_JOB_DONE) {
+        json_decref(o->element);
+        if (o->state == SRV_JOB_CANCELLED) {
             if (atomic_load(&s->shutting_down))
                 return queue_error(r, 503, "the analysis was cancelled: the server is stopping");
             return queue_error(r, srv_http_status(DFD_E_CANCELLED), "the analysis was cancelled");
         }
-        int st = srv_http_status(v.error_code);
-        return queue_error(r, st == 200 ? 500 : st, "%s", v.error);
+        int st = srv_http_status(o->error_code);
+        return queue_error(r, st == 200 ? 500 : st, "%s", o->error ? o->error : "the analysis failed");
     }
-    const dfd_result *res = v.result;
-    dfd_verdict verdict = dfd_result_verdict(res);
+    json_t *el = o->element;
+    if (!el) return queue_error(r, 500, "out of memory while writing the result");
     if (r->route == R_ANALYZE) {
-        json_t *doc = result_document(res);
-        if (!doc) return queue_error(r, 500, "out of memory while writing the result");
-        if (verdict == DFD_VERDICT_ERROR) {
-            const char *e = dfd_result_error(res);
-            json_object_set_new(doc, "error", json_string(e ? e : "the file could not be analysed"));
-            return queue_json(r, error_result_status(res), doc);
+        int is_error = o->verdict == DFD_VERDICT_ERROR;
+        json_t *doc = json_pack("{s:s,s:[O]}", "schema", DFD_RESULT_SCHEMA, "results", el);
+        if (!doc) {
+            json_decref(el);
+            return queue_error(r, 500, "out of memory while writing the result");
         }
+        if (is_error) {
+            json_object_set_new(doc, "error", json_string(element_error(el)));
+            json_decref(el);
+            return queue_json(r, error_result_status(o->status), doc);
+        }
+        json_decref(el);
         return queue_json(r, 200, doc);
     }
     /* The original's answer: P(real) as raw_score, confidence in the verdict in percent. */
-    if (verdict == DFD_VERDICT_NO_FACE) return queue_error(r, 422, "no face found");
-    if (verdict != DFD_VERDICT_REAL && verdict != DFD_VERDICT_FAKE) {
-        const char *e = dfd_result_error(res);
-        return queue_error(r, error_result_status(res), "%s", e ? e : "the file could not be analysed");
+    enum MHD_Result q;
+    if (o->verdict == DFD_VERDICT_NO_FACE) {
+        q = queue_error(r, 422, "no face found");
+    } else if (o->verdict != DFD_VERDICT_REAL && o->verdict != DFD_VERDICT_FAKE) {
+        q = queue_error(r, error_result_status(o->status), "%s", element_error(el));
+    } else {
+        double p_real = 1.0 - o->p_fake;
+        double conf = 100.0 * (p_real > 1.0 - p_real ? p_real : 1.0 - p_real);
+        json_t *a = json_pack("{s:s,s:f,s:f,s:n}", "prediction", dfd_verdict_name((dfd_verdict)o->verdict),
+                              "confidence", conf, "raw_score", p_real, "error");
+        q = queue_json(r, 200, a);
     }
-    double p_real = 1.0 - dfd_result_p_fake(res);
-    double conf = 100.0 * (p_real > 1.0 - p_real ? p_real : 1.0 - p_real);
-    json_t *o = json_pack("{s:s,s:f,s:f,s:n}", "prediction", dfd_verdict_name(verdict), "confidence", conf,
-                          "raw_score", p_real, "error");
-    return queue_json(r, 200, o);
+    json_decref(el);
+    return q;
 }
 
-static json_t *job_json(const srv_job_view *v) {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:b,s:f,s:f}", "job_id", v->id, "state", srv_job_state_name(v->state),
+static enum MHD_Result answer_broker_job(request *r) {
+    server *s = r->s;
+    srv_broker_job j;
+    dfd_error e;
+    dfd_error_clear(&e);
+    if (srv_broker_get(s->broker, r->job_id, &j, &e) != DFD_OK) return queue_busy(r, e.message);
+    if (!j.found) {
+        srv_broker_job_clear(&j);
+        return queue_busy(r, "the job is gone from the broker (Redis lost it, or it expired)");
+    }
+    if (j.state == SRV_JOB_QUEUED || j.state == SRV_JOB_RUNNING) {
+        srv_broker_job_clear(&j); /* woken by a forced stop */
+        if (atomic_load(&s->shutting_down)) return queue_error(r, 503, "the server is stopping");
+        return queue_error(r, 500, "the job has not ended yet (woken too early)");
+    }
+    outcome o = {.state = j.state, .error_code = j.status, .error = j.error, .verdict = j.verdict,
+                 .p_fake = j.p_fake, .status = j.status};
+    if (j.state == SRV_JOB_DONE) {
+        o.element = j.result ? json_loads(j.result, 0, NULL) : NULL;
+        if (!json_is_object(o.element)) {
+            json_decref(o.element);
+            srv_broker_job_clear(&j);
+            return queue_error(r, 500, "the broker holds no readable result for this job");
+        }
+    }
+    enum MHD_Result q = answer_outcome(r, &o);
+    srv_broker_job_clear(&j);
+    return q;
+}
+
+static enum MHD_Result answer_job(request *r) {
+    server *s = r->s;
+    if (s->broker) return answer_broker_job(r);
+    srv_job_view v;
+    srv_job_get(s->pool, r->job, &v);
+    outcome o = {.state = v.state, .error_code = v.error_code, .error = v.error, .p_fake = NAN};
+    if (v.state == SRV_JOB_DONE) outcome_from_result(&o, v.result);
+    return answer_outcome(r, &o);
+}
+
+/* The job document; element (the result's, or NULL) is stolen. */
+static json_t *job_json(const srv_job_view *v, json_t *element, int attempts, const char *worker) {
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:b,s:f,s:f,s:i}", "job_id", v->id, "state", srv_job_state_name(v->state),
                           "media", v->kind == DFD_MEDIA_VIDEO ? "video" : "image", "progress", v->progress,
-                          "cancel_requested", v->cancel_requested, "age_s", v->age_s, "run_s", v->run_s);
-    if (!o) return NULL;
-    json_object_set_new(o, "result", v->result ? result_document(v->result) : json_null());
+                          "cancel_requested", v->cancel_requested, "age_s", v->age_s, "run_s", v->run_s, "attempts",
+                          attempts);
+    if (!o) {
+        json_decref(element);
+        return NULL;
+    }
+    json_object_set_new(o, "result",
+                        element ? json_pack("{s:s,s:[o]}", "schema", DFD_RESULT_SCHEMA, "results", element) : json_null());
     json_object_set_new(o, "error", v->error[0] ? json_string(v->error) : json_null());
+    if (worker) json_object_set_new(o, "worker", worker[0] ? json_string(worker) : json_null());
     return o;
 }
 
@@ -474,6 +663,47 @@ static int valid_job_id(const char *id) {
     return 1;
 }
 
+static enum MHD_Result serve_job_broker(request *r, const char *id, const char *shown, const char *method) {
+    server *s = r->s;
+    dfd_error e;
+    dfd_error_clear(&e);
+    if (strcmp(method, "DELETE") == 0) {
+        int st = -1, was_over = 0;
+        if (srv_broker_cancel(s->broker, id, &st, &was_over, &e) != DFD_OK) return queue_busy(r, e.message);
+        if (st < 0)
+            return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
+                               s->cfg.job_ttl_s);
+        json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "job_id", id, "state", srv_job_state_name((srv_job_state)st),
+                              "cancel_requested", !was_over, "deleted", was_over);
+        return queue_json(r, st == SRV_JOB_RUNNING ? 202 : 200, o);
+    }
+    srv_broker_job j;
+    if (srv_broker_get(s->broker, id, &j, &e) != DFD_OK) return queue_busy(r, e.message);
+    if (!j.found) {
+        srv_broker_job_clear(&j);
+        return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
+                           s->cfg.job_ttl_s);
+    }
+    srv_job_view v;
+    memset(&v, 0, sizeof v);
+    snprintf(v.id, sizeof v.id, "%s", id);
+    v.state = j.state;
+    v.kind = j.kind;
+    v.progress = j.progress;
+    v.cancel_requested = j.cancel_requested;
+    v.age_s = j.age_s;
+    v.run_s = j.run_s;
+    if (j.state == SRV_JOB_FAILED || j.state == SRV_JOB_CANCELLED) snprintf(v.error, sizeof v.error, "%s", j.error);
+    json_t *el = j.state == SRV_JOB_DONE && j.result ? json_loads(j.result, 0, NULL) : NULL;
+    if (el && !json_is_object(el)) {
+        json_decref(el);
+        el = NULL;
+    }
+    json_t *o = job_json(&v, el, j.attempts, j.worker);
+    srv_broker_job_clear(&j);
+    return queue_json(r, 200, o);
+}
+
 static enum MHD_Result serve_job(request *r, const char *url, const char *method) {
     server *s = r->s;
     const char *id = url + strlen("/v1/jobs/");
@@ -481,6 +711,7 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
     sanitize(shown, sizeof shown, id);
     if (!valid_job_id(id))
         return queue_error(r, 404, "no job with id '%s' (job ids are 32 lowercase hex digits)", shown);
+    if (s->broker) return serve_job_broker(r, id, shown, method);
     if (strcmp(method, "DELETE") == 0) {
         int was_over = 0;
         int st = srv_pool_cancel(s->pool, id, &was_over);
@@ -497,9 +728,124 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
                            s->cfg.job_ttl_s);
     srv_job_view v;
     srv_job_get(s->pool, j, &v);
-    json_t *o = job_json(&v); /* the result is serialised while we hold the reference */
+    /* the result is serialised while we hold the reference */
+    json_t *o = job_json(&v, v.result ? dfd_result_to_json(v.result) : NULL, v.attempts, NULL);
     srv_job_unref(s->pool, j);
     return queue_json(r, 200, o);
+}
+
+/* ---- waiting for a broker's job ------------------------------------------------------------ */
+
+/* Adds a waiter for job id (before it is submitted: its end may come at once). */
+static int waiter_add(server *s, request *r, const char *id) {
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    snprintf(w->id, sizeof w->id, "%s", id);
+    w->r = r;
+    pthread_mutex_lock(&s->wmu);
+    w->next = s->waiters;
+    s->waiters = w;
+    pthread_mutex_unlock(&s->wmu);
+    return 0;
+}
+
+static waiter *waiter_unlink_locked(server *s, request *r) {
+    for (waiter **l = &s->waiters; *l; l = &(*l)->next)
+        if ((*l)->r == r) {
+            waiter *w = *l;
+            *l = w->next;
+            return w;
+        }
+    return NULL;
+}
+
+/* Forgets r's waiter; 1 when it was still waiting (its job had not ended). */
+static int waiter_remove(server *s, request *r) {
+    pthread_mutex_lock(&s->wmu);
+    waiter *w = waiter_unlink_locked(s, r);
+    pthread_mutex_unlock(&s->wmu);
+    int waiting = w && !w->done;
+    free(w);
+    return waiting;
+}
+
+/* Suspends r until its job ends; 0 when the end came already (answer now). */
+static int waiter_suspend(server *s, request *r) {
+    pthread_mutex_lock(&s->wmu);
+    waiter *w = NULL;
+    for (w = s->waiters; w && w->r != r; w = w->next) {
+    }
+    int suspended = 0;
+    if (w && !w->done) {
+        w->suspended = 1;
+        r->waiting = 1;
+        MHD_suspend_connection(r->conn);
+        suspended = 1;
+    } else if (w) {
+        free(waiter_unlink_locked(s, r));
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return suspended;
+}
+
+/* Job id ended (or all, when id is NULL: a forced stop): resumes whoever waits for it. */
+static void waiter_wake(server *s, const char *id) {
+    pthread_mutex_lock(&s->wmu);
+    for (waiter **l = &s->waiters; *l;) {
+        waiter *w = *l;
+        if (id && strcmp(w->id, id) != 0) {
+            l = &w->next;
+            continue;
+        }
+        if (w->suspended) {
+            *l = w->next;
+            MHD_resume_connection(w->r->conn);
+            free(w);
+            continue;
+        }
+        w->done = 1;
+        l = &w->next;
+    }
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* The notifier: ends told by the workers (a list per server instance), and once a second
+ * the state of every job waited for (an end told while this server was away, or lost by
+ * Redis, is found that way). Redis being away only delays it. */
+static void *notifier_main(void *arg) {
+    server *s = arg;
+    double next_sweep = 0;
+    while (!atomic_load(&s->notifier_quit)) {
+        char id[33];
+        int got = 0;
+        dfd_error e;
+        dfd_error_clear(&e);
+        if (srv_broker_pop_done(s->notify_b, s->sid, 1, id, &got, &e) != DFD_OK) {
+            struct timespec ts = {0, 500 * 1000000L};
+            nanosleep(&ts, NULL);
+        } else if (got) {
+            waiter_wake(s, id);
+        }
+        if (dfd_now_ms() < next_sweep) continue;
+        next_sweep = dfd_now_ms() + 1000;
+        for (;;) { /* one waiter at a time: the list may change while Redis is asked */
+            char ids[64][33];
+            int n = 0;
+            pthread_mutex_lock(&s->wmu);
+            /* Suspended ones only: the others may not be in Redis yet (being submitted). */
+            for (waiter *w = s->waiters; w && n < 64; w = w->next)
+                if (w->suspended) snprintf(ids[n++], 33, "%s", w->id);
+            pthread_mutex_unlock(&s->wmu);
+            for (int i = 0; i < n; i++) {
+                int st = -1;
+                dfd_error_clear(&e);
+                if (srv_broker_state(s->notify_b, ids[i], &st, &e) != DFD_OK) break;
+                if (st < 0 || st == SRV_JOB_DONE || st == SRV_JOB_FAILED || st == SRV_JOB_CANCELLED) waiter_wake(s, ids[i]);
+            }
+            break;
+        }
+    }
+    return NULL;
 }
 
 /* ---- uploads -------------------------------------------------------------------------- */
@@ -557,7 +903,7 @@ static enum MHD_Result upload_begin(request *r) {
     server *s = r->s;
     struct MHD_Connection *c = r->conn;
     if (atomic_load(&s->shutting_down)) return queue_busy(r, "the server is shutting down");
-    const char *deg = srv_pool_degraded(s->pool);
+    const char *deg = s->pool ? srv_pool_degraded(s->pool) : NULL;
     if (deg) return queue_error(r, 503, "model not loaded: %s", deg);
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -576,12 +922,26 @@ static enum MHD_Result upload_begin(request *r) {
     int multipart = srv_is_multipart(ct);
     if (!multipart && r->route != R_ANALYZE)
         return queue_error(r, 400, "expected a multipart/form-data upload with a field named 'file'");
-    srv_pool_stats st;
-    srv_pool_get_stats(s->pool, &st);
-    if (st.queued >= st.queue_capacity) {
-        char m[128];
-        snprintf(m, sizeof m, "the queue is full (%d jobs waiting for %d workers)", st.queued, st.workers);
-        return queue_busy(r, m);
+    if (s->broker) {
+        /* Refused before the body comes when Redis is away or the shared queue is full. */
+        srv_broker_stats bs;
+        dfd_error e;
+        dfd_error_clear(&e);
+        if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &bs, &e) != DFD_OK) return queue_busy(r, e.message);
+        if (bs.queued >= s->cfg.queue) {
+            char m[160];
+            snprintf(m, sizeof m, "the queue is full (%" PRId64 " jobs waiting for %" PRId64 " workers)", bs.queued,
+                     bs.workers_seen);
+            return queue_busy(r, m);
+        }
+    } else {
+        srv_pool_stats st;
+        srv_pool_get_stats(s->pool, &st);
+        if (st.queued >= st.queue_capacity) {
+            char m[128];
+            snprintf(m, sizeof m, "the queue is full (%d jobs waiting for %d workers)", st.queued, st.workers);
+            return queue_busy(r, m);
+        }
     }
     if (multipart) {
         r->mp = malloc(sizeof *r->mp);
@@ -669,6 +1029,53 @@ static const char *kind_name(dfd_media_kind k) {
     return k == DFD_MEDIA_IMAGE ? "an image" : k == DFD_MEDIA_VIDEO ? "a video" : "unknown media";
 }
 
+static enum MHD_Result accepted(request *r, const char *id, dfd_media_kind kind) {
+    char loc[64];
+    snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job_id", id, "state", "queued", "media",
+                          kind == DFD_MEDIA_VIDEO ? "video" : "image", "status_url", loc);
+    const char *const h[] = {MHD_HTTP_HEADER_LOCATION, loc, NULL};
+    return queue_json_h(r, 202, o, h);
+}
+
+/* The upload becomes a job in Redis (path is consumed: its bytes are in Redis, or moved
+ * into the spool folder, and the local file removed either way). */
+static enum MHD_Result submit_to_broker(request *r, char *path, uint64_t bytes, const char *name,
+                                        dfd_media_kind kind, int background, int explain) {
+    server *s = r->s;
+    dfd_error e;
+    dfd_error_clear(&e);
+    char id[33];
+    if (srv_random_id(id) != 0) {
+        unlink(path);
+        free(path);
+        unreserve(s, bytes);
+        return queue_error(r, 500, "no random bytes for a job id");
+    }
+    if (!background && waiter_add(s, r, id) != 0) {
+        unlink(path);
+        free(path);
+        unreserve(s, bytes);
+        return queue_error(r, 500, "out of memory");
+    }
+    srv_broker_submit_args a = {.id = id, .name = name, .kind = kind, .explain = explain,
+                                .notify = background ? NULL : s->sid, .path = path, .bytes = bytes,
+                                .spool_dir = s->cfg.spool_dir, .job_ttl_s = s->cfg.job_ttl_s};
+    int rc = srv_broker_submit(s->broker, &a, &e);
+    unlink(path); /* gone already when it was moved into the spool folder */
+    free(path);
+    unreserve(s, bytes);
+    if (rc != DFD_OK) {
+        if (!background) waiter_remove(s, r);
+        if (rc == DFD_E_IO) return queue_busy(r, e.message);
+        return queue_error(r, 500, "%s", e.message);
+    }
+    if (background) return accepted(r, id, kind);
+    snprintf(r->job_id, sizeof r->job_id, "%s", id);
+    if (waiter_suspend(s, r)) return MHD_YES;
+    return answer_job(r); /* it ended before we could suspend */
+}
+
 /* The whole body is in: check it, then hand it to the pool. */
 static enum MHD_Result upload_end(request *r) {
     server *s = r->s;
@@ -724,7 +1131,9 @@ static enum MHD_Result upload_end(request *r) {
         return queue_error(r, 415, "/predict_video expects a video, and this upload is %s; use /predict_image "
                                    "or /v1/analyze", kind_name(kind));
     }
-    int background = r->route == R_ANALYZE && kind == DFD_MEDIA_VIDEO;
+    /* Videos on /v1/analyze are jobs to poll; so is any upload with ?async=1. */
+    const char *as = r->route == R_ANALYZE ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "async") : NULL;
+    int background = r->route == R_ANALYZE && (kind == DFD_MEDIA_VIDEO || (as && (!strcmp(as, "1") || !strcmp(as, "true"))));
     /* Heat maps per face: /v1/analyze?explain=1 (or true). */
     const char *ex = r->route == R_ANALYZE ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "explain") : NULL;
     int explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
@@ -735,6 +1144,7 @@ static enum MHD_Result upload_end(request *r) {
     uint64_t bytes = (uint64_t)sb.st_size < r->reserved ? (uint64_t)sb.st_size : r->reserved;
     unreserve(s, r->reserved - bytes);
     r->reserved = 0;
+    if (s->broker) return submit_to_broker(r, path, bytes, name, kind, background, explain);
     srv_job *job = NULL;
     if (background) {
         if (srv_pool_submit(s->pool, path, bytes, name, kind, 1, NULL, 0, explain, &job, &e) != DFD_OK) {
@@ -747,7 +1157,7 @@ static enum MHD_Result upload_end(request *r) {
         char loc[64];
         snprintf(loc, sizeof loc, "/v1/jobs/%s", v.id);
         json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "job_id", v.id, "state", srv_job_state_name(v.state), "media",
-                              "video", "status_url", loc);
+                              kind == DFD_MEDIA_VIDEO ? "video" : "image", "status_url", loc);
         const char *const h[] = {MHD_HTTP_HEADER_LOCATION, loc, NULL};
         return queue_json_h(r, 202, o, h);
     }
@@ -868,6 +1278,12 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         srv_job_detach(s->pool, r->job);
         srv_job_unref(s->pool, r->job);
     }
+    if (r->job_id[0] && s->broker && waiter_remove(s, r)) {
+        /* Nobody will read this result any more: do not spend a worker on it. */
+        dfd_error e;
+        dfd_error_clear(&e);
+        srv_broker_request_cancel(s->broker, r->job_id, &e);
+    }
     free(r->mp);
     free(r);
     atomic_fetch_sub(&s->inflight, 1);
@@ -899,6 +1315,7 @@ void dfd_server_config_default(dfd_server_config *c) {
     c->min_upload_rate = 8192;
     c->min_rate_grace_s = 10;
     c->io_threads = 2;
+    c->worker_window_s = 10;
 }
 
 static void remove_tmpdir(const char *dir) {
@@ -1020,7 +1437,10 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (s->cfg.conn_timeout_s < 1) s->cfg.conn_timeout_s = 1;
     if (s->cfg.max_connections < 1) s->cfg.max_connections = 1000;
     if (s->cfg.max_conn_per_ip < 0) s->cfg.max_conn_per_ip = 0;
+    if (!(s->cfg.worker_window_s > 0)) s->cfg.worker_window_s = 10;
     s->started_ms = dfd_now_ms();
+    pthread_mutex_init(&s->wmu, NULL);
+    atomic_init(&s->notifier_quit, 0);
     int rc = DFD_OK;
     struct addrinfo *ai = NULL;
 
@@ -1056,12 +1476,31 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         rc = dfd_fail(err, DFD_E_ARG, "cannot use host '%s': %s", s->cfg.host, gai_strerror(gai));
         goto out;
     }
-    if ((rc = srv_pool_start(&pc, &s->pool, err)) != DFD_OK) goto out;
-    if (srv_pool_degraded(s->pool) && s->cfg.require_models) {
+    if (s->cfg.broker_url) {
+        /* No models here: the workers have them. Redis away is no reason not to start. */
+        if ((rc = srv_broker_open(s->cfg.broker_url, 5, &s->broker, err)) != DFD_OK) goto out;
+        if ((rc = srv_broker_open(s->cfg.broker_url, 5, &s->notify_b, err)) != DFD_OK) goto out;
+        if (srv_random_id(s->sid) != 0) {
+            rc = dfd_fail(err, DFD_E_INTERNAL, "no random bytes for the server's id");
+            goto out;
+        }
+        dfd_error e;
+        dfd_error_clear(&e);
+        if (srv_broker_ping(s->broker, &e) != DFD_OK)
+            dfd_log(DFD_LOG_ERROR, "serving without the broker for now (uploads get 503 until it is back): %s", e.message);
+        if (pthread_create(&s->notifier, NULL, notifier_main, s) != 0) {
+            rc = dfd_fail(err, DFD_E_INTERNAL, "cannot start the notifier thread");
+            goto out;
+        }
+        s->notifier_started = 1;
+    } else if ((rc = srv_pool_start(&pc, &s->pool, err)) != DFD_OK) {
+        goto out;
+    }
+    if (s->pool && srv_pool_degraded(s->pool) && s->cfg.require_models) {
         rc = dfd_fail(err, DFD_E_MODEL, "cannot load the models: %s", srv_pool_degraded(s->pool));
         goto out;
     }
-    if (srv_pool_degraded(s->pool))
+    if (s->pool && srv_pool_degraded(s->pool))
         dfd_log(DFD_LOG_ERROR, "serving without a model (analysis requests get 503): %s", srv_pool_degraded(s->pool));
 
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -1097,7 +1536,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
 
     /* Stop accepting; let requests in flight finish (a second stop request forces it). */
     atomic_store(&s->shutting_down, 1);
-    srv_pool_begin_stop(s->pool);
+    if (s->pool) srv_pool_begin_stop(s->pool); /* a broker's jobs stay in Redis for the workers */
     MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
     if (lsock != MHD_INVALID_SOCKET) close(lsock);
     double forced_at = -1;
@@ -1105,13 +1544,26 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         struct pollfd pfd = {.fd = stop_fd, .events = POLLIN};
         if (poll(&pfd, 1, 50) > 0 && forced_at < 0) {
             dfd_log(DFD_LOG_WARN, "stopping now: cancelling analyses in progress");
-            srv_pool_cancel_all(s->pool);
+            if (s->pool) srv_pool_cancel_all(s->pool);
+            else waiter_wake(s, NULL); /* the waiting requests are answered 503 */
             forced_at = dfd_now_ms();
         }
         if (forced_at >= 0 && dfd_now_ms() - forced_at > 5000) break;
     }
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);
+    if (s->notifier_started) {
+        atomic_store(&s->notifier_quit, 1);
+        pthread_join(s->notifier, NULL);
+    }
+    while (s->waiters) {
+        waiter *w = s->waiters;
+        s->waiters = w->next;
+        free(w);
+    }
+    srv_broker_close(s->broker);
+    srv_broker_close(s->notify_b);
+    pthread_mutex_destroy(&s->wmu);
     if (s->pool) srv_pool_stop(s->pool);
     if (ai) freeaddrinfo(ai);
     if (s->tmpdir[0]) remove_tmpdir(s->tmpdir);

@@ -563,6 +563,7 @@ void srv_job_get(srv_pool *p, srv_job *j, srv_job_view *v) {
     v->result = j->state == SRV_JOB_DONE ? j->result : NULL;
     snprintf(v->error, sizeof v->error, "%s", j->error);
     v->error_code = j->error_code;
+    v->attempts = j->started_ms > 0;
     pthread_mutex_unlock(&p->mu);
 }
 

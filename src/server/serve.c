@@ -1,5 +1,6 @@
 /* serve.c — the public face of the server (include/dfd/server.h): dfd_serve_options
- * mapped onto dfd_server_config with the library analyzer. */
+ * mapped onto dfd_server_config, and dfd_worker_options onto dfd_worker_config, with the
+ * library analyzer. */
 #include <string.h>
 
 #include "dfd/server.h"
@@ -49,6 +50,8 @@ int dfd_serve(const dfd_serve_options *o, int stop_fd, dfd_error *err) {
     c.max_conn_per_ip = o->max_conn_per_ip;
     c.request_timeout_s = o->request_timeout_s;
     c.min_upload_rate = o->min_upload_rate;
+    c.broker_url = o->broker_url;
+    c.spool_dir = o->spool_dir;
     c.require_models = o->require_models;
     c.on_ready = o->on_ready;
     c.access_log = o->access_log;
@@ -57,4 +60,37 @@ int dfd_serve(const dfd_serve_options *o, int stop_fd, dfd_error *err) {
     dfd_server_library_analyzer(&an, &o->analysis);
     c.analyzer = &an;
     return dfd_server_run(&c, stop_fd, err);
+}
+
+void dfd_worker_options_default(dfd_worker_options *o) {
+    memset(o, 0, sizeof *o);
+    dfd_worker_config c;
+    dfd_worker_config_default(&c);
+    o->threads = c.threads;
+    o->visibility_timeout_s = c.visibility_timeout_s;
+    o->max_attempts = c.max_attempts;
+    o->max_upload_bytes = c.max_upload_bytes;
+    dfd_options_default(&o->analysis);
+}
+
+int dfd_worker(const dfd_worker_options *o, int stop_fd, dfd_error *err) {
+    if (!o || !o->broker_url) return dfd_fail(err, DFD_E_ARG, "dfd_worker: no broker URL");
+    if (o->analysis.synthetic_model && o->analysis.no_synthetic)
+        return dfd_fail(err, DFD_E_ARG, "a synthetic-face model is named and no_synthetic is set");
+    dfd_worker_config c;
+    dfd_worker_config_default(&c);
+    c.broker_url = o->broker_url;
+    c.spool_dir = o->spool_dir;
+    c.threads = o->threads;
+    c.name = o->name;
+    c.visibility_timeout_s = o->visibility_timeout_s;
+    c.max_attempts = o->max_attempts;
+    c.max_upload_bytes = o->max_upload_bytes;
+    c.on_ready = o->on_ready;
+    c.log = o->log;
+    c.user = o->user;
+    dfd_server_analyzer an;
+    dfd_server_library_analyzer(&an, &o->analysis);
+    c.analyzer = &an;
+    return dfd_worker_run(&c, stop_fd, err);
 }

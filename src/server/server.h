@@ -7,7 +7,9 @@
  *   multipart.c  a streaming multipart/form-data parser (boundaries across chunks);
  *   jobs.c       the bounded worker pool and queue, jobs with progress/cancel/TTL;
  *   metrics.c    counters and latency histograms in Prometheus text format;
- *   analyzer.c   the binding of the pool's workers to libdfd (one dfd_ctx per worker).
+ *   analyzer.c   the binding of the pool's workers to libdfd (one dfd_ctx per worker);
+ *   broker.c     with --broker: jobs on Redis Streams instead of the pool (broker.h);
+ *   worker.c     `dfd worker`: takes jobs from the broker and runs the analyzer.
  *
  * The analysis is reached through dfd_server_analyzer, a small table of functions,
  * so that the HTTP machinery (limits, jobs, queue, cancellation) can be tested with a
@@ -73,6 +75,12 @@ typedef struct dfd_server_config {
     int io_threads;             /* libmicrohttpd threads; default 2 */
     const char *tmp_parent;     /* where the private upload folder is made; NULL = $TMPDIR or /tmp */
     int require_models;         /* fail to start when models cannot be loaded (else serve degraded: 503) */
+    /* With a broker (redis://[user:password@]HOST:PORT[/DB]), analyses go to Redis for
+     * `dfd worker` processes instead of this process's pool (no models are loaded here);
+     * uploads go to Redis, or to spool_dir when set (a folder the workers share). */
+    const char *broker_url;
+    const char *spool_dir;
+    double worker_window_s;     /* "workers seen": a heartbeat within this; default 10 */
     const dfd_server_analyzer *analyzer; /* required */
     /* Called once listening, with the bound port. */
     void (*on_ready)(void *user, const char *host, int port);
@@ -87,6 +95,30 @@ void dfd_server_config_default(dfd_server_config *c);
  * a test), then stops accepting, lets requests in flight finish, cancels queued
  * background jobs, and returns DFD_OK, or an error if the server could not start. */
 int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err);
+
+/* ---- worker.c: `dfd worker` ---------------------------------------------------------- */
+
+typedef struct dfd_worker_config {
+    const char *broker_url;      /* required */
+    const char *spool_dir;       /* where spooled uploads are (the serve's --spool, as mounted here) */
+    int threads;                 /* compute threads of the one analysis at a time; default 1 */
+    const char *name;            /* consumer name; NULL = HOST-PID-RANDOM */
+    double visibility_timeout_s; /* a job pending longer with no sign of life is taken over; default 30 */
+    int max_attempts;            /* runs of one job before it fails; default 3 */
+    uint64_t max_upload_bytes;   /* larger uploads fail (sizes from Redis are not trusted); default 200 MiB */
+    double heartbeat_s;          /* default 2 */
+    const char *tmp_parent;      /* where the private folder for uploads is made; NULL = $TMPDIR or /tmp */
+    const dfd_server_analyzer *analyzer; /* required */
+    void (*on_ready)(void *user, const char *name);
+    void (*log)(void *user, const char *line); /* one line per job; NULL = dfd_log at INFO */
+    void *user;
+} dfd_worker_config;
+
+void dfd_worker_config_default(dfd_worker_config *c);
+/* Takes and runs jobs until stop_fd becomes readable (then finishes the job in hand; a
+ * second byte abandons it to another worker). Errors only when it cannot start (models,
+ * arguments); Redis being away is waited out. */
+int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err);
 
 /* ---- multipart.c: streaming multipart/form-data ----------------------------------- */
 
@@ -212,6 +244,7 @@ typedef struct srv_job_view {
     const dfd_result *result;  /* valid while the caller holds its job reference */
     char error[512];
     int error_code;
+    int attempts;              /* runs begun: 0 or 1 here (a broker's worker may retry) */
 } srv_job_view;
 void srv_job_get(srv_pool *p, srv_job *j, srv_job_view *v);
 

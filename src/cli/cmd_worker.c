@@ -1,0 +1,162 @@
+/* cmd_worker.c — `dfd worker`: the other half of `dfd serve --broker`. Parses options,
+ * turns SIGINT/SIGTERM into bytes on a self-pipe, and hands over to dfd_worker
+ * (include/dfd/server.h; the loop is src/server/worker.c). Exists so that analyses can
+ * run on as many processes and machines as reach the broker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dfd/server.h"
+
+enum { O_BROKER = 256, O_THREADS, O_SPOOL, O_VIS, O_ATTEMPTS, O_MAXUP, O_NAME, O_MODELS, O_MIMG, O_MVID, O_MSYN,
+       O_NOSYN, O_FRAMES };
+
+static const cli_opt worker_opts[] = {
+    {"broker", O_BROKER, "URL", "Redis to take jobs from (required): redis://[user:password@]HOST:PORT[/DB]"},
+    {"threads", O_THREADS, "N", "compute threads for the analysis (default 1)"},
+    {"spool", O_SPOOL, "DIR", "where the server's --spool folder is mounted here"},
+    {"visibility-timeout", O_VIS, "S", "a job whose worker showed no sign of life for S seconds\n"
+                                       "is run again elsewhere (default 30)"},
+    {"max-attempts", O_ATTEMPTS, "N", "runs of one job before it is failed (default 3)"},
+    {"max-upload-mb", O_MAXUP, "N", "larger uploads are failed (default 200)"},
+    {"name", O_NAME, "NAME", "this worker's name in Redis (default HOST-PID-RANDOM)"},
+    {NULL, 0, NULL, "Models (as dfd serve; a model named here must load):"},
+    {"models", O_MODELS, "DIR", "where the default and face models are, as for scan"},
+    {"model-image", O_MIMG, "P", "image model (safetensors)"},
+    {"model-video", O_MVID, "P", "video model (safetensors)"},
+    {"model-synthetic", O_MSYN, "P", "synthetic-face model, run beside the image model"},
+    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector"},
+    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    {NULL, 0, NULL, ""},
+    {"quiet", 'q', NULL, "no line per job"},
+    {0}};
+
+const cli_command cmd_worker_cmd = {
+    "worker",
+    "Usage: dfd worker --broker redis://[user:password@]HOST:PORT[/DB] [OPTIONS]\n\n"
+    "Takes analyses that `dfd serve --broker` put on Redis, runs them one at a time with\n"
+    "the same library analysis as `dfd serve`, writes their progress and stores each\n"
+    "result once. Start as many as you like, on any machine that reaches Redis. A job\n"
+    "whose worker dies is taken over by another after --visibility-timeout. SIGINT or\n"
+    "SIGTERM: finish the job in hand, then exit; a second one leaves it to another worker.\n"
+    "One log line per job goes to stderr. See docs/scale-out.md.\n\n",
+    worker_opts, NULL};
+
+static int stop_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    (void)sig;
+    int saved = errno;
+    char b = 1;
+    ssize_t n = write(stop_pipe[1], &b, 1);
+    (void)n;
+    errno = saved;
+}
+
+static void on_ready(void *user, const char *name) {
+    (void)user;
+    fprintf(stderr, "dfd worker: %s ready\n", name);
+}
+
+static void job_log(void *user, const char *line) {
+    int quiet = *(int *)user;
+    if (quiet) return;
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+    fprintf(stderr, "%s %s\n", ts, line);
+}
+
+int cmd_worker(int argc, char **argv) {
+    dfd_worker_options c;
+    dfd_worker_options_default(&c);
+    dfd_options *opts = &c.analysis;
+    int quiet = 0, k;
+    const char *v;
+    long n;
+    double d;
+    cli_parser p;
+    if (cli_parser_init(&p, &cmd_worker_cmd, argc, argv)) return DFD_EXIT_USAGE;
+    while ((k = cli_next(&p, &v)) > 0) {
+        switch (k) {
+        case O_BROKER:
+            if (strncmp(v, "redis://", 8) != 0)
+                return cli_usage_error("worker", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
+            c.broker_url = v;
+            break;
+        case O_THREADS:
+            if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("worker", "--threads must be 1..4096");
+            c.threads = (int)n;
+            break;
+        case O_SPOOL: c.spool_dir = v; break;
+        case O_VIS:
+            if (cli_parse_double(v, 0.1, 1e6, &d))
+                return cli_usage_error("worker", "--visibility-timeout must be 0.1..1e6 seconds");
+            c.visibility_timeout_s = d;
+            break;
+        case O_ATTEMPTS:
+            if (cli_parse_int(v, 1, 1000, &n)) return cli_usage_error("worker", "--max-attempts must be 1..1000");
+            c.max_attempts = (int)n;
+            break;
+        case O_MAXUP:
+            if (cli_parse_int(v, 1, 1 << 20, &n)) return cli_usage_error("worker", "--max-upload-mb must be 1..1048576");
+            c.max_upload_bytes = (uint64_t)n << 20;
+            break;
+        case O_NAME:
+            if (!*v || strlen(v) > 100 || strpbrk(v, " \t\r\n"))
+                return cli_usage_error("worker", "--name must be 1..100 characters without spaces");
+            c.name = v;
+            break;
+        case O_MODELS: opts->models_dir = v; break;
+        case O_MIMG: opts->image_model = v; break;
+        case O_MVID: opts->video_model = v; break;
+        case O_MSYN: opts->synthetic_model = v; break;
+        case O_NOSYN: opts->no_synthetic = 1; break;
+        case O_FRAMES:
+            if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("worker", "--frames must be 1..10000");
+            opts->frames = (int)n;
+            break;
+        case 'q': quiet = 1; break;
+        }
+    }
+    if (k < 0) return DFD_EXIT_USAGE;
+    if (p.first < argc) return cli_usage_error("worker", "unexpected argument '%s'", argv[p.first]);
+    if (!c.broker_url) return cli_usage_error("worker", "--broker redis://HOST:PORT is required");
+    if (opts->synthetic_model && opts->no_synthetic)
+        return cli_usage_error("worker", "--model-synthetic and --no-synthetic contradict each other");
+    c.on_ready = on_ready;
+    c.log = job_log;
+    c.user = &quiet;
+
+    if (pipe(stop_pipe) != 0) {
+        fprintf(stderr, "dfd worker: cannot create a pipe: %s\n", strerror(errno));
+        return DFD_EXIT_FAILED;
+    }
+    fcntl(stop_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    dfd_error err;
+    err.message[0] = '\0';
+    int rc = dfd_worker(&c, stop_pipe[0], &err);
+    close(stop_pipe[0]);
+    close(stop_pipe[1]);
+    if (rc != DFD_OK) {
+        fprintf(stderr, "dfd worker: %s\n", err.message);
+        return DFD_EXIT_FAILED;
+    }
+    fprintf(stderr, "dfd worker: stopped\n");
+    return DFD_EXIT_OK;
+}
