@@ -7,7 +7,7 @@
 # after 2 attempts. Then: the synchronous routes through the broker, a job cancelled
 # while it runs on a worker ends "cancelled", an upload through a --spool folder, and
 # Redis stopped and started again gives 503 meanwhile (the processes live on) and normal
-# service after, with the jobs kept.
+# service after, with the jobs kept; a job past --max-attempts is failed with the reason.
 set -uo pipefail
 BIN=${DFD_BIN:-build/dfd}
 SRC=${DFD_SOURCE_DIR:-.}
@@ -113,9 +113,9 @@ start_serve() { # start_serve LOGNAME [ARGS...] -> sets spid, U
   U=http://127.0.0.1:$port
 }
 declare -A wpid
-start_worker() { # start_worker NAME
+start_worker() { # start_worker NAME [MAX_ATTEMPTS]
   TMPDIR=$tmp/tmp "$BIN" worker --broker "$BROKER" --name "$1" --model-image "$MODEL" --no-synthetic --frames $FRAMES \
-    --threads 1 --visibility-timeout 3 --max-attempts 3 --spool "$tmp/spool" 2>"$tmp/worker-$1.log" &
+    --threads 1 --visibility-timeout 3 --max-attempts "${2:-3}" --spool "$tmp/spool" 2>"$tmp/worker-$1.log" &
   wpid[$1]=$!
   pids+=(${wpid[$1]})
   for _ in $(seq 300); do grep -q 'ready' "$tmp/worker-$1.log" && return 0; sleep 0.1; done
@@ -269,11 +269,26 @@ for _ in $(seq 100); do [[ $(req "$U/v1/health") == 200 ]] && break; sleep 0.1; 
 [[ $(req -F "file=@$SRC/examples/astronaut.jpg" "$U/predict_image") == 200 ]] || fail "predict after Redis restart: $(body)"
 grep -q "reachable again" "$tmp/serve2.log" || fail "no log line says Redis is back"
 
-# 7. Everything stops cleanly (exit 0: under ASan, also no leak).
+# 7. The workers stop cleanly (exit 0: under ASan, also no leak).
 for w in wA wB wC; do
   [[ $w == "$victim" ]] && continue
   kill -TERM "${wpid[$w]}"; wait "${wpid[$w]}" || fail "worker $w exited $?"
 done
+
+# 8. --max-attempts: with one attempt allowed, a job whose worker dies is failed with the
+# reason when another worker finds it, not run again.
+start_worker wD 1
+M=$(submit "$tmp/slow.mp4")
+for _ in $(seq 500); do [[ $(job "$M" | jv .state) == running ]] && break; sleep 0.02; done
+[[ $(job "$M" | jv .worker) == wD ]] || fail "the job for wD did not run: $(job "$M")"
+kill -KILL "${wpid[wD]}"; wait "${wpid[wD]}" 2>/dev/null
+start_worker wE 1
+for _ in $(seq 300); do [[ $(job "$M" | jv .state) == failed ]] && break; sleep 0.1; done
+[[ $(job "$M" | jv '"\(.state) \(.attempts)"') == "failed 1" ]] || fail "job past its attempts: $(job "$M")"
+job "$M" | jv .error | grep -q "gave up after 1 attempts.*last: wD" || fail "the reason: $(job "$M")"
+kill -TERM "${wpid[wE]}"; wait "${wpid[wE]}" || fail "worker wE exited $?"
+
+# 9. The server stops cleanly.
 kill -TERM "$spid"; wait "$spid" || fail "the server exited $?"
 redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1; wait "$redis_pid" 2>/dev/null; redis_pid=
 echo "ok ($(($(date +%s) - t_start)) s)" >&2
