@@ -7,7 +7,8 @@
 # after 2 attempts. Then: the synchronous routes through the broker, a job cancelled
 # while it runs on a worker ends "cancelled", an upload through a --spool folder, and
 # Redis stopped and started again gives 503 meanwhile (the processes live on) and normal
-# service after, with the jobs kept; a job past --max-attempts is failed with the reason.
+# service after, with the jobs kept; a job past --max-attempts is failed with the reason;
+# a URL with a password and a database works, and a wrong password gives 503.
 set -uo pipefail
 BIN=${DFD_BIN:-build/dfd}
 SRC=${DFD_SOURCE_DIR:-.}
@@ -287,6 +288,29 @@ for _ in $(seq 300); do [[ $(job "$M" | jv .state) == failed ]] && break; sleep 
 [[ $(job "$M" | jv '"\(.state) \(.attempts)"') == "failed 1" ]] || fail "job past its attempts: $(job "$M")"
 job "$M" | jv .error | grep -q "gave up after 1 attempts.*last: wD" || fail "the reason: $(job "$M")"
 kill -TERM "${wpid[wE]}"; wait "${wpid[wE]}" || fail "worker wE exited $?"
+
+# 8b. A URL with a password and a database: the jobs live in that database; a wrong
+# password gives 503 with Redis's refusal, and a log line.
+redis-cli -p "$RPORT" config set requirepass s3cret >/dev/null
+spid_main=$spid U_main=$U BROKER_MAIN=$BROKER
+BROKER="redis://:s3cret@127.0.0.1:$RPORT/2"
+start_serve serve4
+start_worker wF
+P=$(submit "$SRC/examples/chelsea.png")
+for _ in $(seq 300); do [[ $(job "$P" | jv .state) == done ]] && break; sleep 0.1; done
+[[ $(job "$P" | jv .state) == done ]] || fail "job on database 2 with a password: $(job "$P")"
+rc2() { redis-cli -p "$RPORT" -a s3cret --no-auth-warning "$@"; }
+[[ $(rc2 -n 2 exists "dfd:job:$P") == 1 && $(rc2 -n 0 exists "dfd:job:$P") == 0 ]] || fail "the job is not in database 2 alone"
+kill -TERM "${wpid[wF]}"; wait "${wpid[wF]}" || fail "worker wF exited $?"
+kill -TERM "$spid"; wait "$spid" || fail "the database-2 server exited $?"
+BROKER="redis://:wrong@127.0.0.1:$RPORT/2"
+start_serve serve5
+[[ $(req "$U/v1/health") == 503 ]] || fail "health with a wrong password: $(body)"
+jv .error <"$tmp/body" | grep -q "refused the credentials" || fail "wrong password error: $(body)"
+grep -q "refused the credentials" "$tmp/serve5.log" || fail "no log line says the password was refused"
+kill -TERM "$spid"; wait "$spid" || fail "the wrong-password server exited $?"
+rc2 config set requirepass "" >/dev/null
+spid=$spid_main U=$U_main BROKER=$BROKER_MAIN
 
 # 9. The server stops cleanly.
 kill -TERM "$spid"; wait "$spid" || fail "the server exited $?"
