@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=7200, help="stop the run after this long")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--port", type=int, default=0, help="use a server already running on this port")
+    ap.add_argument("--server-log", default="/tmp/dfd-load-server.log", help="the started server's log")
     a = ap.parse_args()
     rnd = random.Random(a.seed)
 
@@ -161,7 +162,9 @@ def main():
         cmd = [a.dfd, "serve", "--host", "127.0.0.1", "--port", str(port), "-q"]
         if a.workers:
             cmd += ["--workers", str(a.workers)]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file (a pipe nobody reads would stall the server once full).
+        log = open(a.server_log, "w")
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         c = Client(port, timeout=5)
         for _ in range(600):
             try:
@@ -171,10 +174,24 @@ def main():
                 pass
             time.sleep(0.5)
         else:
-            print("load: the server did not come up", file=sys.stderr)
+            print("load: the server did not come up (see %s)" % a.server_log, file=sys.stderr)
             server.kill()
+            server.wait()
             return 1
         c.close()
+    try:
+        return run(a, port, server, photo_data, clip_data)
+    finally:
+        if server and server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def run(a, port, server, photo_data, clip_data):
     pid = server.pid if server else None
     print("load: server on port %d (pid %s); %d photos, %d clips" % (port, pid, len(photo_data), len(clip_data)),
           flush=True)
@@ -289,14 +306,16 @@ def main():
         c.close()
 
     def sampler():
+        tick = 0
         while not stop.wait(1.0):
+            tick += 1
             if pid:
                 v = rss_kb(pid)
                 if v:
                     rss["samples"].append((time.time() - t_start, v))
             with lock:
                 d, cd = stats["done"], stats["clips_done"]
-            if int(time.time() - t_start) % 30 == 0:
+            if tick % 30 == 0:
                 print("load: %.0f s: %d photo requests, %d clips done, RSS %s kB" %
                       (time.time() - t_start, d, cd, rss["samples"][-1][1] if rss["samples"] else "?"), flush=True)
 
@@ -337,13 +356,6 @@ def main():
                (" (%+.1f%%)" % (100.0 * (after - warm) / warm)) if warm and after else ""))
         if warm and after and abs(after - warm) > 0.10 * warm:
             ok = False
-    if server:
-        server.terminate()
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     print("targets met" if ok else "TARGETS NOT MET")
     return 0 if ok else 1
 
