@@ -29,6 +29,7 @@ PACKAGES=(
   libcmocka-dev                                 # tests
   nodejs npm                                    # fetching registry packages
   chromium curl jq                              # server tests: the page in a browser, the API with curl (jq: JSON)
+  clang-14 libclang-rt-14-dev libomp-14-dev python3  # fuzzing (ci/fuzz.sh): libFuzzer, clang's OpenMP, seed scripts
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,7 +1,8 @@
 /* test_io_tfjs — a TF.js layers model (manifest + shard) loads into a graph by name,
  * float32 and uint8-quantised weights dequantise to hand-computed values, skipped
  * prefixes are skipped, and bad files (unknown tensor, wrong shape, short shard, not
- * JSON) are refused with the tensor named. */
+ * JSON, a later shard missing or outside the folder) are refused with the tensor or
+ * shard named, holding no memory afterwards. */
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -95,6 +96,20 @@ static void refuses_bad_shapes_short_shards_and_non_json(void **state) {
     const char *esc = "{\"weightsManifest\":[{\"paths\":[\"../etc/passwd\"],\"weights\":[]}]}";
     tu_write_file(p, esc, strlen(esc));
     assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_MODEL);
+    /* A later shard that is missing or refused, after a first one was read: the error
+     * names it, and what the first shard read is freed (the sanitizer run checks; these
+     * leaked before). */
+    char *s1 = tu_join(dir, "shard1");
+    tu_write_file(s1, k, sizeof k);
+    free(s1);
+    const char *later_missing = "{\"weightsManifest\":[{\"paths\":[\"shard1\",\"absent\"],\"weights\":[]}]}";
+    tu_write_file(p, later_missing, strlen(later_missing));
+    assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_IO);
+    assert_non_null(strstr(e.message, "absent"));
+    const char *later_escapes = "{\"weightsManifest\":[{\"paths\":[\"shard1\",\"../x\"],\"weights\":[]}]}";
+    tu_write_file(p, later_escapes, strlen(later_escapes));
+    assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_MODEL);
+    assert_non_null(strstr(e.message, "shard path"));
     tu_write_file(p, "not json", 8);
     assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_MODEL);
     assert_non_null(strstr(e.message, "not JSON"));

@@ -108,6 +108,24 @@ static void labels_csv_with_quotes_and_groups(void **state) {
     assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_GENERIC, &d, &e), DFD_E_CORRUPT);
     assert_non_null(strstr(e.message, ":3:"));
     assert_non_null(strstr(e.message, "maybe"));
+    /* A frame that is not a number from -1 to INT_MAX is reported, not read as garbage
+     * (atoi took "7x" as 7, "x" as 0, and past INT_MAX was undefined). */
+    const char *bad_frames[] = {"99999999999", "7x", "x", "-2"};
+    for (int i = 0; i < 4; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "file,label,frame\na.jpg,real,3\nb.jpg,fake,%s\n", bad_frames[i]);
+        tu_write_file(p, text, strlen(text));
+        assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_GENERIC, &d, &e), DFD_E_CORRUPT);
+        assert_non_null(strstr(e.message, ":3:"));
+        assert_non_null(strstr(e.message, bad_frames[i]));
+    }
+    const char *frames = "file,label,frame\na.jpg,real,2147483647\nb.jpg,fake,-1\nc.jpg,fake,\n";
+    tu_write_file(p, frames, strlen(frames));
+    assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_GENERIC, &d, &e), DFD_OK);
+    assert_int_equal(d->items[0].frame, 2147483647);
+    assert_int_equal(d->items[1].frame, -1);
+    assert_int_equal(d->items[2].frame, -1);
+    dfd_dataset_free(d);
     const char *nohdr = "a.jpg,real\n";
     tu_write_file(p, nohdr, strlen(nohdr));
     assert_int_equal(dfd_dataset_open(root, DFD_LAYOUT_GENERIC, &d, &e), DFD_E_CORRUPT);

@@ -16,10 +16,22 @@ typedef struct shard_buf {
     size_t len;
 } shard_buf;
 
-/* Concatenates the group's shards (paths relative to the model.json folder). */
+/* Concatenates the group's shards (paths relative to the model.json folder). On failure
+ * out holds nothing: what the earlier shards had read is freed here. */
+static int read_shards_into(const char *dir, json_t *paths, shard_buf *out, dfd_error *err);
 static int read_shards(const char *dir, json_t *paths, shard_buf *out, dfd_error *err) {
     out->data = NULL;
     out->len = 0;
+    int rc = read_shards_into(dir, paths, out, err);
+    if (rc) {
+        free(out->data);
+        out->data = NULL;
+        out->len = 0;
+    }
+    return rc;
+}
+
+static int read_shards_into(const char *dir, json_t *paths, shard_buf *out, dfd_error *err) {
     size_t n = json_array_size(paths);
     for (size_t i = 0; i < n; i++) {
         const char *p = json_string_value(json_array_get(paths, i));

@@ -46,14 +46,6 @@
 #include "server/broker.h"
 #include "server/server.h"
 
-#ifdef DFD_HAVE_WEB_ASSETS
-extern const struct dfd_asset {
-    const char *name;
-    const unsigned char *data;
-    size_t len;
-} dfd_web_assets[];
-#endif
-
 /* After an upload passes the limit, its remaining bytes are read and thrown away (so the
  * client can still be told 413) up to this much more; past it the connection is closed. */
 #define DISCARD_ALLOWANCE (4u << 20)
@@ -95,19 +87,6 @@ typedef struct server {
     uint64_t max_held;
 } server;
 
-enum route {
-    R_NONE,
-    R_ROOT,
-    R_ASSET,
-    R_PREDICT_IMAGE,
-    R_PREDICT_VIDEO,
-    R_ANALYZE,
-    R_JOB,
-    R_HEALTH,
-    R_MODELS,
-    R_METRICS,
-};
-
 struct request {
     server *s;
     struct MHD_Connection *conn;
@@ -115,7 +94,7 @@ struct request {
     char method[12];
     char path[160];       /* sanitised, for the log line */
     const char *route_name; /* a fixed pattern, for metrics */
-    enum route route;
+    enum srv_route route;
     int status;           /* 0 until a response is queued */
     size_t resp_bytes;
     uint64_t bytes_in;
@@ -137,19 +116,6 @@ struct request {
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static void sanitize(char *out, size_t cap, const char *in) {
-    size_t o = 0;
-    for (const char *p = in ? in : ""; *p && o + 4 < cap; p++) {
-        unsigned char c = (unsigned char)*p;
-        out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (in && strlen(in) > o && o + 4 >= cap) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = 0;
-}
 
 static int write_all(int fd, const void *data, size_t len) {
     const char *p = data;
@@ -237,66 +203,6 @@ static const char *header(struct MHD_Connection *c, const char *name) {
 
 /* ---- routing ------------------------------------------------------------------------ */
 
-static enum route route_of(const char *path, const char **name) {
-    static const struct {
-        const char *path;
-        enum route r;
-    } fixed[] = {
-        {"/", R_ROOT},
-        {"/predict_image", R_PREDICT_IMAGE},
-        {"/predict_video", R_PREDICT_VIDEO},
-        {"/v1/analyze", R_ANALYZE},
-        {"/v1/health", R_HEALTH},
-        {"/v1/models", R_MODELS},
-        {"/metrics", R_METRICS},
-    };
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strcmp(path, fixed[i].path) == 0) {
-            *name = fixed[i].path;
-            return fixed[i].r;
-        }
-    if (strncmp(path, "/v1/jobs/", 9) == 0) {
-        *name = "/v1/jobs/{id}";
-        return R_JOB;
-    }
-#ifdef DFD_HAVE_WEB_ASSETS
-    for (const struct dfd_asset *a = dfd_web_assets; a->name; a++)
-        if (path[0] == '/' && strcmp(path + 1, a->name) == 0) {
-            *name = "/{asset}";
-            return R_ASSET;
-        }
-#endif
-    *name = "other";
-    return R_NONE;
-}
-
-static const char *route_methods(enum route r) {
-    switch (r) {
-    case R_PREDICT_IMAGE:
-    case R_PREDICT_VIDEO:
-    case R_ANALYZE:
-        return "POST";
-    case R_JOB:
-        return "GET, HEAD, DELETE";
-    default:
-        return "GET, HEAD";
-    }
-}
-
-static int method_allowed(enum route r, const char *m) {
-    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
-    switch (r) {
-    case R_PREDICT_IMAGE:
-    case R_PREDICT_VIDEO:
-    case R_ANALYZE:
-        return strcmp(m, "POST") == 0;
-    case R_JOB:
-        return get || strcmp(m, "DELETE") == 0;
-    default:
-        return get;
-    }
-}
-
 /* ---- static routes ------------------------------------------------------------------- */
 
 #ifdef DFD_HAVE_WEB_ASSETS
@@ -329,18 +235,8 @@ static enum MHD_Result serve_asset(request *r, const char *name) {
     return queue_error(r, 404, "'%s' is not built into this server", name);
 }
 
-static int wants_html(struct MHD_Connection *c) {
-    const char *accept = header(c, MHD_HTTP_HEADER_ACCEPT);
-    /* Browsers ask for text/html first; curl, requests and fetch() send any-type, nothing, or JSON. */
-    if (!accept) return 0;
-    const char *html = strstr(accept, "text/html");
-    if (!html) return 0;
-    const char *json = strstr(accept, "application/json");
-    return !json || html < json;
-}
-
 static enum MHD_Result serve_root(request *r) {
-    if (wants_html(r->conn)) return serve_asset(r, "index.html");
+    if (srv_wants_html(header(r->conn, MHD_HTTP_HEADER_ACCEPT))) return serve_asset(r, "index.html");
     json_t *o = json_pack("{s:s}", "status", "Deepfake Detector API is online and running.");
     const char *const h[] = {MHD_HTTP_HEADER_VARY, "Accept", NULL};
     return queue_json_h(r, 200, o, h);
@@ -655,14 +551,6 @@ static json_t *job_json(const srv_job_view *v, json_t *element, int attempts, co
     return o;
 }
 
-static int valid_job_id(const char *id) {
-    size_t n = strlen(id);
-    if (n != 32) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return 0;
-    return 1;
-}
-
 static enum MHD_Result serve_job_broker(request *r, const char *id, const char *shown, const char *method) {
     server *s = r->s;
     dfd_error e;
@@ -708,8 +596,8 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
     server *s = r->s;
     const char *id = url + strlen("/v1/jobs/");
     char shown[48];
-    sanitize(shown, sizeof shown, id);
-    if (!valid_job_id(id))
+    srv_sanitize(shown, sizeof shown, id);
+    if (!srv_valid_job_id(id))
         return queue_error(r, 404, "no job with id '%s' (job ids are 32 lowercase hex digits)", shown);
     if (s->broker) return serve_job_broker(r, id, shown, method);
     if (strcmp(method, "DELETE") == 0) {
@@ -906,18 +794,16 @@ static enum MHD_Result upload_begin(request *r) {
     const char *deg = s->pool ? srv_pool_degraded(s->pool) : NULL;
     if (deg) return queue_error(r, 503, "model not loaded: %s", deg);
     const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t declared = 0;
     if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (errno || end == cl || *end) return queue_error(r, 400, "Content-Length is not a number");
-        if (n > s->cfg.max_upload_bytes)
-            return queue_error(r, 413, "upload of %llu bytes is over the limit of %" PRIu64 " bytes", n,
+        if (srv_parse_content_length(cl, &declared) != 0) return queue_error(r, 400, "Content-Length is not a number");
+        if (declared > s->cfg.max_upload_bytes)
+            return queue_error(r, 413, "upload of %" PRIu64 " bytes is over the limit of %" PRIu64 " bytes", declared,
                                s->cfg.max_upload_bytes);
     }
     /* A body of known length reserves it all now, so that a client told to wait sends
      * none of it; a chunked one reserves as it comes (upload_data). */
-    if (cl && reserve(r, strtoull(cl, NULL, 10)) != 0) return queue_held_full(r);
+    if (cl && reserve(r, declared) != 0) return queue_held_full(r);
     const char *ct = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
     int multipart = srv_is_multipart(ct);
     if (!multipart && r->route != R_ANALYZE)
@@ -1136,7 +1022,7 @@ static enum MHD_Result upload_end(request *r) {
     int background = r->route == R_ANALYZE && (kind == DFD_MEDIA_VIDEO || (as && (!strcmp(as, "1") || !strcmp(as, "true"))));
     /* Heat maps per face: /v1/analyze?explain=1 (or true). */
     const char *ex = r->route == R_ANALYZE ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "explain") : NULL;
-    int explain = ex && (!strcmp(ex, "1") || !strcmp(ex, "true"));
+    int explain = srv_explain_wanted(ex);
     char *path = r->tmp_path;
     r->tmp_path = NULL; /* the pool owns (and removes) it from here on, even on failure */
     /* The file holds its size of the budget (the multipart framing is released now) until
@@ -1196,16 +1082,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         r->conn = c;
         r->fd = -1;
         r->t0 = dfd_now_ms();
-        sanitize(r->method, sizeof r->method, method);
-        sanitize(r->path, sizeof r->path, url);
-        r->route = route_of(url, &r->route_name);
+        srv_sanitize(r->method, sizeof r->method, method);
+        srv_sanitize(r->path, sizeof r->path, url);
+        r->route = srv_route_of(url, &r->route_name);
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
         if (r->route == R_NONE) return queue_error(r, 404, "no such route: %s %s", r->method, r->path);
-        if (!method_allowed(r->route, method)) {
-            const char *const h[] = {MHD_HTTP_HEADER_ALLOW, route_methods(r->route), NULL};
+        if (!srv_method_allowed(r->route, method)) {
+            const char *const h[] = {MHD_HTTP_HEADER_ALLOW, srv_route_methods(r->route), NULL};
             return queue_error_h(r, 405, h, "method %s is not allowed on %s (allowed: %s)", r->method,
-                                 r->route_name, route_methods(r->route));
+                                 r->route_name, srv_route_methods(r->route));
         }
         switch (r->route) {
         case R_ROOT:

@@ -65,6 +65,13 @@ struct srv_pool {
     struct lane {
         srv_job *head, *tail;
     } lane[2];
+    /* But not forever: under a steady stream of images a queued video would never start
+     * (the load test's clips waited 18 minutes and counting). While a video waits, at most
+     * IMAGES_BEFORE_VIDEO images are taken ahead of it; and it is only taken ahead of
+     * waiting images while fewer than max(1, workers - 1) videos run, so that with two
+     * or more workers one is always left for images. */
+    int images_ahead;        /* images taken while the other lane had a job waiting */
+    int running_other;       /* analyses of the other lane running now */
     int queued, running;
     int held;                /* submitted with hold, not yet released: workers wait for them */
     srv_job **table;
@@ -131,6 +138,7 @@ void srv_job_unref(srv_pool *p, srv_job *j) {
 }
 
 enum { LANE_IMAGE = 0, LANE_OTHER = 1 };
+#define IMAGES_BEFORE_VIDEO 8
 
 static struct lane *lane_of(srv_pool *p, const srv_job *j) {
     return &p->lane[j->kind == DFD_MEDIA_IMAGE ? LANE_IMAGE : LANE_OTHER];
@@ -144,15 +152,23 @@ static void queue_push_locked(srv_pool *p, srv_job *j) {
     l->tail = j;
 }
 
-/* The next job for a worker: the oldest image, else the oldest of the rest. */
+/* The next job for a worker: the oldest image, else the oldest of the rest; except that
+ * the oldest of the rest goes first once IMAGES_BEFORE_VIDEO images have overtaken it, if
+ * a worker can be spared for it (see struct lane). */
 static srv_job *queue_pop_locked(srv_pool *p) {
-    for (int k = 0; k < 2; k++) {
+    int other_first = p->lane[LANE_OTHER].head && p->lane[LANE_IMAGE].head &&
+                      p->images_ahead >= IMAGES_BEFORE_VIDEO &&
+                      p->running_other < (p->cfg.workers > 1 ? p->cfg.workers - 1 : 1);
+    for (int i = 0; i < 2; i++) {
+        int k = other_first ? LANE_OTHER - i : i;
         struct lane *l = &p->lane[k];
         srv_job *j = l->head;
         if (!j) continue;
         l->head = j->qnext;
         if (!l->head) l->tail = NULL;
         j->qnext = NULL;
+        if (k == LANE_IMAGE && p->lane[LANE_OTHER].head) p->images_ahead++;
+        else p->images_ahead = 0;
         return j;
     }
     return NULL;
@@ -259,6 +275,8 @@ static void *worker_main(void *arg) {
             j->state = SRV_JOB_RUNNING;
             j->started_ms = dfd_now_ms();
             p->running++;
+            int other = j->kind != DFD_MEDIA_IMAGE;
+            p->running_other += other;
             w->current = j;
             pthread_mutex_unlock(&p->mu);
 
@@ -274,6 +292,7 @@ static void *worker_main(void *arg) {
 
             pthread_mutex_lock(&p->mu);
             p->running--;
+            p->running_other -= other;
             w->current = NULL;
             /* The library reports a cancelled analysis as a result with verdict ERROR and
              * status DFD_E_CANCELLED (its rule: a result whenever one can be made); a

@@ -120,6 +120,50 @@ void dfd_worker_config_default(dfd_worker_config *c);
  * arguments); Redis being away is waited out. */
 int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err);
 
+/* ---- request.c: what a request's line and headers ask for ---------------------------
+ * Pure functions of the strings a client sends (no connection, no state), so that
+ * tests/fuzz/fuzz_http.c can throw arbitrary bytes at each of them. */
+
+enum srv_route {
+    R_NONE,
+    R_ROOT,
+    R_ASSET,
+    R_PREDICT_IMAGE,
+    R_PREDICT_VIDEO,
+    R_ANALYZE,
+    R_JOB,
+    R_HEALTH,
+    R_MODELS,
+    R_METRICS,
+};
+
+#ifdef DFD_HAVE_WEB_ASSETS
+/* The web page's files, compiled in (generated web_assets.c); ends with a NULL name. */
+extern const struct dfd_asset {
+    const char *name;
+    const unsigned char *data;
+    size_t len;
+} dfd_web_assets[];
+#endif
+
+/* The route of a URL path (exact match, no normalisation); *name gets its fixed pattern
+ * for metrics and logs ("/v1/jobs/{id}", "other" for R_NONE), never the raw path. */
+enum srv_route srv_route_of(const char *path, const char **name);
+/* The methods a route answers, for Allow ("GET, HEAD"), and whether method is one. */
+const char *srv_route_methods(enum srv_route r);
+int srv_method_allowed(enum srv_route r, const char *method);
+/* True for a job id as the server makes them: 32 lowercase hex digits. */
+int srv_valid_job_id(const char *id);
+/* True when an Accept value (may be NULL) prefers text/html over application/json. */
+int srv_wants_html(const char *accept);
+/* True when /v1/analyze's explain argument (may be NULL) asks for heat maps: "1"/"true". */
+int srv_explain_wanted(const char *arg);
+/* Content-Length: 0 and *n for a decimal number (as strtoull reads it), -1 otherwise. */
+int srv_parse_content_length(const char *value, uint64_t *n);
+/* Copies in (may be NULL) to out for a log line: bytes outside printable ASCII become
+ * '?', and text that does not fit ends with "..."; out is always terminated (cap >= 1). */
+void srv_sanitize(char *out, size_t cap, const char *in);
+
 /* ---- multipart.c: streaming multipart/form-data ----------------------------------- */
 
 #define SRV_MP_MAX_BOUNDARY 70 /* RFC 2046 section 5.1.1: 1 to 70 characters */

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,7 +352,18 @@ static int read_csv(dfd_dataset *d, const char *csv, dfd_error *err) {
         const char *group = cg >= 0 && cg < nf && *f[cg] ? f[cg] : NULL;
         const char *source = cs >= 0 && cs < nf && *f[cs] ? f[cs] : NULL;
         int frame = -1;
-        if (cfr >= 0 && cfr < nf && *f[cfr]) frame = atoi(f[cfr]);
+        if (cfr >= 0 && cfr < nf && *f[cfr]) {
+            /* atoi would be undefined past INT_MAX and reads "12x" or "x" as a frame. */
+            char *end;
+            errno = 0;
+            long v = strtol(f[cfr], &end, 10);
+            if (errno || end == f[cfr] || *end || v < -1 || v > INT_MAX) {
+                rc = dfd_fail(err, DFD_E_CORRUPT, "%s:%ld: frame '%s' is not a frame number (-1 or more)", csv,
+                              lineno, f[cfr]);
+                break;
+            }
+            frame = (int)v;
+        }
         float box[4] = {NAN, NAN, NAN, NAN};
         if (cb >= 0 && cb < nf && *f[cb]) {
             if (sscanf(f[cb], "%f %f %f %f", &box[0], &box[1], &box[2], &box[3]) != 4) {
