@@ -65,6 +65,14 @@ int cli_next(cli_parser *p, const char **value);
  * as --name[=value] and each operand as "operand X", then exits 0 without running. */
 extern int cli_dry_parse;
 
+/* SIGINT and SIGTERM become bytes on a pipe (all a handler may safely do): returns its
+ * read end, for dfd_serve / dfd_worker to poll, or -1 with a message printed. SIGPIPE
+ * is ignored. cli_stop_pipe_close closes both ends. */
+int cli_stop_pipe_open(const char *cmd);
+void cli_stop_pipe_close(void);
+/* A log line on stderr, after the local time (serve's requests, worker's jobs). */
+void cli_log_line(const char *line);
+
 /* Prints "dfd NAME: message" to stderr and returns DFD_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the help of a sub-command (from the cli_command each cmd_*.c defines). */

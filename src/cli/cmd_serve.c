@@ -1,14 +1,9 @@
 /* cmd_serve.c — `dfd serve`: the HTTP API and the web page on one port. Parses options,
- * turns SIGINT/SIGTERM into a byte on a self-pipe (all a signal handler may safely do),
- * and hands over to dfd_serve (include/dfd/server.h), which owns the whole server. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+ * stops on SIGINT/SIGTERM through cli_stop_pipe_open (a byte on a self-pipe, all a handler
+ * may safely do), and hands over to dfd_serve (include/dfd/server.h), which owns the server. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "dfd/server.h"
@@ -63,17 +58,6 @@ const cli_command cmd_serve_cmd = {
     "cancels running analyses.\n\n",
     serve_opts, NULL};
 
-static int stop_pipe[2] = {-1, -1};
-
-static void on_signal(int sig) {
-    (void)sig;
-    int saved = errno;
-    char b = 1;
-    ssize_t n = write(stop_pipe[1], &b, 1); /* async-signal-safe; the server polls the other end */
-    (void)n;
-    errno = saved;
-}
-
 static void on_ready(void *user, const char *host, int port) {
     const dfd_serve_options *c = user;
     int v6 = strchr(host, ':') != NULL;
@@ -83,11 +67,7 @@ static void on_ready(void *user, const char *host, int port) {
 
 static void access_log(void *user, const char *line) {
     (void)user;
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
-    fprintf(stderr, "%s %s\n", ts, line); /* one call per line: lines from threads do not mix */
+    cli_log_line(line);
 }
 
 static void quiet_log(void *user, const char *line) {
@@ -193,23 +173,12 @@ int cmd_serve(int argc, char **argv) {
     c.access_log = quiet ? quiet_log : access_log;
     c.user = &c;
 
-    if (pipe(stop_pipe) != 0) {
-        fprintf(stderr, "dfd serve: cannot create a pipe: %s\n", strerror(errno));
-        return DFD_EXIT_FAILED;
-    }
-    fcntl(stop_pipe[1], F_SETFL, O_NONBLOCK); /* a flood of signals never blocks the handler */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int stop_fd = cli_stop_pipe_open("serve");
+    if (stop_fd < 0) return DFD_EXIT_FAILED;
 
     dfd_error err;
-    int rc = dfd_serve(&c, stop_pipe[0], &err);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
+    int rc = dfd_serve(&c, stop_fd, &err);
+    cli_stop_pipe_close();
     if (rc != DFD_OK) {
         fprintf(stderr, "dfd serve: %s\n", err.message);
         return DFD_EXIT_FAILED;

@@ -1,15 +1,10 @@
 /* cmd_worker.c — `dfd worker`: the other half of `dfd serve --broker`. Parses options,
- * turns SIGINT/SIGTERM into bytes on a self-pipe, and hands over to dfd_worker
+ * stops on SIGINT/SIGTERM through cli_stop_pipe_open, and hands over to dfd_worker
  * (include/dfd/server.h; the loop is src/server/worker.c). Exists so that analyses can
  * run on as many processes and machines as reach the broker. */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "dfd/server.h"
@@ -48,30 +43,13 @@ const cli_command cmd_worker_cmd = {
     "One log line per job goes to stderr. See docs/scale-out.md.\n\n",
     worker_opts, NULL};
 
-static int stop_pipe[2] = {-1, -1};
-
-static void on_signal(int sig) {
-    (void)sig;
-    int saved = errno;
-    char b = 1;
-    ssize_t n = write(stop_pipe[1], &b, 1);
-    (void)n;
-    errno = saved;
-}
-
 static void on_ready(void *user, const char *name) {
     (void)user;
     fprintf(stderr, "dfd worker: %s ready\n", name);
 }
 
 static void job_log(void *user, const char *line) {
-    int quiet = *(int *)user;
-    if (quiet) return;
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
-    fprintf(stderr, "%s %s\n", ts, line);
+    if (!*(int *)user) cli_log_line(line); /* user: quiet */
 }
 
 int cmd_worker(int argc, char **argv) {
@@ -135,24 +113,12 @@ int cmd_worker(int argc, char **argv) {
     c.log = job_log;
     c.user = &quiet;
 
-    if (pipe(stop_pipe) != 0) {
-        fprintf(stderr, "dfd worker: cannot create a pipe: %s\n", strerror(errno));
-        return DFD_EXIT_FAILED;
-    }
-    fcntl(stop_pipe[1], F_SETFL, O_NONBLOCK);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int stop_fd = cli_stop_pipe_open("worker");
+    if (stop_fd < 0) return DFD_EXIT_FAILED;
 
     dfd_error err;
-    err.message[0] = '\0';
-    int rc = dfd_worker(&c, stop_pipe[0], &err);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
+    int rc = dfd_worker(&c, stop_fd, &err);
+    cli_stop_pipe_close();
     if (rc != DFD_OK) {
         fprintf(stderr, "dfd worker: %s\n", err.message);
         return DFD_EXIT_FAILED;

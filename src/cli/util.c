@@ -1,8 +1,12 @@
-/* util.c — small helpers shared by the sub-commands: colour, progress bar, numbers. */
+/* util.c — small helpers shared by the sub-commands: colour, progress bar, numbers,
+ * stopping on signals, log lines. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -152,4 +156,46 @@ int cli_fail(dfd_error *err, int code, const char *fmt, ...) {
         va_end(ap);
     }
     return code;
+}
+
+/* ---- Stopping on signals (serve, worker) ------------------------------------------------ */
+
+static int stop_fds[2] = {-1, -1};
+
+static void stop_on_signal(int sig) {
+    (void)sig;
+    int saved = errno;
+    char b = 1;
+    ssize_t n = write(stop_fds[1], &b, 1); /* async-signal-safe; the server or worker polls the other end */
+    (void)n;
+    errno = saved;
+}
+
+int cli_stop_pipe_open(const char *cmd) {
+    if (pipe(stop_fds) != 0) {
+        fprintf(stderr, "dfd %s: cannot create a pipe: %s\n", cmd, strerror(errno));
+        return -1;
+    }
+    fcntl(stop_fds[1], F_SETFL, O_NONBLOCK); /* a flood of signals never blocks the handler */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return stop_fds[0];
+}
+
+void cli_stop_pipe_close(void) {
+    for (int i = 0; i < 2; i++)
+        if (stop_fds[i] >= 0) close(stop_fds[i]), stop_fds[i] = -1;
+}
+
+void cli_log_line(const char *line) {
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime_r(&t, &tm));
+    fprintf(stderr, "%s %s\n", ts, line); /* one call per line: lines from threads do not mix */
 }
