@@ -10,8 +10,7 @@
 
 #include <jansson.h>
 
-#include "io/model_file.h"
-#include "io/safetensors.h"
+#include "dfd/model.h"
 #include "server/server.h"
 
 static int lib_worker_create(void *cls, int worker, int threads, void **state, dfd_error *err) {
@@ -90,53 +89,19 @@ static int lib_analyze(void *cls, void *state, const char *path, const char *nam
     return DFD_OK;
 }
 
-static const char *base_name(const char *p) {
-    const char *b = strrchr(p, '/');
-    return b ? b + 1 : p;
-}
-
-/* A JSON text field of the model file as JSON (it is an object), else null. */
-static json_t *json_text(const char *text) {
-    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-    return j ? j : json_null();
-}
-
 /* What the model file at path says about itself: name, architecture, input, threshold,
  * preprocessing (the crop contract it was trained with), training data and metrics.
- * Only the header is read (the tensors are memory-mapped, not loaded). */
+ * Only the header is read (the tensors are memory-mapped, not loaded): dfd_model_info,
+ * as `dfd import --info` shows it; file names only (the server's folders are not the
+ * client's business). */
 static json_t *model_info(const char *path) {
-    dfd_st_file *f = NULL;
+    char *text = NULL;
     dfd_error e;
     dfd_error_clear(&e);
-    json_t *o = json_object();
-    if (!o) return NULL;
-    /* File names only: the server's folders are not the client's business. */
-    const char *file = base_name(path);
-    json_object_set_new(o, "file", json_string(file));
-    char name[256];
-    snprintf(name, sizeof name, "%s", file);
-    char *dot = strstr(name, ".safetensors");
-    if (dot && dot[12] == 0) *dot = 0;
-    json_object_set_new(o, "name", json_string(name));
-    dfd_model_meta m;
-    dfd_model_meta_init(&m);
-    if (dfd_st_open(path, &f, &e) != DFD_OK || dfd_model_meta_read(f, &m, &e) != DFD_OK) {
-        json_object_set_new(o, "error", json_string(e.message[0] ? e.message : "cannot read the model file"));
-    } else {
-        json_object_set_new(o, "architecture", json_string(m.arch ? m.arch : ""));
-        json_object_set_new(o, "input_size", json_integer(m.input_size));
-        if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
-        json_object_set_new(o, "task", json_string(m.task ? m.task : DFD_MODEL_TASK_MANIPULATION));
-        json_object_set_new(o, "threshold", json_real(m.threshold));
-        json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
-        json_object_set_new(o, "preprocess", json_text(m.preprocess));
-        json_t *td = m.training_data ? json_loads(m.training_data, 0, NULL) : NULL; /* JSON, or free text */
-        json_object_set_new(o, "training_data", td ? td : m.training_data ? json_string(m.training_data) : json_null());
-        json_object_set_new(o, "metrics", json_text(m.metrics));
-        json_object_set_new(o, "dfd_version", m.dfd_version ? json_string(m.dfd_version) : json_null());
-    }
-    dfd_model_meta_free(&m);
-    if (f) dfd_st_close(f);
+    dfd_model_info(path, &text, &e); /* an unreadable file still gives file, name and error */
+    if (!text) return NULL;           /* out of memory: the entry is left out */
+    json_t *o = json_loads(text, 0, NULL);
+    dfd_free(text);
     return o;
 }
 
