@@ -35,7 +35,7 @@ struct dfd_classifier {
     int threads;
 };
 
-static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
+int dfd_model_build_graph(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
     (void)user;
     dfd_arch_opts o;
     dfd_arch_opts_default(&o);
@@ -101,7 +101,7 @@ int dfd_classifier_load(const char *path, int threads, dfd_classifier **out, dfd
     dfd_classifier *c = calloc(1, sizeof *c);
     if (!c) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     dfd_model_meta_init(&c->meta);
-    int rc = dfd_model_load(path, build_arch, NULL, &c->g, &c->meta, err);
+    int rc = dfd_model_load(path, dfd_model_build_graph, NULL, &c->g, &c->meta, err);
     if (rc) goto fail;
     const dfd_arch_info *ai = dfd_arch_find(c->meta.arch);
     if (!ai || !ai->has_head) {

@@ -107,7 +107,14 @@ char *dfd_results_document(const dfd_result *const *results, int n, int pretty);
 /* ---- Classifiers (classifier.c) ------------------------------------------------ */
 
 struct dfd_crop_contract;
+struct dfd_model_meta;
+struct nn_graph;
 typedef struct dfd_classifier dfd_classifier;
+
+/* The network a model file's metadata names (architecture, input size, frames, width,
+ * dropout), untrained: the dfd_model_build_fn (io/model_file.h) that loading a model and
+ * importing one (model_tools.c) both use. user is unused. */
+int dfd_model_build_graph(void *user, const struct dfd_model_meta *m, struct nn_graph **out, dfd_error *err);
 
 /* Loads an image or video classifier from a dfd model file (io/model_file.h). */
 int dfd_classifier_load(const char *path, int threads, dfd_classifier **out, dfd_error *err);

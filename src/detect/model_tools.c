@@ -71,15 +71,6 @@ static int import_tfjs(const char *in, const char *out, char **summary, dfd_erro
                        rep.skipped);
 }
 
-static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
-    (void)user;
-    dfd_arch_opts o;
-    dfd_arch_opts_default(&o);
-    o.input_size = m->input_size;
-    o.frames = m->frames;
-    return dfd_arch_build(m->arch, &o, out, err);
-}
-
 /* The original system's Keras models. Preprocessing is the original's: the detector's
  * box without margin, RGB, values / 255 (the importer sets the contract's size to the
  * network's input). */
@@ -99,7 +90,7 @@ static int import_keras(const char *in, const char *out, const dfd_import_option
     if (!pre) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     o.preprocess = pre;
     dfd_keras_import_report rep;
-    int rc = dfd_keras_import(in, out, &o, build_arch, NULL, &rep, err);
+    int rc = dfd_keras_import(in, out, &o, dfd_model_build_graph, NULL, &rep, err);
     free(pre);
     if (rc) return rc;
     char frames[32] = "";
