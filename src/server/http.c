@@ -316,6 +316,20 @@ static enum MHD_Result serve_models(request *r) {
     return queue_json(r, 200, o);
 }
 
+/* The gauges of requests and upload bytes, the same with or without a broker, appended at
+ * extra + n (the snprintf convention: returns the length it would have). */
+static int upload_gauges(server *s, char *extra, size_t cap, int n) {
+    if (n < 0 || (size_t)n >= cap) return n;
+    return n + snprintf(extra + n, cap - (size_t)n,
+                        "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
+                        "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
+                        "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
+                        "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
+                        "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
+                        "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n",
+                        atomic_load(&s->inflight), (uint64_t)atomic_load(&s->held_bytes), s->max_held);
+}
+
 static enum MHD_Result serve_metrics_broker(request *r) {
     server *s = r->s;
     srv_broker_stats st;
@@ -326,15 +340,10 @@ static enum MHD_Result serve_metrics_broker(request *r) {
     int n = snprintf(extra, sizeof extra,
                      "# HELP dfd_broker_up Whether the job broker (Redis) answered.\n# TYPE dfd_broker_up gauge\n"
                      "dfd_broker_up %d\n"
-                     "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
-                     "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
-                     "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
-                     "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
-                     "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
-                     "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n"
                      "# HELP dfd_queue_capacity Jobs that may wait before uploads are refused with 503.\n"
                      "# TYPE dfd_queue_capacity gauge\ndfd_queue_capacity %d\n",
-                     up, atomic_load(&s->inflight), (uint64_t)atomic_load(&s->held_bytes), s->max_held, s->cfg.queue);
+                     up, s->cfg.queue);
+    n = upload_gauges(s, extra, sizeof extra, n);
     if (up && n > 0 && (size_t)n < sizeof extra)
         n += snprintf(extra + n, sizeof extra - (size_t)n,
                       "# HELP dfd_queue_depth Jobs waiting for a worker (all servers).\n# TYPE dfd_queue_depth gauge\n"
@@ -371,16 +380,11 @@ static enum MHD_Result serve_metrics(request *r) {
                      "# TYPE dfd_queue_capacity gauge\ndfd_queue_capacity %d\n"
                      "# HELP dfd_workers Analysis workers.\n# TYPE dfd_workers gauge\ndfd_workers %d\n"
                      "# HELP dfd_jobs_running Analyses running now.\n# TYPE dfd_jobs_running gauge\n"
-                     "dfd_jobs_running %d\n"
-                     "# HELP dfd_requests_in_flight Requests begun and not yet answered.\n"
-                     "# TYPE dfd_requests_in_flight gauge\ndfd_requests_in_flight %d\n"
-                     "# HELP dfd_upload_bytes_held Upload bytes on disk: being received, queued or analysed.\n"
-                     "# TYPE dfd_upload_bytes_held gauge\ndfd_upload_bytes_held %" PRIu64 "\n"
-                     "# HELP dfd_upload_bytes_limit Upload bytes that may be held before uploads get 503.\n"
-                     "# TYPE dfd_upload_bytes_limit gauge\ndfd_upload_bytes_limit %" PRIu64 "\n"
-                     "# HELP dfd_jobs Background jobs kept, by state.\n# TYPE dfd_jobs gauge\n",
-                     st.queued, st.queue_capacity, st.workers, st.running, atomic_load(&s->inflight),
-                     (uint64_t)atomic_load(&s->held_bytes), s->max_held);
+                     "dfd_jobs_running %d\n",
+                     st.queued, st.queue_capacity, st.workers, st.running);
+    n = upload_gauges(s, extra, sizeof extra, n);
+    if (n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "# HELP dfd_jobs Background jobs kept, by state.\n# TYPE dfd_jobs gauge\n");
     for (int k = 0; k < SRV_JOB__COUNT && n > 0 && (size_t)n < sizeof extra; k++)
         n += snprintf(extra + n, sizeof extra - (size_t)n, "dfd_jobs{state=\"%s\"} %d\n",
                       srv_job_state_name((srv_job_state)k), st.jobs_by_state[k]);
