@@ -28,15 +28,8 @@ for p in node ffmpeg; do command -v $p >/dev/null || skip "needs $p (setup.sh in
 [[ -f $SRC/models/registry/blazeface-short.safetensors ]] ||
   skip "the face detector is not converted yet (setup.sh writes models/registry/)"
 
-mkdir -p "$tmp/data/real" "$tmp/data/fake"
-for i in 0 1 2 3 4 5; do
-  crop="crop=200:200:$((150 + i * 5)):$((50 + i * 4)),scale=48:48"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop" "$tmp/data/real/r$i.jpg" || fail "ffmpeg"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop,noise=alls=80:allf=t" "$tmp/data/fake/f$i.jpg" || fail "ffmpeg"
-done
-"$BIN" train image --arch tiny-cnn --data "$tmp/data" --out "$tmp/model" --epochs 1 --input-size 32 --batch 4 \
-  --threads 1 --backend ref --val-fraction 0.34 --patience 0 >"$tmp/train.log" 2>&1 ||
-  fail "training the tiny model: $(tail -n 3 "$tmp/train.log")"
+source "$SRC/tests/cli/lib/tiny_model.sh"
+tiny_model "$tmp"
 
 # A synthetic-face detector beside it: the shipped image model's weights re-saved as one,
 # with threshold 0 so that it flags every face, which the page must then say in words.

@@ -30,15 +30,9 @@ req() { curl -s -o "$tmp/body" -w '%{http_code}' "$@"; }
 body() { cat "$tmp/body"; }
 
 # ---- a tiny model ---------------------------------------------------------------------
-mkdir -p "$tmp/data/real" "$tmp/data/fake" "$tmp/tmp"
-for i in 0 1 2 3 4 5; do
-  crop="crop=200:200:$((150 + i * 5)):$((50 + i * 4)),scale=48:48"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop" "$tmp/data/real/r$i.jpg" || fail "ffmpeg"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop,noise=alls=80:allf=t" "$tmp/data/fake/f$i.jpg" || fail "ffmpeg"
-done
-"$BIN" train image --arch tiny-cnn --data "$tmp/data" --out "$tmp/model" --epochs 1 --input-size 32 --batch 4 \
-  --threads 1 --backend ref --val-fraction 0.34 --patience 0 >"$tmp/train.log" 2>&1 ||
-  fail "training the tiny model: $(tail -n 3 "$tmp/train.log")"
+mkdir -p "$tmp/tmp"
+source "$SRC/tests/cli/lib/tiny_model.sh"
+tiny_model "$tmp"
 MODEL=$tmp/model/best.safetensors
 
 # ---- the server ---------------------------------------------------------------------------

@@ -40,16 +40,10 @@ jv() { jq -r "$1"; } # jv FILTER: a field of the JSON on stdin (jq starts in a f
 req() { curl -s -m 30 -o "$tmp/body" -w '%{http_code}' "$@"; }
 body() { cat "$tmp/body"; }
 
-# ---- a tiny model (as server_e2e.sh: it proves the plumbing, not accuracy) -------------------
-mkdir -p "$tmp/data/real" "$tmp/data/fake" "$tmp/tmp" "$tmp/redis" "$tmp/spool"
-for i in 0 1 2 3 4 5; do
-  crop="crop=200:200:$((150 + i * 5)):$((50 + i * 4)),scale=48:48"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop" "$tmp/data/real/r$i.jpg" || fail "ffmpeg"
-  ffmpeg -loglevel error -y -i "$SRC/examples/astronaut.png" -vf "$crop,noise=alls=80:allf=t" "$tmp/data/fake/f$i.jpg" || fail "ffmpeg"
-done
-"$BIN" train image --arch tiny-cnn --data "$tmp/data" --out "$tmp/model" --epochs 1 --input-size 32 --batch 4 \
-  --threads 1 --backend ref --val-fraction 0.34 --patience 0 >"$tmp/train.log" 2>&1 ||
-  fail "training the tiny model: $(tail -n 3 "$tmp/train.log")"
+# ---- a tiny model (tests/cli/lib/tiny_model.sh: it proves the plumbing, not accuracy) -------
+mkdir -p "$tmp/tmp" "$tmp/redis" "$tmp/spool"
+source "$SRC/tests/cli/lib/tiny_model.sh"
+tiny_model "$tmp"
 MODEL=$tmp/model/best.safetensors
 FRAMES=6
 # A long clip (the astronaut, still, 40 s): slow enough to be killed or cancelled mid-run.
