@@ -39,6 +39,9 @@ import threading
 import time
 import uuid
 
+import loopback
+from loopback import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAIL = []
 
@@ -49,19 +52,8 @@ def check(cond, what):
         FAIL.append(what)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def multipart(name, data, boundary=None):
-    b = boundary or uuid.uuid4().hex
-    head = ('--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
-            'Content-Type: image/jpeg\r\n\r\n' % (b, name)).encode()
-    return "multipart/form-data; boundary=" + b, head + data + ("\r\n--%s--\r\n" % b).encode()
+    return loopback.multipart(name, data, boundary, ctype="image/jpeg")
 
 
 def raw(port, data, src="127.0.0.1", timeout=30, read=True):

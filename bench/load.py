@@ -20,29 +20,14 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
+
+from loopback import free_port, multipart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def multipart(name, data):
-    b = uuid.uuid4().hex
-    head = ('--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
-            'Content-Type: application/octet-stream\r\n\r\n' % (b, name)).encode()
-    return "multipart/form-data; boundary=" + b, head + data + ("\r\n--%s--\r\n" % b).encode()
 
 
 class Client:
