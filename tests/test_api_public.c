@@ -35,23 +35,7 @@ static int have_models(void) {
     return 0;
 }
 
-static dfd_ctx *open_ctx(void) {
-    char models[4096];
-    snprintf(models, sizeof models, "%s/models", tu_source_dir());
-    dfd_options o;
-    dfd_options_default(&o);
-    o.models_dir = models;
-    o.frames = 10;
-    dfd_ctx *ctx;
-    dfd_error e;
-    int rc = dfd_ctx_create(&o, &ctx, &e);
-    if (rc == DFD_E_NOT_FOUND) {
-        print_message("skipped: %s\n", e.message);
-        return NULL;
-    }
-    if (rc) fail_msg("dfd_ctx_create: %s", e.message);
-    return ctx;
-}
+static dfd_ctx *open_ctx(void) { return tu_ctx_open(10); }
 
 static json_t *parse(const char *s) {
     json_error_t e;

@@ -22,26 +22,13 @@
 #include "models/models.h"
 
 static dfd_ctx *open_ctx(void) {
-    char models[4096], probe[4200];
-    snprintf(models, sizeof models, "%s/models", tu_source_dir());
-    snprintf(probe, sizeof probe, "%s/registry/blazeface-short.safetensors", models);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/models/registry/blazeface-short.safetensors", tu_source_dir());
     if (access(probe, R_OK) != 0) {
         print_message("skipped: %s missing (run ./setup.sh)\n", probe);
         return NULL;
     }
-    dfd_options o;
-    dfd_options_default(&o);
-    o.models_dir = models;
-    o.frames = 12;
-    dfd_ctx *ctx;
-    dfd_error e;
-    int rc = dfd_ctx_create(&o, &ctx, &e);
-    if (rc == DFD_E_NOT_FOUND) {
-        print_message("skipped: %s\n", e.message);
-        return NULL;
-    }
-    if (rc) fail_msg("dfd_ctx_create: %s", e.message);
-    return ctx;
+    return tu_ctx_open(12);
 }
 
 typedef struct progress_log {

@@ -115,3 +115,21 @@ uint8_t *tu_read_file(const char *path, size_t *len) {
     *len = (size_t)n;
     return b;
 }
+
+dfd_ctx *tu_ctx_open(int frames) {
+    char models[4096];
+    snprintf(models, sizeof models, "%s/models", tu_source_dir());
+    dfd_options o;
+    dfd_options_default(&o);
+    o.models_dir = models;
+    o.frames = frames;
+    dfd_ctx *ctx;
+    dfd_error e;
+    int rc = dfd_ctx_create(&o, &ctx, &e);
+    if (rc == DFD_E_NOT_FOUND) {
+        print_message("skipped: %s\n", e.message);
+        return NULL;
+    }
+    if (rc) fail_msg("dfd_ctx_create: %s", e.message);
+    return ctx;
+}

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "dfd/dfd.h"
+
 /* ../shared/data, or NULL (after printing why) when it is absent. */
 const char *tu_shared_data(void);
 /* Path under the shared data into a static-free buffer the caller frees; NULL if absent. */
@@ -31,6 +33,11 @@ const char *tu_source_dir(void);
 const char *tu_build_dir(void);
 /* Joins a/b into a malloc'ed string. */
 char *tu_join(const char *a, const char *b);
+
+/* A context on the shipped models (DFD_SOURCE_DIR/models) sampling `frames` frames per
+ * video; NULL, after printing "skipped: ...", when a default model is not there (the test
+ * then skips); fails the test on any other error. */
+dfd_ctx *tu_ctx_open(int frames);
 
 /* Creates a fresh private temporary folder (malloc'ed path); tu_rmtree removes it. */
 char *tu_mkdtemp(void);
