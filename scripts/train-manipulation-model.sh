@@ -24,6 +24,8 @@
 #            with landmark masks: does the mask alone carry the out-of-domain gain?
 #   lmbase160  lmbase at 160 px
 #   lm160    lm at 160 px
+#   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
+#            from lm's best weights, since every run above still gained at its last epoch
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
 # mixed-precision training), THRESHOLD_FPR (unset: the EER threshold, as the card's rows;
@@ -58,6 +60,8 @@ fi
 opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.4 --downscale 0.35 --blur 0.25 --jpeg 0.6
       --jpeg-quality 20:95 --noise 0.2)
 size=128
+init=models/registry/mobilenet_v2-imagenet.safetensors
+lr=1e-3
 case "$VARIANT" in
   base) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2) ;;
   reals) opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.2) ;;
@@ -68,6 +72,8 @@ case "$VARIANT" in
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
+  lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
+          [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm first" >&2; exit 2; } ;;
   lmbase160) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks); size=160 ;;
   shipped) ;;
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
@@ -85,9 +91,9 @@ resume=()
 [[ $VARIANT == shipped ]] && mkdir -p "$RUN" && touch "$RUN/.done"
 if [[ ! -f "$RUN/.done" ]]; then
   "$DFD" train image --arch mobilenet_v2-image --input-size "$size" \
-    --init models/registry/mobilenet_v2-imagenet.safetensors \
+    --init "$init" \
     --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
-    --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
+    --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience 3 \
     --precision "$PRECISION" --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
   touch "$RUN/.done"
 fi
