@@ -1,6 +1,7 @@
 /* test_detect_explain — heat maps (dfd_options.explain, docs/explain.md):
  *   - nn_node_grad gives a layer's gradient: in conv -> GAP -> dense(1), d(logit)/d(conv
  *     output) is the dense kernel / HW at every position, on both backends;
+ *   - the deletion check's ways of hiding cells (grey, blur, the original's pixels);
  *   - on self-blended fakes that the shipped model flags (made from held-out UTKFace
  *     photos, as `dfd explain-eval` makes them), the map's peak falls inside the blended
  *     region far more often than chance;
@@ -200,6 +201,59 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
 
 /* ---- the result: JSON and API ----------------------------------------------------------- */
 
+/* The deletion check's three ways of hiding cells (dfd_classifier_score_blanked): no cells
+ * changes nothing whatever the way; hiding every cell with the original gives the
+ * original's score exactly; a blur leaves a flat image as it is (edges replicated, the
+ * mean kept), while grey changes it; and a blurred face scores differently from the face. */
+static void blanking_ways(void **state) {
+    (void)state;
+    char shipped[4096];
+    if (!have_models(shipped, sizeof shipped)) skip();
+    dfd_classifier *cls;
+    dfd_error e;
+    if (dfd_classifier_load(shipped, 1, &cls, &e)) fail_msg("%s", e.message);
+    const int S = dfd_classifier_contract(cls)->size;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/examples/astronaut.jpg", tu_source_dir());
+    dfd_image img = {0}, face = {0}, other = {0}, flat = {0};
+    if (dfd_image_load(path, NULL, &img, NULL, &e)) fail_msg("%s", e.message);
+    /* Two different S x S views of the photo: its top-left corner and a shifted one. */
+    assert_int_equal(dfd_image_alloc(&face, S, S, &e), DFD_OK);
+    assert_int_equal(dfd_image_alloc(&other, S, S, &e), DFD_OK);
+    assert_int_equal(dfd_image_alloc(&flat, S, S, &e), DFD_OK);
+    assert_true(img.w >= S + 40 && img.h >= S + 40);
+    for (int y = 0; y < S; y++) {
+        memcpy(face.rgb + (size_t)y * S * 3, img.rgb + ((size_t)(y + 40) * img.w + 40) * 3, (size_t)S * 3);
+        memcpy(other.rgb + (size_t)y * S * 3, img.rgb + (size_t)y * img.w * 3, (size_t)S * 3);
+        memset(flat.rgb + (size_t)y * S * 3, 200, (size_t)S * 3);
+    }
+    unsigned char all[DFD_HEAT_CELLS], some[DFD_HEAT_CELLS] = {0};
+    memset(all, 1, sizeof all);
+    for (int i = 0; i < DFD_HEAT_CELLS; i += 3) some[i] = 1;
+    double p_face, p_other, p, q;
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, NULL, DFD_BLANK_GREY, NULL, &p_face, &e), DFD_OK);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &other, NULL, DFD_BLANK_GREY, NULL, &p_other, &e), DFD_OK);
+    assert_true(fabs(p_face - p_other) > 1e-4); /* else the next checks prove nothing */
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, NULL, DFD_BLANK_BLUR, NULL, &p, &e), DFD_OK);
+    assert_float_equal(p, p_face, 1e-9);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, all, DFD_BLANK_SOURCE, &other, &p, &e), DFD_OK);
+    assert_float_equal(p, p_other, 1e-6);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, some, DFD_BLANK_SOURCE, &other, &p, &e), DFD_OK);
+    assert_true(fabs(p - p_face) > 1e-6 && fabs(p - p_other) > 1e-6);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &flat, NULL, DFD_BLANK_GREY, NULL, &p, &e), DFD_OK);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &flat, all, DFD_BLANK_BLUR, NULL, &q, &e), DFD_OK);
+    assert_float_equal(q, p, 1e-5);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &flat, all, DFD_BLANK_GREY, NULL, &q, &e), DFD_OK);
+    assert_true(fabs(q - p) > 1e-6);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, all, DFD_BLANK_BLUR, NULL, &p, &e), DFD_OK);
+    assert_true(fabs(p - p_face) > 1e-4);
+    /* Bad arguments are refused with a message. */
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, all, DFD_BLANK_SOURCE, NULL, &p, &e), DFD_E_ARG);
+    assert_int_equal(dfd_classifier_score_blanked(cls, &face, all, 7, NULL, &p, &e), DFD_E_ARG);
+    dfd_image_free(&img), dfd_image_free(&face), dfd_image_free(&other), dfd_image_free(&flat);
+    dfd_classifier_free(cls);
+}
+
 static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_error *err) {
     (void)user;
     dfd_arch_opts o;
@@ -357,6 +411,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(node_grad_is_the_layer_gradient),
         cmocka_unit_test(map_peaks_inside_the_blend_on_flagged_fakes),
+        cmocka_unit_test(blanking_ways),
         cmocka_unit_test(json_shape_and_result_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -228,6 +228,12 @@ typedef struct dfd_explain_eval_options {
     long fakes;         /* self-blended fakes to make (500) */
     long seed;          /* blend randomness (1) */
     int threads;        /* 0: all cores */
+    int landmarks;      /* 1: blend along the face's Face Mesh landmarks (the masks `dfd train
+                         * --sbi-mask landmarks` makes); 0: the ellipse (the default) */
+    int blank;          /* deletion check: cells hidden with grey (0, the default), a blurred
+                         * copy of the crop (1), or the real face before blending (2: the
+                         * forgery undone there) */
+    const char *models_dir; /* where face-landmark.safetensors is (landmarks); NULL = search */
 } dfd_explain_eval_options;
 
 DFD_API void dfd_explain_eval_options_default(dfd_explain_eval_options *o);
@@ -246,6 +252,7 @@ typedef struct dfd_explain_eval_result {
     long fakes, flagged;  /* made; flagged FAKE at the model's threshold */
     double threshold, mean_p_fake;
     double chance;        /* the blended region's share of the crop: a uniform map's mass inside */
+    long no_mesh;         /* landmarks: faces skipped because Face Mesh found no face in the crop */
     int n_methods;
     dfd_explain_eval_method methods[DFD_EXPLAIN_EVAL_METHODS];
 } dfd_explain_eval_result;

@@ -9,7 +9,7 @@
 #include "cli.h"
 #include "dfd/train.h"
 
-enum { O_MODEL = 256, O_METHOD, O_SEED, O_THREADS };
+enum { O_MODEL = 256, O_METHOD, O_SEED, O_THREADS, O_SBI_MASK, O_BLANK, O_MODELS };
 
 static const cli_opt explain_eval_opts[] = {
     {NULL, 0, NULL, "Options:"},
@@ -19,6 +19,11 @@ static const cli_opt explain_eval_opts[] = {
                               "up to five, to compare"},
     {"fakes", 'n', "N", "fakes to make (default 500)"},
     {"seed", O_SEED, "S", "blend randomness (default 1)"},
+    {"sbi-mask", O_SBI_MASK, "M", "ellipse (default) or landmarks: blend along each face's Face Mesh\n"
+                                  "outline, as train --sbi-mask landmarks does"},
+    {"blank", O_BLANK, "B", "deletion check: hide cells with grey (default), blur (a blurred\n"
+                            "copy of the crop) or original (the real face before blending)"},
+    {"models", O_MODELS, "DIR", "where face-landmark.safetensors is (default: the built-in search)"},
     {"threads", O_THREADS, "N", "CPU threads (default: all cores)"},
     {0}};
 
@@ -54,6 +59,18 @@ int cmd_explain_eval(int argc, char **argv) {
         case O_SEED:
             if (cli_parse_int(val, 0, 1L << 30, &o.seed)) return cli_usage_error("explain-eval", "--seed must be >= 0");
             break;
+        case O_SBI_MASK:
+            if (strcmp(val, "ellipse") && strcmp(val, "landmarks"))
+                return cli_usage_error("explain-eval", "--sbi-mask: ellipse or landmarks, not '%s'", val);
+            o.landmarks = !strcmp(val, "landmarks");
+            break;
+        case O_BLANK:
+            if (!strcmp(val, "grey")) o.blank = 0;
+            else if (!strcmp(val, "blur")) o.blank = 1;
+            else if (!strcmp(val, "original")) o.blank = 2;
+            else return cli_usage_error("explain-eval", "--blank: grey, blur or original, not '%s'", val);
+            break;
+        case O_MODELS: o.models_dir = val; break;
         case O_THREADS:
             if (cli_parse_int(val, 1, 1024, &v)) return cli_usage_error("explain-eval", "--threads must be 1..1024");
             o.threads = (int)v;
@@ -86,6 +103,8 @@ int cmd_explain_eval(int argc, char **argv) {
            dir, o.seed);
     printf("flagged FAKE at the model's threshold %.4f: %ld (%.1f%%), mean P(fake) %.3f\n", r.threshold, r.flagged,
            100.0 * r.flagged / r.fakes, r.mean_p_fake);
+    printf("blend mask: %s; deletion by %s\n", o.landmarks ? "Face Mesh landmarks" : "ellipse", o.blank == 2 ? "restoring the original" : o.blank == 1 ? "blur" : "grey");
+    if (o.landmarks) printf("faces skipped, no mesh found in the crop: %ld\n", r.no_mesh);
     printf("blended region (cells with mask > 0.5): %.1f%% of the crop = chance\n\n", 100.0 * r.chance);
     printf("| method | pointing game | (flagged) | mass inside | x chance | (flagged) | P drop, top 20%% | P drop, random 20%% | top > random | ms/face |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|\n");

@@ -350,13 +350,72 @@ static void blank_cells(float *in, int S, const unsigned char *cells) {
         }
 }
 
-int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, double *p_fake,
-                                 dfd_error *err) {
+/* One pass of a box blur of radius r along the rows (or, vertical, the columns) of an
+ * S x S x 3 image, from src into dst, the edges replicated. */
+static void box_pass(const float *src, float *dst, int S, int r, int vertical) {
+    const float inv = 1.0f / (float)(2 * r + 1);
+    /* element k of line `line`, channel ch, is at base + k * step */
+    const size_t step = vertical ? (size_t)S * 3 : 3, across = vertical ? 3 : (size_t)S * 3;
+    for (int line = 0; line < S; line++)
+        for (int ch = 0; ch < 3; ch++) {
+            const size_t base = (size_t)line * across + (size_t)ch;
+            float acc = 0;
+            for (int k = -r; k <= r; k++) acc += src[base + (size_t)(k < 0 ? 0 : k >= S ? S - 1 : k) * step];
+            for (int k = 0; k < S; k++) {
+                dst[base + (size_t)k * step] = acc * inv;
+                int out = k - r < 0 ? 0 : k - r, in = k + r + 1 >= S ? S - 1 : k + r + 1;
+                acc += src[base + (size_t)in * step] - src[base + (size_t)out * step];
+            }
+        }
+}
+
+/* Replaces the given cells of the network input by a blurred copy of it (three box passes
+ * each way: close to a Gaussian of sigma ~ 0.8 cell), or, with src, by src's pixels. */
+static int replace_cells(float *in, int S, const unsigned char *cells, const dfd_image *src, dfd_norm norm,
+                         dfd_error *err) {
+    const int G = DFD_HEAT_GRID, r = S / G * 3 / 4 > 1 ? S / G * 3 / 4 : 1;
+    const size_t n = (size_t)S * S * 3;
+    float *a = dfd_malloc_array(n, sizeof *a), *b = src ? NULL : dfd_malloc_array(n, sizeof *b);
+    if (!a || (!src && !b)) {
+        free(a), free(b);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    }
+    if (src) {
+        dfd_crop_normalize(src, norm, a);
+    } else {
+        memcpy(a, in, n * sizeof *a);
+        for (int pass = 0; pass < 3; pass++) {
+            box_pass(a, b, S, r, 0);
+            box_pass(b, a, S, r, 1);
+        }
+    }
+    for (int gy = 0; gy < G; gy++)
+        for (int gx = 0; gx < G; gx++) {
+            if (!cells[gy * G + gx]) continue;
+            int y0, y1, x0, x1;
+            cell_rect(S, gy, gx, &y0, &y1, &x0, &x1);
+            for (int y = y0; y < y1; y++)
+                memcpy(in + ((size_t)y * S + x0) * 3, a + ((size_t)y * S + x0) * 3, (size_t)(x1 - x0) * 3 * sizeof(float));
+        }
+    free(a), free(b);
+    return DFD_OK;
+}
+
+int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, int how,
+                                 const dfd_image *src, double *p_fake, dfd_error *err) {
     const int S = c->crop.size;
     if (c->is_video) return dfd_fail(err, DFD_E_ARG, "a video model cannot score single crops");
     if (crop->w != S || crop->h != S) return dfd_fail(err, DFD_E_ARG, "crop is %dx%d, the model takes %dx%d", crop->w, crop->h, S, S);
+    if (how != DFD_BLANK_GREY && how != DFD_BLANK_BLUR && how != DFD_BLANK_SOURCE)
+        return dfd_fail(err, DFD_E_ARG, "unknown blanking %d", how);
+    if (how == DFD_BLANK_SOURCE && (!src || src->w != S || src->h != S))
+        return dfd_fail(err, DFD_E_ARG, "blanking from a source needs a %dx%d source image", S, S);
     dfd_crop_normalize(crop, c->crop.norm, c->input);
-    if (cells) blank_cells(c->input, S, cells);
+    int rc = DFD_OK;
+    if (cells && how == DFD_BLANK_GREY) blank_cells(c->input, S, cells);
+    if (cells && how == DFD_BLANK_BLUR) rc = replace_cells(c->input, S, cells, NULL, c->crop.norm, err);
+    if (cells && how == DFD_BLANK_SOURCE) rc = replace_cells(c->input, S, cells, src, c->crop.norm, err);
+    if (rc) return rc;
     return run_batch(c, 1, p_fake, err);
 }
 
@@ -366,7 +425,7 @@ static int explain_occlusion(dfd_classifier *c, const dfd_image *crop, float *ma
     const int S = c->crop.size, G = DFD_HEAT_GRID;
     const size_t per = (size_t)S * S * 3;
     double p0, p[CLS_MAX_BATCH];
-    int rc = dfd_classifier_score_blanked(c, crop, NULL, &p0, err);
+    int rc = dfd_classifier_score_blanked(c, crop, NULL, DFD_BLANK_GREY, NULL, &p0, err);
     if (rc) return rc;
     float *base = dfd_malloc_array(per, sizeof(float));
     if (!base) return dfd_fail(err, DFD_E_NOMEM, "out of memory");

@@ -150,10 +150,16 @@ enum {
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);
-/* P(fake) of one crop (no mirror averaging) with the grid cells where cells[i] != 0 set to
- * grey (the middle of the input range); cells NULL: none. For the deletion check. */
-int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, double *p_fake,
-                                 dfd_error *err);
+/* How dfd_classifier_score_blanked hides cells: grey (the middle of the input range); a
+ * blurred copy of the crop (a Gaussian-like blur about a cell wide), which draws no sharp
+ * new edges into the face; or the same cells of another image of the crop's size (`src`:
+ * for a fake whose original is known, the original's pixels, which undo the forgery there). */
+enum { DFD_BLANK_GREY = 0, DFD_BLANK_BLUR = 1, DFD_BLANK_SOURCE = 2 };
+/* P(fake) of one crop (no mirror averaging) with the grid cells where cells[i] != 0 hidden
+ * as `how` (DFD_BLANK_*) says; cells NULL: none; src only for DFD_BLANK_SOURCE. For the
+ * deletion check. */
+int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const unsigned char *cells, int how,
+                                 const dfd_image *src, double *p_fake, dfd_error *err);
 
 /* Finds the default image model: the newest models/dfd-image-*.safetensors in dir (or the
  * built-in search: $DFD_MODELS_DIR, then dfd_model_dirs (core.h): ./models, the executable's

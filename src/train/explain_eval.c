@@ -5,13 +5,16 @@
  * For each real photo (in name order, every other one from the second: the half of
  * utkface-real that dfd-image-2 never trained on), the largest face is cut by the model's
  * crop contract and turned into a self-blended fake (dfd_sbi, the same blend training
- * uses, its ellipse placed for the contract's margin), whose blend mask says where the
- * forgery is. Then, per method:
+ * uses, its ellipse placed for the contract's margin; or, with `landmarks`, along the
+ * crop's own Face Mesh landmarks, as `dfd train --sbi-mask landmarks` blends), whose blend
+ * mask says where the forgery is. Then, per method:
  *   pointing game  the map's peak cell lies inside the blended region (cell mask mean > 0.5);
  *   mass inside    the map's share of its total inside that region, against the region's
  *                  share of the crop's cells (what a uniform map would give: chance);
- *   deletion       P(fake) after blanking (grey) the map's top 20% cells, against after
- *                  blanking 20% of the cells at random.
+ *   deletion       P(fake) after blanking the map's top 20% cells, against after
+ *                  blanking 20% of the cells at random; blanking is grey, a blurred copy
+ *                  of the crop (`blank` 1: no new sharp edges), or the real face the fake
+ *                  was made from (`blank` 2: the forgery undone in those cells).
  * Figures and the command that makes them: docs/explain.md. */
 #include <math.h>
 #include <stdio.h>
@@ -40,7 +43,7 @@ static int cmp_cell(const void *a, const void *b) {
 }
 
 static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cell_mask, method_stats *st,
-                    double p_fake, nn_rng *rng, dfd_error *err) {
+                    double p_fake, int how, const dfd_image *orig, nn_rng *rng, dfd_error *err) {
     float map[DFD_HEAT_CELLS];
     double t0 = dfd_now_ms();
     int rc = dfd_classifier_explain(cls, fake, st->method, map, err);
@@ -73,9 +76,9 @@ static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cel
     }
     for (int i = 0; i < k; i++) rnd[order[i]] = 1;
     double p0, pt, pr;
-    if ((rc = dfd_classifier_score_blanked(cls, fake, NULL, &p0, err))) return rc;
-    if ((rc = dfd_classifier_score_blanked(cls, fake, top, &pt, err))) return rc;
-    if ((rc = dfd_classifier_score_blanked(cls, fake, rnd, &pr, err))) return rc;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, NULL, how, orig, &p0, err))) return rc;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, top, how, orig, &pt, err))) return rc;
+    if ((rc = dfd_classifier_score_blanked(cls, fake, rnd, how, orig, &pr, err))) return rc;
     st->drop_top += p0 - pt, st->drop_rand += p0 - pr;
     st->top_beats_rand += (p0 - pt) > (p0 - pr);
     return DFD_OK;
@@ -118,7 +121,9 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     }
     dfd_classifier *cls = NULL;
     dfd_face_detector *fd = NULL;
+    dfd_landmarker *lm = NULL;
     float *mask = NULL;
+    const int how = o->blank == 2 ? DFD_BLANK_SOURCE : o->blank == 1 ? DFD_BLANK_BLUR : DFD_BLANK_GREY;
     dfd_face_opts fo;
     dfd_face_opts_default(&fo);
     if ((rc = dfd_classifier_load(model, o->threads, &cls, err)) || (rc = dfd_face_detector_create(&fo, &fd, err))) goto out;
@@ -126,6 +131,12 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     const int S = cc->size, G = DFD_HEAT_GRID;
     dfd_sbi_opts so;
     dfd_sbi_opts_for_margin(&so, cc->margin, cc->shift_y);
+    dfd_ds_landmark_opts lo;
+    dfd_ds_landmark_opts_default(&lo);
+    lo.models_dir = o->models_dir;
+    lo.margin = cc->margin;
+    lo.shift_y = cc->shift_y;
+    if (o->landmarks && (rc = dfd_landmarker_create(o->models_dir, lo.backend, o->threads, &lm, err))) goto out;
     if (!(mask = malloc((size_t)S * S * sizeof *mask))) {
         rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
         goto out;
@@ -137,7 +148,7 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     double chance = 0, p_sum = 0;
     dfd_error e;
     for (int i = 1; i < n_files && made < o->fakes; i += 2) {
-        dfd_image img = {0}, crop = {0};
+        dfd_image img = {0}, crop = {0}, orig = {0};
         dfd_face *faces = NULL;
         int nf = 0;
         if (dfd_image_load(files[i], NULL, &img, NULL, &e) || dfd_face_detect(fd, &img, &faces, &nf, &e) || nf == 0) {
@@ -149,7 +160,26 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
         rc = dfd_face_crop(&img, &faces[best], cc, &crop, err);
         dfd_image_free(&img);
         free(faces);
-        if (rc == DFD_OK) rc = dfd_sbi(&crop, &so, &rng, mask, err);
+        if (rc == DFD_OK) rc = dfd_image_copy(&crop, &orig, err); /* the real face, before blending */
+        if (rc == DFD_OK && lm) {
+            /* The mesh of the crop; a crop it finds no face in is skipped (and counted),
+             * as training falls back to the ellipse for such faces. */
+            dfd_face_mesh mesh;
+            float pts[DFD_SBI_POINTS][2];
+            rc = dfd_crop_landmarks(lm, &crop, &lo, &mesh, err);
+            if (rc == DFD_OK && !(mesh.presence >= lo.min_presence)) {
+                res->no_mesh++;
+                dfd_image_free(&crop);
+                dfd_image_free(&orig);
+                continue;
+            }
+            if (rc == DFD_OK) {
+                dfd_sbi_points_from_mesh(&mesh, 1.0f, 1.0f, pts);
+                rc = dfd_sbi_landmarks(&crop, &so, (const float(*)[2])pts, &rng, mask, err);
+            }
+        } else if (rc == DFD_OK) {
+            rc = dfd_sbi(&crop, &so, &rng, mask, err);
+        }
         float cell_mask[DFD_HEAT_CELLS];
         double inside = 0;
         for (int gy = 0; rc == DFD_OK && gy < G; gy++)
@@ -163,8 +193,9 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
             }
         double p = NAN;
         if (rc == DFD_OK) rc = dfd_classifier_score(cls, &crop, 1, 1, &p, err);
-        for (int m = 0; rc == DFD_OK && m < n_methods; m++) rc = eval_one(cls, &crop, cell_mask, &st[m], p, &drng, err);
+        for (int m = 0; rc == DFD_OK && m < n_methods; m++) rc = eval_one(cls, &crop, cell_mask, &st[m], p, how, &orig, &drng, err);
         dfd_image_free(&crop);
+        dfd_image_free(&orig);
         if (rc) {
             if (err) {
                 dfd_error inner = *err;
@@ -205,6 +236,7 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     rc = DFD_OK;
 out:
     free(mask);
+    dfd_landmarker_free(lm);
     dfd_face_detector_free(fd);
     dfd_classifier_free(cls);
     return rc;

@@ -69,6 +69,13 @@ if [[ -d "$DATA/utkface-real" ]]; then
   grep -q "^model dfd-image-2, 4 self-blended fakes" "$tmp/eval.txt" || fail "explain-eval: $(cat "$tmp/eval.txt")"
   grep -Eq '^\| gradcam\+\+ \| [0-9.]+% ' "$tmp/eval.txt" && grep -Eq '^\| gradxinput \| ' "$tmp/eval.txt" ||
     fail "explain-eval table: $(cat "$tmp/eval.txt")"
+  # Landmark-shaped blends (Face Mesh) and deletion by restoring the real face.
+  "$BIN" explain-eval -n 3 --model "$M" --sbi-mask landmarks --blank original "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" ||
+    fail "explain-eval --sbi-mask landmarks: $(cat "$tmp/err")"
+  grep -q "^blend mask: Face Mesh landmarks; deletion by restoring the original" "$tmp/eval.txt" &&
+    grep -q "^model dfd-image-2, 3 self-blended fakes" "$tmp/eval.txt" || fail "explain-eval landmarks: $(cat "$tmp/eval.txt")"
+  "$BIN" explain-eval -n 3 --blank pink "$DATA/utkface-real" >/dev/null 2>"$tmp/err"
+  [[ $? == 2 ]] && grep -q "grey, blur or original" "$tmp/err" || fail "explain-eval --blank pink: exit 2 with the choices"
 else
   echo "note: no ../shared/data: explain-eval not run"
 fi
