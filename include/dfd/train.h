@@ -217,13 +217,14 @@ DFD_API void dfd_bench_machine(int threads, dfd_bench_machine_info *m);
 
 /* ---- Measuring the heat maps (`dfd explain-eval`, docs/explain.md) -------------------- */
 
-#define DFD_EXPLAIN_EVAL_METHODS 5
+#define DFD_EXPLAIN_EVAL_METHODS 7
 
 typedef struct dfd_explain_eval_options {
     const char *model;  /* image model; NULL = the shipped one */
     const char *methods[DFD_EXPLAIN_EVAL_METHODS]; /* "gradcam++" (what dfd_options.explain
                                                     * makes), "gradcam", "gradcam-mid",
-                                                    * "gradxinput", "occlusion" */
+                                                    * "gradxinput", "occlusion"; references drawn
+                                                    * from the blend mask: "ref-inside", "ref-edge" */
     int n_methods;      /* 0: gradcam++ alone */
     long fakes;         /* self-blended fakes to make (500) */
     long seed;          /* blend randomness (1) */

@@ -14,9 +14,11 @@ enum { O_MODEL = 256, O_METHOD, O_SEED, O_THREADS, O_SBI_MASK, O_BLANK, O_MODELS
 static const cli_opt explain_eval_opts[] = {
     {NULL, 0, NULL, "Options:"},
     {"model", O_MODEL, "PATH", "image model (default: the shipped one)"},
-    {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam, gradcam-mid,\n"
-                              "gradxinput or occlusion;\n"
-                              "up to five, to compare"},
+    {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam++fine, gradcam,\n"
+                              "gradcam-mid, "
+                              "gradxinput or occlusion; ref-inside or ref-edge: maps drawn from\n"
+                              "the blend mask (the region, its boundary), for reference;\n"
+                              "up to seven, to compare"},
     {"fakes", 'n', "N", "fakes to make (default 500)"},
     {"seed", O_SEED, "S", "blend randomness (default 1)"},
     {"sbi-mask", O_SBI_MASK, "M", "ellipse (default) or landmarks: blend along each face's Face Mesh\n"

@@ -231,6 +231,7 @@ const char *dfd_explain_method_name(int method) {
     case DFD_EXPLAIN_GRADCAM: return "gradcam";
     case DFD_EXPLAIN_GRADCAM_MID: return "gradcam-mid";
     case DFD_EXPLAIN_GRADCAMPP: return "gradcam++";
+    case DFD_EXPLAIN_GRADCAMPP_FINE: return "gradcam++fine";
     case DFD_EXPLAIN_OCCLUSION: return "occlusion";
     case DFD_EXPLAIN_GRADXINPUT: return "gradxinput";
     default: return NULL;
@@ -273,8 +274,9 @@ static void resample_to_grid(const float *src, int h, int w, float *dst) {
 }
 
 /* Grad-CAM on the feature map under the pooling head, for the crop and its mirror image
- * (as the score averages the two); the mirror's map is flipped back before averaging. */
-static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, float *map, dfd_error *err) {
+ * (as the score averages the two); the mirror's map is flipped back before averaging.
+ * Writes the H x W map (ReLU applied) into cam. */
+static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, float *cam, dfd_error *err) {
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c;
     const size_t per = (size_t)S * S * 3;
     dfd_image flipped = {0};
@@ -290,11 +292,8 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, f
     if (!A || n < 2 * (size_t)H * W * C)
         return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
                         nn_graph_node(c->g, c->cam_node)->name);
-    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
-    if (!cam || !wt) {
-        free(cam), free(wt);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    }
+    float *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
+    if (!wt) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     const float sign = c->output_p_real ? -1.0f : 1.0f; /* towards "fake" */
     /* Channel weights per pass. Grad-CAM: the gradient averaged over the map, which for
      * this head is w_c / HW everywhere (a constant factor, dropped). Grad-CAM++ (Chattopadhay
@@ -326,10 +325,54 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, f
     /* ReLU before resampling, as Grad-CAM: only what raises the logit. */
     for (int i = 0; i < H * W; i++)
         if (!(cam[i] > 0)) cam[i] = 0;
-    resample_to_grid(cam, H, W, map);
-    free(cam);
-    normalize_map(map, DFD_HEAT_CELLS);
     return DFD_OK;
+}
+
+static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, float *map, dfd_error *err) {
+    const int H = c->cam_h, W = c->cam_wd;
+    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
+    if (!cam) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    int rc = gradcam_cells(c, crop, plus, cam, err);
+    if (rc == DFD_OK) {
+        resample_to_grid(cam, H, W, map);
+        normalize_map(map, DFD_HEAT_CELLS);
+    }
+    free(cam);
+    return rc;
+}
+
+/* Grad-CAM++ at twice the feature map's resolution: the map of the crop moved by a quarter
+ * of a feature cell (S / 4W pixels) up or down and left or right, edges replicated. Each of
+ * the four H x W maps then samples the face at centres half a cell apart from the others',
+ * so interleaved they form one 2H x 2W map on the same lattice as an unmoved map would be
+ * at that resolution (cell k centred at (k + 0.5) S / 2W). Four passes of two crops. */
+static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+    const int S = c->crop.size, H = c->cam_h, W = c->cam_wd;
+    const int dy = S / (4 * H) > 0 ? S / (4 * H) : 1, dx = S / (4 * W) > 0 ? S / (4 * W) : 1;
+    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *fine = dfd_malloc_array((size_t)4 * H * W, sizeof(float));
+    dfd_image moved = {0};
+    int rc = cam && fine ? dfd_image_alloc(&moved, S, S, err) : dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    for (int q = 0; rc == DFD_OK && q < 4; q++) {
+        const int sy = q / 2, sx = q % 2; /* 0: content moved by -d (the map samples d earlier), 1: by +d */
+        const int oy = sy ? dy : -dy, ox = sx ? dx : -dx;
+        for (int y = 0; y < S; y++) {
+            int yy = y + oy < 0 ? 0 : y + oy >= S ? S - 1 : y + oy;
+            for (int x = 0; x < S; x++) {
+                int xx = x + ox < 0 ? 0 : x + ox >= S ? S - 1 : x + ox;
+                memcpy(moved.rgb + ((size_t)y * S + x) * 3, crop->rgb + ((size_t)yy * S + xx) * 3, 3);
+            }
+        }
+        rc = gradcam_cells(c, &moved, 1, cam, err);
+        for (int y = 0; rc == DFD_OK && y < H; y++)
+            for (int x = 0; x < W; x++) fine[(size_t)(2 * y + sy) * 2 * W + 2 * x + sx] = cam[y * W + x];
+    }
+    if (rc == DFD_OK) {
+        resample_to_grid(fine, 2 * H, 2 * W, map);
+        normalize_map(map, DFD_HEAT_CELLS);
+    }
+    dfd_image_free(&moved);
+    free(cam), free(fine);
+    return rc;
 }
 
 /* The cells of the crop (grid cell (gy, gx) covers rows gy*S/G .. (gy+1)*S/G). */
@@ -566,9 +609,11 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
         return explain_gradcam_layer(c, crop, map, err);
     case DFD_EXPLAIN_GRADCAM:
     case DFD_EXPLAIN_GRADCAMPP:
+    case DFD_EXPLAIN_GRADCAMPP_FINE:
         if (c->cam_node < 0)
             return dfd_fail(err, DFD_E_UNSUPPORTED,
                             "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
+        if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, map, err);
         return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, map, err);
     case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);

@@ -143,10 +143,12 @@ enum {
     DFD_EXPLAIN_OCCLUSION = 1, /* P(fake) lost when a grey 3x3-cell patch hides each cell (256 passes) */
     DFD_EXPLAIN_GRADXINPUT = 2, /* gradient x input per cell (a backward pass; fp32 training executor) */
     DFD_EXPLAIN_GRADCAM_MID = 3, /* Grad-CAM at the last 8x8 layer (a backward pass): less faithful */
-    DFD_EXPLAIN_GRADCAMPP = 4    /* Grad-CAM++ on the last block (closed form, as Grad-CAM): what
+    DFD_EXPLAIN_GRADCAMPP = 4,   /* Grad-CAM++ on the last block (closed form, as Grad-CAM): what
                                   * dfd_options.explain makes */
+    DFD_EXPLAIN_GRADCAMPP_FINE = 5 /* Grad-CAM++ at twice the resolution, from the crop moved by a
+                                    * quarter of a feature cell four ways (four passes) */
 };
-/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++"; NULL when unknown */
+/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);

@@ -8,13 +8,18 @@
  * uses, its ellipse placed for the contract's margin; or, with `landmarks`, along the
  * crop's own Face Mesh landmarks, as `dfd train --sbi-mask landmarks` blends), whose blend
  * mask says where the forgery is. Then, per method:
- *   pointing game  the map's peak cell lies inside the blended region (cell mask mean > 0.5);
+ *   pointing game  the map's peak cell lies inside the blended region (cells whose mean
+ *                  mask is over half the mask's peak, the blend ratio);
  *   mass inside    the map's share of its total inside that region, against the region's
  *                  share of the crop's cells (what a uniform map would give: chance);
  *   deletion       P(fake) after blanking the map's top 20% cells, against after
  *                  blanking 20% of the cells at random; blanking is grey, a blurred copy
  *                  of the crop (`blank` 1: no new sharp edges), or the real face the fake
  *                  was made from (`blank` 2: the forgery undone in those cells).
+ * Two reference "methods" draw their map from the blend mask instead of the model: ref-inside
+ * (the mask itself) and ref-edge (the blend's boundary, where a cell is half blended): what
+ * a map that knew where the forgery is would score, so the deletion check can tell a poor
+ * map from a check the model cannot pass.
  * Figures and the command that makes them: docs/explain.md. */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +30,9 @@
 #include "face/face.h"
 #include "media/media.h"
 #include "train/train.h"
+
+/* The two reference maps (method ids past the classifier's). */
+enum { REF_INSIDE = 100, REF_EDGE = 101 };
 
 typedef struct method_stats {
     int method;
@@ -46,7 +54,17 @@ static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cel
                     double p_fake, int how, const dfd_image *orig, nn_rng *rng, dfd_error *err) {
     float map[DFD_HEAT_CELLS];
     double t0 = dfd_now_ms();
-    int rc = dfd_classifier_explain(cls, fake, st->method, map, err);
+    int rc = DFD_OK;
+    if (st->method == REF_INSIDE || st->method == REF_EDGE) {
+        /* Reference maps drawn from the blend mask itself, not from the model: what a map
+         * that knew the forgery would score. The edge map peaks where a cell is half blended. */
+        for (int i = 0; i < DFD_HEAT_CELLS; i++) {
+            float m = cell_mask[i];
+            map[i] = st->method == REF_INSIDE ? m : m > 0.02f && m < 0.98f ? 1.0f - fabsf(2.0f * m - 1.0f) : 0.0f;
+        }
+    } else {
+        rc = dfd_classifier_explain(cls, fake, st->method, map, err);
+    }
     st->ms += dfd_now_ms() - t0;
     if (rc) return rc;
     int peak = 0;
@@ -90,8 +108,14 @@ void dfd_explain_eval_options_default(dfd_explain_eval_options *o) {
     o->seed = 1;
 }
 
+static const char *method_name(int m) {
+    return m == REF_INSIDE ? "ref-inside" : m == REF_EDGE ? "ref-edge" : dfd_explain_method_name(m);
+}
+
 static int method_id(const char *name) {
-    for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_GRADCAMPP; m++)
+    if (name && !strcmp(name, "ref-inside")) return REF_INSIDE;
+    if (name && !strcmp(name, "ref-edge")) return REF_EDGE;
+    for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_GRADCAMPP_FINE; m++)
         if (name && dfd_explain_method_name(m) && strcmp(name, dfd_explain_method_name(m)) == 0) return m;
     return -1;
 }
@@ -106,7 +130,9 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     for (int i = 0; i < o->n_methods; i++) {
         int m = i < DFD_EXPLAIN_EVAL_METHODS ? method_id(o->methods[i]) : -1;
         if (m < 0)
-            return dfd_fail(err, DFD_E_ARG, "--method: gradcam, gradcam++, gradcam-mid, gradxinput or occlusion, at most %d",
+            return dfd_fail(err, DFD_E_ARG,
+                            "--method: gradcam, gradcam++, gradcam++fine, gradcam-mid, gradxinput, occlusion, ref-inside or ref-edge, "
+                            "at most %d",
                             DFD_EXPLAIN_EVAL_METHODS);
         st[n_methods++].method = m;
     }
@@ -180,15 +206,21 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
         } else if (rc == DFD_OK) {
             rc = dfd_sbi(&crop, &so, &rng, mask, err);
         }
-        float cell_mask[DFD_HEAT_CELLS];
+        /* The blended region: cells whose mean mask is over half the mask's peak. The peak
+         * is the blend ratio (0.25 to 1), so a fake blended at 0.25 or 0.5 still has one
+         * (measured against 0.5 itself, a third of the fakes had no region at all). */
+        float cell_mask[DFD_HEAT_CELLS], peak = 0;
         double inside = 0;
+        for (int i = 0; rc == DFD_OK && i < S * S; i++)
+            if (mask[i] > peak) peak = mask[i];
+        if (!(peak > 0)) peak = 1;
         for (int gy = 0; rc == DFD_OK && gy < G; gy++)
             for (int gx = 0; gx < G; gx++) {
                 int y0 = gy * S / G, y1 = (gy + 1) * S / G, x0 = gx * S / G, x1 = (gx + 1) * S / G;
                 double m = 0;
                 for (int y = y0; y < y1; y++)
                     for (int x = x0; x < x1; x++) m += mask[y * S + x];
-                cell_mask[gy * G + gx] = (float)(m / ((double)(y1 - y0) * (x1 - x0)));
+                cell_mask[gy * G + gx] = (float)(m / ((double)(y1 - y0) * (x1 - x0)) / peak);
                 inside += cell_mask[gy * G + gx] > 0.5f;
             }
         double p = NAN;
@@ -223,7 +255,7 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
         const method_stats *s = &st[m];
         dfd_explain_eval_method *r = &res->methods[m];
         double nfl = s->n_flagged ? (double)s->n_flagged : 1;
-        r->method = dfd_explain_method_name(s->method);
+        r->method = method_name(s->method);
         r->pointing = (double)s->hits / s->n;
         r->pointing_flagged = s->hits_flagged / nfl;
         r->mass_inside = s->mass_in / s->n;
