@@ -30,7 +30,11 @@ static void cleanup(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/fuzz-csv-XXXXXX");
+        /* In memory where there is a tmpfs: the manifest writer fsyncs, and on a disk that
+         * wait, not the parsing, set the pace (about 200 runs a second on a busy machine). */
+        struct stat st;
+        const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        snprintf(dir, sizeof dir, "%s/fuzz-csv-XXXXXX", base);
         if (!mkdtemp(dir)) abort();
         snprintf(dir2, sizeof dir2, "%s/again", dir);
         if (mkdir(dir2, 0700) != 0) abort();
