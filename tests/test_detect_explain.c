@@ -293,7 +293,11 @@ static void check_grid(const json_t *g) {
 static void check_heatmap(const json_t *h, int video, int synthetic) {
     assert_true(json_is_object(h));
     assert_int_equal(json_integer_value(json_object_get(h, "grid")), 16);
-    assert_string_equal(json_string_value(json_object_get(h, "method")), "gradcam++");
+    assert_string_equal(json_string_value(json_object_get(h, "method")), "occlusion-fast");
+    if (synthetic)
+        assert_string_equal(json_string_value(json_object_get(h, "method_synthetic")), "gradcam++");
+    else
+        assert_true(json_is_null(json_object_get(h, "method_synthetic")));
     const json_t *crop = json_object_get(h, "crop");
     assert_int_equal(json_array_size(crop), 4);
     assert_true(json_number_value(json_array_get(crop, 2)) > 0);
@@ -354,9 +358,10 @@ static void json_shape_and_result_api(void **state) {
     check_heatmap(json_object_get(f0, "heatmap"), 0, 0);
     assert_int_equal(dfd_result_face_heatmap(r, 0, &hm), DFD_OK);
     assert_int_equal(hm.grid, DFD_HEATMAP_GRID);
-    assert_string_equal(hm.method, "gradcam++");
+    assert_string_equal(hm.method, "occlusion-fast");
     assert_non_null(hm.manipulated);
     assert_null(hm.synthetic);
+    assert_null(hm.method_synthetic);
     assert_int_equal(hm.crop_side, 128); /* dfd-image-2's input */
     assert_non_null(hm.crop_rgb);
     assert_int_equal(hm.frame, -1);
@@ -402,6 +407,7 @@ static void json_shape_and_result_api(void **state) {
     check_heatmap(json_object_get(json_array_get(json_object_get(j, "faces"), 0), "heatmap"), 0, 1);
     assert_int_equal(dfd_result_face_heatmap(r, 0, &hm), DFD_OK);
     assert_non_null(hm.synthetic);
+    assert_string_equal(hm.method_synthetic, "gradcam++");
     assert_int_equal(hm.crop_side, 128);
     json_decref(j);
     dfd_result_free(r);

@@ -164,7 +164,8 @@ typedef struct dfd_options {
     int no_synthetic;            /* 1: no synthetic-face detector at all */
     /* Heat maps: 1 makes, for every face, a map of where in its crop the evidence for
      * "fake" is, per detector (dfd_result_face_heatmap; "heatmap" in the JSON). Off by
-     * default; costs about one more pass of each model per face (videos: per track). */
+     * default; costs 64 more passes of the manipulation model (occlusion) and one of the
+     * synthetic-face model per face (videos: per track): docs/explain.md. */
     int explain;
 } dfd_options;
 
@@ -272,7 +273,7 @@ DFD_API int dfd_result_frame_face(const dfd_result *r, int frame, int k, dfd_fra
  * all 0 when nothing in the crop raises P(fake). Pointers stay valid while the result lives. */
 typedef struct dfd_heatmap {
     int grid;                 /* DFD_HEATMAP_GRID */
-    const char *method;       /* "gradcam++" (docs/explain.md) */
+    const char *method;       /* how `manipulated` was made: "occlusion-fast" (docs/explain.md) */
     const float *manipulated; /* the manipulation detector's map */
     const float *synthetic;   /* the synthetic-face detector's; NULL when none ran */
     const uint8_t *crop_rgb;  /* the crop the maps cover (the manipulation model's), RGB */
@@ -280,6 +281,7 @@ typedef struct dfd_heatmap {
     float square[3];          /* the crop's square in the source: x, y, side (pixels) */
     int frame;                /* videos: the frame index (the track's most suspicious); -1 for images */
     double time_s;            /* videos: that frame's time; NaN for images */
+    const char *method_synthetic; /* how `synthetic` was made: "gradcam++"; NULL when none ran */
 } dfd_heatmap;
 
 /* Faces (images) or face tracks (videos) in the result: faces[] in the JSON. */

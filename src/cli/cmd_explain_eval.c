@@ -16,7 +16,8 @@ static const cli_opt explain_eval_opts[] = {
     {"model", O_MODEL, "PATH", "image model (default: the shipped one)"},
     {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam++fine, gradcam,\n"
                               "gradcam-mid, "
-                              "gradxinput or occlusion; ref-inside or ref-edge: maps drawn from\n"
+                              "gradxinput, occlusion or occlusion-fast (patches on every other\n"
+                              "cell); ref-inside or ref-edge: maps drawn from\n"
                               "the blend mask (the region, its boundary), for reference;\n"
                               "up to seven, to compare"},
     {"fakes", 'n', "N", "fakes to make (default 500)"},

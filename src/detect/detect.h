@@ -49,7 +49,8 @@ typedef struct dfd_face_res {
      * NULL when not made; heat_s NULL without a synthetic-face detector. For a video track,
      * of the crop in its most suspicious frame (the one `box` is from). */
     float *heat_m, *heat_s;
-    int heat_method;      /* DFD_EXPLAIN_* */
+    int heat_method;      /* DFD_EXPLAIN_*: how heat_m was made */
+    int heat_method_s;    /* and heat_s */
     dfd_image heat_crop;  /* the manipulation model's crop the map covers (zeroed when none) */
     float heat_square[3]; /* that crop's square in source pixels: x, y, side */
     int heat_frame;       /* video: index of that frame; -1 for images */
@@ -145,10 +146,12 @@ enum {
     DFD_EXPLAIN_GRADCAM_MID = 3, /* Grad-CAM at the last 8x8 layer (a backward pass): less faithful */
     DFD_EXPLAIN_GRADCAMPP = 4,   /* Grad-CAM++ on the last block (closed form, as Grad-CAM): what
                                   * dfd_options.explain makes */
-    DFD_EXPLAIN_GRADCAMPP_FINE = 5 /* Grad-CAM++ at twice the resolution, from the crop moved by a
-                                    * quarter of a feature cell four ways (four passes) */
+    DFD_EXPLAIN_GRADCAMPP_FINE = 5, /* Grad-CAM++ at twice the resolution, from the crop moved by a
+                                     * quarter of a feature cell four ways (four passes) */
+    DFD_EXPLAIN_OCCLUSION_FAST = 6  /* occlusion with the patches on every other cell each way (64 passes) */
 };
-/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine"; NULL when unknown */
+/* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine",
+ * "occlusion-fast"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);

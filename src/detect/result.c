@@ -91,6 +91,7 @@ int dfd_result_face_heatmap(const dfd_result *r, int face, dfd_heatmap *out) {
     memset(out, 0, sizeof *out);
     out->grid = DFD_HEAT_GRID;
     out->method = dfd_explain_method_name(f->heat_method);
+    out->method_synthetic = f->heat_s ? dfd_explain_method_name(f->heat_method_s) : NULL;
     out->manipulated = f->heat_m;
     out->synthetic = f->heat_s;
     out->crop_rgb = f->heat_crop.rgb;
@@ -222,6 +223,7 @@ static json_t *heatmap_json(const dfd_face_res *f, int video) {
     json_object_set_new(h, "time_s", video ? json_real(round(f->heat_time_s * 1e3) / 1e3) : json_null());
     json_object_set_new(h, "manipulated", grid_json(f->heat_m));
     json_object_set_new(h, "synthetic", f->heat_s ? grid_json(f->heat_s) : json_null());
+    json_object_set_new(h, "method_synthetic", f->heat_s ? json_string(dfd_explain_method_name(f->heat_method_s)) : json_null());
     return h;
 }
 

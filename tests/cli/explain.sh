@@ -31,9 +31,9 @@ for r in (img, vid):
     assert r["faces"], r["file"]
     for f in r["faces"]:
         h = f["heatmap"]
-        assert h["grid"] == 16 and h["method"] == "gradcam++", h
+        assert h["grid"] == 16 and h["method"] == "occlusion-fast", h
         grid(h["manipulated"])
-        assert h["synthetic"] is None
+        assert h["synthetic"] is None and h["method_synthetic"] is None
         x, y, w, hh = h["crop"]
         assert w == hh > 0
         if r["media"] == "video":
