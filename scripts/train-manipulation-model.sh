@@ -27,7 +27,8 @@
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
 #            from lm's best weights, since every run above still gained at its last epoch
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
-# Environment: VARIANT (lm), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
+# Environment: VARIANT (lm), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
+# same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
 # mixed-precision training), THRESHOLD_FPR (unset: the EER threshold, as the card's rows;
 # e.g. 0.03: the lowest threshold that flags at most 3% of the validation reals, which are
 # compressed video frames: the threshold calibrated on low-quality reals).
@@ -38,7 +39,9 @@ DFD=${DFD:-build/dfd}
 VARIANT=${VARIANT:-lm}
 EPOCHS=${EPOCHS:-8}
 PRECISION=${PRECISION:-bf16}
+SEED=${SEED:-1}
 RUN=runs/m15/$VARIANT
+[[ $SEED != 1 ]] && RUN=runs/m15/$VARIANT-seed$SEED
 
 # Crops: UTKFace halves (as train-default-model.sh), synthetic-faces (for FFHQ), deepfaketimit.
 [[ -f runs/utk-holdout-crops/manifest.csv ]] || DFD_SHARED_DATA="$DATA" DFD="$DFD" scripts/prepare-utk-halves.sh
@@ -94,7 +97,7 @@ if [[ ! -f "$RUN/.done" ]]; then
     --init "$init" \
     --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
     --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience 3 \
-    --precision "$PRECISION" --threads 2 --seed 1 --out "$RUN" "${resume[@]}"
+    --precision "$PRECISION" --threads 2 --seed "$SEED" --split-seed 1 --out "$RUN" "${resume[@]}"
   touch "$RUN/.done"
 fi
 

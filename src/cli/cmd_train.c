@@ -54,6 +54,8 @@ static const cli_opt train_opts[] = {
     {"resume", O_LIB, "CKPT", "continue an interrupted run from its checkpoint.safetensors\n"
                               "(weights, optimiser moments, counters, history; give the same options)"},
     {"seed", O_LIB, "S", "one seed for split, order, augmentation, dropout, init (1)"},
+    {"split-seed", O_LIB, "S", "the validation split's own seed (default: --seed), to train\n"
+                               "another seed on the same validation groups"},
     {"threads", O_LIB, "N", "engine threads (all cores)"},
     {"feed", O_LIB, "turns|ahead", "the feed (decoding, self-blending, augmenting) takes turns with the\n"
                                    "step on all cores (turns, default), or runs ahead beside it"},

@@ -171,6 +171,8 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
     long *lp = IS("limit") ? &o->limit : IS("val-limit") ? &o->val_limit : IS("warmup-steps") ? &o->warmup_steps : NULL;
     if (lp) return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (*lp = l, DFD_OK);
     if (IS("seed")) return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (o->seed = (uint64_t)l, DFD_OK);
+    if (IS("split-seed"))
+        return (rc = whole(name, v, 1, 1000000000L, &l, err)) ? rc : (o->split_seed = (uint64_t)l, DFD_OK);
     if (IS("bn-recalibrate"))
         return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (o->bn_recalibrate = (int)(l > 10000 ? 10000 : l), DFD_OK);
     if (IS("bn-momentum")) {

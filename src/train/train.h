@@ -484,6 +484,8 @@ typedef struct dfd_train_opts {
                                 * (computed once per run, kept in OUT/landmarks.txt); 0: the ellipse */
     const char *models_dir;    /* where face-landmark.safetensors is (NULL: search) */
     uint64_t seed;
+    uint64_t split_seed;       /* the validation split's seed; 0: seed (so another seed can be
+                                * trained on the same validation groups) */
     long limit;                /* use at most this many training samples per epoch (0 = all) */
     long val_limit;            /* ... and validation samples (0 = all) */
     float sbi_fraction;        /* share of real training images turned into self-blended fakes */

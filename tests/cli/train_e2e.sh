@@ -75,6 +75,26 @@ run="$tmp/run"
 [[ -f "$run/best.safetensors" && -f "$run/checkpoint.safetensors" && -f "$run/history.png" ]] || fail "train outputs"
 [[ $(wc -l <"$run/history.csv") == 3 ]] || fail "history: $(cat "$run/history.csv")"
 grep -q "^model: $run/best.safetensors" "$tmp/train.txt" || fail "train summary: $(cat "$tmp/train.txt")"
+# Another seed on the same validation groups (--split-seed): 16 one-crop groups of
+# dfdc-faces; --seed 3 and --seed 4 hold out different groups, --seed 4 --split-seed 3 the
+# same as --seed 3, and the model records it in its training_data.
+sp="$tmp/split"
+mkdir -p "$sp/real" "$sp/fake"
+for l in real fake; do for f in $(ls "$D/dfdc-faces/$l" | sort | head -8); do ln -s "$D/dfdc-faces/$l/$f" "$sp/$l/$f"; done; done
+vals() {  # vals OUT ARGS...: the names of the validation crops the run evaluated
+  "$BIN" train image --arch tiny-cnn --input-size 32 --data "$sp" --out "$1" --epochs 1 --batch 4 --val-fraction 0.25 \
+    "${@:2}" >"$1.txt" 2>&1 || fail "train ${*:2}: $(cat "$1.txt")"
+  "$BIN" eval --model "$1/best.safetensors" --data "$sp" --split val --val-fraction 0.25 --seed "$SPLIT" --out "$1-eval" \
+    >/dev/null 2>&1 || fail "eval --split val of $1"
+  cut -d, -f1 "$1-eval/scores.csv" | sort
+}
+SPLIT=3 vals "$tmp/s3" --seed 3 >"$tmp/s3.val"
+SPLIT=4 vals "$tmp/s4" --seed 4 >"$tmp/s4.val"
+SPLIT=3 vals "$tmp/s43" --seed 4 --split-seed 3 >"$tmp/s43.val"
+! cmp -s "$tmp/s3.val" "$tmp/s4.val" || fail "seeds 3 and 4 held out the same groups: the check below proves nothing"
+cmp -s "$tmp/s3.val" "$tmp/s43.val" || fail "--split-seed 3 held out other groups than --seed 3"
+[[ "$(grep '^data:' "$tmp/s3.txt")" == "$(grep '^data:' "$tmp/s43.txt")" ]] || fail "--split-seed: other counts"
+grep -aqF 'split_seed\":3' "$tmp/s43/best.safetensors" || fail "split_seed not in the model's training_data"
 
 # Evaluate on the official test items, at frame and video level.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
