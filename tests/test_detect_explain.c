@@ -92,7 +92,7 @@ static int have_models(char *shipped, size_t cap) {
 }
 
 /* The pointing game on the first 20 self-blended fakes the default model (dfd-image-3)
- * flags, with the method scan uses for it (occlusion on every other cell): the map's peak
+ * flags, with the method scan uses for it (occlusion, patches every third cell): the map's peak
  * cell inside the blended region (cell mask mean over half the mask's peak).
  * docs/explain.md measures 500. */
 static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {

@@ -164,7 +164,7 @@ typedef struct dfd_options {
     int no_synthetic;            /* 1: no synthetic-face detector at all */
     /* Heat maps: 1 makes, for every face, a map of where in its crop the evidence for
      * "fake" is, per detector (dfd_result_face_heatmap; "heatmap" in the JSON). Off by
-     * default; costs 64 more passes of the manipulation model (occlusion) and one of the
+     * default; costs 36 more passes of the manipulation model (occlusion) and one of the
      * synthetic-face model per face (videos: per track): docs/explain.md. */
     int explain;
 } dfd_options;
