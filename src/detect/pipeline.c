@@ -39,8 +39,9 @@ void dfd_options_default(dfd_options *o) {
 
 /* ---- Finding the default model ------------------------------------------------- */
 
-/* The newest (by name) prefix*.safetensors in dir. */
-static int newest_model(const char *dir, const char *prefix, char *buf, size_t cap) {
+/* The newest (by name) prefix*.safetensors in dir, into buf: 1 when found, 0 when there is
+ * none, -1 (err set) when its path does not fit. */
+static int newest_model(const char *dir, const char *prefix, char *buf, size_t cap, dfd_error *err) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     char best[256] = "";
@@ -55,23 +56,25 @@ static int newest_model(const char *dir, const char *prefix, char *buf, size_t c
     }
     closedir(d);
     if (!best[0]) return 0;
-    snprintf(buf, cap, "%s/%s", dir, best);
-    return 1;
+    return dfd_path_join(buf, cap, dir, best, err) == DFD_OK ? 1 : -1;
 }
 
-static int newest_image_model(const char *dir, char *buf, size_t cap) { return newest_model(dir, "dfd-image-", buf, cap); }
+static int newest_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    return newest_model(dir, "dfd-image-", buf, cap, err);
+}
 
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    int found;
     if (dir && *dir) {
-        if (newest_image_model(dir, buf, cap)) return DFD_OK;
+        if ((found = newest_image_model(dir, buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
         return dfd_fail(err, DFD_E_NOT_FOUND, "no image model (dfd-image-*.safetensors) in '%s'", dir);
     }
     const char *env = getenv("DFD_MODELS_DIR");
-    if (env && *env && newest_image_model(env, buf, cap)) return DFD_OK;
+    if (env && *env && (found = newest_image_model(env, buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
     char dirs[8][DFD_PATH_MAX];
     int n = dfd_model_dirs(dirs, 8);
     for (int i = 0; i < n; i++)
-        if (newest_image_model(dirs[i], buf, cap)) return DFD_OK;
+        if ((found = newest_image_model(dirs[i], buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
     return dfd_fail(err, DFD_E_NOT_FOUND,
                     "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
 }
@@ -83,7 +86,8 @@ int dfd_default_synthetic_model(const char *dir, char *buf, size_t cap, dfd_erro
         return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model: %s", e.message);
     char *slash = strrchr(img, '/');
     if (slash) *slash = '\0';
-    if (newest_model(slash ? img : ".", "dfd-synthetic-", buf, cap)) return DFD_OK;
+    int found = newest_model(slash ? img : ".", "dfd-synthetic-", buf, cap, err);
+    if (found) return found > 0 ? DFD_OK : DFD_E_ARG;
     return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model (dfd-synthetic-*.safetensors) in '%s'",
                     slash ? img : ".");
 }

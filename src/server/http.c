@@ -1209,7 +1209,11 @@ static void remove_tmpdir(const char *dir) {
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             char p[4400];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            int n = snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (n < 0 || (size_t)n >= sizeof p) { /* never a cut path: it could name another file */
+                dfd_log(DFD_LOG_WARN, "cannot remove '%s' in '%s': the path is too long", e->d_name, dir);
+                continue;
+            }
             unlink(p);
         }
         closedir(d);
