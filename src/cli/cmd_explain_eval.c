@@ -55,7 +55,8 @@ int cmd_explain_eval(int argc, char **argv) {
             if (cli_parse_int(val, 0, 1L << 30, &o.seed)) return cli_usage_error("explain-eval", "--seed must be >= 0");
             break;
         case O_THREADS:
-            if (cli_parse_int(val, 1, 1024, &v)) return cli_usage_error("explain-eval", "--threads must be 1..1024");
+            if (cli_parse_int(val, 1, CLI_THREADS_MAX, &v))
+                return cli_usage_error("explain-eval", "--threads must be 1..%d", CLI_THREADS_MAX);
             o.threads = (int)v;
             break;
         }
