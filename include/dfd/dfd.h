@@ -217,7 +217,8 @@ DFD_API void dfd_ctx_destroy(dfd_ctx *ctx);
  * video model is never searched for (opts->video_model or none). Both are malloc'ed
  * (dfd_free); either pointer may be NULL when that model is not wanted. Returns DFD_OK, or
  * DFD_E_NOT_FOUND with dfd_ctx_create's message when the image model is wanted and none is
- * found (*image_model NULL, *synthetic_model still set), or DFD_E_NOMEM (both NULL). Any
+ * found (*image_model NULL, *synthetic_model still set), DFD_E_ARG when a found model's
+ * path is longer than a path may be (never cut short), or DFD_E_NOMEM (both NULL). Any
  * thread; reads the folders' listings each time, so a model installed meanwhile is found. */
 DFD_API int dfd_find_models(const dfd_options *opts, char **image_model, char **synthetic_model, dfd_error *err);
 
