@@ -22,6 +22,9 @@
 
 #include <jansson.h>
 
+/* The server's internals, and the library's it builds stand-in results with (tests may
+ * include internal headers; the server itself sees only include/dfd/). */
+#include "detect/detect.h"
 #include "server/server.h"
 
 /* Each test program uses only some of these. */

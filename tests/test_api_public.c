@@ -5,7 +5,10 @@
  * (whose video tracks are the analysis's: the same count as the result's faces on the
  * same frames) and dfd_png_write; the train, eval and prepare options by name (known
  * names set, unknown names and bad values refused with the option named); dfd_model_info
- * and dfd_model_import's refusals.
+ * and dfd_model_import's refusals; what the server needs and a program may use alike:
+ * dfd_check_file (the analysis's rule and message), dfd_analyze_file_as (the result and
+ * its messages name the given name, never the path), dfd_find_models (what dfd_ctx_create
+ * loads), dfd_cpu_count and dfd_log.
  * Uses examples/ and the shipped models; the parts needing models skip without them. */
 #include "testutil.h"
 
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "dfd/dfd.h"
@@ -317,6 +321,216 @@ static void model_info_and_import_errors(void **state) {
     assert_null(summary);
 }
 
+/* dfd_check_file refuses what the analysis refuses, with the analysis's message. */
+static void check_file_by_the_analysis_rule(void **state) {
+    (void)state;
+    char *jpg = example("astronaut.jpg"), *clip = example("astronaut-clip.mp4");
+    dfd_media_kind k;
+    const char *format = NULL;
+    dfd_error e;
+    assert_int_equal(dfd_check_file(jpg, &k, &format, &e), DFD_OK);
+    assert_int_equal(k, DFD_MEDIA_IMAGE);
+    assert_string_equal(format, "JPEG");
+    assert_int_equal(dfd_check_file(clip, &k, NULL, &e), DFD_OK);
+    assert_int_equal(k, DFD_MEDIA_VIDEO);
+    char *dir = tu_mkdtemp(), *gif = tu_join(dir, "a.gif"), *txt = tu_join(dir, "a.jpg");
+    static const char gif_bytes[] = "GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04;";
+    tu_write_file(gif, gif_bytes, sizeof gif_bytes - 1);
+    static const char text[] = "name,label\nx.jpg,1\n"; /* named .jpg: content decides */
+    tu_write_file(txt, text, sizeof text - 1);
+    assert_int_equal(dfd_check_file(gif, &k, &format, &e), DFD_E_UNSUPPORTED);
+    assert_int_equal(k, DFD_MEDIA_IMAGE);
+    assert_string_equal(format, "GIF");
+    assert_string_equal(e.message, "unsupported format: 'GIF'");
+    assert_int_equal(dfd_check_file(txt, &k, &format, &e), DFD_E_UNSUPPORTED);
+    assert_int_equal(k, DFD_MEDIA_UNKNOWN);
+    assert_non_null(strstr(e.message, "unsupported format"));
+    assert_int_equal(e.code, DFD_E_UNSUPPORTED);
+    char *missing = tu_join(dir, "missing");
+    assert_int_equal(dfd_check_file(missing, &k, NULL, &e), DFD_E_IO);
+    assert_int_equal(dfd_check_file(NULL, &k, NULL, &e), DFD_E_ARG);
+    assert_int_equal(dfd_check_file(jpg, NULL, NULL, &e), DFD_E_ARG);
+    /* The analysis refuses both with the same code and message. */
+    dfd_ctx *ctx = have_models() ? open_ctx() : NULL;
+    if (ctx) {
+        const char *files[] = {gif, txt};
+        for (int i = 0; i < 2; i++) {
+            dfd_error ce;
+            assert_int_equal(dfd_check_file(files[i], &k, NULL, &ce), DFD_E_UNSUPPORTED);
+            dfd_result *r;
+            assert_int_equal(dfd_analyze_file(ctx, files[i], NULL, NULL, &r, &e), DFD_OK);
+            assert_int_equal(dfd_result_status(r), DFD_E_UNSUPPORTED);
+            assert_string_equal(dfd_result_error(r), ce.message);
+            dfd_result_free(r);
+        }
+        dfd_ctx_destroy(ctx);
+    }
+    tu_rmtree(dir);
+    free(missing);
+    free(gif);
+    free(txt);
+    free(dir);
+    free(jpg);
+    free(clip);
+}
+
+/* dfd_analyze_file_as: the result and every message name the name given, never the path. */
+static void analyze_file_as_names_the_given_name(void **state) {
+    (void)state;
+    dfd_error e;
+    dfd_result *r = NULL;
+    assert_int_equal(dfd_analyze_file_as(NULL, "x", "y", NULL, NULL, &r, &e), DFD_E_ARG);
+    if (!have_models()) skip();
+    dfd_ctx *ctx = open_ctx();
+    if (!ctx) skip();
+    char *dir = tu_mkdtemp(), *tmp = tu_join(dir, "upload-Xq3Zt9"), *jpg = example("astronaut.jpg");
+    size_t len;
+    uint8_t *bytes = tu_read_file(jpg, &len);
+    tu_write_file(tmp, bytes, len);
+    free(bytes);
+    assert_int_equal(dfd_analyze_file_as(ctx, tmp, "client photo.jpg", NULL, NULL, &r, &e), DFD_OK);
+    assert_int_equal(dfd_result_status(r), DFD_OK);
+    assert_string_equal(dfd_result_file(r), "client photo.jpg");
+    char *text = dfd_result_json(r);
+    assert_null(strstr(text, dir));
+    json_t *j = parse(text);
+    dfd_free(text);
+    assert_string_equal(json_string_value(json_object_get(j, "file")), "client photo.jpg");
+    json_decref(j);
+    dfd_result_free(r);
+    /* NULL name: the path, as dfd_analyze_file. */
+    assert_int_equal(dfd_analyze_file_as(ctx, tmp, NULL, NULL, NULL, &r, &e), DFD_OK);
+    assert_string_equal(dfd_result_file(r), tmp);
+    dfd_result_free(r);
+    /* A failure whose message names the file: the given name instead, every time. */
+    char *gone = tu_join(dir, "gone-Xq3Zt9");
+    assert_int_equal(dfd_analyze_file(ctx, gone, NULL, NULL, &r, &e), DFD_OK);
+    assert_int_equal(dfd_result_status(r), DFD_E_IO);
+    assert_non_null(strstr(dfd_result_error(r), gone)); /* the plain call names the path */
+    dfd_result_free(r);
+    assert_int_equal(dfd_analyze_file_as(ctx, gone, "clip.mp4", NULL, NULL, &r, &e), DFD_OK);
+    assert_int_equal(dfd_result_status(r), DFD_E_IO);
+    assert_int_equal(dfd_result_verdict(r), DFD_VERDICT_ERROR);
+    assert_non_null(strstr(dfd_result_error(r), "'clip.mp4'"));
+    assert_null(strstr(dfd_result_error(r), dir));
+    assert_null(strstr(dfd_result_error(r), "Xq3Zt9"));
+    text = dfd_result_json(r);
+    assert_null(strstr(text, "Xq3Zt9"));
+    dfd_free(text);
+    dfd_result_free(r);
+    tu_rmtree(dir);
+    free(gone);
+    free(tmp);
+    free(jpg);
+    free(dir);
+    dfd_ctx_destroy(ctx);
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* dfd_find_models: dfd_ctx_create's search, without loading anything. */
+static void find_models_as_the_context_does(void **state) {
+    (void)state;
+    char models[4096];
+    snprintf(models, sizeof models, "%s/models", tu_source_dir());
+    dfd_options o;
+    dfd_options_default(&o);
+    o.models_dir = models;
+    char *image = NULL, *syn = NULL;
+    dfd_error e;
+    int rc = dfd_find_models(&o, &image, &syn, &e);
+    if (rc == DFD_E_NOT_FOUND) {
+        print_message("skipped: %s\n", e.message);
+        skip();
+    }
+    assert_int_equal(rc, DFD_OK);
+    assert_non_null(image);
+    assert_int_equal(strncmp(image, models, strlen(models)), 0);
+    assert_int_equal(strncmp(base_name(image), "dfd-image-", 10), 0);
+    assert_int_equal(access(image, R_OK), 0);
+    if (syn) assert_int_equal(strncmp(base_name(syn), "dfd-synthetic-", 14), 0);
+    /* What a context on the same options loads: the result names the same models. */
+    dfd_ctx *ctx = have_models() ? open_ctx() : NULL;
+    if (ctx) {
+        char *jpg = example("astronaut.jpg");
+        dfd_result *r;
+        assert_int_equal(dfd_analyze_file(ctx, jpg, NULL, NULL, &r, &e), DFD_OK);
+        char want[512];
+        snprintf(want, sizeof want, "%s.safetensors", dfd_result_model_image(r));
+        assert_string_equal(base_name(image), want);
+        if (syn) {
+            assert_non_null(dfd_result_model_synthetic(r));
+            snprintf(want, sizeof want, "%s.safetensors", dfd_result_model_synthetic(r));
+            assert_string_equal(base_name(syn), want);
+        } else {
+            assert_null(dfd_result_model_synthetic(r));
+        }
+        dfd_result_free(r);
+        free(jpg);
+        dfd_ctx_destroy(ctx);
+    }
+    dfd_free(image);
+    dfd_free(syn);
+    /* Named models are taken as named (copied); no_synthetic: none. */
+    o.image_model = "a/m.safetensors";
+    o.synthetic_model = "b/s.safetensors";
+    assert_int_equal(dfd_find_models(&o, &image, &syn, &e), DFD_OK);
+    assert_string_equal(image, "a/m.safetensors");
+    assert_string_equal(syn, "b/s.safetensors");
+    dfd_free(image);
+    dfd_free(syn);
+    o.no_synthetic = 1;
+    assert_int_equal(dfd_find_models(&o, &image, &syn, &e), DFD_OK);
+    assert_null(syn);
+    dfd_free(image);
+    assert_int_equal(dfd_find_models(&o, NULL, NULL, &e), DFD_OK); /* nothing wanted */
+    /* A folder without models: not found, saying where it looked. */
+    char *empty = tu_mkdtemp();
+    dfd_options_default(&o);
+    o.models_dir = empty;
+    image = syn = (char *)"x";
+    assert_int_equal(dfd_find_models(&o, &image, &syn, &e), DFD_E_NOT_FOUND);
+    assert_null(image);
+    assert_null(syn);
+    assert_non_null(strstr(e.message, empty));
+    tu_rmtree(empty);
+    free(empty);
+}
+
+/* dfd_cpu_count, and dfd_log: the library's line format, at the level set. */
+static void cpu_count_and_log(void **state) {
+    (void)state;
+    assert_true(dfd_cpu_count() >= 1);
+    char *dir = tu_mkdtemp(), *path = tu_join(dir, "log");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    dfd_set_log_level(DFD_LOG_INFO);
+    dfd_log(DFD_LOG_INFO, "hello %d", 42);
+    dfd_log(DFD_LOG_DEBUG, "not shown");
+    dfd_set_log_level(DFD_LOG_QUIET);
+    dfd_log(DFD_LOG_ERROR, "not shown either");
+    dfd_set_log_level(DFD_LOG_WARN);
+    fflush(stderr);
+    assert_true(dup2(saved, 2) == 2);
+    close(saved);
+    close(fd);
+    size_t len;
+    char *got = (char *)tu_read_file(path, &len);
+    assert_int_equal(len, strlen("dfd: info: hello 42\n"));
+    assert_memory_equal(got, "dfd: info: hello 42\n", len);
+    free(got);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(null_and_out_of_range),
@@ -324,6 +538,10 @@ int main(void) {
         cmocka_unit_test(options_by_name),
         cmocka_unit_test(model_info_and_import_errors),
         cmocka_unit_test(result_accessors_match_the_json),
+        cmocka_unit_test(check_file_by_the_analysis_rule),
+        cmocka_unit_test(analyze_file_as_names_the_given_name),
+        cmocka_unit_test(find_models_as_the_context_does),
+        cmocka_unit_test(cpu_count_and_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

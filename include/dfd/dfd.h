@@ -26,6 +26,13 @@ extern "C" {
 #define DFD_API
 #endif
 
+/* Marks printf-like functions, so that the compiler checks their arguments. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DFD_PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define DFD_PRINTF(fmt, first)
+#endif
+
 /* The version: written here only. CMakeLists.txt reads these three lines for
  * project(VERSION), the shared library's file name and soname (libdfd.so.MAJOR) and
  * dfd.pc, so a release changes them and nothing else. */
@@ -75,10 +82,21 @@ DFD_API const char *dfd_strerror(int code);
  * one global setting (default DFD_LOG_WARN), read and written atomically: any thread. */
 enum { DFD_LOG_QUIET = -1, DFD_LOG_ERROR = 0, DFD_LOG_WARN = 1, DFD_LOG_INFO = 2, DFD_LOG_DEBUG = 3 };
 DFD_API void dfd_set_log_level(int level);
+/* Writes one line "dfd: LEVEL: message" (LEVEL: error, warning, info, debug) to stderr
+ * when level (DFD_LOG_ERROR .. DFD_LOG_DEBUG) is at or below the level set; the message is
+ * cut at 1023 bytes. The library's own messages go through it, and so do the server's
+ * (its request log is at DFD_LOG_INFO): a program may use it for its lines to read and
+ * obey the level like the library's. One write per line, so that lines from several
+ * threads do not interleave: any thread. */
+DFD_API void dfd_log(int level, const char *fmt, ...) DFD_PRINTF(2, 3);
 
 /* The versions of the libraries libdfd runs on (oneDNN, FFmpeg, libpng, libwebp, jansson,
  * libmicrohttpd), one per line, as `dfd version` prints them; a static string. */
 DFD_API const char *dfd_library_versions(void);
+
+/* The number of online CPU cores (>= 1): what a thread count of 0 means
+ * (dfd_options.threads, the server's threads). Any thread. */
+DFD_API int dfd_cpu_count(void);
 
 /* ---- Files ------------------------------------------------------------------------ */
 
@@ -92,6 +110,16 @@ typedef enum dfd_media_kind {
 /* Reads the head of a file: *kind, and *format (may be NULL; a static name such as "JPEG"
  * or "mp4", NULL when unknown). DFD_E_IO when the file cannot be read. Any thread. */
 DFD_API int dfd_sniff_file(const char *path, dfd_media_kind *kind, const char **format, dfd_error *err);
+
+/* Whether dfd can analyse the file, told by content as dfd_sniff_file tells it, by the
+ * rule dfd_analyze_file applies before decoding anything: DFD_OK for an image in a format
+ * the decoder reads (JPEG, PNG, WebP, BMP) or a video in an accepted container;
+ * DFD_E_UNSUPPORTED otherwise, with the analysis's own message ("unsupported format:
+ * 'GIF'", "unsupported format: not an image or a video that dfd can read"); DFD_E_IO when
+ * the file cannot be read; DFD_E_ARG for a NULL path or kind. *kind and *format (may be
+ * NULL) are set as dfd_sniff_file sets them, also when the file is refused. A file that
+ * passes can still fail to decode (corrupt, over a limit). Any thread. */
+DFD_API int dfd_check_file(const char *path, dfd_media_kind *kind, const char **format, dfd_error *err);
 
 /* What a file's headers say, as one JSON object (`dfd probe --json`): "file", "media",
  * "format", "width", "height" as displayed, and per kind "orientation", "bit_depth",
@@ -181,6 +209,20 @@ typedef int (*dfd_progress_fn)(void *user, double fraction);
 DFD_API int dfd_ctx_create(const dfd_options *opts, dfd_ctx **out, dfd_error *err);
 DFD_API void dfd_ctx_destroy(dfd_ctx *ctx);
 
+/* The model files dfd_ctx_create(opts) would load, found by the same search without
+ * loading or reading any (NULL opts = defaults). *image_model: opts->image_model when
+ * named, else the newest dfd-image-*.safetensors of the model search (opts->models_dir,
+ * $DFD_MODELS_DIR, the built-in folders). *synthetic_model: NULL with no_synthetic, else
+ * opts->synthetic_model when named, else the newest dfd-synthetic-*.safetensors beside the
+ * default image model, NULL when there is none (no error: the detector is optional). The
+ * video model is never searched for (opts->video_model or none). Both are malloc'ed
+ * (dfd_free); either pointer may be NULL when that model is not wanted. Returns DFD_OK, or
+ * DFD_E_NOT_FOUND with dfd_ctx_create's message when the image model is wanted and none is
+ * found (*image_model NULL, *synthetic_model still set), DFD_E_ARG when a found model's
+ * path is longer than a path may be (never cut short), or DFD_E_NOMEM (both NULL). Any
+ * thread; reads the folders' listings each time, so a model installed meanwhile is found. */
+DFD_API int dfd_find_models(const dfd_options *opts, char **image_model, char **synthetic_model, dfd_error *err);
+
 /* Turns heat maps on or off for the next analyses with ctx (as dfd_options.explain). */
 DFD_API void dfd_ctx_set_explain(dfd_ctx *ctx, int on);
 
@@ -191,6 +233,13 @@ DFD_API int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn pro
                      dfd_result **out, dfd_error *err);
 DFD_API int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name,
                        dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err);
+/* dfd_analyze_file on the file at path under another name: the result's file is name
+ * (copied; NULL = path), and every occurrence of path in its error message, and in err's,
+ * is replaced by name. For a file that stands for another (an upload stored in a private
+ * temporary file): the result and any message name what the user knows, never the
+ * private path. Threads and errors as dfd_analyze_file. */
+DFD_API int dfd_analyze_file_as(dfd_ctx *ctx, const char *path, const char *name, dfd_progress_fn progress,
+                                void *user, dfd_result **out, dfd_error *err);
 
 DFD_API dfd_verdict dfd_result_verdict(const dfd_result *r);
 /* The score behind the verdict: of the detector that crossed its threshold most (or came
@@ -206,6 +255,8 @@ DFD_API const char *dfd_result_error(const dfd_result *r);    /* NULL when none 
  * DFD_E_CANCELLED stopped by the progress callback, ...) with dfd_result_error's message.
  * DFD_E_ARG for a NULL result. */
 DFD_API int dfd_result_status(const dfd_result *r);
+/* The schema the result documents name ("schema": "dfd.result/1", docs/result-schema.md). */
+#define DFD_RESULT_SCHEMA "dfd.result/1"
 /* The result as one element of the dfd.result/1 "results" array (a JSON object).
  * Returns a malloc'ed string the caller frees with dfd_free, or NULL on no memory. */
 DFD_API char *dfd_result_json(const dfd_result *r);

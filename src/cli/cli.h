@@ -41,6 +41,31 @@ typedef struct cli_command {
 int cmd_explain_eval(int argc, char **argv);
 extern const cli_command cmd_explain_eval_cmd;
 
+/* ---- The analysis's model options: shared by scan, serve and worker (opts.c) ----------
+ * One set of entries (CLI_MODEL_OPTS, placed in a command's table) and one parser, so that
+ * the three commands take the same options with the same help and the same limits. */
+enum { CLI_O_MODELS = 1000, CLI_O_MIMG, CLI_O_MVID, CLI_O_MSYN, CLI_O_NOSYN, CLI_O_FRAMES };
+#define CLI_FRAMES_MAX 10000 /* frames sampled per video: --frames 1..CLI_FRAMES_MAX (faces too) */
+#define CLI_THREADS_MAX 4096 /* --threads 1..CLI_THREADS_MAX, for every command that has it */
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+#define CLI_MODEL_OPTS                                                                                          \
+    {"models", CLI_O_MODELS, "DIR", "where the default and face models live (the face models in it or in\n"     \
+                                    "its registry/; docs/api.md, The C library)"},                              \
+    {"model-image", CLI_O_MIMG, "PATH", "image model (.safetensors); default: the newest\n"                     \
+                                        "dfd-image-*.safetensors where models are looked for"},                  \
+    {"model-video", CLI_O_MVID, "PATH", "video model (CNN-LSTM); default: per-frame scores over time"},          \
+    {"model-synthetic", CLI_O_MSYN, "PATH", "synthetic-face model (task 'synthetic'), run beside the image\n"   \
+                                            "model; default: dfd-synthetic-*.safetensors beside the default\n" \
+                                            "image model, when there is one"},                                   \
+    {"no-synthetic", CLI_O_NOSYN, NULL, "no synthetic-face detector, even when the default one is present"},    \
+    {"frames", CLI_O_FRAMES, "N", "frames sampled per video (default 30, at most " CLI_STR(CLI_FRAMES_MAX) ")"}
+/* Applies option key (with its value) to o when it is one of CLI_MODEL_OPTS: 1 when it
+ * was, 0 when key is another option, -1 after a usage error has been printed. */
+int cli_model_opt(const char *cmd, int key, const char *value, dfd_options *o);
+/* After parsing: -1 (a usage error printed) when the model options contradict each other. */
+int cli_model_opts_check(const char *cmd, const dfd_options *o);
+
 /* Writes a command's help: usage, its options from the table, epilog. */
 void cli_command_help(const cli_command *c, FILE *out);
 

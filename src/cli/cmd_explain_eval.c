@@ -75,7 +75,8 @@ int cmd_explain_eval(int argc, char **argv) {
             break;
         case O_MODELS: o.models_dir = val; break;
         case O_THREADS:
-            if (cli_parse_int(val, 1, 1024, &v)) return cli_usage_error("explain-eval", "--threads must be 1..1024");
+            if (cli_parse_int(val, 1, CLI_THREADS_MAX, &v))
+                return cli_usage_error("explain-eval", "--threads must be 1..%d", CLI_THREADS_MAX);
             o.threads = (int)v;
             break;
         }

@@ -19,7 +19,7 @@ static const cli_opt faces_opts[] = {
                            "\"note\" (\"no face found\"), \"error\": null or a message}]}"},
     {"save-crops", O_CROPS, "DIR", "write each face as the classifier sees it (docs/preprocessing.md,\n"
                                    "224x224 PNG): FILE_face1.png, ..., or FILE_track1_frame42.png"},
-    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    {"frames", O_FRAMES, "N", "frames sampled per video (default 30, at most " CLI_STR(CLI_FRAMES_MAX) ")"},
     {"mode", O_MODE, "M", "auto (default: both BlazeFace models, tiles for large images),\n"
                           "short (MediaPipe's short range only) or full (full range only)"},
     {"min-face", O_MIN_FACE, "PX", "smallest face side the auto mode looks for (default 40)"},
@@ -104,7 +104,8 @@ int cmd_faces(int argc, char **argv) {
             if (cli_parse_double(val, 0.0, 4.0, &fo.pad)) return cli_usage_error("faces", "--pad must be 0..4");
             break;
         case O_FRAMES:
-            if (cli_parse_int(val, 1, 1000, &v)) return cli_usage_error("faces", "--frames must be 1..1000");
+            if (cli_parse_int(val, 1, CLI_FRAMES_MAX, &v))
+                return cli_usage_error("faces", "--frames must be 1..%d", CLI_FRAMES_MAX);
             fo.frames = (int)v;
             break;
         case O_MIN_FACE:

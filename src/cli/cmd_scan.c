@@ -7,19 +7,12 @@
 
 #include "cli.h"
 
-enum { O_JSON = 256, O_MIMG, O_MVID, O_MODELS, O_FRAMES, O_THRESH, O_AGG, O_THREADS, O_MSYN, O_NOSYN, O_EXPLAIN, O_EXPLAIN_DIR };
+enum { O_JSON = 256, O_THRESH, O_AGG, O_THREADS, O_EXPLAIN, O_EXPLAIN_DIR };
 
 static const cli_opt scan_opts[] = {
     {NULL, 0, NULL, "Options:"},
     {"json", O_JSON, NULL, "print one dfd.result/1 JSON document (docs/result-schema.md)"},
-    {"model-image", O_MIMG, "PATH", "image model (.safetensors); default: the shipped model"},
-    {"model-video", O_MVID, "PATH", "video model (CNN-LSTM); default: per-frame scores over time"},
-    {"model-synthetic", O_MSYN, "PATH", "synthetic-face model (task 'synthetic'), run beside the image\n"
-                                        "model; default: models/dfd-synthetic-*.safetensors when present"},
-    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector, even when the default one is present"},
-    {"models", O_MODELS, "DIR", "where the default and face models live (the face models in it or in\n"
-                                "its registry/; docs/api.md, The C library)"},
-    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    CLI_MODEL_OPTS,
     {"threshold", O_THRESH, "T", "the image model's decision threshold (default: its own; the\n"
                                  "synthetic-face model always uses its own)"},
     {"aggregate", O_AGG, "HOW", "confident (default) or mean, over a track's frames"},
@@ -178,15 +171,6 @@ int cmd_scan(int argc, char **argv) {
     while ((c = cli_next(&p, &val)) > 0) {
         switch (c) {
         case O_JSON: json = 1; break;
-        case O_MIMG: o.image_model = val; break;
-        case O_MVID: o.video_model = val; break;
-        case O_MSYN: o.synthetic_model = val; break;
-        case O_NOSYN: o.no_synthetic = 1; break;
-        case O_MODELS: o.models_dir = val; break;
-        case O_FRAMES:
-            if (cli_parse_int(val, 1, 1000, &v)) return cli_usage_error("scan", "--frames must be 1..1000");
-            o.frames = (int)v;
-            break;
         case O_THRESH:
             if (cli_parse_double(val, 0, 1, &d)) return cli_usage_error("scan", "--threshold must be in [0,1]");
             o.threshold = d;
@@ -200,20 +184,22 @@ int cmd_scan(int argc, char **argv) {
                 return cli_usage_error("scan", "--aggregate must be 'confident' or 'mean'");
             break;
         case O_THREADS:
-            if (cli_parse_int(val, 1, 1024, &v)) return cli_usage_error("scan", "--threads must be 1..1024");
+            if (cli_parse_int(val, 1, CLI_THREADS_MAX, &v))
+                return cli_usage_error("scan", "--threads must be 1..%d", CLI_THREADS_MAX);
             o.threads = (int)v;
             break;
         case O_EXPLAIN: o.explain = 1; break;
         case O_EXPLAIN_DIR: explain_dir = val, o.explain = 1; break;
         case 'r': recursive = 1; break;
         case 'q': quiet = 1; break;
+        default:
+            if (cli_model_opt("scan", c, val, &o) < 0) return DFD_EXIT_USAGE;
         }
     }
     if (c < 0) return DFD_EXIT_USAGE;
     int first = p.first;
     if (first >= argc) return cli_usage_error("scan", "no file given");
-    if (o.synthetic_model && o.no_synthetic)
-        return cli_usage_error("scan", "--model-synthetic and --no-synthetic contradict each other");
+    if (cli_model_opts_check("scan", &o)) return DFD_EXIT_USAGE;
 
     if (explain_dir) {
         struct stat st;

@@ -9,7 +9,7 @@
 #include "dfd/server.h"
 
 enum { O_HOST = 256, O_PORT, O_TIMEOUT, O_MAXCONN, O_PERIP, O_REQTIMEOUT, O_MINRATE, O_THREADS, O_WORKERS, O_QUEUE,
-       O_MAXUP, O_MAXHELD, O_TTL, O_BROKER, O_SPOOL, O_MODELS, O_MIMG, O_MVID, O_MSYN, O_NOSYN, O_FRAMES };
+       O_MAXUP, O_MAXHELD, O_TTL, O_BROKER, O_SPOOL };
 
 static const cli_opt serve_opts[] = {
     {NULL, 0, NULL, "Network:"},
@@ -37,13 +37,7 @@ static const cli_opt serve_opts[] = {
     {"spool", O_SPOOL, "DIR", "with --broker: uploads go to this shared folder, not into Redis"},
     {NULL, 0, NULL, "Models (a model named here must load; without one, the server starts anyway and\n"
                     "analyses answer 503 until a default model is installed):"},
-    {"models", O_MODELS, "DIR", "where the default and face models are, as for scan"},
-    {"model-image", O_MIMG, "P", "image model (safetensors)"},
-    {"model-video", O_MVID, "P", "video model (safetensors)"},
-    {"model-synthetic", O_MSYN, "P", "synthetic-face model, run beside the image model (default:\n"
-                                     "dfd-synthetic-*.safetensors beside the default image model, if any)"},
-    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector"},
-    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    CLI_MODEL_OPTS,
     {NULL, 0, NULL, ""},
     {"quiet", 'q', NULL, "no request log"},
     {0}};
@@ -93,7 +87,8 @@ int cmd_serve(int argc, char **argv) {
             c.port = (int)n;
             break;
         case O_THREADS:
-            if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("serve", "--threads must be 1..4096");
+            if (cli_parse_int(v, 1, CLI_THREADS_MAX, &n))
+                return cli_usage_error("serve", "--threads must be 1..%d", CLI_THREADS_MAX);
             c.threads = (int)n;
             break;
         case O_WORKERS:
@@ -142,16 +137,9 @@ int cmd_serve(int argc, char **argv) {
             c.broker_url = v;
             break;
         case O_SPOOL: c.spool_dir = v; break;
-        case O_MODELS: opts->models_dir = v; break;
-        case O_MIMG: opts->image_model = v; break;
-        case O_MVID: opts->video_model = v; break;
-        case O_MSYN: opts->synthetic_model = v; break;
-        case O_NOSYN: opts->no_synthetic = 1; break;
-        case O_FRAMES:
-            if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("serve", "--frames must be 1..10000");
-            opts->frames = (int)n;
-            break;
         case 'q': quiet = 1; break;
+        default:
+            if (cli_model_opt("serve", k, v, opts) < 0) return DFD_EXIT_USAGE;
         }
     }
     if (k < 0) return DFD_EXIT_USAGE;
@@ -166,8 +154,7 @@ int cmd_serve(int argc, char **argv) {
 
     /* Models named on the command line must load; with the defaults, the server still
      * starts without one (status and page work, analyses answer 503 saying why). */
-    if (opts->synthetic_model && opts->no_synthetic)
-        return cli_usage_error("serve", "--model-synthetic and --no-synthetic contradict each other");
+    if (cli_model_opts_check("serve", opts)) return DFD_EXIT_USAGE;
     c.require_models = opts->image_model != NULL || opts->video_model != NULL || opts->synthetic_model != NULL;
     c.on_ready = on_ready;
     c.access_log = quiet ? quiet_log : access_log;

@@ -9,8 +9,7 @@
 #include "cli.h"
 #include "dfd/server.h"
 
-enum { O_BROKER = 256, O_THREADS, O_SPOOL, O_VIS, O_ATTEMPTS, O_MAXUP, O_NAME, O_MODELS, O_MIMG, O_MVID, O_MSYN,
-       O_NOSYN, O_FRAMES };
+enum { O_BROKER = 256, O_THREADS, O_SPOOL, O_VIS, O_ATTEMPTS, O_MAXUP, O_NAME };
 
 static const cli_opt worker_opts[] = {
     {"broker", O_BROKER, "URL", "Redis to take jobs from (required): redis://[user:password@]HOST:PORT[/DB]"},
@@ -22,12 +21,7 @@ static const cli_opt worker_opts[] = {
     {"max-upload-mb", O_MAXUP, "N", "larger uploads are failed (default 200)"},
     {"name", O_NAME, "NAME", "this worker's name in Redis (default HOST-PID-RANDOM)"},
     {NULL, 0, NULL, "Models (as dfd serve; a model named here must load):"},
-    {"models", O_MODELS, "DIR", "where the default and face models are, as for scan"},
-    {"model-image", O_MIMG, "P", "image model (safetensors)"},
-    {"model-video", O_MVID, "P", "video model (safetensors)"},
-    {"model-synthetic", O_MSYN, "P", "synthetic-face model, run beside the image model"},
-    {"no-synthetic", O_NOSYN, NULL, "no synthetic-face detector"},
-    {"frames", O_FRAMES, "N", "frames sampled per video (default 30)"},
+    CLI_MODEL_OPTS,
     {NULL, 0, NULL, ""},
     {"quiet", 'q', NULL, "no line per job"},
     {0}};
@@ -70,7 +64,8 @@ int cmd_worker(int argc, char **argv) {
             c.broker_url = v;
             break;
         case O_THREADS:
-            if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("worker", "--threads must be 1..4096");
+            if (cli_parse_int(v, 1, CLI_THREADS_MAX, &n))
+                return cli_usage_error("worker", "--threads must be 1..%d", CLI_THREADS_MAX);
             c.threads = (int)n;
             break;
         case O_SPOOL: c.spool_dir = v; break;
@@ -92,23 +87,15 @@ int cmd_worker(int argc, char **argv) {
                 return cli_usage_error("worker", "--name must be 1..100 characters without spaces");
             c.name = v;
             break;
-        case O_MODELS: opts->models_dir = v; break;
-        case O_MIMG: opts->image_model = v; break;
-        case O_MVID: opts->video_model = v; break;
-        case O_MSYN: opts->synthetic_model = v; break;
-        case O_NOSYN: opts->no_synthetic = 1; break;
-        case O_FRAMES:
-            if (cli_parse_int(v, 1, 10000, &n)) return cli_usage_error("worker", "--frames must be 1..10000");
-            opts->frames = (int)n;
-            break;
         case 'q': quiet = 1; break;
+        default:
+            if (cli_model_opt("worker", k, v, opts) < 0) return DFD_EXIT_USAGE;
         }
     }
     if (k < 0) return DFD_EXIT_USAGE;
     if (p.first < argc) return cli_usage_error("worker", "unexpected argument '%s'", argv[p.first]);
     if (!c.broker_url) return cli_usage_error("worker", "--broker redis://HOST:PORT is required");
-    if (opts->synthetic_model && opts->no_synthetic)
-        return cli_usage_error("worker", "--model-synthetic and --no-synthetic contradict each other");
+    if (cli_model_opts_check("worker", opts)) return DFD_EXIT_USAGE;
     c.on_ready = on_ready;
     c.log = job_log;
     c.user = &quiet;

@@ -1,5 +1,6 @@
 /* opts.c — the one option parser of every sub-command: getopt_long driven by the
- * command's cli_opt table, which also writes the command's help. */
+ * command's cli_opt table, which also writes the command's help; and the model options
+ * scan, serve and worker share (CLI_MODEL_OPTS). */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,4 +121,27 @@ int cli_next(cli_parser *p, const char **value) {
         }
         return k;
     }
+}
+
+int cli_model_opt(const char *cmd, int key, const char *value, dfd_options *o) {
+    long n;
+    switch (key) {
+    case CLI_O_MODELS: o->models_dir = value; return 1;
+    case CLI_O_MIMG: o->image_model = value; return 1;
+    case CLI_O_MVID: o->video_model = value; return 1;
+    case CLI_O_MSYN: o->synthetic_model = value; return 1;
+    case CLI_O_NOSYN: o->no_synthetic = 1; return 1;
+    case CLI_O_FRAMES:
+        if (cli_parse_int(value, 1, CLI_FRAMES_MAX, &n))
+            return cli_usage_error(cmd, "--frames must be 1..%d", CLI_FRAMES_MAX), -1;
+        o->frames = (int)n;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_model_opts_check(const char *cmd, const dfd_options *o) {
+    if (o->synthetic_model && o->no_synthetic)
+        return cli_usage_error(cmd, "--model-synthetic and --no-synthetic contradict each other"), -1;
+    return 0;
 }

@@ -14,11 +14,7 @@
 
 #include "dfd/dfd.h"
 
-#if defined(__GNUC__)
-#define DFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define DFD_PRINTF(a, b)
-#endif
+/* DFD_PRINTF (printf-like checking) is public: dfd.h. */
 
 /* Sets err (if not NULL) to code and a formatted message; returns code, so that
  * `return dfd_fail(err, DFD_E_CORRUPT, "...")` reads naturally. */
@@ -29,10 +25,10 @@ void dfd_error_clear(dfd_error *err);
 
 /* Logging through one function with levels (as FFmpeg does). The level is the only
  * process-wide setting in the library; it is read and written atomically. */
-/* DFD_LOG_QUIET .. DFD_LOG_DEBUG are public (dfd.h, with dfd_set_log_level). */
+/* DFD_LOG_QUIET .. DFD_LOG_DEBUG, dfd_set_log_level and dfd_log itself are public (dfd.h):
+ * the server, a client of the public API, logs through it too. */
 void dfd_log_set_level(int level);
 int dfd_log_get_level(void);
-void dfd_log(int level, const char *fmt, ...) DFD_PRINTF(2, 3);
 
 /* The folders where shipped models are looked for when none is named, most specific
  * first (paths.c: ./models, beside the executable, the installed share/dfd/models beside
@@ -63,8 +59,7 @@ char *dfd_utf8_repair(const char *s);
 /* Monotonic clock in milliseconds. */
 double dfd_now_ms(void);
 
-/* Number of online CPU cores (>= 1). */
-int dfd_cpu_count(void);
+/* dfd_cpu_count, the number of online cores, is public (dfd.h). */
 
 /* Little-endian loads from possibly unaligned bytes. */
 static inline uint16_t dfd_rd16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

@@ -15,7 +15,7 @@
 #include "core/core.h"
 #include "media/media.h" /* dfd_media_kind */
 
-#define DFD_RESULT_SCHEMA "dfd.result/1"
+/* DFD_RESULT_SCHEMA ("dfd.result/1") is public: dfd.h. */
 
 
 /* One face seen in one frame (or in the image). */

@@ -39,8 +39,9 @@ void dfd_options_default(dfd_options *o) {
 
 /* ---- Finding the default model ------------------------------------------------- */
 
-/* The newest (by name) prefix*.safetensors in dir. */
-static int newest_model(const char *dir, const char *prefix, char *buf, size_t cap) {
+/* The newest (by name) prefix*.safetensors in dir, into buf: 1 when found, 0 when there is
+ * none, -1 (err set) when its path does not fit. */
+static int newest_model(const char *dir, const char *prefix, char *buf, size_t cap, dfd_error *err) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     char best[256] = "";
@@ -55,23 +56,25 @@ static int newest_model(const char *dir, const char *prefix, char *buf, size_t c
     }
     closedir(d);
     if (!best[0]) return 0;
-    snprintf(buf, cap, "%s/%s", dir, best);
-    return 1;
+    return dfd_path_join(buf, cap, dir, best, err) == DFD_OK ? 1 : -1;
 }
 
-static int newest_image_model(const char *dir, char *buf, size_t cap) { return newest_model(dir, "dfd-image-", buf, cap); }
+static int newest_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    return newest_model(dir, "dfd-image-", buf, cap, err);
+}
 
 int dfd_default_image_model(const char *dir, char *buf, size_t cap, dfd_error *err) {
+    int found;
     if (dir && *dir) {
-        if (newest_image_model(dir, buf, cap)) return DFD_OK;
+        if ((found = newest_image_model(dir, buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
         return dfd_fail(err, DFD_E_NOT_FOUND, "no image model (dfd-image-*.safetensors) in '%s'", dir);
     }
     const char *env = getenv("DFD_MODELS_DIR");
-    if (env && *env && newest_image_model(env, buf, cap)) return DFD_OK;
+    if (env && *env && (found = newest_image_model(env, buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
     char dirs[8][DFD_PATH_MAX];
     int n = dfd_model_dirs(dirs, 8);
     for (int i = 0; i < n; i++)
-        if (newest_image_model(dirs[i], buf, cap)) return DFD_OK;
+        if ((found = newest_image_model(dirs[i], buf, cap, err))) return found > 0 ? DFD_OK : DFD_E_ARG;
     return dfd_fail(err, DFD_E_NOT_FOUND,
                     "no image model found (models/dfd-image-*.safetensors); pass one with --model-image");
 }
@@ -83,9 +86,43 @@ int dfd_default_synthetic_model(const char *dir, char *buf, size_t cap, dfd_erro
         return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model: %s", e.message);
     char *slash = strrchr(img, '/');
     if (slash) *slash = '\0';
-    if (newest_model(slash ? img : ".", "dfd-synthetic-", buf, cap)) return DFD_OK;
+    int found = newest_model(slash ? img : ".", "dfd-synthetic-", buf, cap, err);
+    if (found) return found > 0 ? DFD_OK : DFD_E_ARG;
     return dfd_fail(err, DFD_E_NOT_FOUND, "no synthetic-face model (dfd-synthetic-*.safetensors) in '%s'",
                     slash ? img : ".");
+}
+
+int dfd_find_models(const dfd_options *opts, char **image_model, char **synthetic_model, dfd_error *err) {
+    dfd_options d;
+    if (!opts) {
+        dfd_options_default(&d);
+        opts = &d;
+    }
+    if (image_model) *image_model = NULL;
+    if (synthetic_model) *synthetic_model = NULL;
+    char path[4400];
+    int rc = DFD_OK;
+    if (image_model) {
+        if (opts->image_model) {
+            *image_model = strdup(opts->image_model);
+        } else if ((rc = dfd_default_image_model(opts->models_dir, path, sizeof path, err)) == DFD_OK) {
+            *image_model = strdup(path);
+        }
+        if (rc == DFD_OK && !*image_model) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    }
+    /* dfd_ctx_create's rule: named, or the default beside the default image model. */
+    if (synthetic_model && !opts->no_synthetic) {
+        const char *syn = opts->synthetic_model;
+        if (!syn && dfd_default_synthetic_model(opts->models_dir, path, sizeof path, NULL) == DFD_OK) syn = path;
+        if (syn && !(*synthetic_model = strdup(syn))) {
+            if (image_model) {
+                free(*image_model);
+                *image_model = NULL;
+            }
+            return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        }
+    }
+    return rc;
 }
 
 /* ---- Context ------------------------------------------------------------------- */
@@ -574,6 +611,30 @@ static void finish(dfd_ctx *ctx, dfd_result *r, int rc, const dfd_error *e, doub
     r->t_total_ms = dfd_now_ms() - t_start;
 }
 
+/* Replaces every occurrence of from in msg (a dfd_error message, cap bytes) by to, in
+ * place; what does not fit is cut, as dfd_fail cuts any message. */
+static void message_rename(char *msg, size_t cap, const char *from, const char *to) {
+    size_t fl = strlen(from), tl = strlen(to);
+    if (fl == 0 || cap == 0 || !strstr(msg, from)) return;
+    char out[sizeof ((dfd_error *)0)->message];
+    size_t room = (cap < sizeof out ? cap : sizeof out) - 1, o = 0;
+    const char *p = msg;
+    for (;;) {
+        const char *q = strstr(p, from);
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n > room - o) n = room - o;
+        memcpy(out + o, p, n);
+        o += n;
+        if (!q) break;
+        n = tl < room - o ? tl : room - o;
+        memcpy(out + o, to, n);
+        o += n;
+        p = q + fl;
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+}
+
 static int analyze(dfd_ctx *ctx, const char *name, const void *data, size_t len, const char *path,
                    dfd_progress_fn progress, void *user, dfd_result **out, dfd_error *err) {
     *out = NULL;
@@ -606,6 +667,8 @@ static int analyze(dfd_ctx *ctx, const char *name, const void *data, size_t len,
         if (rc == DFD_OK) rc = analyze_video(ctx, v, progress, user, r, &e);
         dfd_video_close(v);
     }
+    /* A file analysed under another name (dfd_analyze_file_as): messages name that. */
+    if (path && strcmp(name, path) != 0) message_rename(e.message, sizeof e.message, path, name);
     if (rc == DFD_E_NOMEM) {
         dfd_result_free(r);
         return dfd_fail(err, DFD_E_NOMEM, "%s", e.message);
@@ -619,6 +682,12 @@ int dfd_analyze_file(dfd_ctx *ctx, const char *path, dfd_progress_fn progress, v
                      dfd_error *err) {
     if (!ctx || !path || !out) return dfd_fail(err, DFD_E_ARG, "dfd_analyze_file: NULL argument");
     return analyze(ctx, path, NULL, 0, path, progress, user, out, err);
+}
+
+int dfd_analyze_file_as(dfd_ctx *ctx, const char *path, const char *name, dfd_progress_fn progress, void *user,
+                        dfd_result **out, dfd_error *err) {
+    if (!ctx || !path || !out) return dfd_fail(err, DFD_E_ARG, "dfd_analyze_file_as: NULL argument");
+    return analyze(ctx, name ? name : path, NULL, 0, path, progress, user, out, err);
 }
 
 int dfd_analyze_buffer(dfd_ctx *ctx, const void *data, size_t len, const char *name, dfd_progress_fn progress,

@@ -222,13 +222,18 @@ static const char *infer_class(const char *const *kinds, const int *ndims, int n
 
 /* ---- HDF5 access ------------------------------------------------------------------ */
 
-static void join_path(char *out, size_t cap, const char *a, const char *b) {
-    if (!a || !*a)
-        snprintf(out, cap, "%s", b);
-    else if (!b || !*b)
-        snprintf(out, cap, "%s", a);
-    else
-        snprintf(out, cap, "%s/%s", a, b);
+/* An HDF5 object path a/b (a alone when b is empty, b alone when a is); DFD_E_ARG when
+ * it does not fit in cap bytes: a path cut short would name another object. */
+static int join_path(char *out, size_t cap, const char *a, const char *b, dfd_error *err) {
+    if (!a || !*a) a = "";
+    if (!b || !*b) b = "";
+    if (!*a || !*b) {
+        const char *one = *a ? a : b;
+        if (strlen(one) >= cap) return dfd_fail(err, DFD_E_ARG, "Keras file: object path too long: '%s'", one);
+        memcpy(out, one, strlen(one) + 1);
+        return DFD_OK;
+    }
+    return dfd_path_join(out, cap, a, b, err);
 }
 
 /* The object type at path (relative to loc), checking each component exists first
@@ -431,7 +436,11 @@ static herr_t visit_cb(hid_t g, const char *name, const H5L_info_t *info, void *
         f->cap_sets = nc;
     }
     char full[KW_MAX_PATH];
-    join_path(full, sizeof full, f->root, name);
+    int jrc = join_path(full, sizeof full, f->root, name, v->err);
+    if (jrc) {
+        v->rc = jrc;
+        return -1;
+    }
     f->sets[f->n_sets].path = strdup(full);
     f->sets[f->n_sets].used = 0;
     f->sets[f->n_sets].ignored = 0;
@@ -653,7 +662,8 @@ static int kinds_repeat(const str_list *wn) {
  * split among its inner layers by the component before the weight's kind. */
 static int h5_layer_group(dfd_keras_file *f, const char *lname, json_t *top, dfd_error *err) {
     char gpath[KW_MAX_PATH];
-    join_path(gpath, sizeof gpath, f->root, lname);
+    int jrc = join_path(gpath, sizeof gpath, f->root, lname, err);
+    if (jrc) return jrc;
     if (h5_type_at(f->h5, gpath) != H5I_GROUP)
         return dfd_fail(err, DFD_E_MODEL, "Keras file: layer '%s' is listed in layer_names but has no group", lname);
     hid_t g = H5Gopen2(f->h5, gpath, H5P_DEFAULT);
@@ -677,7 +687,7 @@ static int h5_layer_group(dfd_keras_file *f, const char *lname, json_t *top, dfd
     for (int i = 0; rc == DFD_OK && i < wn.n; i++) {
         char kind[48], path[KW_MAX_PATH];
         weight_kind(wn.s[i], kind, sizeof kind);
-        join_path(path, sizeof path, gpath, wn.s[i]);
+        if ((rc = join_path(path, sizeof path, gpath, wn.s[i], err))) break;
         kw_layer *l = NULL;
         if (!nested) {
             if (i == 0) {
@@ -815,7 +825,8 @@ static int is_seed_state(dfd_keras_file *f, const char *path) {
 static int k3_collect(dfd_keras_file *f, kw_layer *l, const char *path, int depth, dfd_error *err) {
     if (depth > KW_MAX_DEPTH) return dfd_fail(err, DFD_E_LIMIT, "Keras file: '%s' is nested too deeply", path);
     char p[KW_MAX_PATH];
-    join_path(p, sizeof p, path, "vars");
+    int jrc = join_path(p, sizeof p, path, "vars", err);
+    if (jrc) return jrc;
     if (h5_type_at(f->h5, p) == H5I_GROUP) {
         for (int i = 0; i < KW_MAX_W + 1; i++) {
             char v[KW_MAX_PATH + 16];
@@ -839,7 +850,7 @@ static int k3_collect(dfd_keras_file *f, kw_layer *l, const char *path, int dept
     int rc = r < 0 ? dfd_fail(err, DFD_E_CORRUPT, "Keras file: group '%s' cannot be listed", path) : DFD_OK;
     for (int i = 0; rc == DFD_OK && i < kids.n; i++) {
         if (strcmp(kids.s[i], "vars") == 0) continue;
-        join_path(p, sizeof p, path, kids.s[i]);
+        if ((rc = join_path(p, sizeof p, path, kids.s[i], err))) break;
         if (h5_type_at(f->h5, p) == H5I_GROUP) rc = k3_collect(f, l, p, depth + 1, err);
     }
     str_list_free(&kids);
@@ -879,16 +890,16 @@ static int k3_walk(dfd_keras_file *f, json_t *node, const char *path, const char
                 snprintf(key, sizeof key, "%s_%d", snake, ++seen[k].n);
             }
             char sub[KW_MAX_PATH];
-            join_path(sub, sizeof sub, path, layers_key);
-            join_path(p, sizeof p, sub, key);
+            if ((rc = join_path(sub, sizeof sub, path, layers_key, err)) || (rc = join_path(p, sizeof p, sub, key, err)))
+                break;
             rc = k3_walk(f, c, p, layers_key, depth + 1, err);
         }
         free(seen);
         return rc;
     }
     if (w) {
-        join_path(p, sizeof p, path, "layer");
-        return k3_walk(f, w, p, layers_key, depth + 1, err);
+        int jrc = join_path(p, sizeof p, path, "layer", err);
+        return jrc ? jrc : k3_walk(f, w, p, layers_key, depth + 1, err);
     }
     const char *name = cfg_name(node);
     if (!name) return dfd_fail(err, DFD_E_MODEL, "Keras config: a layer has no name");

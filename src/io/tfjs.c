@@ -40,10 +40,10 @@ static int read_shards_into(const char *dir, json_t *paths, shard_buf *out, dfd_
         size_t pl = strlen(dir) + strlen(p) + 2;
         char *full = malloc(pl);
         if (!full) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-        snprintf(full, pl, "%s/%s", dir, p);
         uint8_t *d;
         size_t len;
-        int rc = dfd_read_file(full, TFJS_MAX_WEIGHTS, &d, &len, err);
+        int rc = dfd_path_join(full, pl, dir, p, err);
+        if (!rc) rc = dfd_read_file(full, TFJS_MAX_WEIGHTS, &d, &len, err);
         free(full);
         if (rc) return rc;
         if (out->len + len > TFJS_MAX_WEIGHTS) {

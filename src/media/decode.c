@@ -6,16 +6,22 @@
 
 typedef int (*decoder_fn)(const uint8_t *, size_t, const dfd_limits *, dfd_image *, dfd_image_info *, dfd_error *);
 
+/* The decoder of an image format dfd_media_sniff names; NULL for the refused ones. */
+static decoder_fn decoder_of(const char *fmt) {
+    if (!fmt) return NULL;
+    if (!strcmp(fmt, "JPEG")) return dfd_media_decode_jpeg;
+    if (!strcmp(fmt, "PNG")) return dfd_media_decode_png;
+    if (!strcmp(fmt, "WebP")) return dfd_media_decode_webp;
+    if (!strcmp(fmt, "BMP")) return dfd_media_decode_bmp;
+    return NULL;
+}
+
+int dfd_media_image_readable(const char *format) { return decoder_of(format) != NULL; }
+
 static int pick(const void *data, size_t len, decoder_fn *fn, dfd_error *err) {
     const char *fmt;
     dfd_media_kind k = dfd_media_sniff(data, len, &fmt);
-    *fn = NULL;
-    if (k == DFD_MEDIA_IMAGE) {
-        if (!strcmp(fmt, "JPEG")) *fn = dfd_media_decode_jpeg;
-        else if (!strcmp(fmt, "PNG")) *fn = dfd_media_decode_png;
-        else if (!strcmp(fmt, "WebP")) *fn = dfd_media_decode_webp;
-        else if (!strcmp(fmt, "BMP")) *fn = dfd_media_decode_bmp;
-    }
+    *fn = k == DFD_MEDIA_IMAGE ? decoder_of(fmt) : NULL;
     if (*fn) return DFD_OK;
     if (k == DFD_MEDIA_VIDEO) return dfd_fail(err, DFD_E_UNSUPPORTED, "this is a video ('%s'), not an image", fmt);
     return dfd_media_fail_unsupported(fmt, err);

@@ -71,6 +71,9 @@ int dfd_media_sniff_file(const char *path, dfd_media_kind *kind, const char **fo
 /* The error for an input that sniffing did not accept (DFD_E_UNSUPPORTED with
  * "unsupported format: 'GIF'" or "... not an image or a video that dfd can read"). */
 int dfd_media_fail_unsupported(const char *format, dfd_error *err);
+/* True when format (a name dfd_media_sniff gives for an image) is one the image decoder
+ * reads: "JPEG", "PNG", "WebP", "BMP" (decode.c, which picks its decoder by the same list). */
+int dfd_media_image_readable(const char *format);
 
 /* ---- Images --------------------------------------------------------------------- */
 

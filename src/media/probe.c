@@ -1,5 +1,6 @@
-/* probe.c — the public calls on files: what a file is (dfd_sniff_file) and what its
- * headers say (dfd_probe_file, `dfd probe`), without decoding pixels. */
+/* probe.c — the public calls on files: what a file is (dfd_sniff_file), whether dfd can
+ * analyse it (dfd_check_file) and what its headers say (dfd_probe_file, `dfd probe`),
+ * without decoding pixels. */
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -9,6 +10,19 @@
 int dfd_sniff_file(const char *path, dfd_media_kind *kind, const char **format, dfd_error *err) {
     if (!path || !kind) return dfd_fail(err, DFD_E_ARG, "dfd_sniff_file: no path or no kind to fill");
     return dfd_media_sniff_file(path, kind, format, err);
+}
+
+int dfd_check_file(const char *path, dfd_media_kind *kind, const char **format, dfd_error *err) {
+    if (!path || !kind) return dfd_fail(err, DFD_E_ARG, "dfd_check_file: no path or no kind to fill");
+    const char *f = NULL;
+    int rc = dfd_media_sniff_file(path, kind, &f, err);
+    if (format) *format = f;
+    if (rc) return rc;
+    /* As the analysis: an unknown kind is refused by dfd_analyze_file, an image in a format
+     * the decoder does not read by the decoder's pick (decode.c), each with this message. */
+    if (*kind == DFD_MEDIA_UNKNOWN) return dfd_media_fail_unsupported(f, err);
+    if (*kind == DFD_MEDIA_IMAGE && !dfd_media_image_readable(f)) return dfd_media_fail_unsupported(f, err);
+    return DFD_OK;
 }
 
 static int probe_into(const char *path, json_t *o, dfd_error *err) {

@@ -1,9 +1,9 @@
 /* analyzer.c — the server's analyses on libdfd: each worker owns one dfd_ctx (its own
- * copy of the models, its share of the threads), and an analysis is dfd_analyze_file on
- * the upload's private temp file. The temp file's path is the server's business: it is
- * replaced by the client's file name in the result and in any message. /v1/models reads
- * the model files' metadata (io/model_file.h) for their names, thresholds and
- * preprocessing. */
+ * copy of the models, its share of the threads), and an analysis is dfd_analyze_file_as on
+ * the upload's private temp file under the client's file name: the temp file's path is
+ * the server's business, and the result and any message name the client's file. /v1/models
+ * reads the model files' metadata (dfd_model_info) for their names, thresholds and
+ * preprocessing. Public API only (dfd/dfd.h, dfd/model.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "dfd/model.h"
-#include "server/server.h"
+#include "server.h"
 
 static int lib_worker_create(void *cls, int worker, int threads, void **state, dfd_error *err) {
     (void)worker;
@@ -28,27 +28,6 @@ static void lib_worker_destroy(void *cls, void *state) {
     dfd_ctx_destroy(state);
 }
 
-/* A copy of s with every occurrence of needle replaced by rep; NULL on no memory. */
-static char *replace_all(const char *s, const char *needle, const char *rep) {
-    size_t nl = strlen(needle), rl = strlen(rep), count = 0;
-    if (nl == 0) return strdup(s);
-    for (const char *p = strstr(s, needle); p; p = strstr(p + nl, needle)) count++;
-    size_t len = strlen(s), extra = rl > nl ? (rl - nl) * count : 0;
-    char *out = malloc(len + extra + 1);
-    if (!out) return NULL;
-    char *o = out;
-    const char *p = s;
-    for (const char *q = strstr(p, needle); q; q = strstr(p, needle)) {
-        memcpy(o, p, (size_t)(q - p));
-        o += q - p;
-        memcpy(o, rep, rl);
-        o += rl;
-        p = q + nl;
-    }
-    strcpy(o, p);
-    return out;
-}
-
 static void lib_set_explain(void *cls, void *state, int on) {
     (void)cls;
     if (state) dfd_ctx_set_explain(state, on);
@@ -59,31 +38,11 @@ static int lib_analyze(void *cls, void *state, const char *path, const char *nam
     (void)cls;
     *out = NULL;
     dfd_result *r = NULL;
-    int rc = dfd_analyze_file(state, path, progress, user, &r, err);
-    if (err && err->message[0]) {
-        char *m = replace_all(err->message, path, name);
-        if (m) {
-            snprintf(err->message, sizeof err->message, "%s", m);
-            free(m);
-        }
-    }
+    /* The temp file under the client's name: the result and any message name that. */
+    int rc = dfd_analyze_file_as(state, path, name, progress, user, &r, err);
     if (rc != DFD_OK || !r) {
         dfd_result_free(r);
-        return rc != DFD_OK ? rc : dfd_fail(err, DFD_E_INTERNAL, "the analysis returned no result");
-    }
-    char *file = strdup(name);
-    char *msg = r->error ? replace_all(r->error, path, name) : NULL;
-    if (!file || (r->error && !msg)) {
-        free(file);
-        free(msg);
-        dfd_result_free(r);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    }
-    free(r->file);
-    r->file = file;
-    if (msg) {
-        free(r->error);
-        r->error = msg;
+        return rc != DFD_OK ? rc : srv_fail(err, DFD_E_INTERNAL, "the analysis returned no result");
     }
     *out = r;
     return DFD_OK;
@@ -97,7 +56,7 @@ static int lib_analyze(void *cls, void *state, const char *path, const char *nam
 static json_t *model_info(const char *path) {
     char *text = NULL;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     dfd_model_info(path, &text, &e); /* an unreadable file still gives file, name and error */
     if (!text) return NULL;           /* out of memory: the entry is left out */
     json_t *o = json_loads(text, 0, NULL);
@@ -109,27 +68,16 @@ static void *lib_describe(void *cls) {
     const dfd_options *o = cls;
     json_t *d = json_object();
     if (!d) return NULL;
-    char path[4400];
-    dfd_error e;
-    dfd_error_clear(&e);
-    if (o->image_model)
-        json_object_set_new(d, "image_model", model_info(o->image_model));
-    else if (dfd_default_image_model(o->models_dir, path, sizeof path, &e) == DFD_OK)
-        json_object_set_new(d, "image_model", model_info(path));
-    else
-        json_object_set_new(d, "image_model", json_null());
+    /* The models the workers load (dfd_ctx_create's search, which dfd_find_models runs
+     * without loading them): named, or found; the synthetic-face model named, or the
+     * default beside the default image model, or none. Not found: null. */
+    char *image = NULL, *synthetic = NULL;
+    dfd_find_models(o, &image, &synthetic, NULL);
+    json_object_set_new(d, "image_model", image ? model_info(image) : json_null());
     json_object_set_new(d, "video_model", o->video_model ? model_info(o->video_model) : json_null());
-    /* The synthetic-face model the workers load: named, or the default found beside the
-     * default image model (dfd_ctx_create's rule), or none. */
-    dfd_error_clear(&e);
-    if (o->no_synthetic)
-        json_object_set_new(d, "synthetic_model", json_null());
-    else if (o->synthetic_model)
-        json_object_set_new(d, "synthetic_model", model_info(o->synthetic_model));
-    else if (dfd_default_synthetic_model(o->models_dir, path, sizeof path, &e) == DFD_OK)
-        json_object_set_new(d, "synthetic_model", model_info(path));
-    else
-        json_object_set_new(d, "synthetic_model", json_null());
+    json_object_set_new(d, "synthetic_model", synthetic ? model_info(synthetic) : json_null());
+    dfd_free(image);
+    dfd_free(synthetic);
     json_object_set_new(d, "frames_per_video", json_integer(o->frames > 0 ? o->frames : 30));
     /* null: each model's own threshold (above) decides; an override is the image model's
      * (the synthetic-face model always uses its own) */

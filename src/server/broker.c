@@ -28,7 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "server/broker.h"
+#include "broker.h"
 
 #define STREAM "dfd:jobs"
 #define GROUP "dfd:workers"
@@ -76,9 +76,9 @@ static int url_decode(char *out, size_t cap, const char *in, size_t n) {
 int srv_broker_open(const char *url, double timeout_s, srv_broker **out, dfd_error *err) {
     *out = NULL;
     if (!url || strncmp(url, "redis://", 8) != 0 || strlen(url) > SRV_BROKER_MAX_URL)
-        return dfd_fail(err, DFD_E_ARG, "the broker must be redis://[user:password@]HOST:PORT[/DB]");
+        return srv_fail(err, DFD_E_ARG, "the broker must be redis://[user:password@]HOST:PORT[/DB]");
     srv_broker *b = calloc(1, sizeof *b);
-    if (!b) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (!b) return srv_fail(err, DFD_E_NOMEM, "out of memory");
     b->port = 6379;
     b->timeout_s = timeout_s > 0 ? timeout_s : 5;
     const char *p = url + 8;
@@ -129,7 +129,7 @@ int srv_broker_open(const char *url, double timeout_s, srv_broker **out, dfd_err
     return DFD_OK;
 bad:
     free(b);
-    return dfd_fail(err, DFD_E_ARG, "cannot read the broker URL (expected redis://[user:password@]HOST:PORT[/DB])");
+    return srv_fail(err, DFD_E_ARG, "cannot read the broker URL (expected redis://[user:password@]HOST:PORT[/DB])");
 }
 
 void srv_broker_close(srv_broker *b) {
@@ -154,7 +154,7 @@ static int unreachable(srv_broker *b, const char *why_in, dfd_error *err) {
     if (!b->down) dfd_log(DFD_LOG_ERROR, "broker: Redis at %s is unreachable: %s", b->where, why);
     b->down = 1;
     drop_locked(b);
-    return dfd_fail(err, DFD_E_IO, "the job broker (Redis at %s) is unreachable: %s", b->where, why);
+    return srv_fail(err, DFD_E_IO, "the job broker (Redis at %s) is unreachable: %s", b->where, why);
 }
 
 static int connect_locked(srv_broker *b, dfd_error *err) {
@@ -180,7 +180,7 @@ static int connect_locked(srv_broker *b, dfd_error *err) {
         freeReplyObject(r);
         if (bad) {
             drop_locked(b);
-            return dfd_fail(err, DFD_E_IO, "Redis at %s refused the credentials: %s", b->where, msg);
+            return srv_fail(err, DFD_E_IO, "Redis at %s refused the credentials: %s", b->where, msg);
         }
     }
     if (b->db) {
@@ -190,7 +190,7 @@ static int connect_locked(srv_broker *b, dfd_error *err) {
         freeReplyObject(r);
         if (bad) {
             drop_locked(b);
-            return dfd_fail(err, DFD_E_IO, "Redis at %s has no database %d", b->where, b->db);
+            return srv_fail(err, DFD_E_IO, "Redis at %s has no database %d", b->where, b->db);
         }
     }
     if (b->down) dfd_log(DFD_LOG_WARN, "broker: Redis at %s is reachable again", b->where);
@@ -208,7 +208,7 @@ static redisReply *run_locked(srv_broker *b, int argc, const char **argv, const 
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        dfd_fail(err, DFD_E_INTERNAL, "Redis at %s: %.300s", b->where, r->str ? r->str : "error");
+        srv_fail(err, DFD_E_INTERNAL, "Redis at %s: %.300s", b->where, r->str ? r->str : "error");
         freeReplyObject(r);
         return NULL;
     }
@@ -421,7 +421,7 @@ static int ensure_group_locked(srv_broker *b, dfd_error *err) {
     size_t lens[6];
     for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     redisReply *r = run_locked(b, 6, argv, lens, &e);
     if (r) {
         freeReplyObject(r);
@@ -444,17 +444,17 @@ int srv_broker_ping(srv_broker *b, dfd_error *err) {
 static int read_file_bytes(const char *path, uint64_t bytes, char **out, size_t *n, dfd_error *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dfd_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
+    if (fd < 0) return srv_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || (uint64_t)st.st_size > bytes + 0 || st.st_size <= 0) {
         close(fd);
-        return dfd_fail(err, DFD_E_IO, "the upload changed size");
+        return srv_fail(err, DFD_E_IO, "the upload changed size");
     }
     size_t len = (size_t)st.st_size;
     char *buf = malloc(len);
     if (!buf) {
         close(fd);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory for the upload");
+        return srv_fail(err, DFD_E_NOMEM, "out of memory for the upload");
     }
     size_t got = 0;
     while (got < len) {
@@ -463,7 +463,7 @@ static int read_file_bytes(const char *path, uint64_t bytes, char **out, size_t 
         if (k <= 0) {
             free(buf);
             close(fd);
-            return dfd_fail(err, DFD_E_IO, "cannot read the upload");
+            return srv_fail(err, DFD_E_IO, "cannot read the upload");
         }
         got += (size_t)k;
     }
@@ -475,11 +475,11 @@ static int read_file_bytes(const char *path, uint64_t bytes, char **out, size_t 
 
 static int copy_file(const char *from, const char *to, dfd_error *err) {
     int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return dfd_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
+    if (in < 0) return srv_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (out < 0) {
         close(in);
-        return dfd_fail(err, DFD_E_IO, "cannot write into the spool folder: %s", strerror(errno));
+        return srv_fail(err, DFD_E_IO, "cannot write into the spool folder: %s", strerror(errno));
     }
     char buf[65536];
     int rc = DFD_OK;
@@ -487,7 +487,7 @@ static int copy_file(const char *from, const char *to, dfd_error *err) {
         ssize_t k = read(in, buf, sizeof buf);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
-            rc = dfd_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
+            rc = srv_fail(err, DFD_E_IO, "cannot read the upload: %s", strerror(errno));
             break;
         }
         if (k == 0) break;
@@ -495,14 +495,14 @@ static int copy_file(const char *from, const char *to, dfd_error *err) {
             ssize_t w = write(out, buf + o, (size_t)(k - o));
             if (w < 0 && errno == EINTR) continue;
             if (w <= 0) {
-                rc = dfd_fail(err, DFD_E_IO, "cannot write into the spool folder: %s", strerror(errno));
+                rc = srv_fail(err, DFD_E_IO, "cannot write into the spool folder: %s", strerror(errno));
                 break;
             }
             o += w;
         }
         if (rc != DFD_OK) break;
     }
-    if (close(out) != 0 && rc == DFD_OK) rc = dfd_fail(err, DFD_E_IO, "cannot write into the spool folder");
+    if (close(out) != 0 && rc == DFD_OK) rc = srv_fail(err, DFD_E_IO, "cannot write into the spool folder");
     close(in);
     if (rc != DFD_OK) unlink(to);
     return rc;
@@ -513,7 +513,7 @@ static void spool_path(char *out, size_t cap, const char *dir, const char *id) {
 }
 
 int srv_broker_submit(srv_broker *b, const srv_broker_submit_args *s, dfd_error *err) {
-    if (!valid_id(s->id)) return dfd_fail(err, DFD_E_ARG, "bad job id");
+    if (!valid_id(s->id)) return srv_fail(err, DFD_E_ARG, "bad job id");
     char key[64], ukey[80];
     job_key(key, s->id);
     snprintf(ukey, sizeof ukey, "%s:upload", key);
@@ -616,7 +616,7 @@ int srv_broker_get(srv_broker *b, const char *id, srv_broker_job *j, dfd_error *
         j->result = malloc(res->len + 1);
         if (!j->result) {
             freeReplyObject(r);
-            return dfd_fail(err, DFD_E_NOMEM, "out of memory for a result");
+            return srv_fail(err, DFD_E_NOMEM, "out of memory for a result");
         }
         memcpy(j->result, res->str, res->len);
         j->result[res->len] = 0;
@@ -748,7 +748,7 @@ int srv_broker_take(srv_broker *b, const char *consumer, double visibility_s, in
     arg(&a, "COUNT");
     arg(&a, "1");
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     redisReply *r = run_locked(b, a.n, a.v, a.len, &e);
     if (!r && e.code == DFD_E_INTERNAL && strstr(e.message, "NOGROUP")) {
         /* Redis lost the group (restarted without its data): make it again. */
@@ -786,7 +786,7 @@ int srv_broker_take(srv_broker *b, const char *consumer, double visibility_s, in
     arg(&x, "STREAMS");
     arg(&x, STREAM);
     arg(&x, ">");
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     r = run_locked(b, x.n, x.v, x.len, &e);
     if (!r && e.code == DFD_E_INTERNAL && strstr(e.message, "NOGROUP")) {
         if ((rc = ensure_group_locked(b, err)) != DFD_OK) goto out;
@@ -865,13 +865,13 @@ static int write_fd(int fd, const char *p, size_t n) {
 
 int srv_broker_fetch_upload(srv_broker *b, const char *id, int spooled, const char *spool_dir, uint64_t max_bytes,
                             int fd, dfd_error *err) {
-    if (!valid_id(id)) return dfd_fail(err, DFD_E_ARG, "bad job id");
+    if (!valid_id(id)) return srv_fail(err, DFD_E_ARG, "bad job id");
     if (spooled) {
-        if (!spool_dir) return dfd_fail(err, DFD_E_ARG, "the upload is in a spool folder, and this worker has no --spool");
+        if (!spool_dir) return srv_fail(err, DFD_E_ARG, "the upload is in a spool folder, and this worker has no --spool");
         char path[4400];
         spool_path(path, sizeof path, spool_dir, id);
         int in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (in < 0) return dfd_fail(err, errno == ENOENT ? DFD_E_NOT_FOUND : DFD_E_IO, "cannot open the spooled upload: %s",
+        if (in < 0) return srv_fail(err, errno == ENOENT ? DFD_E_NOT_FOUND : DFD_E_IO, "cannot open the spooled upload: %s",
                                     strerror(errno));
         char buf[65536];
         uint64_t total = 0;
@@ -880,17 +880,17 @@ int srv_broker_fetch_upload(srv_broker *b, const char *id, int spooled, const ch
             ssize_t k = read(in, buf, sizeof buf);
             if (k < 0 && errno == EINTR) continue;
             if (k < 0) {
-                rc = dfd_fail(err, DFD_E_IO, "cannot read the spooled upload: %s", strerror(errno));
+                rc = srv_fail(err, DFD_E_IO, "cannot read the spooled upload: %s", strerror(errno));
                 break;
             }
             if (k == 0) break;
             total += (uint64_t)k;
             if (total > max_bytes) {
-                rc = dfd_fail(err, DFD_E_LIMIT, "the upload is over this worker's limit of %" PRIu64 " bytes", max_bytes);
+                rc = srv_fail(err, DFD_E_LIMIT, "the upload is over this worker's limit of %" PRIu64 " bytes", max_bytes);
                 break;
             }
             if (write_fd(fd, buf, (size_t)k) != 0) {
-                rc = dfd_fail(err, DFD_E_IO, "cannot write a temporary file: %s", strerror(errno));
+                rc = srv_fail(err, DFD_E_IO, "cannot write a temporary file: %s", strerror(errno));
                 break;
             }
         }
@@ -912,11 +912,11 @@ int srv_broker_fetch_upload(srv_broker *b, const char *id, int spooled, const ch
     long long len = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
     if (len <= 0) {
-        rc = dfd_fail(err, DFD_E_NOT_FOUND, "the upload is gone from Redis (it waits %d s at most)", UPLOAD_TTL_S);
+        rc = srv_fail(err, DFD_E_NOT_FOUND, "the upload is gone from Redis (it waits %d s at most)", UPLOAD_TTL_S);
         goto out;
     }
     if ((uint64_t)len > max_bytes) {
-        rc = dfd_fail(err, DFD_E_LIMIT, "the upload (%lld bytes) is over this worker's limit of %" PRIu64 " bytes", len,
+        rc = srv_fail(err, DFD_E_LIMIT, "the upload (%lld bytes) is over this worker's limit of %" PRIu64 " bytes", len,
                       max_bytes);
         goto out;
     }
@@ -929,9 +929,9 @@ int srv_broker_fetch_upload(srv_broker *b, const char *id, int spooled, const ch
         goto out;
     }
     if (!is_str(r) || r->len == 0 || (uint64_t)r->len > max_bytes) {
-        rc = dfd_fail(err, DFD_E_NOT_FOUND, "the upload is gone from Redis");
+        rc = srv_fail(err, DFD_E_NOT_FOUND, "the upload is gone from Redis");
     } else if (write_fd(fd, r->str, r->len) != 0) {
-        rc = dfd_fail(err, DFD_E_IO, "cannot write a temporary file: %s", strerror(errno));
+        rc = srv_fail(err, DFD_E_IO, "cannot write a temporary file: %s", strerror(errno));
     }
     freeReplyObject(r);
 out:

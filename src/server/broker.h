@@ -24,8 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/core.h"
-#include "server/server.h"
+#include "server.h"
 
 #define SRV_BROKER_MAX_URL 1024
 

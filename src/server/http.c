@@ -41,10 +41,8 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "detect/detect.h"
-#include "media/media.h"
-#include "server/broker.h"
-#include "server/server.h"
+#include "broker.h"
+#include "server.h"
 
 /* After an upload passes the limit, its remaining bytes are read and thrown away (so the
  * client can still be told 413) up to this much more; past it the connection is closed. */
@@ -157,7 +155,7 @@ static enum MHD_Result queue(request *r, int status, const char *ctype, const vo
         r->resp_bytes = len;
         /* Counted now, not when the connection is done: a client that has its answer
          * and asks /metrics next must see it counted. */
-        srv_metrics_request(r->s->metrics, r->route_name, status, (dfd_now_ms() - r->t0) / 1000.0, r->bytes_in);
+        srv_metrics_request(r->s->metrics, r->route_name, status, (srv_now_ms() - r->t0) / 1000.0, r->bytes_in);
     }
     return q;
 }
@@ -246,11 +244,11 @@ static enum MHD_Result serve_health_broker(request *r) {
     server *s = r->s;
     srv_broker_stats st;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     int down = atomic_load(&s->shutting_down);
     if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) != DFD_OK) {
         json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:s}", "status", "unavailable", "version", dfd_version(), "uptime_s",
-                              (dfd_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "error",
+                              (srv_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "error",
                               e.message);
         return queue_json(r, 503, o);
     }
@@ -260,7 +258,7 @@ static enum MHD_Result serve_health_broker(request *r) {
                  s->cfg.worker_window_s);
     json_t *o = json_pack("{s:s,s:s,s:f,s:s,s:I,s:I,s:I,s:I,s:i,s:f,s:I}", "status",
                           down ? "stopping" : why[0] ? "degraded" : "ok", "version", dfd_version(), "uptime_s",
-                          (dfd_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "workers",
+                          (srv_now_ms() - s->started_ms) / 1000.0, "broker", srv_broker_where(s->broker), "workers",
                           (json_int_t)st.workers_seen, "workers_seen", (json_int_t)st.workers_seen, "running",
                           (json_int_t)st.running, "queue_depth", (json_int_t)st.queued, "queue_capacity", s->cfg.queue,
                           "oldest_wait_s", st.oldest_wait_s, "retries", (json_int_t)st.retries);
@@ -279,7 +277,7 @@ static enum MHD_Result serve_health(request *r) {
     const char *deg = srv_pool_degraded(s->pool);
     int down = atomic_load(&s->shutting_down);
     json_t *o = json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i}", "status", deg ? "degraded" : down ? "stopping" : "ok",
-                          "version", dfd_version(), "uptime_s", (dfd_now_ms() - s->started_ms) / 1000.0, "workers",
+                          "version", dfd_version(), "uptime_s", (srv_now_ms() - s->started_ms) / 1000.0, "workers",
                           st.workers, "running", st.running, "queue_depth", st.queued, "queue_capacity",
                           st.queue_capacity);
     if (o) {
@@ -300,7 +298,7 @@ static enum MHD_Result serve_models(request *r) {
         /* The models are the workers': loaded when some worker is alive. */
         srv_broker_stats st;
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) != DFD_OK)
             snprintf(why, sizeof why, "%s", e.message);
         else if (st.workers_seen == 0)
@@ -334,7 +332,7 @@ static enum MHD_Result serve_metrics_broker(request *r) {
     server *s = r->s;
     srv_broker_stats st;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     int up = srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &st, &e) == DFD_OK;
     char extra[4096];
     int n = snprintf(extra, sizeof extra,
@@ -434,7 +432,7 @@ typedef struct outcome {
 } outcome;
 
 static void outcome_from_result(outcome *o, const dfd_result *res) {
-    o->element = dfd_result_to_json(res);
+    o->element = srv_result_element(res);
     o->verdict = (int)dfd_result_verdict(res);
     o->p_fake = dfd_result_p_fake(res);
     o->status = dfd_result_status(res);
@@ -502,7 +500,7 @@ static enum MHD_Result answer_broker_job(request *r) {
     server *s = r->s;
     srv_broker_job j;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     if (srv_broker_get(s->broker, r->job_id, &j, &e) != DFD_OK) return queue_busy(r, e.message);
     if (!j.found) {
         srv_broker_job_clear(&j);
@@ -558,7 +556,7 @@ static json_t *job_json(const srv_job_view *v, json_t *element, int attempts, co
 static enum MHD_Result serve_job_broker(request *r, const char *id, const char *shown, const char *method) {
     server *s = r->s;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     if (strcmp(method, "DELETE") == 0) {
         int st = -1, was_over = 0;
         if (srv_broker_cancel(s->broker, id, &st, &was_over, &e) != DFD_OK) return queue_busy(r, e.message);
@@ -621,7 +619,7 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
     srv_job_view v;
     srv_job_get(s->pool, j, &v);
     /* the result is serialised while we hold the reference */
-    json_t *o = job_json(&v, v.result ? dfd_result_to_json(v.result) : NULL, v.attempts, NULL);
+    json_t *o = job_json(&v, v.result ? srv_result_element(v.result) : NULL, v.attempts, NULL);
     srv_job_unref(s->pool, j);
     return queue_json(r, 200, o);
 }
@@ -711,15 +709,15 @@ static void *notifier_main(void *arg) {
         char id[33];
         int got = 0;
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_pop_done(s->notify_b, s->sid, 1, id, &got, &e) != DFD_OK) {
             struct timespec ts = {0, 500 * 1000000L};
             nanosleep(&ts, NULL);
         } else if (got) {
             waiter_wake(s, id);
         }
-        if (dfd_now_ms() < next_sweep) continue;
-        next_sweep = dfd_now_ms() + 1000;
+        if (srv_now_ms() < next_sweep) continue;
+        next_sweep = srv_now_ms() + 1000;
         for (;;) { /* one waiter at a time: the list may change while Redis is asked */
             char ids[64][33];
             int n = 0;
@@ -730,7 +728,7 @@ static void *notifier_main(void *arg) {
             pthread_mutex_unlock(&s->wmu);
             for (int i = 0; i < n; i++) {
                 int st = -1;
-                dfd_error_clear(&e);
+                srv_error_clear(&e);
                 if (srv_broker_state(s->notify_b, ids[i], &st, &e) != DFD_OK) break;
                 if (st < 0 || st == SRV_JOB_DONE || st == SRV_JOB_FAILED || st == SRV_JOB_CANCELLED) waiter_wake(s, ids[i]);
             }
@@ -816,7 +814,7 @@ static enum MHD_Result upload_begin(request *r) {
         /* Refused before the body comes when Redis is away or the shared queue is full. */
         srv_broker_stats bs;
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_stats_get(s->broker, s->cfg.worker_window_s, &bs, &e) != DFD_OK) return queue_busy(r, e.message);
         if (bs.queued >= s->cfg.queue) {
             char m[160];
@@ -861,7 +859,7 @@ static enum MHD_Result upload_begin(request *r) {
  * would take every connection the server has. */
 static int too_slow(request *r) {
     const dfd_server_config *c = &r->s->cfg;
-    double s = (dfd_now_ms() - r->t0) / 1000.0;
+    double s = (srv_now_ms() - r->t0) / 1000.0;
     if (c->request_timeout_s > 0 && s > c->request_timeout_s) {
         r->cut = "request timeout";
         return 1;
@@ -934,7 +932,7 @@ static enum MHD_Result submit_to_broker(request *r, char *path, uint64_t bytes, 
                                         dfd_media_kind kind, int background, int explain) {
     server *s = r->s;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     char id[33];
     if (srv_random_id(id) != 0) {
         unlink(path);
@@ -994,22 +992,18 @@ static enum MHD_Result upload_end(request *r) {
         drop_upload(r);
         return queue_error(r, 400, "the uploaded file is empty");
     }
+    /* Non-media is refused before any work, by the rule the analysis applies (dfd_check_file). */
     dfd_media_kind kind;
-    const char *format = NULL;
     dfd_error e;
-    if (dfd_media_sniff_file(r->tmp_path, &kind, &format, &e) != DFD_OK) {
+    int crc = dfd_check_file(r->tmp_path, &kind, NULL, &e);
+    if (crc == DFD_E_UNSUPPORTED) {
         drop_upload(r);
-        return queue_error(r, 500, "cannot read back the upload");
-    }
-    /* Images are accepted only in the formats the decoder reads; the sniffer names others. */
-    int readable_image = kind == DFD_MEDIA_IMAGE && format &&
-                         (!strcmp(format, "JPEG") || !strcmp(format, "PNG") || !strcmp(format, "WebP") ||
-                          !strcmp(format, "BMP"));
-    if (kind == DFD_MEDIA_UNKNOWN || (kind == DFD_MEDIA_IMAGE && !readable_image)) {
-        drop_upload(r);
-        dfd_media_fail_unsupported(kind == DFD_MEDIA_IMAGE ? format : NULL, &e);
         return queue_error(r, 415, "%s (images: JPEG, PNG, WebP, BMP; videos: MP4, MOV, MKV, WebM, AVI and "
                                    "other common containers)", e.message);
+    }
+    if (crc != DFD_OK) {
+        drop_upload(r);
+        return queue_error(r, 500, "cannot read back the upload");
     }
     if (r->route == R_PREDICT_IMAGE && kind != DFD_MEDIA_IMAGE) {
         drop_upload(r);
@@ -1085,7 +1079,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         r->s = s;
         r->conn = c;
         r->fd = -1;
-        r->t0 = dfd_now_ms();
+        r->t0 = srv_now_ms();
         srv_sanitize(r->method, sizeof r->method, method);
         srv_sanitize(r->path, sizeof r->path, url);
         r->route = srv_route_of(url, &r->route_name);
@@ -1152,7 +1146,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     request *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
-    double ms = dfd_now_ms() - r->t0;
+    double ms = srv_now_ms() - r->t0;
     const char *why = termination_name(toe);
     /* 499: closed before an answer was queued (client gone, timed out, or shutdown). */
     int status = r->status ? r->status : 499;
@@ -1171,7 +1165,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     if (r->job_id[0] && s->broker && waiter_remove(s, r)) {
         /* Nobody will read this result any more: do not spend a worker on it. */
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         srv_broker_request_cancel(s->broker, r->job_id, &e);
     }
     free(r->mp);
@@ -1215,7 +1209,11 @@ static void remove_tmpdir(const char *dir) {
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             char p[4400];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            int n = snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (n < 0 || (size_t)n >= sizeof p) { /* never a cut path: it could name another file */
+                dfd_log(DFD_LOG_WARN, "cannot remove '%s' in '%s': the path is too long", e->d_name, dir);
+                continue;
+            }
             unlink(p);
         }
         closedir(d);
@@ -1286,11 +1284,11 @@ static int make_tmpdir(server *s, dfd_error *err) {
     int n = snprintf(s->tmpdir, sizeof s->tmpdir, "%s/" TMPDIR_PREFIX "XXXXXX", parent);
     if (n < 0 || (size_t)n >= sizeof s->tmpdir) {
         s->tmpdir[0] = 0;
-        return dfd_fail(err, DFD_E_ARG, "temporary folder path is too long");
+        return srv_fail(err, DFD_E_ARG, "temporary folder path is too long");
     }
     if (!mkdtemp(s->tmpdir)) { /* mode 0700: uploads are private to this user */
         s->tmpdir[0] = 0;
-        return dfd_fail(err, DFD_E_IO, "cannot create a private folder for uploads in '%s': %s", parent,
+        return srv_fail(err, DFD_E_IO, "cannot create a private folder for uploads in '%s': %s", parent,
                         strerror(errno));
     }
     /* The lock is taken under a temporary name and only then named "lock", so that a
@@ -1300,7 +1298,7 @@ static int make_tmpdir(server *s, dfd_error *err) {
     snprintf(lock, sizeof lock, "%s/" TMPDIR_LOCK, s->tmpdir);
     s->lock_fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, lock) != 0)
-        return dfd_fail(err, DFD_E_IO, "cannot lock the upload folder '%s': %s", s->tmpdir, strerror(errno));
+        return srv_fail(err, DFD_E_IO, "cannot lock the upload folder '%s': %s", s->tmpdir, strerror(errno));
     return DFD_OK;
 }
 
@@ -1313,13 +1311,13 @@ static int auto_workers(int threads) {
 
 int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (!cfg || !cfg->analyzer || !cfg->analyzer->analyze || !cfg->analyzer->worker_create)
-        return dfd_fail(err, DFD_E_ARG, "server needs an analyzer");
-    if (cfg->port < 0 || cfg->port > 65535) return dfd_fail(err, DFD_E_ARG, "port %d is out of range", cfg->port);
+        return srv_fail(err, DFD_E_ARG, "server needs an analyzer");
+    if (cfg->port < 0 || cfg->port > 65535) return srv_fail(err, DFD_E_ARG, "port %d is out of range", cfg->port);
     if (cfg->max_held_bytes && cfg->max_held_bytes < cfg->max_upload_bytes)
-        return dfd_fail(err, DFD_E_ARG, "the uploads held at once (%" PRIu64 " bytes) must be at least one upload (%" PRIu64
+        return srv_fail(err, DFD_E_ARG, "the uploads held at once (%" PRIu64 " bytes) must be at least one upload (%" PRIu64
                         " bytes)", cfg->max_held_bytes, cfg->max_upload_bytes);
     server *s = calloc(1, sizeof *s);
-    if (!s) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (!s) return srv_fail(err, DFD_E_NOMEM, "out of memory");
     s->lock_fd = -1;
     s->cfg = *cfg;
     if (!s->cfg.host || !*s->cfg.host) s->cfg.host = "127.0.0.1";
@@ -1328,7 +1326,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     if (s->cfg.max_connections < 1) s->cfg.max_connections = 1000;
     if (s->cfg.max_conn_per_ip < 0) s->cfg.max_conn_per_ip = 0;
     if (!(s->cfg.worker_window_s > 0)) s->cfg.worker_window_s = 10;
-    s->started_ms = dfd_now_ms();
+    s->started_ms = srv_now_ms();
     pthread_mutex_init(&s->wmu, NULL);
     atomic_init(&s->notifier_quit, 0);
     int rc = DFD_OK;
@@ -1352,7 +1350,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     atomic_init(&s->held_bytes, 0);
     s->metrics = srv_metrics_new();
     if (!s->metrics) {
-        rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        rc = srv_fail(err, DFD_E_NOMEM, "out of memory");
         goto out;
     }
     remove_stale_tmpdirs(tmp_parent_of(s));
@@ -1363,7 +1361,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
     snprintf(port_s, sizeof port_s, "%d", s->cfg.port);
     int gai = getaddrinfo(s->cfg.host, port_s, &hints, &ai);
     if (gai != 0) {
-        rc = dfd_fail(err, DFD_E_ARG, "cannot use host '%s': %s", s->cfg.host, gai_strerror(gai));
+        rc = srv_fail(err, DFD_E_ARG, "cannot use host '%s': %s", s->cfg.host, gai_strerror(gai));
         goto out;
     }
     if (s->cfg.broker_url) {
@@ -1371,15 +1369,15 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         if ((rc = srv_broker_open(s->cfg.broker_url, 5, &s->broker, err)) != DFD_OK) goto out;
         if ((rc = srv_broker_open(s->cfg.broker_url, 5, &s->notify_b, err)) != DFD_OK) goto out;
         if (srv_random_id(s->sid) != 0) {
-            rc = dfd_fail(err, DFD_E_INTERNAL, "no random bytes for the server's id");
+            rc = srv_fail(err, DFD_E_INTERNAL, "no random bytes for the server's id");
             goto out;
         }
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_ping(s->broker, &e) != DFD_OK)
             dfd_log(DFD_LOG_ERROR, "serving without the broker for now (uploads get 503 until it is back): %s", e.message);
         if (pthread_create(&s->notifier, NULL, notifier_main, s) != 0) {
-            rc = dfd_fail(err, DFD_E_INTERNAL, "cannot start the notifier thread");
+            rc = srv_fail(err, DFD_E_INTERNAL, "cannot start the notifier thread");
             goto out;
         }
         s->notifier_started = 1;
@@ -1387,7 +1385,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
         goto out;
     }
     if (s->pool && srv_pool_degraded(s->pool) && s->cfg.require_models) {
-        rc = dfd_fail(err, DFD_E_MODEL, "cannot load the models: %s", srv_pool_degraded(s->pool));
+        rc = srv_fail(err, DFD_E_MODEL, "cannot load the models: %s", srv_pool_degraded(s->pool));
         goto out;
     }
     if (s->pool && srv_pool_degraded(s->pool))
@@ -1405,7 +1403,7 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                  MHD_OPTION_END);
     if (!s->daemon) {
-        rc = dfd_fail(err, DFD_E_IO, "cannot listen on %s port %d (in use, or not an address of this machine?)",
+        rc = srv_fail(err, DFD_E_IO, "cannot listen on %s port %d (in use, or not an address of this machine?)",
                       s->cfg.host, s->cfg.port);
         goto out;
     }
@@ -1436,9 +1434,9 @@ int dfd_server_run(const dfd_server_config *cfg, int stop_fd, dfd_error *err) {
             dfd_log(DFD_LOG_WARN, "stopping now: cancelling analyses in progress");
             if (s->pool) srv_pool_cancel_all(s->pool);
             else waiter_wake(s, NULL); /* the waiting requests are answered 503 */
-            forced_at = dfd_now_ms();
+            forced_at = srv_now_ms();
         }
-        if (forced_at >= 0 && dfd_now_ms() - forced_at > 5000) break;
+        if (forced_at >= 0 && srv_now_ms() - forced_at > 5000) break;
     }
 out:
     if (s->daemon) MHD_stop_daemon(s->daemon);

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/server.h"
+#include "server.h"
 
 struct srv_job {
     srv_pool *pool;
@@ -195,7 +195,7 @@ static int is_over(srv_job_state s) { return s == SRV_JOB_DONE || s == SRV_JOB_F
 
 static void finish_locked(srv_pool *p, srv_job *j, srv_job_state s) {
     j->state = s;
-    j->finished_ms = dfd_now_ms();
+    j->finished_ms = srv_now_ms();
     if (s == SRV_JOB_DONE) j->progress = 1.0;
     p->finished[s]++;
     remove_upload(j);
@@ -209,7 +209,7 @@ static void table_remove_at(srv_pool *p, size_t i) {
 
 /* Forgets background jobs past their TTL, and the oldest finished ones beyond max_kept. */
 static void purge_locked(srv_pool *p) {
-    double now = dfd_now_ms();
+    double now = srv_now_ms();
     size_t n_over = 0;
     for (size_t i = 0; i < p->n_table;) {
         srv_job *j = p->table[i];
@@ -245,13 +245,13 @@ static void *worker_main(void *arg) {
     worker *w = arg;
     srv_pool *p = w->pool;
     const dfd_server_analyzer *a = p->cfg.analyzer;
-    dfd_error_clear(&w->err);
+    srv_error_clear(&w->err);
     int rc = a->worker_create(a->cls, w->index, p->cfg.threads_per_worker, &w->state, &w->err);
     pthread_mutex_lock(&p->mu);
     w->loaded = rc == DFD_OK;
     if (rc != DFD_OK) {
         w->state = NULL;
-        if (!w->err.message[0]) dfd_fail(&w->err, rc, "%s", dfd_strerror(rc));
+        if (!w->err.message[0]) srv_fail(&w->err, rc, "%s", dfd_strerror(rc));
         if (!p->degraded[0]) snprintf(p->degraded, sizeof p->degraded, "%s", w->err.message);
     }
     p->n_ready++;
@@ -273,7 +273,7 @@ static void *worker_main(void *arg) {
             finish_locked(p, j, SRV_JOB_CANCELLED);
         } else {
             j->state = SRV_JOB_RUNNING;
-            j->started_ms = dfd_now_ms();
+            j->started_ms = srv_now_ms();
             p->running++;
             int other = j->kind != DFD_MEDIA_IMAGE;
             p->running_other += other;
@@ -282,13 +282,13 @@ static void *worker_main(void *arg) {
 
             dfd_result *res = NULL;
             dfd_error e;
-            dfd_error_clear(&e);
+            srv_error_clear(&e);
             if (w->loaded && a->set_explain) a->set_explain(a->cls, w->state, j->explain);
             if (w->loaded)
                 rc = a->analyze(a->cls, w->state, j->path, j->name, on_progress, j, &res, &e);
             else
-                rc = dfd_fail(&e, DFD_E_MODEL, "model not loaded: %s", w->err.message);
-            if (rc != DFD_OK && !e.message[0]) dfd_fail(&e, rc, "%s", dfd_strerror(rc));
+                rc = srv_fail(&e, DFD_E_MODEL, "model not loaded: %s", w->err.message);
+            if (rc != DFD_OK && !e.message[0]) srv_fail(&e, rc, "%s", dfd_strerror(rc));
 
             pthread_mutex_lock(&p->mu);
             p->running--;
@@ -327,9 +327,9 @@ static void *worker_main(void *arg) {
 int srv_pool_start(const srv_pool_config *cfg, srv_pool **out, dfd_error *err) {
     *out = NULL;
     if (!cfg->analyzer || cfg->workers < 1 || cfg->queue < 0)
-        return dfd_fail(err, DFD_E_ARG, "worker pool needs an analyzer and at least one worker");
+        return srv_fail(err, DFD_E_ARG, "worker pool needs an analyzer and at least one worker");
     srv_pool *p = calloc(1, sizeof *p);
-    if (!p) return dfd_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
+    if (!p) return srv_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
     p->cfg = *cfg;
     if (p->cfg.threads_per_worker < 1) p->cfg.threads_per_worker = 1;
     if (p->cfg.max_kept < 0) p->cfg.max_kept = 0;
@@ -339,7 +339,7 @@ int srv_pool_start(const srv_pool_config *cfg, srv_pool **out, dfd_error *err) {
     p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
     if (!p->workers) {
         srv_pool_stop(p);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
+        return srv_fail(err, DFD_E_NOMEM, "out of memory for the worker pool");
     }
     int started = 0;
     for (int i = 0; i < cfg->workers; i++) {
@@ -352,7 +352,7 @@ int srv_pool_start(const srv_pool_config *cfg, srv_pool **out, dfd_error *err) {
     }
     if (started < cfg->workers) {
         srv_pool_stop(p);
-        return dfd_fail(err, DFD_E_INTERNAL, "could not start %d worker threads", cfg->workers);
+        return srv_fail(err, DFD_E_INTERNAL, "could not start %d worker threads", cfg->workers);
     }
     /* Wait until every worker has loaded its models, so that the server reports
      * "degraded" from its first request on, not after a race. */
@@ -439,7 +439,7 @@ int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, d
         unlink(path);
         free(path);
         if (bytes && p->cfg.on_file_removed) p->cfg.on_file_removed(p->cfg.user, bytes);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory for a job");
+        return srv_fail(err, DFD_E_NOMEM, "out of memory for a job");
     }
     j->pool = p;
     j->path = path;
@@ -449,33 +449,33 @@ int srv_pool_submit(srv_pool *p, char *path, uint64_t bytes, const char *name, d
     j->kind = kind;
     j->state = SRV_JOB_QUEUED;
     j->waiter = waiter;
-    j->created_ms = dfd_now_ms();
+    j->created_ms = srv_now_ms();
     atomic_init(&j->cancel, 0);
     if (srv_random_id(j->id) != 0) {
         job_free(j);
-        return dfd_fail(err, DFD_E_INTERNAL, "no random bytes for a job id");
+        return srv_fail(err, DFD_E_INTERNAL, "no random bytes for a job id");
     }
     pthread_mutex_lock(&p->mu);
     if (p->stopping) {
         job_free(j);
         pthread_mutex_unlock(&p->mu);
-        return dfd_fail(err, DFD_E_LIMIT, "the server is shutting down");
+        return srv_fail(err, DFD_E_LIMIT, "the server is shutting down");
     }
     if (p->queued >= p->cfg.queue) {
         int q = p->queued;
         job_free(j);
         pthread_mutex_unlock(&p->mu);
-        return dfd_fail(err, DFD_E_LIMIT, "the queue is full (%d jobs waiting for %d workers)", q, p->cfg.workers);
+        return srv_fail(err, DFD_E_LIMIT, "the queue is full (%d jobs waiting for %d workers)", q, p->cfg.workers);
     }
     if (background) {
         purge_locked(p);
         if (p->n_table == p->cap_table) {
             size_t nc = p->cap_table ? p->cap_table * 2 : 64;
-            srv_job **nt = dfd_malloc_array(nc, sizeof *nt);
+            srv_job **nt = srv_malloc_array(nc, sizeof *nt);
             if (!nt) {
                 job_free(j);
                 pthread_mutex_unlock(&p->mu);
-                return dfd_fail(err, DFD_E_NOMEM, "out of memory for the job table");
+                return srv_fail(err, DFD_E_NOMEM, "out of memory for the job table");
             }
             if (p->table) memcpy(nt, p->table, p->n_table * sizeof *nt);
             free(p->table);
@@ -570,7 +570,7 @@ void srv_job_detach(srv_pool *p, srv_job *j) {
 void srv_job_get(srv_pool *p, srv_job *j, srv_job_view *v) {
     memset(v, 0, sizeof *v);
     pthread_mutex_lock(&p->mu);
-    double now = dfd_now_ms();
+    double now = srv_now_ms();
     snprintf(v->id, sizeof v->id, "%s", j->id);
     v->state = j->state;
     v->kind = j->kind;

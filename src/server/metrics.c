@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "server.h"
 
 static const double bucket_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 #define N_BUCKETS (sizeof bucket_le / sizeof bucket_le[0])
@@ -51,7 +51,7 @@ void srv_metrics_free(srv_metrics *m) {
 
 static void *grow(void *arr, size_t *cap, size_t elem) {
     size_t nc = *cap ? *cap * 2 : 16;
-    void *n = dfd_malloc_array(nc, elem);
+    void *n = srv_malloc_array(nc, elem);
     if (!n) return NULL;
     if (arr) memcpy(n, arr, *cap * elem);
     free(arr);

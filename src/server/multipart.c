@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/server.h"
+#include "server.h"
 
 enum { MP_PREAMBLE, MP_AFTER_DELIM, MP_HEADERS, MP_BODY, MP_EPILOGUE, MP_FAILED };
 enum { AFTER_START, AFTER_DASH, AFTER_CR };
@@ -85,24 +85,24 @@ static int header_param(const char *v, const char *name, char *out, size_t cap) 
 int srv_multipart_init(srv_multipart *m, const char *content_type, dfd_error *err) {
     memset(m, 0, sizeof *m);
     if (!srv_is_multipart(content_type))
-        return dfd_fail(err, DFD_E_ARG, "expected Content-Type multipart/form-data, got '%.100s'",
+        return srv_fail(err, DFD_E_ARG, "expected Content-Type multipart/form-data, got '%.100s'",
                         content_type ? content_type : "(none)");
     /* Room for one character more than allowed, so that a long boundary is told apart
      * from a malformed parameter. */
     char b[SRV_MP_MAX_BOUNDARY + 2];
     int r = header_param(content_type, "boundary", b, sizeof b);
     if (r == -2)
-        return dfd_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
+        return srv_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
                         SRV_MP_MAX_BOUNDARY);
-    if (r <= 0) return dfd_fail(err, DFD_E_ARG, "multipart/form-data without a usable boundary parameter");
+    if (r <= 0) return srv_fail(err, DFD_E_ARG, "multipart/form-data without a usable boundary parameter");
     size_t bl = strlen(b);
     if (bl > SRV_MP_MAX_BOUNDARY)
-        return dfd_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
+        return srv_fail(err, DFD_E_ARG, "multipart boundary is longer than the %d characters RFC 2046 allows",
                         SRV_MP_MAX_BOUNDARY);
-    if (bl == 0) return dfd_fail(err, DFD_E_ARG, "multipart boundary is empty");
+    if (bl == 0) return srv_fail(err, DFD_E_ARG, "multipart boundary is empty");
     for (size_t i = 0; i < bl; i++)
         if (!bchar_ok((unsigned char)b[i]))
-            return dfd_fail(err, DFD_E_ARG, "multipart boundary has a character RFC 2046 does not allow");
+            return srv_fail(err, DFD_E_ARG, "multipart boundary has a character RFC 2046 does not allow");
     memcpy(m->delim, "\r\n--", 4);
     memcpy(m->delim + 4, b, bl);
     m->dlen = bl + 4;
@@ -110,7 +110,7 @@ int srv_multipart_init(srv_multipart *m, const char *content_type, dfd_error *er
      * dlen inclusive (fail has SRV_MP_MAX_BOUNDARY + 5 entries for dlen + 1 <= that). */
     _Static_assert(sizeof m->fail / sizeof m->fail[0] >= sizeof m->delim + 1, "fail[] needs dlen + 1 entries");
     if (m->dlen + 1 > sizeof m->fail / sizeof m->fail[0])
-        return dfd_fail(err, DFD_E_INTERNAL, "multipart delimiter of %zu bytes does not fit", m->dlen);
+        return srv_fail(err, DFD_E_INTERNAL, "multipart delimiter of %zu bytes does not fit", m->dlen);
     m->fail[0] = 0;
     if (m->dlen > 1) m->fail[1] = 0;
     size_t k = 0;
@@ -196,16 +196,16 @@ static int parse_headers(srv_multipart *m, dfd_error *err) {
         if (*line) {
             char *colon = strchr(line, ':');
             if (!colon || colon == line)
-                return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: a part header line has no name");
+                return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: a part header line has no name");
             *colon = 0;
             char *val = colon + 1;
             while (*val == ' ' || *val == '\t') val++;
             if (strcasecmp(line, "Content-Disposition") == 0) {
                 if (strncasecmp(val, "form-data", 9) != 0)
-                    return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: Content-Disposition is not form-data");
+                    return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: Content-Disposition is not form-data");
                 char name[64];
                 int r = header_param(val, "name", name, sizeof name);
-                if (r < 0) return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: bad 'name' in Content-Disposition");
+                if (r < 0) return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: bad 'name' in Content-Disposition");
                 if (r == 1 && strcmp(name, "file") == 0) is_file = 1;
                 char fn[1024];
                 if (header_param(val, "filename", fn, sizeof fn) == 1) sanitize_copy(fname, sizeof fname, fn, 1);
@@ -229,7 +229,7 @@ int srv_multipart_feed(srv_multipart *m, const void *data, size_t len, srv_mp_si
                        dfd_error *err) {
     const unsigned char *p = data;
     size_t i = 0;
-    if (m->state == MP_FAILED) return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body");
+    if (m->state == MP_FAILED) return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body");
     while (i < len) {
         switch (m->state) {
         case MP_PREAMBLE:
@@ -239,7 +239,7 @@ int srv_multipart_feed(srv_multipart *m, const void *data, size_t len, srv_mp_si
             int r = scan(m, p + i, len - i, &used, emit, sink, user);
             if (r < 0) {
                 m->state = MP_FAILED;
-                return dfd_fail(err, DFD_E_IO, "could not store the uploaded file");
+                return srv_fail(err, DFD_E_IO, "could not store the uploaded file");
             }
             i += used;
             if (r == 1) {
@@ -257,18 +257,18 @@ int srv_multipart_feed(srv_multipart *m, const void *data, size_t len, srv_mp_si
                 else if (c == '\r') m->after = AFTER_CR;
                 else if (c != ' ' && c != '\t') {
                     m->state = MP_FAILED;
-                    return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: unexpected byte after a boundary");
+                    return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: unexpected byte after a boundary");
                 }
             } else if (m->after == AFTER_DASH) {
                 if (c != '-') {
                     m->state = MP_FAILED;
-                    return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: unexpected byte after a boundary");
+                    return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: unexpected byte after a boundary");
                 }
                 m->state = MP_EPILOGUE;
             } else {
                 if (c != '\n') {
                     m->state = MP_FAILED;
-                    return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: boundary line not ended by CRLF");
+                    return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: boundary line not ended by CRLF");
                 }
                 m->state = MP_HEADERS;
                 m->hlen = 0;
@@ -279,12 +279,12 @@ int srv_multipart_feed(srv_multipart *m, const void *data, size_t len, srv_mp_si
             unsigned char c = p[i++];
             if (m->hlen + 1 >= sizeof m->hdr) {
                 m->state = MP_FAILED;
-                return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: part headers over %d bytes",
+                return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: part headers over %d bytes",
                                 SRV_MP_MAX_HEADERS);
             }
             if (c == 0) {
                 m->state = MP_FAILED;
-                return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: NUL byte in part headers");
+                return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: NUL byte in part headers");
             }
             m->hdr[m->hlen++] = (char)c;
             m->hdr[m->hlen] = 0;
@@ -305,21 +305,21 @@ int srv_multipart_feed(srv_multipart *m, const void *data, size_t len, srv_mp_si
             i = len; /* anything after the closing delimiter is ignored */
             break;
         default:
-            return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body");
+            return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body");
         }
     }
     return DFD_OK;
 }
 
 int srv_multipart_finish(srv_multipart *m, dfd_error *err) {
-    if (m->state == MP_FAILED) return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body");
+    if (m->state == MP_FAILED) return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body");
     if (m->state == MP_EPILOGUE) {
-        if (!m->have_file) return dfd_fail(err, DFD_E_ARG, "multipart body has no field named 'file'");
+        if (!m->have_file) return srv_fail(err, DFD_E_ARG, "multipart body has no field named 'file'");
         return DFD_OK;
     }
     if (m->state == MP_PREAMBLE)
-        return dfd_fail(err, DFD_E_CORRUPT, "malformed multipart body: the boundary from Content-Type never appears");
+        return srv_fail(err, DFD_E_CORRUPT, "malformed multipart body: the boundary from Content-Type never appears");
     if (m->have_file && !m->file_done)
-        return dfd_fail(err, DFD_E_CORRUPT, "multipart body is truncated: it ends inside the field 'file'");
-    return dfd_fail(err, DFD_E_CORRUPT, "multipart body is truncated: no closing boundary");
+        return srv_fail(err, DFD_E_CORRUPT, "multipart body is truncated: it ends inside the field 'file'");
+    return srv_fail(err, DFD_E_CORRUPT, "multipart body is truncated: no closing boundary");
 }

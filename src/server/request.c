@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "server.h"
 
 enum srv_route srv_route_of(const char *path, const char **name) {
     static const struct {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "dfd/server.h"
-#include "server/server.h"
+#include "server.h"
 
 void dfd_serve_options_default(dfd_serve_options *o) {
     memset(o, 0, sizeof *o);
@@ -27,14 +27,14 @@ void dfd_serve_options_default(dfd_serve_options *o) {
 }
 
 int dfd_serve(const dfd_serve_options *o, int stop_fd, dfd_error *err) {
-    if (!o) return dfd_fail(err, DFD_E_ARG, "dfd_serve: no options");
+    if (!o) return srv_fail(err, DFD_E_ARG, "dfd_serve: no options");
     if (o->max_held_bytes && o->max_held_bytes < o->max_upload_bytes)
-        return dfd_fail(err, DFD_E_ARG, "the upload bytes held at once (%llu MiB) are fewer than one upload may have (%llu MiB)",
+        return srv_fail(err, DFD_E_ARG, "the upload bytes held at once (%llu MiB) are fewer than one upload may have (%llu MiB)",
                         (unsigned long long)(o->max_held_bytes >> 20), (unsigned long long)(o->max_upload_bytes >> 20));
     if (o->workers > 0 && o->threads > 0 && o->workers > o->threads)
-        return dfd_fail(err, DFD_E_ARG, "more workers (%d) than threads (%d)", o->workers, o->threads);
+        return srv_fail(err, DFD_E_ARG, "more workers (%d) than threads (%d)", o->workers, o->threads);
     if (o->analysis.synthetic_model && o->analysis.no_synthetic)
-        return dfd_fail(err, DFD_E_ARG, "a synthetic-face model is named and no_synthetic is set");
+        return srv_fail(err, DFD_E_ARG, "a synthetic-face model is named and no_synthetic is set");
     dfd_server_config c;
     dfd_server_config_default(&c);
     c.host = o->host;
@@ -74,9 +74,9 @@ void dfd_worker_options_default(dfd_worker_options *o) {
 }
 
 int dfd_worker(const dfd_worker_options *o, int stop_fd, dfd_error *err) {
-    if (!o || !o->broker_url) return dfd_fail(err, DFD_E_ARG, "dfd_worker: no broker URL");
+    if (!o || !o->broker_url) return srv_fail(err, DFD_E_ARG, "dfd_worker: no broker URL");
     if (o->analysis.synthetic_model && o->analysis.no_synthetic)
-        return dfd_fail(err, DFD_E_ARG, "a synthetic-face model is named and no_synthetic is set");
+        return srv_fail(err, DFD_E_ARG, "a synthetic-face model is named and no_synthetic is set");
     dfd_worker_config c;
     dfd_worker_config_default(&c);
     c.broker_url = o->broker_url;

@@ -21,8 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/core.h"
-#include "detect/detect.h"
+/* A client of the public API only (docs/architecture.md): its own helpers are srv_util.h. */
+#include "dfd/dfd.h"
+#include "srv_util.h"
 
 /* ---- The analysis, as the server sees it --------------------------------------- */
 

@@ -26,10 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 
-#include "server/broker.h"
-#include "server/server.h"
+#include "broker.h"
+#include "server.h"
 
 typedef struct wrk {
     dfd_worker_config cfg;
@@ -87,10 +86,10 @@ static void *keeper_main(void *arg) {
     if (lease_ms < 20) lease_ms = 20;
     double next_beat = 0, next_lease = 0;
     while (!atomic_load(&w->quit)) {
-        double now = dfd_now_ms();
+        double now = srv_now_ms();
         dfd_error e;
         if (now >= next_beat) {
-            dfd_error_clear(&e);
+            srv_error_clear(&e);
             srv_broker_heartbeat(w->keeper, w->name, &e); /* a failure is logged by the broker */
             next_beat = now + w->cfg.heartbeat_s * 1000.0;
         }
@@ -101,7 +100,7 @@ static void *keeper_main(void *arg) {
             pthread_mutex_unlock(&w->mu);
             if (has) {
                 int cancel = 0, lost = 0;
-                dfd_error_clear(&e);
+                srv_error_clear(&e);
                 if (srv_broker_lease(w->keeper, &t, w->name, atomic_load(&w->progress), &cancel, &lost, &e) == DFD_OK) {
                     pthread_mutex_lock(&w->mu);
                     if (w->has_task && strcmp(w->task.entry, t.entry) == 0) {
@@ -133,7 +132,7 @@ static int store_end(wrk *w, const srv_broker_task *t, const srv_broker_end *end
     for (;;) {
         int written = 0;
         dfd_error e;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_finish(w->main, t, end, &written, &e) == DFD_OK) return written;
         if (e.code != DFD_E_IO) {
             wlog(w, "worker %s: job %s: cannot store the end: %s", w->name, t->id, e.message);
@@ -147,7 +146,7 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
     const dfd_server_analyzer *a = w->cfg.analyzer;
     srv_broker_start_info info;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     if (srv_broker_start(w->main, t, w->name, w->cfg.max_attempts, &info, &e) != DFD_OK) {
         wlog(w, "worker %s: job %s: cannot start it: %s", w->name, t->id, e.message);
         return; /* left pending: claimed again after the visibility timeout */
@@ -162,7 +161,7 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
         }
         return;
     }
-    double t0 = dfd_now_ms();
+    double t0 = srv_now_ms();
     srv_broker_end end = {.state = SRV_JOB_FAILED, .status = DFD_E_INTERNAL, .p_fake = NAN, .verdict = DFD_VERDICT_ERROR};
     char msg[600] = "";
     char *result_json = NULL;
@@ -178,23 +177,21 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
     pthread_mutex_unlock(&w->mu);
     int rc;
     if (fd < 0) {
-        rc = dfd_fail(&e, DFD_E_IO, "the worker cannot create a temporary file: %s", strerror(errno));
+        rc = srv_fail(&e, DFD_E_IO, "the worker cannot create a temporary file: %s", strerror(errno));
     } else {
         rc = srv_broker_fetch_upload(w->main, t->id, info.spooled, w->cfg.spool_dir, w->cfg.max_upload_bytes, fd, &e);
-        if (close(fd) != 0 && rc == DFD_OK) rc = dfd_fail(&e, DFD_E_IO, "cannot write a temporary file");
+        if (close(fd) != 0 && rc == DFD_OK) rc = srv_fail(&e, DFD_E_IO, "cannot write a temporary file");
     }
     if (rc == DFD_OK) {
         dfd_result *res = NULL;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (a->set_explain) a->set_explain(a->cls, state, info.explain);
         rc = a->analyze(a->cls, state, path, info.name, on_progress, w, &res, &e);
-        if (rc != DFD_OK && !e.message[0]) dfd_fail(&e, rc, "%s", dfd_strerror(rc));
+        if (rc != DFD_OK && !e.message[0]) srv_fail(&e, rc, "%s", dfd_strerror(rc));
         /* As jobs.c: a cancelled analysis is a result with status DFD_E_CANCELLED. */
         if (rc == DFD_OK && res && dfd_result_status(res) == DFD_E_CANCELLED) rc = DFD_E_CANCELLED;
         if (rc == DFD_OK && res) {
-            json_t *el = dfd_result_to_json(res);
-            result_json = el ? json_dumps(el, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-            json_decref(el);
+            result_json = dfd_result_json(res); /* compact, as the server stores it */
             if (result_json) {
                 end.state = SRV_JOB_DONE;
                 end.status = dfd_result_status(res);
@@ -220,12 +217,12 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
     pthread_mutex_unlock(&w->mu);
     int lost = atomic_load(&w->lost), aborted = atomic_load(&w->stops) >= 2 && end.state == SRV_JOB_CANCELLED &&
                                                   !atomic_load(&w->cancel);
-    double ms = dfd_now_ms() - t0;
+    double ms = srv_now_ms() - t0;
     if (lost || aborted) {
         /* Not ours to end: another worker has it, or we stop and leave it to another. */
         wlog(w, "worker %s: job %s attempt %d %s after %.0f ms", w->name, t->id, info.attempts,
              lost ? "lost to another worker" : "abandoned (stopping)", ms);
-        free(result_json);
+        dfd_free(result_json);
         return;
     }
     end.error = msg[0] ? msg : NULL;
@@ -239,7 +236,7 @@ static void run_task(wrk *w, const srv_broker_task *t, void *state) {
     wlog(w, "worker %s: job %s attempt %d %s in %.0f ms%s", w->name, t->id, info.attempts,
          srv_job_state_name(end.state), ms, written ? "" : " (not stored: it had ended already)");
     if (end.state == SRV_JOB_FAILED) wlog(w, "worker %s: job %s failed: %s", w->name, t->id, msg);
-    free(result_json);
+    dfd_free(result_json);
 }
 
 static void remove_dir(const char *dir) {
@@ -248,12 +245,12 @@ static void remove_dir(const char *dir) {
 
 int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err) {
     if (!cfg || !cfg->analyzer || !cfg->analyzer->analyze || !cfg->analyzer->worker_create)
-        return dfd_fail(err, DFD_E_ARG, "worker needs an analyzer");
-    if (!cfg->broker_url) return dfd_fail(err, DFD_E_ARG, "worker needs --broker redis://HOST:PORT");
+        return srv_fail(err, DFD_E_ARG, "worker needs an analyzer");
+    if (!cfg->broker_url) return srv_fail(err, DFD_E_ARG, "worker needs --broker redis://HOST:PORT");
     if (!(cfg->visibility_timeout_s > 0) || cfg->max_attempts < 1)
-        return dfd_fail(err, DFD_E_ARG, "the visibility timeout must be > 0 and the attempts >= 1");
+        return srv_fail(err, DFD_E_ARG, "the visibility timeout must be > 0 and the attempts >= 1");
     wrk *w = calloc(1, sizeof *w);
-    if (!w) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    if (!w) return srv_fail(err, DFD_E_NOMEM, "out of memory");
     w->cfg = *cfg;
     w->stop_fd = stop_fd;
     if (w->cfg.heartbeat_s <= 0) w->cfg.heartbeat_s = 2;
@@ -281,7 +278,7 @@ int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err) {
     if (!parent || !*parent) parent = "/tmp";
     snprintf(w->tmpdir, sizeof w->tmpdir, "%s/dfd-worker-XXXXXX", parent);
     if (!mkdtemp(w->tmpdir)) {
-        rc = dfd_fail(err, DFD_E_IO, "cannot create a private folder in '%s': %s", parent, strerror(errno));
+        rc = srv_fail(err, DFD_E_IO, "cannot create a private folder in '%s': %s", parent, strerror(errno));
         w->tmpdir[0] = 0;
         goto out;
     }
@@ -289,16 +286,16 @@ int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err) {
     if ((rc = srv_broker_open(cfg->broker_url, 5, &w->keeper, err)) != DFD_OK) goto out;
     const dfd_server_analyzer *a = cfg->analyzer;
     if ((rc = a->worker_create(a->cls, 0, cfg->threads > 0 ? cfg->threads : 1, &state, err)) != DFD_OK) {
-        if (!err->message[0]) dfd_fail(err, rc, "cannot load the models");
+        if (!err->message[0]) srv_fail(err, rc, "cannot load the models");
         goto out;
     }
     loaded = 1;
     dfd_error e;
-    dfd_error_clear(&e);
+    srv_error_clear(&e);
     if (srv_broker_ping(w->main, &e) != DFD_OK)
         dfd_log(DFD_LOG_WARN, "worker %s: %s; waiting for it", w->name, e.message);
     if (pthread_create(&keeper, NULL, keeper_main, w) != 0) {
-        rc = dfd_fail(err, DFD_E_INTERNAL, "cannot start a thread");
+        rc = srv_fail(err, DFD_E_INTERNAL, "cannot start a thread");
         goto out;
     }
     keeper_started = 1;
@@ -307,7 +304,7 @@ int dfd_worker_run(const dfd_worker_config *cfg, int stop_fd, dfd_error *err) {
     while (poll_stop(w, 0) == 0) {
         srv_broker_task t;
         int got = 0;
-        dfd_error_clear(&e);
+        srv_error_clear(&e);
         if (srv_broker_take(w->main, w->name, cfg->visibility_timeout_s, 1000, cursor, &t, &got, &e) != DFD_OK) {
             if (e.code != DFD_E_IO) wlog(w, "worker %s: %s", w->name, e.message);
             poll_stop(w, 1000); /* Redis away: try again in a second */

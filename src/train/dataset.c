@@ -419,8 +419,8 @@ static int open_generic(dfd_dataset *d, dfd_error *err) {
             const char *slash = strchr(files.v[i], '/');
             if (slash) snprintf(group, sizeof group, "%.*s", (int)(slash - files.v[i]), files.v[i]);
             else snprintf(group, sizeof group, "%s", files.v[i]);
-            snprintf(rel, sizeof rel, "%s/%s", cls[label], files.v[i]);
-            rc = add_rel(d, rel, label, group, err);
+            rc = dfd_path_join(rel, sizeof rel, cls[label], files.v[i], err);
+            if (!rc) rc = add_rel(d, rel, label, group, err);
         }
         strlist_free(&files);
         if (rc) return rc;
@@ -455,8 +455,8 @@ static int open_celebdf(dfd_dataset *d, dfd_error *err) {
                 size_t n = strcspn(st, "_"); /* "id3" of id3_0001 or id3_id5_0001 */
                 snprintf(group, sizeof group, "celeb/%.*s", (int)n, st);
             }
-            snprintf(rel, sizeof rel, "%s/%s", dirs[k], files.v[i]);
-            rc = add_rel(d, rel, labels[k], group, err);
+            rc = dfd_path_join(rel, sizeof rel, dirs[k], files.v[i], err);
+            if (!rc) rc = add_rel(d, rel, labels[k], group, err);
         }
         strlist_free(&files);
         if (rc) return rc;
@@ -562,7 +562,7 @@ static int open_ffpp(dfd_dataset *d, dfd_error *err) {
                 free(vdir);
                 for (size_t i = 0; i < files.n && !rc; i++) {
                     char rel[2048];
-                    snprintf(rel, sizeof rel, "%s/%s", sub, files.v[i]);
+                    if ((rc = dfd_path_join(rel, sizeof rel, sub, files.v[i], err))) break;
                     if (strlist_push(&rels, xstrdup(rel))) rc = dfd_fail(err, DFD_E_NOMEM, "no memory");
                     int *nl = realloc(labels, (nlab + 1) * sizeof *nl);
                     if (!nl) rc = dfd_fail(err, DFD_E_NOMEM, "no memory");
@@ -653,7 +653,7 @@ static int open_dfdc(dfd_dataset *d, dfd_error *err) {
                 break;
             }
             char rel[1024], group[600];
-            snprintf(rel, sizeof rel, "%s/%s", parts.v[p], keys.v[k]);
+            if ((rc = dfd_path_join(rel, sizeof rel, parts.v[p], keys.v[k], err))) break;
             snprintf(group, sizeof group, "dfdc/%s", label && orig ? orig : keys.v[k]);
             char *full = join(d->root, rel);
             if (!full) rc = dfd_fail(err, DFD_E_NOMEM, "no memory");

@@ -101,7 +101,6 @@ static int mkdir_p(const char *path, dfd_error *err) {
     return DFD_OK;
 }
 
-static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
 /* checkpoint.safetensors -> checkpoint.state.safetensors */
 static void state_path_for(const char *ckpt, char *buf, size_t cap) {
@@ -123,8 +122,8 @@ static int cmp_size(const void *a, const void *b) {
 static void data_contract(const char *dir, int size, dfd_crop_contract *c) {
     dfd_crop_contract_default(c, size);
     char p[1024];
-    path_in(p, sizeof p, dir, "prepare.json");
-    json_t *j = json_load_file(p, 0, NULL);
+    /* A folder whose path does not fit has no prepare.json dfd can open either. */
+    json_t *j = dfd_path_join(p, sizeof p, dir, "prepare.json", NULL) == DFD_OK ? json_load_file(p, 0, NULL) : NULL;
     json_t *cj = j ? json_object_get(j, "contract") : NULL;
     char *text = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
     if (!text || dfd_crop_contract_from_json(text, c, NULL) != DFD_OK) {
@@ -476,10 +475,10 @@ static int write_history(run *r, dfd_error *err) {
                 h->images_per_s, h->feed_wait_s, h->feed_cpu_s);
     }
     fclose(f);
-    path_in(p, sizeof p, r->o->out, "history.csv");
-    int rc = dfd_write_file_atomic(p, buf, len, err);
+    int rc = dfd_path_join(p, sizeof p, r->o->out, "history.csv", err);
+    if (!rc) rc = dfd_write_file_atomic(p, buf, len, err);
     free(buf);
-    path_in(p, sizeof p, r->o->out, "history.png");
+    if (!rc) rc = dfd_path_join(p, sizeof p, r->o->out, "history.png", err);
     if (!rc && (rc = dfd_plot_history(p, r->hist, r->n_hist, err)) == DFD_E_UNSUPPORTED) {
         dfd_log(DFD_LOG_INFO, "%s: history.png not written", err ? err->message : "no plots");
         rc = DFD_OK; /* the CSV has it all; the plot is a convenience */
@@ -746,7 +745,8 @@ static int fill_caches(run *r, dfd_error *err) {
 static int find_landmarks(run *r, dfd_error *err) {
     const dfd_train_opts *o = r->o;
     char path[1100];
-    path_in(path, sizeof path, o->out, "landmarks.txt");
+    int jrc = dfd_path_join(path, sizeof path, o->out, "landmarks.txt", err);
+    if (jrc) return jrc;
     struct stat st;
     double t0 = dfd_now_ms();
     if (stat(path, &st) == 0) {
@@ -806,10 +806,10 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     nn_optim *opt = NULL;
     snapshot best = {0};
     char ckpt[1100], state_path[1100], best_path[1100];
-    path_in(ckpt, sizeof ckpt, o->out, "checkpoint.safetensors");
-    path_in(state_path, sizeof state_path, o->out, "checkpoint.state.safetensors");
-    path_in(best_path, sizeof best_path, o->out, "best.safetensors");
-
+    if ((rc = dfd_path_join(ckpt, sizeof ckpt, o->out, "checkpoint.safetensors", err)) ||
+        (rc = dfd_path_join(state_path, sizeof state_path, o->out, "checkpoint.state.safetensors", err)) ||
+        (rc = dfd_path_join(best_path, sizeof best_path, o->out, "best.safetensors", err)))
+        goto done;
     if ((rc = open_data(r, err))) goto done;
     if ((rc = describe_data(r, s))) {
         rc = dfd_fail(err, rc, "no memory");

@@ -217,9 +217,10 @@ static int write_crop(job *j, const dfd_image *img, const dfd_face *f, const dfd
                       FILE *rows, dfd_error *err) {
     char rel[1024], full[2048];
     crop_name(it, track, frame, rel, sizeof rel);
-    snprintf(full, sizeof full, "%s/%s", j->o->out, rel);
+    int rc = dfd_path_join(full, sizeof full, j->o->out, rel, err);
+    if (rc) return rc;
     dfd_image crop;
-    int rc = dfd_face_crop(img, f, &j->contract, &crop, err);
+    rc = dfd_face_crop(img, f, &j->contract, &crop, err);
     if (!rc) rc = dfd_jpeg_write_file(&crop, j->o->quality, full, err);
     dfd_image_free(&crop);
     if (rc) return rc;
@@ -428,14 +429,14 @@ static int write_outputs(job *j, dfd_error *err) {
     for (size_t i = 0; i < j->n_rows && !rc; i++) {
         const row *r = &j->rows[i];
         const dfd_item *it = &j->d->items[r->item];
-        snprintf(p, sizeof p, "%s/%s", o->out, r->crop);
-        rc = dfd_dataset_add(m, p, it->label, it->group, r->source, r->frame, r->box, it->split, err);
+        rc = dfd_path_join(p, sizeof p, o->out, r->crop, err);
+        if (!rc) rc = dfd_dataset_add(m, p, it->label, it->group, r->source, r->frame, r->box, it->split, err);
         crops++;
         if (i == 0 || strcmp(r->source, j->rows[i - 1].source) != 0) seqs++;
     }
     j->s->crops = crops;
     j->s->sequences = o->sequences ? seqs : 0;
-    snprintf(p, sizeof p, "%s/manifest.csv", o->out);
+    if (!rc) rc = dfd_path_join(p, sizeof p, o->out, "manifest.csv", err);
     if (!rc) rc = dfd_dataset_write_manifest(m, p, err);
     dfd_dataset_free(m);
     if (rc) return rc;
