@@ -129,6 +129,37 @@ static void atomic_write_uses_a_private_temp_file(void **state) {
     free(dir);
 }
 
+/* dfd_grow: room for `need`, doubling from `first`, contents kept; refusals (an int
+ * capacity past INT_MAX, bytes past SIZE_MAX, a bad request) leave the array and its
+ * capacity as they were. */
+static void grow_keeps_contents_and_refuses_overflow(void **state) {
+    (void)state;
+    int *a = NULL, cap = 0;
+    for (int i = 0; i < 1000; i++) {
+        int *na = dfd_grow(a, &cap, i + 1, sizeof *a, 16);
+        assert_non_null(na);
+        a = na;
+        a[i] = i * 7;
+        assert_true(cap >= i + 1);
+    }
+    assert_int_equal(cap, 1024); /* 16, 32, ..., 1024: doubling */
+    for (int i = 0; i < 1000; i++) assert_int_equal(a[i], i * 7);
+    assert_ptr_equal(dfd_grow(a, &cap, 10, sizeof *a, 16), a); /* room already */
+    assert_int_equal(cap, 1024);
+    int before = cap;
+    assert_null(dfd_grow(a, &cap, -1, sizeof *a, 16));
+    assert_null(dfd_grow(a, &cap, 2000, SIZE_MAX / 1500, 16)); /* bytes would overflow */
+    assert_null(dfd_grow(a, &cap, 2000, sizeof *a, 0));
+    assert_int_equal(cap, before);
+    assert_int_equal(a[999], 999 * 7); /* still the caller's */
+    free(a);
+    int *b = NULL, bc = 0;
+    b = dfd_grow(b, &bc, 40, sizeof *b, 16); /* one jump past several doublings */
+    assert_non_null(b);
+    assert_int_equal(bc, 64);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_status_has_a_distinct_message),
@@ -136,6 +167,7 @@ int main(void) {
         cmocka_unit_test(size_arithmetic_detects_overflow),
         cmocka_unit_test(read_file_enforces_cap_and_reports_missing),
         cmocka_unit_test(atomic_write_uses_a_private_temp_file),
+        cmocka_unit_test(grow_keeps_contents_and_refuses_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

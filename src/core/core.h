@@ -78,6 +78,17 @@ float dfd_f16_to_f32(uint16_t h);
  * +inf and the result 0, its limit). */
 static inline double dfd_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
+/* The growable array of the library: room in arr (elements of elem bytes, *cap of them
+ * allocated; NULL with *cap 0 when empty) for at least `need` elements. The capacity at
+ * least doubles (from `first` for an empty array), so appending one at a time costs O(1)
+ * amortised. Returns the array, moved or not, with *cap updated; NULL when the sizes would
+ * overflow (an int capacity, or bytes past SIZE_MAX) or memory is short, arr then still
+ * valid, still the caller's, and *cap unchanged. Usage:
+ *     T *np = dfd_grow(a->v, &a->cap, a->n + 1, sizeof *np, 16);
+ *     if (!np) return <out of memory>;
+ *     a->v = np; */
+void *dfd_grow(void *arr, int *cap, int need, size_t elem, int first);
+
 /* Writes dir + "/" + name into buf (no doubled '/'); DFD_E_ARG, naming both, when it does
  * not fit in cap bytes: paths are never silently cut short. */
 int dfd_path_join(char *buf, size_t cap, const char *dir, const char *name, dfd_error *err);

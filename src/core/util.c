@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,6 +53,19 @@ void *dfd_malloc_array(size_t n, size_t size) {
     size_t total;
     if (dfd_mul_size(n, size, &total)) return NULL;
     return malloc(total ? total : 1);
+}
+
+void *dfd_grow(void *arr, int *cap, int need, size_t elem, int first) {
+    if (need < 0 || first < 1) return NULL;
+    if (need <= *cap && arr) return arr;
+    int ncap = *cap > 0 ? *cap : first;
+    while (ncap < need) ncap = ncap <= INT_MAX / 2 ? ncap * 2 : INT_MAX;
+    size_t bytes;
+    if (dfd_mul_size((size_t)ncap, elem, &bytes)) return NULL;
+    void *p = realloc(arr, bytes ? bytes : 1);
+    if (!p) return NULL;
+    *cap = ncap;
+    return p;
 }
 
 void *dfd_calloc_array(size_t n, size_t size) {

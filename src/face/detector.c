@@ -294,13 +294,10 @@ typedef struct facebuf {
 } facebuf;
 
 static int fb_reserve(facebuf *b, int more, dfd_error *err) {
-    if (b->n + more <= b->cap) return DFD_OK;
-    int cap = b->cap ? b->cap : 16;
-    while (cap < b->n + more) cap *= 2;
-    dfd_face *nf = realloc(b->f, (size_t)cap * sizeof *nf);
+    if (more > INT_MAX - b->n) return dfd_fail(err, DFD_E_LIMIT, "too many detections");
+    dfd_face *nf = dfd_grow(b->f, &b->cap, b->n + more, sizeof *nf, 16);
     if (!nf) return dfd_fail(err, DFD_E_NOMEM, "out of memory for detections");
     b->f = nf;
-    b->cap = cap;
     return DFD_OK;
 }
 

@@ -57,13 +57,9 @@ typedef struct trk {
 } trk;
 
 static int trk_push(trk *t, int sample, const dfd_face *f) {
-    if (t->n == t->cap) {
-        int cap = t->cap ? 2 * t->cap : 16;
-        dfd_track_point *np = realloc(t->p, (size_t)cap * sizeof *np);
-        if (!np) return -1;
-        t->p = np;
-        t->cap = cap;
-    }
+    dfd_track_point *np = dfd_grow(t->p, &t->cap, t->n + 1, sizeof *np, 16);
+    if (!np) return -1;
+    t->p = np;
     t->p[t->n].sample = sample;
     t->p[t->n].face = *f;
     t->n++;
@@ -162,16 +158,12 @@ int dfd_face_track_link(const dfd_face *const *faces, const int *counts, int n_f
         /* Unmatched detections start tracks. */
         for (int d = 0; d < nd && !rc; d++) {
             if (used_d[d]) continue;
-            if (nt == cap) {
-                int ncap = cap ? 2 * cap : 8;
-                trk *nts = realloc(ts, (size_t)ncap * sizeof *nts);
-                if (!nts) {
-                    rc = dfd_fail(err, DFD_E_NOMEM, "out of memory tracking faces");
-                    break;
-                }
-                ts = nts;
-                cap = ncap;
+            trk *nts = dfd_grow(ts, &cap, nt + 1, sizeof *nts, 8);
+            if (!nts) {
+                rc = dfd_fail(err, DFD_E_NOMEM, "out of memory tracking faces");
+                break;
             }
+            ts = nts;
             memset(&ts[nt], 0, sizeof ts[nt]);
             ts[nt].alive = 1;
             if (trk_push(&ts[nt], f, &faces[f][d])) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");

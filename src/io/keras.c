@@ -270,13 +270,9 @@ static void str_list_free(str_list *l) {
 
 static int str_list_push(str_list *l, const char *s, size_t len, dfd_error *err) {
     if (l->n >= KW_MAX_STRINGS) return dfd_fail(err, DFD_E_LIMIT, "Keras file: over %d names in one list", KW_MAX_STRINGS);
-    if (l->n == l->cap) {
-        int nc = l->cap ? l->cap * 2 : 64;
-        char **ns = realloc(l->s, (size_t)nc * sizeof *ns);
-        if (!ns) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-        l->s = ns;
-        l->cap = nc;
-    }
+    char **ns = dfd_grow(l->s, &l->cap, l->n + 1, sizeof *ns, 64);
+    if (!ns) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    l->s = ns;
     char *c = malloc(len + 1);
     if (!c) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     memcpy(c, s, len);

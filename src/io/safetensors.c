@@ -463,13 +463,9 @@ int dfd_st_writer_add_f32(dfd_st_writer *w, const char *name, int ndim, const in
     if (count && !data) return dfd_fail(err, DFD_E_ARG, "tensor '%s': no data", name);
     for (int i = 0; i < w->n; i++)
         if (strcmp(w->t[i].name, name) == 0) return dfd_fail(err, DFD_E_ARG, "duplicate tensor name '%s'", name);
-    if (w->n == w->cap) {
-        int cap = w->cap ? w->cap * 2 : 64;
-        wtensor *nt = realloc(w->t, (size_t)cap * sizeof *nt);
-        if (!nt) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-        w->t = nt;
-        w->cap = cap;
-    }
+    wtensor *nt = dfd_grow(w->t, &w->cap, w->n + 1, sizeof *nt, 64);
+    if (!nt) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    w->t = nt;
     wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);
@@ -493,16 +489,12 @@ int dfd_st_writer_set_meta(dfd_st_writer *w, const char *key, const char *value,
             w->meta[i].value = v;
             return DFD_OK;
         }
-    if (w->n_meta == w->cap_meta) {
-        int cap = w->cap_meta ? w->cap_meta * 2 : 16;
-        meta_kv *nm = realloc(w->meta, (size_t)cap * sizeof *nm);
-        if (!nm) {
-            free(v);
-            return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-        }
-        w->meta = nm;
-        w->cap_meta = cap;
+    meta_kv *nm = dfd_grow(w->meta, &w->cap_meta, w->n_meta + 1, sizeof *nm, 16);
+    if (!nm) {
+        free(v);
+        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     }
+    w->meta = nm;
     char *k = strdup(key);
     if (!k) {
         free(v);

@@ -133,16 +133,12 @@ int dn_buf_need(dn_priv *d, int id, size_t size, dfd_error *err) {
 }
 
 static int track_mem(dn_plan *pl, dnnl_memory_t m, int buf, dfd_error *err) {
-    if (pl->nmems == pl->capmems) {
-        int cap = pl->capmems ? pl->capmems * 2 : 64;
-        dn_bind *b = realloc(pl->mems, (size_t)cap * sizeof *b);
-        if (!b) {
-            dnnl_memory_destroy(m);
-            return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for a plan");
-        }
-        pl->mems = b;
-        pl->capmems = cap;
+    dn_bind *b = dfd_grow(pl->mems, &pl->capmems, pl->nmems + 1, sizeof *b, 64);
+    if (!b) {
+        dnnl_memory_destroy(m);
+        return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for a plan");
     }
+    pl->mems = b;
     pl->mems[pl->nmems].mem = m;
     pl->mems[pl->nmems].buf = buf;
     pl->nmems++;
@@ -181,16 +177,12 @@ void dn_plan_rebind(dn_priv *d, dn_plan *pl) {
 /* ---- Steps ------------------------------------------------------------------------------- */
 
 static dn_step *new_step(dn_steps *st, dfd_error *err) {
-    if (st->n == st->cap) {
-        int cap = st->cap ? st->cap * 2 : 64;
-        dn_step *v = realloc(st->v, (size_t)cap * sizeof *v);
-        if (!v) {
-            dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for a plan");
-            return NULL;
-        }
-        st->v = v;
-        st->cap = cap;
+    dn_step *v = dfd_grow(st->v, &st->cap, st->n + 1, sizeof *v, 64);
+    if (!v) {
+        dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for a plan");
+        return NULL;
     }
+    st->v = v;
     dn_step *s = &st->v[st->n];
     memset(s, 0, sizeof *s);
     return s;
@@ -323,13 +315,9 @@ int dn_get_weight(dn_priv *d, dn_plan *pl, dn_steps *st, int node, int key, cons
     for (int i = 0; i < dn->nw; i++)
         if (dn->w[i].key == key && dnnl_memory_desc_equal(&dn->w[i].md, want)) w = &dn->w[i];
     if (!w) {
-        if (dn->nw == dn->capw) {
-            int cap = dn->capw ? dn->capw * 2 : 4;
-            dn_wcopy *nw = realloc(dn->w, (size_t)cap * sizeof *nw);
-            if (!nw) return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for weights");
-            dn->w = nw;
-            dn->capw = cap;
-        }
+        dn_wcopy *nw = dfd_grow(dn->w, &dn->capw, dn->nw + 1, sizeof *nw, 4);
+        if (!nw) return dfd_fail(err, DFD_E_NOMEM, "oneDNN backend: no memory for weights");
+        dn->w = nw;
         w = &dn->w[dn->nw];
         memset(w, 0, sizeof *w);
         w->key = key;

@@ -97,14 +97,14 @@ static nn_node *add_node(nn_graph *g, nn_op op, const char *name, int n_in, cons
     for (int i = 0; i < n_in; i++)
         if (!in_node(g, name, ins[i])) return NULL;
     if (g->n_nodes == g->cap_nodes) {
-        int cap = g->cap_nodes ? g->cap_nodes * 2 : 32;
-        nn_node **nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
+        int cn = g->cap_nodes, cl = g->cap_nodes; /* two arrays of one capacity */
+        nn_node **nn = dfd_grow(g->nodes, &cn, g->n_nodes + 1, sizeof *nn, 32);
         if (!nn) return gfail(g, "out of memory adding layer '%s'", disp(name)), NULL;
         g->nodes = nn;
-        int *ls = realloc(g->layer_start, (size_t)cap * sizeof *ls);
+        int *ls = dfd_grow(g->layer_start, &cl, g->n_nodes + 1, sizeof *ls, 32);
         if (!ls) return gfail(g, "out of memory adding layer '%s'", disp(name)), NULL;
         g->layer_start = ls;
-        g->cap_nodes = cap;
+        g->cap_nodes = cn < cl ? cn : cl;
     }
     nn_node *n = calloc(1, sizeof *n);
     if (!n) return gfail(g, "out of memory adding layer '%s'", disp(name)), NULL;
@@ -139,14 +139,14 @@ static int add_param(nn_graph *g, const char *layer, const char *weight, int rol
         if (dfd_mul_size(count, (size_t)shape[i], &count)) return gfail(g, "parameter '%s' is too large", name);
     }
     if (g->n_params == g->cap_params) {
-        int cap = g->cap_params ? g->cap_params * 2 : 32;
-        nn_param **np = realloc(g->params, (size_t)cap * sizeof *np);
+        int cp = g->cap_params, cr = g->cap_params; /* two arrays of one capacity */
+        nn_param **np = dfd_grow(g->params, &cp, g->n_params + 1, sizeof *np, 32);
         if (!np) return gfail(g, "out of memory for parameter '%s'", name);
         g->params = np;
-        uint8_t *nr = realloc(g->param_role, (size_t)cap);
+        uint8_t *nr = dfd_grow(g->param_role, &cr, g->n_params + 1, 1, 32);
         if (!nr) return gfail(g, "out of memory for parameter '%s'", name);
         g->param_role = nr;
-        g->cap_params = cap;
+        g->cap_params = cp < cr ? cp : cr;
     }
     nn_param *p = calloc(1, sizeof *p);
     if (!p) return gfail(g, "out of memory for parameter '%s'", name);
@@ -704,11 +704,9 @@ int nn_mark_output(nn_graph *g, int node) {
     if (g->nodes[node]->batch_mul != 1)
         return gfail(g, "output: node %d is inside a fold_time (unfold it first)", node);
     if (g->n_outputs == g->cap_outputs) {
-        int cap = g->cap_outputs ? g->cap_outputs * 2 : 4;
-        int *o = realloc(g->outputs, (size_t)cap * sizeof *o);
+        int *o = dfd_grow(g->outputs, &g->cap_outputs, g->n_outputs + 1, sizeof *o, 4);
         if (!o) return gfail(g, "out of memory marking an output");
         g->outputs = o;
-        g->cap_outputs = cap;
     }
     g->outputs[g->n_outputs] = node;
     return g->n_outputs++;

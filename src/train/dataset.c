@@ -504,14 +504,14 @@ static int uf_find_or_add(uf *u, const char *s) {
     for (int i = 0; i < u->n; i++)
         if (strcmp(u->name[i], s) == 0) return i;
     if (u->n == u->cap) {
-        int cap = u->cap ? u->cap * 2 : 256;
-        char **nm = realloc(u->name, (size_t)cap * sizeof *nm);
+        int cn = u->cap, cp = u->cap; /* two arrays of one capacity */
+        char **nm = dfd_grow(u->name, &cn, u->n + 1, sizeof *nm, 256);
         if (!nm) return -1;
         u->name = nm;
-        int *p = realloc(u->parent, (size_t)cap * sizeof *p);
+        int *p = dfd_grow(u->parent, &cp, u->n + 1, sizeof *p, 256);
         if (!p) return -1;
         u->parent = p;
-        u->cap = cap;
+        u->cap = cn < cp ? cn : cp;
     }
     if (!(u->name[u->n] = xstrdup(s))) return -1;
     u->parent[u->n] = u->n;

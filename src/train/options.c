@@ -258,12 +258,9 @@ typedef struct owned {
 
 static const char *keep(owned *w, const char *v) {
     if (!v) return NULL;
-    if (w->n == w->cap) {
-        int cap = w->cap ? 2 * w->cap : 16;
-        char **ns = realloc(w->s, (size_t)cap * sizeof *ns);
-        if (!ns) return NULL;
-        w->s = ns, w->cap = cap;
-    }
+    char **ns = dfd_grow(w->s, &w->cap, w->n + 1, sizeof *ns, 16);
+    if (!ns) return NULL;
+    w->s = ns;
     char *c = strdup(v);
     if (c) w->s[w->n++] = c;
     return c;
