@@ -553,6 +553,20 @@ static json_t *job_json(const srv_job_view *v, json_t *element, int attempts, co
     return o;
 }
 
+/* 404 for a job id that is not (or no longer) known: the pool's and the broker's answer. */
+static enum MHD_Result job_gone(request *r, const char *shown) {
+    return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
+                       r->s->cfg.job_ttl_s);
+}
+
+/* The answer to DELETE /v1/jobs/ID once the job was found in state st: a running job is
+ * asked to stop (202), one that was over is deleted (200). */
+static enum MHD_Result cancel_answer(request *r, const char *id, int st, int was_over) {
+    json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "job_id", id, "state", srv_job_state_name((srv_job_state)st),
+                          "cancel_requested", !was_over, "deleted", was_over);
+    return queue_json(r, st == SRV_JOB_RUNNING ? 202 : 200, o);
+}
+
 static enum MHD_Result serve_job_broker(request *r, const char *id, const char *shown, const char *method) {
     server *s = r->s;
     dfd_error e;
@@ -560,19 +574,13 @@ static enum MHD_Result serve_job_broker(request *r, const char *id, const char *
     if (strcmp(method, "DELETE") == 0) {
         int st = -1, was_over = 0;
         if (srv_broker_cancel(s->broker, id, &st, &was_over, &e) != DFD_OK) return queue_busy(r, e.message);
-        if (st < 0)
-            return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
-                               s->cfg.job_ttl_s);
-        json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "job_id", id, "state", srv_job_state_name((srv_job_state)st),
-                              "cancel_requested", !was_over, "deleted", was_over);
-        return queue_json(r, st == SRV_JOB_RUNNING ? 202 : 200, o);
+        return st < 0 ? job_gone(r, shown) : cancel_answer(r, id, st, was_over);
     }
     srv_broker_job j;
     if (srv_broker_get(s->broker, id, &j, &e) != DFD_OK) return queue_busy(r, e.message);
     if (!j.found) {
         srv_broker_job_clear(&j);
-        return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
-                           s->cfg.job_ttl_s);
+        return job_gone(r, shown);
     }
     srv_job_view v;
     memset(&v, 0, sizeof v);
@@ -605,17 +613,10 @@ static enum MHD_Result serve_job(request *r, const char *url, const char *method
     if (strcmp(method, "DELETE") == 0) {
         int was_over = 0;
         int st = srv_pool_cancel(s->pool, id, &was_over);
-        if (st < 0)
-            return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
-                               s->cfg.job_ttl_s);
-        json_t *o = json_pack("{s:s,s:s,s:b,s:b}", "job_id", id, "state", srv_job_state_name((srv_job_state)st),
-                              "cancel_requested", !was_over, "deleted", was_over);
-        return queue_json(r, st == SRV_JOB_RUNNING ? 202 : 200, o);
+        return st < 0 ? job_gone(r, shown) : cancel_answer(r, id, st, was_over);
     }
     srv_job *j = srv_pool_find(s->pool, id);
-    if (!j)
-        return queue_error(r, 404, "no job with id '%s' (unknown, or forgotten %g s after it ended)", shown,
-                           s->cfg.job_ttl_s);
+    if (!j) return job_gone(r, shown);
     srv_job_view v;
     srv_job_get(s->pool, j, &v);
     /* the result is serialised while we hold the reference */
