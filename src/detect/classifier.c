@@ -385,15 +385,21 @@ static void cell_rect(int S, int gy, int gx, int *y0, int *y1, int *x0, int *x1)
     *y0 = gy * S / G, *y1 = (gy + 1) * S / G, *x0 = gx * S / G, *x1 = (gx + 1) * S / G;
 }
 
-/* Sets the network input of the given cells to 0 (the middle of the input range: grey). */
-static void blank_cells(float *in, int S, const unsigned char *cells) {
+/* Sets the network input of the given cells to the same cells of `from` (an S x S x 3
+ * input), or, from NULL, to 0 (the middle of the input range: grey). */
+static void blank_cells(float *in, int S, const unsigned char *cells, const float *from) {
     const int G = DFD_HEAT_GRID;
     for (int gy = 0; gy < G; gy++)
         for (int gx = 0; gx < G; gx++) {
             if (!cells[gy * G + gx]) continue;
             int y0, y1, x0, x1;
             cell_rect(S, gy, gx, &y0, &y1, &x0, &x1);
-            for (int y = y0; y < y1; y++) memset(in + ((size_t)y * S + x0) * 3, 0, (size_t)(x1 - x0) * 3 * sizeof(float));
+            for (int y = y0; y < y1; y++) {
+                float *dst = in + ((size_t)y * S + x0) * 3;
+                size_t bytes = (size_t)(x1 - x0) * 3 * sizeof(float);
+                if (from) memcpy(dst, from + ((size_t)y * S + x0) * 3, bytes);
+                else memset(dst, 0, bytes);
+            }
         }
 }
 
@@ -416,35 +422,19 @@ static void box_pass(const float *src, float *dst, int S, int r, int vertical) {
         }
 }
 
-/* Replaces the given cells of the network input by a blurred copy of it (three box passes
- * each way: close to a Gaussian of sigma ~ 0.8 cell), or, with src, by src's pixels. */
-static int replace_cells(float *in, int S, const unsigned char *cells, const dfd_image *src, dfd_norm norm,
-                         dfd_error *err) {
-    const int G = DFD_HEAT_GRID, r = S / G * 3 / 4 > 1 ? S / G * 3 / 4 : 1;
+/* A blurred copy of an S x S x 3 input into out (three box passes each way: close to a
+ * Gaussian of sigma ~ 0.8 cell). */
+static int blurred_input(const float *in, int S, float *out, dfd_error *err) {
+    const int r = S / DFD_HEAT_GRID * 3 / 4 > 1 ? S / DFD_HEAT_GRID * 3 / 4 : 1;
     const size_t n = (size_t)S * S * 3;
-    float *a = dfd_malloc_array(n, sizeof *a), *b = src ? NULL : dfd_malloc_array(n, sizeof *b);
-    if (!a || (!src && !b)) {
-        free(a), free(b);
-        return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    float *tmp = dfd_malloc_array(n, sizeof *tmp);
+    if (!tmp) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    memcpy(out, in, n * sizeof *out);
+    for (int pass = 0; pass < 3; pass++) {
+        box_pass(out, tmp, S, r, 0);
+        box_pass(tmp, out, S, r, 1);
     }
-    if (src) {
-        dfd_crop_normalize(src, norm, a);
-    } else {
-        memcpy(a, in, n * sizeof *a);
-        for (int pass = 0; pass < 3; pass++) {
-            box_pass(a, b, S, r, 0);
-            box_pass(b, a, S, r, 1);
-        }
-    }
-    for (int gy = 0; gy < G; gy++)
-        for (int gx = 0; gx < G; gx++) {
-            if (!cells[gy * G + gx]) continue;
-            int y0, y1, x0, x1;
-            cell_rect(S, gy, gx, &y0, &y1, &x0, &x1);
-            for (int y = y0; y < y1; y++)
-                memcpy(in + ((size_t)y * S + x0) * 3, a + ((size_t)y * S + x0) * 3, (size_t)(x1 - x0) * 3 * sizeof(float));
-        }
-    free(a), free(b);
+    free(tmp);
     return DFD_OK;
 }
 
@@ -458,11 +448,18 @@ int dfd_classifier_score_blanked(dfd_classifier *c, const dfd_image *crop, const
     if (how == DFD_BLANK_SOURCE && (!src || src->w != S || src->h != S))
         return dfd_fail(err, DFD_E_ARG, "blanking from a source needs a %dx%d source image", S, S);
     dfd_crop_normalize(crop, c->crop.norm, c->input);
-    int rc = DFD_OK;
-    if (cells && how == DFD_BLANK_GREY) blank_cells(c->input, S, cells);
-    if (cells && how == DFD_BLANK_BLUR) rc = replace_cells(c->input, S, cells, NULL, c->crop.norm, err);
-    if (cells && how == DFD_BLANK_SOURCE) rc = replace_cells(c->input, S, cells, src, c->crop.norm, err);
-    if (rc) return rc;
+    if (cells && how == DFD_BLANK_GREY) blank_cells(c->input, S, cells, NULL);
+    if (cells && how != DFD_BLANK_GREY) {
+        /* what shows through the cells: the blurred crop, or the source */
+        float *from = dfd_malloc_array((size_t)S * S * 3, sizeof *from);
+        if (!from) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        int rc = DFD_OK;
+        if (how == DFD_BLANK_BLUR) rc = blurred_input(c->input, S, from, err);
+        else dfd_crop_normalize(src, c->crop.norm, from);
+        if (rc == DFD_OK) blank_cells(c->input, S, cells, from);
+        free(from);
+        if (rc) return rc;
+    }
     return run_batch(c, 1, p_fake, err);
 }
 
@@ -507,7 +504,7 @@ static int explain_occlusion(dfd_classifier *c, const dfd_image *crop, int patch
         for (int k = 0; k < b; k++) {
             patch_cells(start + k, per_row, patch, stride, cells);
             memcpy(c->input + (size_t)k * per, base, per * sizeof(float));
-            blank_cells(c->input + (size_t)k * per, S, cells);
+            blank_cells(c->input + (size_t)k * per, S, cells, NULL);
         }
         rc = run_batch(c, b, p, err);
         for (int k = 0; rc == DFD_OK && k < b; k++) {
