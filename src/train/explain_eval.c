@@ -51,7 +51,7 @@ static int cmp_cell(const void *a, const void *b) {
 }
 
 static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cell_mask, method_stats *st,
-                    double p_fake, int how, const dfd_image *orig, nn_rng *rng, dfd_error *err) {
+                    double p_fake, double p0, int how, const dfd_image *orig, nn_rng *rng, dfd_error *err) {
     float map[DFD_HEAT_CELLS];
     double t0 = dfd_now_ms();
     int rc = DFD_OK;
@@ -93,8 +93,7 @@ static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cel
         order[i] = order[j], order[j] = t;
     }
     for (int i = 0; i < k; i++) rnd[order[i]] = 1;
-    double p0, pt, pr;
-    if ((rc = dfd_classifier_score_blanked(cls, fake, NULL, how, orig, &p0, err))) return rc;
+    double pt, pr;
     if ((rc = dfd_classifier_score_blanked(cls, fake, top, how, orig, &pt, err))) return rc;
     if ((rc = dfd_classifier_score_blanked(cls, fake, rnd, how, orig, &pr, err))) return rc;
     st->drop_top += p0 - pt, st->drop_rand += p0 - pr;
@@ -224,9 +223,13 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
                 cell_mask[gy * G + gx] = (float)(m / ((double)(y1 - y0) * (x1 - x0)) / peak);
                 inside += cell_mask[gy * G + gx] > 0.5f;
             }
-        double p = NAN;
+        /* p: the score the verdict uses (mirror averaged); p0: the deletion check's baseline,
+         * the same single pass it blanks, whatever the method */
+        double p = NAN, p0 = NAN;
         if (rc == DFD_OK) rc = dfd_classifier_score(cls, &crop, 1, 1, &p, err);
-        for (int m = 0; rc == DFD_OK && m < n_methods; m++) rc = eval_one(cls, &crop, cell_mask, &st[m], p, how, &orig, &drng, err);
+        if (rc == DFD_OK) rc = dfd_classifier_score_blanked(cls, &crop, NULL, how, &orig, &p0, err);
+        for (int m = 0; rc == DFD_OK && m < n_methods; m++)
+            rc = eval_one(cls, &crop, cell_mask, &st[m], p, p0, how, &orig, &drng, err);
         dfd_image_free(&crop);
         dfd_image_free(&orig);
         if (rc) {
