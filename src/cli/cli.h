@@ -65,6 +65,8 @@ enum { CLI_O_MODELS = 1000, CLI_O_MIMG, CLI_O_MVID, CLI_O_MSYN, CLI_O_NOSYN, CLI
 int cli_model_opt(const char *cmd, int key, const char *value, dfd_options *o);
 /* After parsing: -1 (a usage error printed) when the model options contradict each other. */
 int cli_model_opts_check(const char *cmd, const dfd_options *o);
+/* --broker URL (serve, worker): 0 with *url set, -1 after a usage error has been printed. */
+int cli_broker_opt(const char *cmd, const char *value, const char **url);
 
 /* Writes a command's help: usage, its options from the table, epilog. */
 void cli_command_help(const cli_command *c, FILE *out);

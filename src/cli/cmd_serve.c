@@ -132,9 +132,7 @@ int cmd_serve(int argc, char **argv) {
             c.min_upload_rate = d * 1024.0;
             break;
         case O_BROKER:
-            if (strncmp(v, "redis://", 8) != 0)
-                return cli_usage_error("serve", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
-            c.broker_url = v;
+            if (cli_broker_opt("serve", v, &c.broker_url)) return DFD_EXIT_USAGE;
             break;
         case O_SPOOL: c.spool_dir = v; break;
         case 'q': quiet = 1; break;

@@ -59,9 +59,7 @@ int cmd_worker(int argc, char **argv) {
     while ((k = cli_next(&p, &v)) > 0) {
         switch (k) {
         case O_BROKER:
-            if (strncmp(v, "redis://", 8) != 0)
-                return cli_usage_error("worker", "--broker must be redis://[user:password@]HOST:PORT[/DB]");
-            c.broker_url = v;
+            if (cli_broker_opt("worker", v, &c.broker_url)) return DFD_EXIT_USAGE;
             break;
         case O_THREADS:
             if (cli_parse_int(v, 1, CLI_THREADS_MAX, &n))

@@ -140,6 +140,13 @@ int cli_model_opt(const char *cmd, int key, const char *value, dfd_options *o) {
     return 0;
 }
 
+int cli_broker_opt(const char *cmd, const char *value, const char **url) {
+    if (strncmp(value, "redis://", 8) != 0)
+        return cli_usage_error(cmd, "--broker must be redis://[user:password@]HOST:PORT[/DB]"), -1;
+    *url = value;
+    return 0;
+}
+
 int cli_model_opts_check(const char *cmd, const dfd_options *o) {
     if (o->synthetic_model && o->no_synthetic)
         return cli_usage_error(cmd, "--model-synthetic and --no-synthetic contradict each other"), -1;
