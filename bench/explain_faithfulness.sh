@@ -5,10 +5,12 @@
 #      of ../shared/data/utkface-real with the shipped model: pointing game, map mass
 #      inside the blended region against chance, and the deletion check by restoring the
 #      real face, for occlusion-fast (the method `dfd scan --explain` uses for the
-#      manipulation detector), Grad-CAM++ (the synthetic detector's) and the two reference
-#      maps drawn from the blend mask;
+#      manipulation detector), Grad-CAM++ (the synthetic detector's), the two reference
+#      maps drawn from the blend mask and the fixed centre cone (ref-centre), on whole-face
+#      elliptical blends and on part blends (a smaller ellipse placed at random: a region
+#      whose place cannot be guessed);
 #   2. the cost: bench/explain_cost.sh, two rounds.
-# About 5 minutes on 2 busy cores.
+# About 8 minutes on 2 busy cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
@@ -18,7 +20,9 @@ DATA=${DFD_SHARED_DATA:-../shared/data}
 [[ -x "$BIN" ]] || { echo "no $BIN: build first" >&2; exit 1; }
 [[ -d "$DATA/utkface-real" ]] || { echo "no research data at $DATA/utkface-real" >&2; exit 1; }
 
-"$BIN" explain-eval -n "$N" --blank original --method occlusion-fast --method gradcam++ --method ref-inside --method ref-edge \
-  "$DATA/utkface-real"
+for mask in ellipse part; do
+  "$BIN" explain-eval -n "$N" --sbi-mask "$mask" --blank original --method occlusion-fast --method gradcam++ \
+    --method ref-inside --method ref-edge --method ref-centre "$DATA/utkface-real"
+done
 
 bench/explain_cost.sh "$BUILD_DIR" 2

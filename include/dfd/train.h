@@ -223,8 +223,11 @@ typedef struct dfd_explain_eval_options {
     const char *model;  /* image model; NULL = the shipped one */
     const char *methods[DFD_EXPLAIN_EVAL_METHODS]; /* "gradcam++" (what dfd_options.explain
                                                     * makes), "gradcam", "gradcam-mid",
-                                                    * "gradxinput", "occlusion"; references drawn
-                                                    * from the blend mask: "ref-inside", "ref-edge" */
+                                                    * "gradxinput", "occlusion", "occlusion-fast";
+                                                    * references drawn from the blend mask:
+                                                    * "ref-inside", "ref-edge"; and "ref-centre", a
+                                                    * fixed cone on the crop's centre (what knowing
+                                                    * nothing but where faces sit scores) */
     int n_methods;      /* 0: gradcam++ alone */
     long fakes;         /* self-blended fakes to make (500) */
     long seed;          /* blend randomness (1) */
@@ -235,6 +238,10 @@ typedef struct dfd_explain_eval_options {
                          * copy of the crop (1), or the real face before blending (2: the
                          * forgery undone there) */
     const char *models_dir; /* where face-landmark.safetensors is (landmarks); NULL = search */
+    int parts;          /* 1 (not with landmarks): blend a part of the face only, an ellipse a
+                         * third to a half of the face's size placed at random on it (a local
+                         * edit, a composite): where the region lies cannot be guessed, as the
+                         * whole-face masks' always-central region can (ref-centre) */
 } dfd_explain_eval_options;
 
 DFD_API void dfd_explain_eval_options_default(dfd_explain_eval_options *o);

@@ -16,14 +16,16 @@ static const cli_opt explain_eval_opts[] = {
     {"model", O_MODEL, "PATH", "image model (default: the shipped one)"},
     {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam++fine, gradcam,\n"
                               "gradcam-mid, "
-                              "gradxinput, occlusion or occlusion-fast (patches on every other\n"
-                              "cell); ref-inside or ref-edge: maps drawn from\n"
-                              "the blend mask (the region, its boundary), for reference;\n"
-                              "up to seven, to compare"},
+                              "gradxinput, occlusion or occlusion-fast (what scan --explain\n"
+                              "makes: one-cell probes every third cell); ref-inside or\n"
+                              "ref-edge: maps drawn from the blend mask (the region, its\n"
+                              "boundary), ref-centre: a fixed cone on the crop's centre, for\n"
+                              "reference; up to seven, to compare"},
     {"fakes", 'n', "N", "fakes to make (default 500)"},
     {"seed", O_SEED, "S", "blend randomness (default 1)"},
-    {"sbi-mask", O_SBI_MASK, "M", "ellipse (default) or landmarks: blend along each face's Face Mesh\n"
-                                  "outline, as train --sbi-mask landmarks does"},
+    {"sbi-mask", O_SBI_MASK, "M", "ellipse (default: the inner face), landmarks (along each face's\n"
+                                  "Face Mesh outline, as train --sbi-mask landmarks does) or part\n"
+                                  "(a smaller ellipse placed at random on the face: a local edit)"},
     {"blank", O_BLANK, "B", "deletion check: hide cells with grey (default), blur (a blurred\n"
                             "copy of the crop) or original (the real face before blending)"},
     {"models", O_MODELS, "DIR", "where face-landmark.safetensors is (default: the built-in search)"},
@@ -63,9 +65,10 @@ int cmd_explain_eval(int argc, char **argv) {
             if (cli_parse_int(val, 0, 1L << 30, &o.seed)) return cli_usage_error("explain-eval", "--seed must be >= 0");
             break;
         case O_SBI_MASK:
-            if (strcmp(val, "ellipse") && strcmp(val, "landmarks"))
-                return cli_usage_error("explain-eval", "--sbi-mask: ellipse or landmarks, not '%s'", val);
+            if (strcmp(val, "ellipse") && strcmp(val, "landmarks") && strcmp(val, "part"))
+                return cli_usage_error("explain-eval", "--sbi-mask: ellipse, landmarks or part, not '%s'", val);
             o.landmarks = !strcmp(val, "landmarks");
+            o.parts = !strcmp(val, "part");
             break;
         case O_BLANK:
             if (!strcmp(val, "grey")) o.blank = 0;
@@ -107,7 +110,7 @@ int cmd_explain_eval(int argc, char **argv) {
            dir, o.seed);
     printf("flagged FAKE at the model's threshold %.4f: %ld (%.1f%%), mean P(fake) %.3f\n", r.threshold, r.flagged,
            100.0 * r.flagged / r.fakes, r.mean_p_fake);
-    printf("blend mask: %s; deletion by %s\n", o.landmarks ? "Face Mesh landmarks" : "ellipse", o.blank == 2 ? "restoring the original" : o.blank == 1 ? "blur" : "grey");
+    printf("blend mask: %s; deletion by %s\n", o.landmarks ? "Face Mesh landmarks" : o.parts ? "part of the face (ellipse placed at random)" : "ellipse", o.blank == 2 ? "restoring the original" : o.blank == 1 ? "blur" : "grey");
     if (o.landmarks) printf("faces skipped, no mesh found in the crop: %ld\n", r.no_mesh);
     printf("blended region (cells with mask > 0.5): %.1f%% of the crop = chance\n\n", 100.0 * r.chance);
     printf("| method | pointing game | (flagged) | mass inside | x chance | (flagged) | P drop, top 20%% | P drop, random 20%% | top > random | ms/face |\n");

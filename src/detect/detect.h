@@ -148,7 +148,8 @@ enum {
                                   * dfd_options.explain makes */
     DFD_EXPLAIN_GRADCAMPP_FINE = 5, /* Grad-CAM++ at twice the resolution, from the crop moved by a
                                      * quarter of a feature cell four ways (four passes) */
-    DFD_EXPLAIN_OCCLUSION_FAST = 6  /* occlusion with the patches every third cell each way (36 passes) */
+    DFD_EXPLAIN_OCCLUSION_FAST = 6  /* occlusion by one-cell probes every third cell each way (36 passes),
+                                     * interpolated between them */
 };
 /* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine",
  * "occlusion-fast"; NULL when unknown */

@@ -32,7 +32,7 @@
 #include "train/train.h"
 
 /* The two reference maps (method ids past the classifier's). */
-enum { REF_INSIDE = 100, REF_EDGE = 101 };
+enum { REF_INSIDE = 100, REF_EDGE = 101, REF_CENTRE = 102 };
 
 typedef struct method_stats {
     int method;
@@ -55,7 +55,13 @@ static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cel
     float map[DFD_HEAT_CELLS];
     double t0 = dfd_now_ms();
     int rc = DFD_OK;
-    if (st->method == REF_INSIDE || st->method == REF_EDGE) {
+    if (st->method == REF_CENTRE) {
+        const int G = DFD_HEAT_GRID;
+        for (int i = 0; i < DFD_HEAT_CELLS; i++) {
+            float dy = (float)(i / G) + 0.5f - G / 2.0f, dx = (float)(i % G) + 0.5f - G / 2.0f;
+            map[i] = 1.0f - sqrtf(dx * dx + dy * dy) / (G * 0.7072f);
+        }
+    } else if (st->method == REF_INSIDE || st->method == REF_EDGE) {
         /* Reference maps drawn from the blend mask itself, not from the model: what a map
          * that knew the forgery would score. The edge map peaks where a cell is half blended. */
         for (int i = 0; i < DFD_HEAT_CELLS; i++) {
@@ -108,12 +114,13 @@ void dfd_explain_eval_options_default(dfd_explain_eval_options *o) {
 }
 
 static const char *method_name(int m) {
-    return m == REF_INSIDE ? "ref-inside" : m == REF_EDGE ? "ref-edge" : dfd_explain_method_name(m);
+    return m == REF_INSIDE ? "ref-inside" : m == REF_EDGE ? "ref-edge" : m == REF_CENTRE ? "ref-centre" : dfd_explain_method_name(m);
 }
 
 static int method_id(const char *name) {
     if (name && !strcmp(name, "ref-inside")) return REF_INSIDE;
     if (name && !strcmp(name, "ref-edge")) return REF_EDGE;
+    if (name && !strcmp(name, "ref-centre")) return REF_CENTRE;
     for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_OCCLUSION_FAST; m++)
         if (name && dfd_explain_method_name(m) && strcmp(name, dfd_explain_method_name(m)) == 0) return m;
     return -1;
@@ -130,14 +137,15 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
         int m = i < DFD_EXPLAIN_EVAL_METHODS ? method_id(o->methods[i]) : -1;
         if (m < 0)
             return dfd_fail(err, DFD_E_ARG,
-                            "--method: gradcam, gradcam++, gradcam++fine, gradcam-mid, gradxinput, occlusion, occlusion-fast, ref-inside or "
-                            "ref-edge, "
+                            "--method: gradcam, gradcam++, gradcam++fine, gradcam-mid, gradxinput, occlusion, occlusion-fast, ref-inside, "
+                            "ref-edge or ref-centre, "
                             "at most %d",
                             DFD_EXPLAIN_EVAL_METHODS);
         st[n_methods++].method = m;
     }
     if (n_methods == 0) st[n_methods++].method = DFD_EXPLAIN_GRADCAMPP; /* what scan --explain makes */
     if (o->fakes < 1) return dfd_fail(err, DFD_E_ARG, "fakes must be at least 1");
+    if (o->parts && o->landmarks) return dfd_fail(err, DFD_E_ARG, "part blends are ellipses: not with landmarks");
     const char *model = o->model;
     char path[DFD_PATH_MAX];
     int rc;
@@ -170,6 +178,8 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     nn_rng rng, drng;
     nn_rng_seed(&rng, (uint64_t)o->seed);
     nn_rng_seed(&drng, (uint64_t)o->seed + 1000);
+    nn_rng prng;
+    nn_rng_seed(&prng, (uint64_t)o->seed + 2000);
     long made = 0, flagged = 0;
     double chance = 0, p_sum = 0;
     dfd_error e;
@@ -203,6 +213,15 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
                 dfd_sbi_points_from_mesh(&mesh, 1.0f, 1.0f, pts);
                 rc = dfd_sbi_landmarks(&crop, &so, (const float(*)[2])pts, &rng, mask, err);
             }
+        } else if (rc == DFD_OK && o->parts) {
+            /* a part of the face: centre uniform over the inner 60% of the face ellipse
+             * (by area), axes 35-55% of the face's (placement draws apart from the blend's) */
+            dfd_sbi_opts po = so;
+            double a = 2 * M_PI * nn_rng_uniform(&prng), r = 0.6 * sqrt(nn_rng_uniform(&prng));
+            float scale = 0.35f + 0.2f * nn_rng_uniform(&prng);
+            po.cx = so.cx + (float)(r * cos(a)) * so.rx, po.cy = so.cy + (float)(r * sin(a)) * so.ry;
+            po.rx = so.rx * scale, po.ry = so.ry * scale;
+            rc = dfd_sbi(&crop, &po, &rng, mask, err);
         } else if (rc == DFD_OK) {
             rc = dfd_sbi(&crop, &so, &rng, mask, err);
         }

@@ -74,6 +74,20 @@ if [[ -d "$DATA/utkface-real" ]]; then
     fail "explain-eval --sbi-mask landmarks: $(cat "$tmp/err")"
   grep -q "^blend mask: Face Mesh landmarks; deletion by restoring the original" "$tmp/eval.txt" &&
     grep -q "^model dfd-image-2, 3 self-blended fakes" "$tmp/eval.txt" || fail "explain-eval landmarks: $(cat "$tmp/eval.txt")"
+  # Part blends: a smaller ellipse placed at random, so the region is a small share of the
+  # crop; the mask's own map always points into it, the fixed centre cone does not.
+  "$BIN" explain-eval -n 12 --model "$M" --sbi-mask part --blank original --method ref-inside --method ref-centre \
+    "$DATA/utkface-real" >"$tmp/eval.txt" 2>"$tmp/err" || fail "explain-eval --sbi-mask part: $(cat "$tmp/err")"
+  python3 - "$tmp/eval.txt" <<'PY' || fail "explain-eval part blends: $(cat "$tmp/eval.txt")"
+import re, sys
+t = open(sys.argv[1]).read()
+assert "blend mask: part of the face" in t
+chance = float(re.search(r"^blended region .*: ([0-9.]+)% of the crop", t, re.M).group(1))
+assert 1 < chance < 25, chance  # whole-face ellipses cover about 39%
+row = lambda m: [c.strip() for c in re.search(r"^\| %s \|.*$" % m, t, re.M).group(0).split("|")[1:-1]]
+assert row("ref-inside")[1] == "100.0%", row("ref-inside")
+assert float(row("ref-centre")[1].rstrip("%")) < 100, row("ref-centre")
+PY
   "$BIN" explain-eval -n 3 --blank pink "$DATA/utkface-real" >/dev/null 2>"$tmp/err"
   [[ $? == 2 ]] && grep -q "grey, blur or original" "$tmp/err" || fail "explain-eval --blank pink: exit 2 with the choices"
 else
