@@ -26,6 +26,8 @@
 #   lm160    lm at 160 px
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
 #            from lm's best weights, since every run above still gained at its last epoch
+#   lmpart   lm + 30% of the self-blends over a part of the face only (--sbi-part 0.3: a
+#            random ellipse cut from the face mask, as a pasted eye, nose or mouth would be)
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -72,6 +74,7 @@ case "$VARIANT" in
                  --jpeg-quality 20:95 --noise 0.2) ;;
   full) ;;
   lm) opts+=(--sbi-mask landmarks) ;;
+  lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;

@@ -240,6 +240,7 @@ void dfd_sbi_opts_default(dfd_sbi_opts *o) {
     o->jitter = 0.08f;
     o->deform = 0.12f;
     o->forehead = 0.5f;
+    o->part = 0;
 }
 
 /* Face-oval landmarks above the eyebrows (the forehead), left out of the eyebrow-topped
@@ -353,6 +354,30 @@ static int landmark_mask(float *m, int w, int h, const float (*pts)[2], const df
     return DFD_OK;
 }
 
+/* Cuts a binary face mask (w x h, 0 or 1) to a part of the face: a random ellipse, its
+ * semi-axes 0.2-0.4 of the face's size (the root of the mask's area) and 0.7-1.4 times that
+ * across, at any angle, centred on a pixel of the mask drawn uniformly. A mask of under 16
+ * pixels is left whole. */
+static void part_of_mask(float *m, int w, int h, nn_rng *r) {
+    size_t n = (size_t)w * h, area = 0;
+    for (size_t i = 0; i < n; i++) area += m[i] > 0;
+    if (area < 16) return;
+    size_t k = (size_t)(nn_rng_next(r) % area), centre = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m[i] > 0 && k-- == 0) {
+            centre = i;
+            break;
+        }
+    float cx = (float)(centre % (size_t)w) + 0.5f, cy = (float)(centre / (size_t)w) + 0.5f;
+    float size = sqrtf((float)area), a = uni(r, 0.2f, 0.4f) * size, b = a * uni(r, 0.7f, 1.4f);
+    float th = uni(r, 0, (float)M_PI), ct = cosf(th), st = sinf(th);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float dx = x + 0.5f - cx, dy = y + 0.5f - cy, u = (dx * ct + dy * st) / a, v = (-dx * st + dy * ct) / b;
+            if (u * u + v * v > 1) m[(size_t)y * w + x] = 0;
+        }
+}
+
 int dfd_sbi(dfd_image *img, const dfd_sbi_opts *o, nn_rng *r, float *mask, dfd_error *err) {
     return dfd_sbi_landmarks(img, o, NULL, r, mask, err);
 }
@@ -402,6 +427,8 @@ int dfd_sbi_landmarks(dfd_image *img, const dfd_sbi_opts *o, const float (*pts)[
             }
         feather = uni(r, 0.02f, 0.07f);
     }
+    /* (no draw at all when part is 0, so the recipes without parts keep their sequences) */
+    if (o->part > 0 && chance(r, o->part)) part_of_mask(m, w, h, r);
     if ((rc = blur_f(m, w, h, 1, feather * side, err))) goto out;
     static const float ratios[6] = {0.25f, 0.5f, 0.75f, 1, 1, 1};
     float ratio = ratios[nn_rng_next(r) % 6];

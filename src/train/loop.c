@@ -647,13 +647,13 @@ static int describe_data(run *r, dfd_train_summary *s) {
     const dfd_train_opts *o = r->o;
     dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
     dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
-    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:s}", "data", o->data, "layout",
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:f,s:s}", "data", o->data, "layout",
                           dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
                           (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
                           (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
                           o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed,
                           "split_seed", (json_int_t)(o->split_seed ? o->split_seed : o->seed), "extra_real", o->extra_real,
-                          "sbi_fraction", (double)o->sbi_fraction, "terms",
+                          "sbi_fraction", (double)o->sbi_fraction, "sbi_part", (double)o->sbi.part, "terms",
                           "research use only, under the terms of the source datasets");
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);

@@ -185,9 +185,16 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
               : IS("width") ? &o->width : IS("dropout") ? &o->dropout : IS("sbi-fraction") ? &o->sbi_fraction
               : IS("rotate") ? &o->aug.rotate : IS("shift") ? &o->aug.shift : IS("scale") ? &o->aug.scale : NULL;
     if (gp) return (rc = number(name, v, 0, 1000, &d, err)) ? rc : (*gp = (float)d, DFD_OK);
+    if (IS("sbi-part")) {
+        if ((rc = number(name, v, 0, 1, &d, err))) return rc;
+        o->sbi.part = (float)d;
+        return DFD_OK;
+    }
     if (IS("sbi-margin")) {
         if ((rc = number(name, v, 0, 1000, &d, err))) return rc;
+        float part = o->sbi.part; /* --sbi-part, given before, stays */
         if (d > 0) dfd_sbi_opts_for_margin(&o->sbi, (float)d, 0);
+        o->sbi.part = part;
         return DFD_OK;
     }
     /* Augmentation probabilities. */

@@ -250,6 +250,10 @@ typedef struct dfd_sbi_opts {
                               for landmark hulls, which need less) */
     float forehead;        /* landmark masks: probability that the hull is the whole face oval
                               (forehead included) rather than stopping at the eyebrows (0.5) */
+    float part;            /* probability that the blend covers only a part of the face: the
+                              face mask cut to a random ellipse (0.2-0.4 of the face's size,
+                              any orientation) centred on a random point of it, as a pasted
+                              eye, nose or mouth would be (0) */
 } dfd_sbi_opts;
 
 /* The landmarks a landmark mask uses, in this order: MediaPipe's face oval
