@@ -2,7 +2,8 @@
  * (and its own inverse), a 180-degree rotation equals two flips, JPEG re-compression
  * changes pixels but keeps the size, hue/saturation keep greys grey, cutout fills its
  * rectangle, noise has its strength, the pipeline is deterministic in its seed, and a
- * self-blended fake differs from its real face only inside its mask. */
+ * self-blended fake differs from its real face only inside its mask; a part blend lies
+ * inside the face's mask, covers a share of it, and moves from seed to seed. */
 #include "testutil.h"
 
 #include <math.h>
@@ -189,6 +190,61 @@ static void sbi_changes_only_inside_its_mask(void **state) {
     free(mask);
 }
 
+/* --sbi-part: with the same seed, a part blend's mask lies inside the whole-face mask
+ * (the draws before the part's are the same; the feather is the same) and covers a
+ * small share of it; its place
+ * varies with the seed (it is not always the face's middle); the same seed gives the same
+ * fake; and part = 0 draws nothing more (the whole-face fake is unchanged). */
+static void sbi_part_is_inside_the_face_and_moves(void **state) {
+    (void)state;
+    const int S = 96;
+    float *whole = malloc(sizeof(float) * S * S), *part = malloc(sizeof(float) * S * S), *again = malloc(sizeof(float) * S * S);
+    double cx_min = S, cx_max = 0, cy_min = S, cy_max = 0;
+    for (int seed = 1; seed <= 12; seed++) {
+        dfd_sbi_opts o;
+        dfd_sbi_opts_default(&o);
+        dfd_image real = pattern(S, S), a, b, c;
+        assert_int_equal(dfd_image_copy(&real, &a, NULL), DFD_OK);
+        assert_int_equal(dfd_image_copy(&real, &b, NULL), DFD_OK);
+        assert_int_equal(dfd_image_copy(&real, &c, NULL), DFD_OK);
+        nn_rng r;
+        nn_rng_seed(&r, (uint64_t)seed);
+        assert_int_equal(dfd_sbi(&a, &o, &r, whole, NULL), DFD_OK);
+        o.part = 1;
+        nn_rng_seed(&r, (uint64_t)seed);
+        assert_int_equal(dfd_sbi(&b, &o, &r, part, NULL), DFD_OK);
+        nn_rng_seed(&r, (uint64_t)seed);
+        assert_int_equal(dfd_sbi(&c, &o, &r, again, NULL), DFD_OK);
+        assert_memory_equal(b.rgb, c.rgb, (size_t)S * S * 3);
+        assert_memory_equal(part, again, sizeof(float) * S * S);
+        double wmax = 0, pmax = 0;
+        for (int i = 0; i < S * S; i++) wmax = fmax(wmax, whole[i]), pmax = fmax(pmax, part[i]);
+        assert_true(wmax > 0 && pmax > 0);
+        long in_whole = 0, in_part = 0;
+        double sx = 0, sy = 0;
+        for (int i = 0; i < S * S; i++) {
+            /* inside the face's mask (the two blend ratios differ: compare to each peak) */
+            if (part[i] > 0.05 * pmax) assert_true(whole[i] > 0.01 * wmax);
+            in_whole += whole[i] > 0.5 * wmax;
+            if (part[i] > 0.5 * pmax) in_part++, sx += i % S, sy += i / S;
+        }
+        assert_true(in_part > 0 && in_part < in_whole * 6 / 10);
+        double cx = sx / in_part, cy = sy / in_part;
+        cx_min = fmin(cx_min, cx), cx_max = fmax(cx_max, cx), cy_min = fmin(cy_min, cy), cy_max = fmax(cy_max, cy);
+        /* part = 0: the whole-face fake again, bit for bit */
+        o.part = 0;
+        dfd_image d;
+        assert_int_equal(dfd_image_copy(&real, &d, NULL), DFD_OK);
+        nn_rng_seed(&r, (uint64_t)seed);
+        assert_int_equal(dfd_sbi(&d, &o, &r, again, NULL), DFD_OK);
+        assert_memory_equal(a.rgb, d.rgb, (size_t)S * S * 3);
+        dfd_image_free(&real), dfd_image_free(&a), dfd_image_free(&b), dfd_image_free(&c), dfd_image_free(&d);
+    }
+    /* the parts' centres spread over the face, both ways */
+    assert_true(cx_max - cx_min > S / 6.0 && cy_max - cy_min > S / 6.0);
+    free(whole), free(part), free(again);
+}
+
 static void preview_grid_png(void **state) {
     (void)state;
     char *dir = tu_mkdtemp(), *p = tu_join(dir, "grid.png");
@@ -213,6 +269,7 @@ int main(void) {
         cmocka_unit_test(color_cutout_and_noise),
         cmocka_unit_test(pipeline_is_deterministic),
         cmocka_unit_test(sbi_changes_only_inside_its_mask),
+        cmocka_unit_test(sbi_part_is_inside_the_face_and_moves),
         cmocka_unit_test(preview_grid_png),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
