@@ -50,9 +50,12 @@ FRAMES=6
 ffmpeg -loglevel error -y -loop 1 -i "$SRC/examples/astronaut.png" -t 40 -r 10 -vf scale=768:768 -pix_fmt yuv420p \
   "$tmp/long.mp4" || fail "ffmpeg long clip"
 # For the cancel: one keyframe in 1,000 frames, so reaching each sampled frame decodes all
-# those before it: seconds of work however fast the machine, time for a DELETE to land.
-ffmpeg -loglevel error -y -loop 1 -i "$SRC/examples/astronaut.png" -t 40 -r 25 -g 1000 -vf scale=768:768 \
-  -pix_fmt yuv420p "$tmp/slow.mp4" || fail "ffmpeg slow clip"
+# those before it, at 2560 x 2560: about 1.5 s of work on an idle 2-core machine, time for
+# a DELETE to land. (At 768 x 768 the still frames decoded so fast that the whole job took
+# 0.3 s, and an idle machine could finish three in a row before their cancels arrived.)
+# MPEG-4 part 2: a still clip this large encodes in seconds, where H.264 takes far longer.
+ffmpeg -loglevel error -y -loop 1 -i "$SRC/examples/astronaut.png" -t 40 -r 25 -g 1000 -vf scale=2560:2560 \
+  -c:v mpeg4 -q:v 5 -pix_fmt yuv420p "$tmp/slow.mp4" || fail "ffmpeg slow clip"
 
 # ---- the files and their reference results (dfd scan, same model and options) ----------------
 # Jobs 2..40 go round `files`; jobs 10 and 30 are a DFDC clip when the data is there.
