@@ -137,6 +137,7 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
     const dfd_crop_contract *cc = dfd_classifier_contract(cls);
     const int S = cc->size, G = DFD_HEAT_GRID;
     dfd_sbi_opts so;
+    dfd_sbi_opts_default(&so);
     dfd_sbi_opts_for_margin(&so, cc->margin, cc->shift_y);
     float *mask = malloc((size_t)S * S * sizeof *mask);
     nn_rng rng;

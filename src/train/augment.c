@@ -305,7 +305,6 @@ int dfd_hull_contains(const float (*hull)[2], int n, float x, float y) {
 }
 
 void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y) {
-    dfd_sbi_opts_default(o);
     if (!(margin >= 1)) margin = 1;
     /* The detector box spans 1/margin of the crop; its centre is shift_y box sides above
      * the crop centre. The inner face fills about 0.7 x 0.8 of the box. */

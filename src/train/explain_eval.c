@@ -59,7 +59,7 @@ static int eval_one(dfd_classifier *cls, const dfd_image *fake, const float *cel
         const int G = DFD_HEAT_GRID;
         for (int i = 0; i < DFD_HEAT_CELLS; i++) {
             float dy = (float)(i / G) + 0.5f - G / 2.0f, dx = (float)(i % G) + 0.5f - G / 2.0f;
-            map[i] = 1.0f - sqrtf(dx * dx + dy * dy) / (G * 0.7072f);
+            map[i] = 1.0f - sqrtf(dx * dx + dy * dy) / (G * 0.7072f); /* just above 0 in the corners */
         }
     } else if (st->method == REF_INSIDE || st->method == REF_EDGE) {
         /* Reference maps drawn from the blend mask itself, not from the model: what a map
@@ -164,6 +164,7 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
     const dfd_crop_contract *cc = dfd_classifier_contract(cls);
     const int S = cc->size, G = DFD_HEAT_GRID;
     dfd_sbi_opts so;
+    dfd_sbi_opts_default(&so);
     dfd_sbi_opts_for_margin(&so, cc->margin, cc->shift_y);
     dfd_ds_landmark_opts lo;
     dfd_ds_landmark_opts_default(&lo);

@@ -192,9 +192,7 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
     }
     if (IS("sbi-margin")) {
         if ((rc = number(name, v, 0, 1000, &d, err))) return rc;
-        float part = o->sbi.part; /* --sbi-part, given before, stays */
         if (d > 0) dfd_sbi_opts_for_margin(&o->sbi, (float)d, 0);
-        o->sbi.part = part;
         return DFD_OK;
     }
     /* Augmentation probabilities. */

@@ -273,8 +273,9 @@ int dfd_hull_contains(const float (*hull)[2], int n, float x, float y);
 
 /* For a tight face crop (the face fills most of the crop, as in dfdc-faces). */
 void dfd_sbi_opts_default(dfd_sbi_opts *o);
-/* For a crop cut with a margin: face box side = 1/margin of the crop, box centre shift_y
- * box sides above the crop centre. */
+/* Places the face ellipse (cx, cy, rx, ry only; the other fields are kept) for a crop cut
+ * with a margin: face box side = 1/margin of the crop, box centre shift_y box sides above
+ * the crop centre. */
 void dfd_sbi_opts_for_margin(dfd_sbi_opts *o, float margin, float shift_y);
 
 /* Makes a self-blended fake of img in place. mask (may be NULL) receives w*h blend
