@@ -74,13 +74,13 @@ mkdir "$tmp/work" && cd "$tmp/work" || fail "cd"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "${SAN[@]}" "$SRC/examples/analyze.c" -o analyze-shared \
   $(pkg-config --cflags --libs dfd) -Wl,-rpath,"$LIB" 2>"$tmp/cc1" || fail "building against libdfd.so: $(cat "$tmp/cc1")"
-ldd ./analyze-shared | grep -q "libdfd.so.0 => $LIB/libdfd.so.0" || fail "analyze-shared does not load $LIB/libdfd.so.0: $(ldd ./analyze-shared)"
+grep -q "libdfd.so.0 => $LIB/libdfd.so.0" <<<"$(ldd ./analyze-shared)" || fail "analyze-shared does not load $LIB/libdfd.so.0: $(ldd ./analyze-shared)"
 static_libs=$(pkg-config --cflags --static --libs dfd) || fail "pkg-config --static"
 static_libs=${static_libs/-ldfd /-l:libdfd.a }
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Wextra -Werror "${SAN[@]}" "$SRC/examples/analyze.c" -o analyze-static $static_libs 2>"$tmp/cc2" ||
   fail "building against libdfd.a ($static_libs): $(cat "$tmp/cc2")"
-ldd ./analyze-static | grep -q libdfd && fail "analyze-static loads libdfd.so: $(ldd ./analyze-static)"
+grep -q libdfd <<<"$(ldd ./analyze-static)" && fail "analyze-static loads libdfd.so: $(ldd ./analyze-static)"
 
 verdict_re='^.*astronaut\.jpg: (REAL|FAKE) p_fake=[01]\.[0-9]{3}'
 out=$(./analyze-shared "$SRC/examples/astronaut.jpg" 2>&1) || fail "analyze-shared: $out"

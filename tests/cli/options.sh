@@ -82,7 +82,7 @@ for f in "$SRC"/README.md "$SRC"/docs/*.md; do
     while read -r _ c rest; do
       [[ -f "$tmp/$c.opts" ]] || continue
       for o in $(grep -o -- ' --[a-z][a-z0-9-]*' <<<" $rest" | sed 's/^ --//'); do
-        awk '{print $1}' "$tmp/$c.opts" | grep -qx -- "$o" || echo "$(basename "$f"): dfd $c --$o"
+        awk '{print $1}' "$tmp/$c.opts" | grep -x -- "$o" >/dev/null || echo "$(basename "$f"): dfd $c --$o"
       done
     done
 done >"$tmp/stale"

@@ -46,7 +46,7 @@ U=http://127.0.0.1:$port
 
 # GET /: the original's status for API clients, the page for browsers.
 [[ $(curl -s "$U/") == '{"status":"Deepfake Detector API is online and running."}' ]] || fail "GET / JSON: $(curl -s "$U/")"
-curl -s -H 'Accept: text/html,*/*' "$U/" | grep -q '<title>Deepfake Detector</title>' || fail "GET / page"
+grep -q '<title>Deepfake Detector</title>' <<<"$(curl -s -H 'Accept: text/html,*/*' "$U/")" || fail "GET / page"
 [[ $(req "$U/v1/health") == 200 ]] || fail "health $(body)"
 [[ $(js j.status <"$tmp/body") == ok ]] || fail "health: $(body)"
 # /v1/models tells the model file's own metadata: name, architecture, threshold, crop contract.
