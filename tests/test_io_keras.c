@@ -1026,6 +1026,26 @@ static void refuses_files_that_are_not_keras_models(void **state) {
     assert_int_equal(dfd_keras_open(p, &kf, &e), DFD_E_MODEL);
     assert_non_null(strstr(e.message, "not a Keras model"));
     free(p);
+    /* A Keras layout without a single weight (model_weights with an empty layer_names):
+     * it opens with no layers, and loading names what the graph misses. The empty
+     * dataset list once reached qsort with a NULL array (UBSan; tests/fuzz/fuzz_keras.c). */
+    p = tu_join(S.dir, "empty.h5");
+    f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t mw = H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t nsp = H5Screate(H5S_NULL), st = H5Tcopy(H5T_C_S1);
+    H5Aclose(H5Acreate2(mw, "layer_names", st, nsp, H5P_DEFAULT, H5P_DEFAULT));
+    H5Tclose(st);
+    H5Sclose(nsp);
+    H5Gclose(mw);
+    H5Fclose(f);
+    assert_int_equal(dfd_keras_open(p, &kf, &e), DFD_OK);
+    assert_int_equal(dfd_keras_get_info(kf)->n_layers, 0);
+    nn_graph *g = build("xception-image");
+    assert_int_equal(dfd_keras_load(kf, g, &e), DFD_E_MODEL);
+    assert_non_null(strstr(e.message, "missing in the file"));
+    nn_graph_free(g);
+    dfd_keras_close(kf);
+    free(p);
     /* A truncated HDF5 file. */
     p = tu_join(S.dir, "short.h5");
     static const uint8_t sig[16] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n', 0, 0, 0, 0};

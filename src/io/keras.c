@@ -454,6 +454,7 @@ static int cmp_set(const void *a, const void *b) {
 
 static kw_dataset *find_set(dfd_keras_file *f, const char *path) {
     kw_dataset key = {(char *)path, 0, 0};
+    if (f->n_sets == 0) return NULL; /* sets is NULL then, which bsearch must not get */
     return bsearch(&key, f->sets, (size_t)f->n_sets, sizeof *f->sets, cmp_set);
 }
 
@@ -465,7 +466,9 @@ static int list_datasets(dfd_keras_file *f, dfd_error *err) {
     H5Gclose(g);
     if (v.rc) return v.rc;
     if (r < 0) return dfd_fail(err, DFD_E_CORRUPT, "Keras file: its groups cannot be listed");
-    qsort(f->sets, (size_t)f->n_sets, sizeof *f->sets, cmp_set);
+    /* A file without datasets leaves sets NULL; qsort's pointer must not be (UB even for
+     * zero elements: found by tests/fuzz/fuzz_keras.c). */
+    if (f->n_sets > 1) qsort(f->sets, (size_t)f->n_sets, sizeof *f->sets, cmp_set);
     return DFD_OK;
 }
 
