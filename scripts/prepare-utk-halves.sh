@@ -3,7 +3,8 @@
 # half cut by the crop contract with `dfd prepare`: runs/utk-train-crops (extra reals for
 # training) and runs/utk-holdout-crops (kept apart to measure false positives). One split
 # for every training script, so the held-out half is the same for every model. Resumable.
-# Environment: DFD_SHARED_DATA (../shared/data), DFD (build/dfd).
+# Environment: DFD_SHARED_DATA (../shared/data), DFD (build/dfd), MARGIN (a crop margin
+# other than the contract's: the crops go to runs/utk-*-crops-m$MARGIN instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DFD_SHARED_DATA:-../shared/data}
@@ -15,5 +16,7 @@ for f in $(ls "$DATA/utkface-real" | sort); do
   ln -sf "$(realpath "$DATA/utkface-real/$f")" "runs/utk/$half/real/$f"
   i=$((i + 1))
 done
-"$DFD" prepare --data runs/utk/train --out runs/utk-train-crops --workers 2
-"$DFD" prepare --data runs/utk/holdout --out runs/utk-holdout-crops --workers 2
+m=() sfx=
+[[ -n "${MARGIN:-}" ]] && m=(--margin "$MARGIN") sfx=-m$MARGIN
+"$DFD" prepare --data runs/utk/train --out "runs/utk-train-crops$sfx" --workers 2 "${m[@]}"
+"$DFD" prepare --data runs/utk/holdout --out "runs/utk-holdout-crops$sfx" --workers 2 "${m[@]}"

@@ -29,7 +29,7 @@
 #   lmpart   lm + 30% of the self-blends over a part of the face only (--sbi-part 0.3: a
 #            random ellipse cut from the face mask, as a pasted eye, nose or mouth would be)
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
-# Environment: VARIANT (lm), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
+# Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
 # mixed-precision training), THRESHOLD_FPR (unset: the EER threshold, as the card's rows;
 # e.g. 0.03: the lowest threshold that flags at most 3% of the validation reals, which are
@@ -42,8 +42,9 @@ VARIANT=${VARIANT:-lm}
 EPOCHS=${EPOCHS:-8}
 PRECISION=${PRECISION:-bf16}
 SEED=${SEED:-1}
-RUN=runs/m15/$VARIANT
-[[ $SEED != 1 ]] && RUN=runs/m15/$VARIANT-seed$SEED
+TAG=${TAG:-}   # a name suffix for a run that changes only the environment (e.g. TAG=-e8 EPOCHS=8)
+RUN=runs/m15/$VARIANT$TAG
+[[ $SEED != 1 ]] && RUN=runs/m15/$VARIANT$TAG-seed$SEED
 
 # Crops: UTKFace halves (as train-default-model.sh), synthetic-faces (for FFHQ), deepfaketimit.
 [[ -f runs/utk-holdout-crops/manifest.csv ]] || DFD_SHARED_DATA="$DATA" DFD="$DFD" scripts/prepare-utk-halves.sh
