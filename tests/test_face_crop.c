@@ -190,6 +190,34 @@ static void normalisations(void **state) {
     assert_float_equal(v[0], -0.485 / 0.229, 1e-5);
     assert_float_equal(v[5], (1 - 0.406) / 0.225, 1e-5);
     dfd_image_free(&img);
+
+    /* The residual: a flat image is all zeros whatever its colour; one bright pixel on
+     * grey gives (255 - mean) / 16 there, minus its ninth to each neighbour, 0 beyond;
+     * edges replicate. */
+    assert_int_equal(dfd_image_alloc(&img, 5, 4, &e), DFD_OK);
+    for (int i = 0; i < 5 * 4; i++) img.rgb[3 * i] = 200, img.rgb[3 * i + 1] = 17, img.rgb[3 * i + 2] = 90;
+    float r[5 * 4 * 3];
+    dfd_crop_normalize(&img, DFD_NORM_RESIDUAL, r);
+    for (int i = 0; i < 5 * 4 * 3; i++) assert_float_equal(r[i], 0.0, 1e-6);
+    memset(img.rgb, 100, 5 * 4 * 3);
+    img.rgb[(2 * 5 + 2) * 3 + 1] = 255; /* green at (2, 2) */
+    dfd_crop_normalize(&img, DFD_NORM_RESIDUAL, r);
+    float centre = (255.0f - (8 * 100.0f + 255.0f) / 9.0f) / 16.0f, next = (100.0f - (8 * 100.0f + 255.0f) / 9.0f) / 16.0f;
+    assert_float_equal(r[(2 * 5 + 2) * 3 + 1], centre, 1e-5);
+    assert_float_equal(r[(1 * 5 + 1) * 3 + 1], next, 1e-5);
+    assert_float_equal(r[(3 * 5 + 3) * 3 + 1], next, 1e-5);
+    assert_float_equal(r[(2 * 5 + 2) * 3 + 0], 0.0, 1e-6); /* other channels untouched */
+    assert_float_equal(r[(2 * 5 + 0) * 3 + 1], 0.0, 1e-6); /* two cells away */
+    /* Replicated edge: a bright corner pixel counts 4 times in its own mean. */
+    memset(img.rgb, 100, 5 * 4 * 3);
+    img.rgb[0] = 244;
+    dfd_crop_normalize(&img, DFD_NORM_RESIDUAL, r);
+    assert_float_equal(r[0], (244.0f - (4 * 244.0f + 5 * 100.0f) / 9.0f) / 16.0f, 1e-5);
+    dfd_image_free(&img);
+    assert_string_equal(dfd_norm_name(DFD_NORM_RESIDUAL), "residual");
+    assert_int_equal(dfd_norm_from_name("imagenet"), DFD_NORM_IMAGENET);
+    assert_int_equal(dfd_norm_from_name("bgr"), -1);
+    assert_null(dfd_norm_name((dfd_norm)7));
 }
 
 static void contract_json_round_trips_and_refuses_unknowns(void **state) {
@@ -212,6 +240,12 @@ static void contract_json_round_trips_and_refuses_unknowns(void **state) {
     assert_int_equal(d.border, DFD_BORDER_FILL);
     assert_int_equal(d.size, 160);
     assert_int_equal(d.norm, DFD_NORM_IMAGENET);
+    c.norm = DFD_NORM_RESIDUAL;
+    s = dfd_crop_contract_to_json(&c);
+    assert_non_null(strstr(s, "\"norm\":\"residual\""));
+    assert_int_equal(dfd_crop_contract_from_json(s, &d, &e), DFD_OK);
+    free(s);
+    assert_int_equal(d.norm, DFD_NORM_RESIDUAL);
     /* Missing keys take the defaults. */
     dfd_crop_contract def;
     dfd_crop_contract_default(&def, 224);

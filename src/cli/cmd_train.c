@@ -24,6 +24,9 @@ static const cli_opt train_opts[] = {
     {"val-fraction", O_LIB, "F", "share of groups for validation (0.2)"},
     {"extra-real", O_LIB, "DIR", "more real faces, training only (also self-blending sources)"},
     {"input-size", O_LIB, "S", "input side (architecture default)"},
+    {"norm", O_LIB, "minus1_1|0_1|imagenet|residual", "input normalisation, recorded in the model's crop contract\n"
+                                                      "(default: the crops' prepare.json, else minus1_1); residual:\n"
+                                                      "each value less its 3x3 mean, /16 (a high-pass input)"},
     {"frames", O_LIB, "N", "video: frames per sample (30)"},
     {"width", O_LIB, "W", "width multiplier (MobileNetV2 alpha)"},
     {"dropout", O_LIB, "R", "head dropout (0.5)"},

@@ -210,8 +210,16 @@ int dfd_face_detect_sample(dfd_face_detector *d, const dfd_image *img, int i, df
 typedef enum dfd_norm {
     DFD_NORM_MINUS1_1 = 0, /* v / 127.5 - 1 (Keras MobileNet/Xception "tf" mode) */
     DFD_NORM_0_1 = 1,      /* v / 255 */
-    DFD_NORM_IMAGENET = 2  /* (v / 255 - mean) / std, ImageNet RGB mean and std */
+    DFD_NORM_IMAGENET = 2, /* (v / 255 - mean) / std, ImageNet RGB mean and std */
+    DFD_NORM_RESIDUAL = 3  /* (v - mean of its 3 x 3 neighbourhood) / 16, per channel: a
+                            * high-pass "noise residual" input (faces' content and colour
+                            * gone, fine texture, noise and compression traces kept) */
 } dfd_norm;
+#define DFD_NORM_COUNT 4
+/* The contract's name of a normalisation ("minus1_1", ..., "residual"); NULL if unknown. */
+const char *dfd_norm_name(dfd_norm n);
+/* The normalisation of that name, -1 if none. */
+int dfd_norm_from_name(const char *name);
 
 typedef struct dfd_crop_contract {
     float margin;          /* crop side = margin x max(box w, box h) */

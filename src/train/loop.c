@@ -36,6 +36,7 @@ void dfd_train_opts_default(dfd_train_opts *o) {
     o->schedule = NN_LR_COSINE;
     o->warmup_steps = 100;
     o->dropout = -1;
+    o->norm = -1;
     o->balance = DFD_BALANCE_UNDERSAMPLE;
     o->patience = 3;
     o->loader_threads = -1;
@@ -819,6 +820,7 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
     if ((rc = samples_make(r->val_ds, o->video, &r->va, err))) goto done;
     dfd_dataset_class_weights(r->ds, DFD_SPLIT_TRAIN, r->class_w);
     data_contract(o->data, r->size, &r->contract);
+    if (o->norm >= 0) r->contract.norm = (dfd_norm)o->norm; /* recorded in the model: scan does the same */
     if ((rc = fill_caches(r, err))) goto done;
     if (!r->cancelled && o->sbi_landmarks && o->sbi_fraction > 0 && !o->video && (rc = find_landmarks(r, err))) goto done;
     if (r->cancelled) {

@@ -119,6 +119,12 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
         static const char *const m[] = {"ellipse", "landmarks", NULL};
         return (rc = one_of(name, v, m, &k, err)) ? rc : (o->sbi_landmarks = k, DFD_OK);
     }
+    if (IS("norm")) {
+        static const char *const m[] = {"minus1_1", "0_1", "imagenet", "residual", NULL};
+        if ((rc = one_of(name, v, m, &k, err))) return rc;
+        o->norm = dfd_norm_from_name(m[k]);
+        return DFD_OK;
+    }
     if (IS("precision")) {
         static const char *const m[] = {"fp32", "bf16", NULL};
         return (rc = one_of(name, v, m, &k, err)) ? rc : (o->precision = k ? NN_PREC_BF16 : NN_PREC_F32, DFD_OK);

@@ -459,6 +459,8 @@ typedef struct dfd_train_opts {
     nn_lr_schedule schedule;   /* cosine (per stage) */
     long warmup_steps;         /* 100 */
     int input_size;            /* 0: the architecture's default */
+    int norm;                  /* input normalisation (a dfd_norm of face.h); -1: the crops'
+                                * contract's (prepare.json), else dfd's default */
     int frames;                /* video: frames per sample (0: 30) */
     float width, dropout;      /* architecture options (0 / -1: defaults) */
     dfd_balance balance;       /* undersample */

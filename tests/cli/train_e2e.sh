@@ -95,6 +95,13 @@ SPLIT=3 vals "$tmp/s43" --seed 4 --split-seed 3 >"$tmp/s43.val"
 cmp -s "$tmp/s3.val" "$tmp/s43.val" || fail "--split-seed 3 held out other groups than --seed 3"
 [[ "$(grep '^data:' "$tmp/s3.txt")" == "$(grep '^data:' "$tmp/s43.txt")" ]] || fail "--split-seed: other counts"
 grep -aqF 'split_seed\":3' "$tmp/s43/best.safetensors" || fail "split_seed not in the model's training_data"
+# --norm: the model records the input normalisation it was trained with, and eval reads it.
+SPLIT=3 vals "$tmp/sres" --seed 3 --norm residual >"$tmp/sres.val"
+cmp -s "$tmp/s3.val" "$tmp/sres.val" || fail "--norm residual: other validation crops"
+grep -aqF 'norm\":\"residual' "$tmp/sres/best.safetensors" || fail "--norm residual not in the model's crop contract"
+grep -aqF 'norm\":\"minus1_1' "$tmp/s3/best.safetensors" || fail "default norm not minus1_1 in the model's crop contract"
+"$BIN" train image --arch tiny-cnn --data "$sp" --out "$tmp/bad" --norm bgr >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q "residual" "$tmp/bad.txt" || fail "--norm bgr: exit $rc, $(cat "$tmp/bad.txt")"
 
 # Evaluate on the official test items, at frame and video level.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
