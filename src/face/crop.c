@@ -55,7 +55,8 @@ char *dfd_crop_contract_to_json(const dfd_crop_contract *c) {
     json_object_set_new(o, "size", json_integer(c->size));
     json_object_set_new(o, "resample", json_string("area_down_bilinear_up"));
     json_object_set_new(o, "color", json_string("RGB"));
-    json_object_set_new(o, "norm", json_string(dfd_norm_name(c->norm) ? dfd_norm_name(c->norm) : norm_names[0]));
+    const char *norm = dfd_norm_name(c->norm);
+    json_object_set_new(o, "norm", json_string(norm ? norm : norm_names[0]));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
     return s;

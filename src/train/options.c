@@ -120,10 +120,9 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
         return (rc = one_of(name, v, m, &k, err)) ? rc : (o->sbi_landmarks = k, DFD_OK);
     }
     if (IS("norm")) {
-        static const char *const m[] = {"minus1_1", "0_1", "imagenet", "residual", NULL};
-        if ((rc = one_of(name, v, m, &k, err))) return rc;
-        o->norm = dfd_norm_from_name(m[k]);
-        return DFD_OK;
+        const char *m[DFD_NORM_COUNT + 1] = {NULL}; /* the crop contract's names, in dfd_norm order */
+        for (int i = 0; i < DFD_NORM_COUNT; i++) m[i] = dfd_norm_name((dfd_norm)i);
+        return (rc = one_of(name, v, m, &k, err)) ? rc : (o->norm = k, DFD_OK);
     }
     if (IS("precision")) {
         static const char *const m[] = {"fp32", "bf16", NULL};

@@ -128,25 +128,19 @@ static void put_strings(hid_t obj, const char *name, char (*s)[256], int n, int 
 }
 
 static void put_text(hid_t obj, const char *name, const char *text, int vlen) {
-    char one[1][256];
-    if (vlen || strlen(text) < 256) {
-        /* One string; long texts (configs) go variable-length, as h5py writes them. */
-        hid_t sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, vlen ? H5T_VARIABLE : (strlen(text) ? strlen(text) : 1));
-        hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (a >= 0) {
-            if (vlen) H5Awrite(a, t, &text);
-            else {
-                snprintf(one[0], sizeof one[0], "%s", text);
-                H5Awrite(a, t, one[0]);
-            }
-            H5Aclose(a);
-        }
-        H5Tclose(t);
-        H5Sclose(sp);
-    } else {
-        put_text(obj, name, text, 1);
+    /* One string; long texts (configs) go variable-length, as h5py writes them. A fixed
+     * size of strlen (1 for "") reads text up to, or just its, NUL. */
+    size_t n = strlen(text);
+    if (n >= 256) vlen = 1;
+    hid_t sp = H5Screate(H5S_SCALAR), t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, vlen ? H5T_VARIABLE : (n ? n : 1));
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a >= 0) {
+        H5Awrite(a, t, vlen ? (const void *)&text : (const void *)text);
+        H5Aclose(a);
     }
+    H5Tclose(t);
+    H5Sclose(sp);
 }
 
 /* One dataset from the recipe at path (relative to loc; missing groups are made). */
