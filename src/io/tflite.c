@@ -232,7 +232,7 @@ static int parse_buffers(fb *b, const fbt *model, bufref **out, size_t *n_out) {
     for (size_t i = 0; i < n; i++) {
         fbt t;
         size_t ds, dn;
-        uint64_t off, size;
+        uint64_t off = 0, size = 0; /* set by fb_scalar; zero so gcc -O3 sees them set */
         if ((rc = fb_vector_table(b, s, i, &t, "buffer")) || (rc = fb_vector(b, &t, 0, 1, &ds, &dn, "buffer data")) ||
             (rc = fb_scalar(b, &t, 1, 8, 0, &off, "buffer offset")) ||
             (rc = fb_scalar(b, &t, 2, 8, 0, &size, "buffer size"))) {
@@ -267,7 +267,7 @@ static size_t type_size(int type) {
 static int parse_tensor(fb *b, size_t vec, size_t i, const bufref *bufs, size_t n_bufs, tfl_tensor *ts) {
     fbt t;
     size_t ss, sn;
-    uint64_t type, buffer;
+    uint64_t type = 0, buffer = 0; /* set by fb_scalar; zero so gcc -O3 sees them set */
     int rc;
     if ((rc = fb_vector_table(b, vec, i, &t, "tensor")) || (rc = fb_vector(b, &t, 0, 4, &ss, &sn, "tensor shape")) ||
         (rc = fb_scalar(b, &t, 1, 1, 0, &type, "tensor type")) ||
@@ -484,7 +484,7 @@ int tfl_parse(const uint8_t *data, size_t len, tfl_model **out, dfd_error *err) 
     }
     for (size_t i = 0; i < cn; i++) {
         fbt t;
-        uint64_t dep, code;
+        uint64_t dep = 0, code = 0; /* set by fb_scalar; zero so gcc -O3 sees them set */
         if ((rc = fb_vector_table(&b, cs, i, &t, "operator code")) ||
             (rc = fb_scalar(&b, &t, 0, 1, 0, &dep, "operator code")) || (rc = fb_scalar(&b, &t, 3, 4, 0, &code, "operator code")))
             goto fail;

@@ -125,7 +125,7 @@ static int read_journal(job *j, const char *path, dfd_error *err) {
             char *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl) break; /* torn last line */
             *nl = 0;
-            char *f[8];
+            char *f[8] = {NULL}; /* nf says how many are set; initialised so gcc -O3 sees it */
             int nf = 0;
             for (char *q = p; nf < 8;) {
                 f[nf++] = q;
