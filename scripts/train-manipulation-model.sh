@@ -28,6 +28,9 @@
 #            from lm's best weights, since every run above still gained at its last epoch
 #   lmpart   lm + 30% of the self-blends over a part of the face only (--sbi-part 0.3: a
 #            random ellipse cut from the face mask, as a pasted eye, nose or mouth would be)
+#   sbi      lm trained on real faces only (--real-only): the dfdc-faces training fakes left
+#            out, half the reals self-blended, as SBI trains; made to be fused with a
+#            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -75,6 +78,7 @@ case "$VARIANT" in
                  --jpeg-quality 20:95 --noise 0.2) ;;
   full) ;;
   lm) opts+=(--sbi-mask landmarks) ;;
+  sbi) opts+=(--sbi-mask landmarks --real-only --sbi-fraction 0.5) ;;
   lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;

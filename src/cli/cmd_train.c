@@ -90,6 +90,9 @@ static const cli_opt train_opts[] = {
     {"jpeg-quality", O_LIB, "LO:HI", "(30:95)"},
     {"cutout", O_LIB, "P", "(.1)"},
     {"sbi-fraction", O_LIB, "F", "share of real training faces turned into self-blended fakes (0)"},
+    {"real-only", O_LIB, NULL, "train on real faces only: the training split's fakes are left out and\n"
+                               "every fake is a self-blend (needs --sbi-fraction); validation keeps\n"
+                               "its fakes"},
     {"sbi-part", O_LIB, "P", "share of self-blends made over a part of the face only (a random\n"
                              "ellipse cut from the face mask: a pasted eye, nose or mouth) (0)"},
     {"sbi-margin", O_LIB, "M", "crops have margin M around the detector box (for the SBI mask;\n"

@@ -641,6 +641,16 @@ static int open_data(run *r, dfd_error *err) {
         dfd_dataset_free(x);
         if (rc) return rc;
     }
+    if (o->real_only) {
+        /* SBI's protocol: the model never sees a fake of any method, only self-blends of the
+         * reals, so it cannot learn one method's traces. The training fakes are moved out of
+         * every split the loop reads (validation, split by group above, keeps its own). */
+        long dropped = 0;
+        for (size_t i = 0; i < r->ds->n; i++)
+            if (r->ds->items[i].label && r->ds->items[i].split == DFD_SPLIT_TRAIN)
+                r->ds->items[i].split = DFD_SPLIT_TEST, dropped++;
+        dfd_log(DFD_LOG_INFO, "real only: %ld training fakes left out; every fake is a self-blend", dropped);
+    }
     return DFD_OK;
 }
 
@@ -648,13 +658,13 @@ static int describe_data(run *r, dfd_train_summary *s) {
     const dfd_train_opts *o = r->o;
     dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
     dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
-    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:f,s:s}", "data", o->data, "layout",
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:s}", "data", o->data, "layout",
                           dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
                           (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
                           (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
                           o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed,
                           "split_seed", (json_int_t)(o->split_seed ? o->split_seed : o->seed), "extra_real", o->extra_real,
-                          "sbi_fraction", (double)o->sbi_fraction, "sbi_part", (double)o->sbi.part, "terms",
+                          "sbi_fraction", (double)o->sbi_fraction, "real_only", o->real_only, "sbi_part", (double)o->sbi.part, "terms",
                           "research use only, under the terms of the source datasets");
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -794,6 +804,8 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         o->epochs + o->stage1_epochs > 999 || !(o->lr > 0) || !(o->sbi_fraction >= 0 && o->sbi_fraction <= 1))
         return dfd_fail(err, DFD_E_ARG, "train: batch %d, epochs %d+%d, lr %g or sbi fraction %g out of range", o->batch,
                         o->stage1_epochs, o->epochs, (double)o->lr, (double)o->sbi_fraction);
+    if (o->real_only && (o->video || !(o->sbi_fraction > 0)))
+        return dfd_fail(err, DFD_E_ARG, "train: --real-only needs self-blended fakes: an image model and --sbi-fraction > 0");
     int rc = mkdir_p(o->out, err);
     if (rc) return rc;
 

@@ -496,6 +496,9 @@ typedef struct dfd_train_opts {
     long limit;                /* use at most this many training samples per epoch (0 = all) */
     long val_limit;            /* ... and validation samples (0 = all) */
     float sbi_fraction;        /* share of real training images turned into self-blended fakes */
+    int real_only;             /* 1: the training split's fakes are left out, so every fake the
+                                * model sees is a self-blend (SBI's protocol); validation keeps its
+                                * fakes. Needs sbi_fraction > 0 */
     int augment;               /* 1: the augmentation below, 0: none */
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;

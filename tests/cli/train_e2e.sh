@@ -102,6 +102,21 @@ grep -aqF 'norm\":\"residual' "$tmp/sres/best.safetensors" || fail "--norm resid
 grep -aqF 'norm\":\"minus1_1' "$tmp/s3/best.safetensors" || fail "default norm not minus1_1 in the model's crop contract"
 "$BIN" train image --arch tiny-cnn --data "$sp" --out "$tmp/bad" --norm bgr >"$tmp/bad.txt" 2>&1; rc=$?
 [[ $rc == 2 ]] && grep -q "residual" "$tmp/bad.txt" || fail "--norm bgr: exit $rc, $(cat "$tmp/bad.txt")"
+# --real-only (SBI's protocol): the training fakes are left out, validation keeps the same
+# groups and its fakes, and the model records it; without self-blends it is refused.
+SPLIT=3 vals "$tmp/sro" --seed 3 --sbi-fraction 0.5 --real-only >"$tmp/sro.val"
+cmp -s "$tmp/s3.val" "$tmp/sro.val" || fail "--real-only: other validation crops"
+dropped=$(sed -n 's/.*real only: \([0-9]*\) training fakes left out.*/\1/p' "$tmp/sro.txt")
+reals=$(sed -n 's/^data: train \([0-9]*\) real.*/\1/p' "$tmp/s3.txt")
+[[ -n $dropped && $dropped -ge 1 ]] && grep -q "^data: train $reals real + $dropped fake," "$tmp/s3.txt" \
+  || fail "--real-only left out $dropped fakes, of: $(grep '^data:' "$tmp/s3.txt")"
+grep -q "^data: train $reals real + 0 fake, validation" "$tmp/sro.txt" || fail "--real-only: $(grep '^data:' "$tmp/sro.txt")"
+[[ "$(grep -o 'validation.*' "$tmp/s3.txt" | head -1)" == "$(grep -o 'validation.*' "$tmp/sro.txt" | head -1)" ]] \
+  || fail "--real-only changed the validation set"
+grep -aqF 'real_only\":true' "$tmp/sro/best.safetensors" || fail "real_only not in the model's training_data"
+grep -aqF 'real_only\":false' "$tmp/s3/best.safetensors" || fail "real_only:false not in an ordinary model's training_data"
+"$BIN" train image --arch tiny-cnn --data "$sp" --out "$tmp/bad" --real-only >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "sbi-fraction" "$tmp/bad.txt" || fail "--real-only without self-blends: exit $rc, $(cat "$tmp/bad.txt")"
 
 # Evaluate on the official test items, at frame and video level.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
