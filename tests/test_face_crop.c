@@ -259,6 +259,14 @@ static void contract_json_round_trips_and_refuses_unknowns(void **state) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (dfd_crop_contract_from_json(bad[i], &d, &e) != DFD_E_MODEL) fail_msg("accepted %s", bad[i]);
+    /* An unknown norm's message names every known one, from the same table. */
+    assert_int_equal(dfd_crop_contract_from_json("{\"norm\": \"bgr\"}", &d, &e), DFD_E_MODEL);
+    for (int i = 0; i < DFD_NORM_COUNT; i++) {
+        char q[32];
+        snprintf(q, sizeof q, "\"%s\"", dfd_norm_name((dfd_norm)i));
+        if (!strstr(e.message, q)) fail_msg("'%s' does not name %s", e.message, q);
+    }
+    assert_non_null(strstr(e.message, "\"imagenet\" or \"residual\""));
 }
 
 int main(void) {

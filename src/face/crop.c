@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "face/face.h"
@@ -114,8 +115,11 @@ int dfd_crop_contract_from_json(const char *text, dfd_crop_contract *c, dfd_erro
     if ((v = json_object_get(o, "norm"))) {
         int found = dfd_norm_from_name(json_string_value(v));
         if (found < 0) {
-            rc = dfd_fail(err, DFD_E_MODEL,
-                          "crop contract: norm must be \"minus1_1\", \"0_1\", \"imagenet\" or \"residual\"");
+            char known[128] = "";
+            for (int i = 0; i < DFD_NORM_COUNT; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s\"%s\"",
+                         i == 0 ? "" : i == DFD_NORM_COUNT - 1 ? " or " : ", ", norm_names[i]);
+            rc = dfd_fail(err, DFD_E_MODEL, "crop contract: norm must be %s", known);
             goto done;
         }
         c->norm = (dfd_norm)found;
