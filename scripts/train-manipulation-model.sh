@@ -30,7 +30,9 @@
 #            random ellipse cut from the face mask, as a pasted eye, nose or mouth would be)
 #   sbi      lm trained on real faces only (--real-only): the dfdc-faces training fakes left
 #            out, half the reals self-blended, as SBI trains; made to be fused with a
-#            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes
+#            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes.
+#            DFDC validation AUC says little about how well it learns self-blends, so it runs
+#            every epoch (no early stop) and its model is the last epoch, as SBI's is
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -90,6 +92,8 @@ case "$VARIANT" in
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
 esac
 
+patience=3
+[[ $VARIANT == sbi ]] && patience=0
 [[ -n "${THRESHOLD_FPR:-}" ]] && opts+=(--threshold-fpr "$THRESHOLD_FPR")
 # The lm run's landmarks cover every real face of these recipes (the file is keyed by path;
 # a face it does not list would keep the elliptical mask): reuse them instead of running
@@ -104,14 +108,16 @@ if [[ ! -f "$RUN/.done" ]]; then
   "$DFD" train image --arch mobilenet_v2-image --input-size "$size" \
     --init "$init" \
     --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
-    --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience 3 \
+    --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience "$patience" \
     --precision "$PRECISION" --threads 2 --seed "$SEED" --split-seed 1 --out "$RUN" "${resume[@]}"
   touch "$RUN/.done"
 fi
 
 # The shipped form (bf16 weights), evaluated as shipped.
 [[ $VARIANT == shipped ]] && cp models/dfd-image-2.safetensors "$RUN/model-bf16.safetensors"
-[[ -f "$RUN/model-bf16.safetensors" ]] || python3 scripts/safetensors-to-bf16.py "$RUN/best.safetensors" "$RUN/model-bf16.safetensors"
+final=$RUN/best.safetensors
+[[ $VARIANT == sbi ]] && final=$RUN/checkpoint.safetensors
+[[ -f "$RUN/model-bf16.safetensors" ]] || python3 scripts/safetensors-to-bf16.py "$final" "$RUN/model-bf16.safetensors"
 M="$RUN/model-bf16.safetensors"
 ev() {  # ev NAME ARGS...
   local out="$RUN/eval-$1"; shift
