@@ -33,6 +33,8 @@
 #            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes.
 #            DFDC validation AUC says little about how well it learns self-blends, so it runs
 #            every epoch (no early stop) and its model is the last epoch, as SBI's is
+#   sbift    sbi, then fine-tuned with lm's recipe (DFDC fakes back in) at lr 3e-4 for EPOCHS
+#            more epochs: self-blends first, the supervised fakes second
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -81,6 +83,8 @@ case "$VARIANT" in
   full) ;;
   lm) opts+=(--sbi-mask landmarks) ;;
   sbi) opts+=(--sbi-mask landmarks --real-only --sbi-fraction 0.5) ;;
+  sbift) opts+=(--sbi-mask landmarks); init=runs/m15/sbi-e10/checkpoint.safetensors; lr=3e-4
+         [[ -f $init ]] || { echo "sbift continues sbi: run TAG=-e10 EPOCHS=10 VARIANT=sbi first" >&2; exit 2; } ;;
   lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
