@@ -171,6 +171,48 @@ typedef struct dfd_eval_result {
  * computes the metrics at the threshold; deterministic. "model" and "data" must be set. */
 DFD_API int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err);
 
+/* ---- Calibrating a model's threshold on real faces (`dfd calibrate`) ------------------- */
+
+/* Scores the real face crops of one or more folders (and, with "degrade", randomly
+ * degraded copies of them: JPEG re-compression, down-and-up scaling, blur, noise, as low
+ * quality video has) as `dfd scan` scores a face, and writes a copy of the model whose
+ * stored threshold is the lowest one that flags at most "fpr" of them. The weights are
+ * copied unchanged; the metadata gains "calibration" (the rule, the sources, the figures).
+ * Fakes in the folders are scored too, to report what the new threshold still catches; they
+ * do not move it. Options by name, as `dfd calibrate --NAME`: "model", "out", "data" and
+ * "data-val" (repeatable: a folder's every crop, or only its validation groups as
+ * `dfd eval --split val` picks them), "fpr", "degrade", "seed", "val-fraction", "limit",
+ * "threads". Deterministic for the same options. */
+typedef struct dfd_calibrate_opts dfd_calibrate_opts;
+
+DFD_API int dfd_calibrate_opts_create(dfd_calibrate_opts **out, dfd_error *err);
+DFD_API void dfd_calibrate_opts_destroy(dfd_calibrate_opts *o);
+DFD_API int dfd_calibrate_opts_set(dfd_calibrate_opts *o, const char *name, const char *value, dfd_error *err);
+DFD_API void dfd_calibrate_opts_set_progress(dfd_calibrate_opts *o, dfd_progress_fn fn, void *user);
+
+#define DFD_CALIBRATE_MAX_SOURCES 16
+
+typedef struct dfd_calibrate_source {
+    char data[1024];
+    int val_only;                 /* 1: its validation groups only ("data-val") */
+    long real, fake;              /* crops scored (reals without their degraded copies) */
+    double fpr_before, fpr_after; /* its real crops flagged at the old / new threshold */
+    double tpr_before, tpr_after; /* its fakes flagged (NaN without fakes) */
+} dfd_calibrate_source;
+
+typedef struct dfd_calibrate_result {
+    double threshold_before, threshold;
+    double fpr_before, fpr;                   /* over every real scored, degraded copies included */
+    double fpr_degraded_before, fpr_degraded; /* over the degraded copies alone (NaN without) */
+    long reals, degraded, fakes, failures;    /* failures: crops that could not be read (left out) */
+    int n_sources;
+    dfd_calibrate_source sources[DFD_CALIBRATE_MAX_SOURCES];
+    double seconds;
+} dfd_calibrate_result;
+
+/* Calibrates as the options say and writes "out" atomically ("out" may be "model"). */
+DFD_API int dfd_calibrate_run(const dfd_calibrate_opts *o, dfd_calibrate_result *res, dfd_error *err);
+
 /* ---- Measuring the engine (`dfd bench`) ------------------------------------------------ */
 
 enum { DFD_BENCH_INFER = 1, DFD_BENCH_TRAIN = 2, DFD_BENCH_BOTH = 3 };

@@ -63,7 +63,7 @@ static int cmp_size(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int load_crop(const char *path, int size, dfd_image *out, dfd_error *err) {
+int dfd_load_crop(const char *path, int size, dfd_image *out, dfd_error *err) {
     dfd_image im;
     int rc = dfd_image_load(path, NULL, &im, NULL, err);
     if (rc) return rc;
@@ -226,7 +226,7 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
             for (int f = 0; f < frames && ok; f++) {
                 size_t it = seq_items[sq->first + (size_t)((long)f * sq->count / frames)];
                 dfd_error e;
-                if (load_crop(d->items[it].path, size, &batch[f], &e)) {
+                if (dfd_load_crop(d->items[it].path, size, &batch[f], &e)) {
                     if (res->failures++ < 5) dfd_log(DFD_LOG_WARN, "eval: skipping '%s': %s", d->items[it].path, e.message);
                     ok = 0;
                 }
@@ -245,7 +245,7 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
             for (; k < nidx && nb < EVAL_BATCH; k++) {
                 dfd_error e;
                 const dfd_item *it = &d->items[idx[k]];
-                if (load_crop(it->path, size, &batch[nb], &e)) {
+                if (dfd_load_crop(it->path, size, &batch[nb], &e)) {
                     if (res->failures++ < 5) dfd_log(DFD_LOG_WARN, "eval: skipping '%s': %s", it->path, e.message);
                     continue;
                 }

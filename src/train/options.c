@@ -1,5 +1,5 @@
-/* options.c — the options of prepare, train and eval by name, with text values: what
- * `dfd prepare|train|eval --NAME VALUE` means, said once, here (include/dfd/train.h). The
+/* options.c — the options of prepare, train, eval and calibrate by name, with text values: what
+ * `dfd prepare|train|eval|calibrate --NAME VALUE` means, said once, here (include/dfd/train.h). The
  * public option objects own copies of their strings; the *_apply functions work on the
  * plain structs (tests) and keep the caller's strings. */
 #include <errno.h>
@@ -257,6 +257,31 @@ int dfd_eval_opts_apply(dfd_eval_opts *o, const char *name, const char *v, dfd_e
     return unknown("eval", name, err);
 }
 
+/* ---- calibrate ----------------------------------------------------------------------- */
+
+int dfd_calibrate_opts_apply(dfd_calibrate_opts *o, const char *name, const char *v, dfd_error *err) {
+    long l;
+    int rc;
+    if (!o || !name) return dfd_fail(err, DFD_E_ARG, "no options or no name");
+    if (IS("model")) return (rc = need(name, v, err)) ? rc : (o->model = v, DFD_OK);
+    if (IS("out")) return (rc = need(name, v, err)) ? rc : (o->out = v, DFD_OK);
+    if (IS("data") || IS("data-val")) {
+        if ((rc = need(name, v, err))) return rc;
+        if (o->n_data >= DFD_CALIBRATE_MAX_SOURCES)
+            return dfd_fail(err, DFD_E_ARG, "at most %d folders (--data, --data-val)", DFD_CALIBRATE_MAX_SOURCES);
+        o->data_val[o->n_data] = IS("data-val");
+        o->data[o->n_data++] = v;
+        return DFD_OK;
+    }
+    if (IS("fpr")) return number(name, v, 0.0001, 0.5, &o->fpr, err);
+    if (IS("degrade")) return (rc = whole(name, v, 0, 16, &l, err)) ? rc : (o->degrade = (int)l, DFD_OK);
+    if (IS("val-fraction")) return number(name, v, 0.01, 0.9, &o->val_fraction, err);
+    if (IS("limit")) return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (o->limit = l, DFD_OK);
+    if (IS("threads")) return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (o->threads = (int)l, DFD_OK);
+    if (IS("seed")) return (rc = whole(name, v, 0, 1000000000L, &l, err)) ? rc : (o->seed = (uint64_t)l, DFD_OK);
+    return unknown("calibrate", name, err);
+}
+
 #undef IS
 
 /* ---- The public objects: a plain struct first, then the copies of its strings ----------- */
@@ -302,6 +327,7 @@ static void owned_free(owned *w) {
 PUBLIC_OPTS(prepare, "prepare")
 PUBLIC_OPTS(train, "train")
 PUBLIC_OPTS(eval, "eval")
+PUBLIC_OPTS(calibrate, "calibrate")
 
 int dfd_prepare_opts_create(dfd_prepare_opts **out, dfd_error *err) {
     if (!out) return dfd_fail(err, DFD_E_ARG, "no out");
@@ -330,6 +356,20 @@ int dfd_eval_opts_create(dfd_eval_opts **out, dfd_error *err) {
 }
 
 void dfd_eval_opts_set_progress(dfd_eval_opts *o, dfd_progress_fn fn, void *user) {
+    if (!o) return;
+    o->progress = fn;
+    o->user = user;
+}
+
+int dfd_calibrate_opts_create(dfd_calibrate_opts **out, dfd_error *err) {
+    if (!out) return dfd_fail(err, DFD_E_ARG, "no out");
+    calibrate_box *b = calloc(1, sizeof *b);
+    if (!(*out = b ? &b->o : NULL)) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    dfd_calibrate_opts_default(&b->o);
+    return DFD_OK;
+}
+
+void dfd_calibrate_opts_set_progress(dfd_calibrate_opts *o, dfd_progress_fn fn, void *user) {
     if (!o) return;
     o->progress = fn;
     o->user = user;

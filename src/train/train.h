@@ -561,6 +561,8 @@ typedef struct dfd_eval_opts {
     void *user;
 } dfd_eval_opts;
 
+/* Loads a face crop and resizes it to size x size when it is not already (eval, calibrate). */
+int dfd_load_crop(const char *path, int size, dfd_image *out, dfd_error *err);
 void dfd_eval_opts_default(dfd_eval_opts *o);
 int dfd_eval_opts_apply(dfd_eval_opts *o, const char *name, const char *value, dfd_error *err);
 
@@ -569,6 +571,28 @@ int dfd_eval_opts_apply(dfd_eval_opts *o, const char *name, const char *value, d
 /* Scores the data with the model exactly as `dfd scan` would score the same crops (the
  * detect module's classifier), and computes the metrics at the threshold. Deterministic. */
 int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err);
+
+/* ---- Calibrating a threshold (calibrate.c) ----------------------------------------------- */
+
+typedef struct dfd_calibrate_opts {
+    const char *model, *out;
+    const char *data[DFD_CALIBRATE_MAX_SOURCES];
+    int data_val[DFD_CALIBRATE_MAX_SOURCES]; /* 1: the folder's validation groups only */
+    int n_data;
+    double fpr;          /* target share of the reals flagged (0.03) */
+    int degrade;         /* degraded copies scored per real crop (0) */
+    uint64_t seed;       /* degradations and the validation split (1) */
+    double val_fraction; /* for "data-val": as given to dfd train (0.2) */
+    long limit;          /* at most this many crops per folder (0 = all), seeded subset */
+    int threads;
+    dfd_progress_fn progress;
+    void *user;
+} dfd_calibrate_opts;
+
+void dfd_calibrate_opts_default(dfd_calibrate_opts *o);
+int dfd_calibrate_opts_apply(dfd_calibrate_opts *o, const char *name, const char *value, dfd_error *err);
+/* The degradations of a calibration's degraded copies (every copy re-compressed). */
+void dfd_calibrate_degradation(dfd_augment_opts *a);
 
 /* ---- Preparing datasets (prepare.c) ------------------------------------------------------ */
 
