@@ -69,6 +69,14 @@ if [[ ! -f runs/m15/.extra ]]; then
   done
   touch runs/m15/.extra
 fi
+# FFHQ's i % 5 == 1 part: never trained on by these recipes (the synthetic-face model
+# validates on it), so `dfd calibrate` may choose a threshold on it (models/README.md).
+if [[ ! -d runs/m15/cal-ffhq/real ]]; then
+  mkdir -p runs/m15/cal-ffhq/real
+  ls runs/syn-crops/crops/real/*.jpg | sort | awk '{ print ((NR - 1) % 5) " " $0 }' | while read -r k f; do
+    [[ $k == 1 ]] && ln -sf "$(realpath "$f")" "runs/m15/cal-ffhq/real/ffhq-$(basename "$f")"
+  done
+fi
 
 opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.4 --downscale 0.35 --blur 0.25 --jpeg 0.6
       --jpeg-quality 20:95 --noise 0.2)
