@@ -35,6 +35,9 @@
 #            every epoch (no early stop) and its model is the last epoch, as SBI's is
 #   sbift    sbi, then fine-tuned with lm's recipe (DFDC fakes back in) at lr 3e-4 for EPOCHS
 #            more epochs: self-blends first, the supervised fakes second
+#   wise     dfd-image-3 fine-tuned further with its own recipe (lr 5e-4, EPOCHS epochs, no early
+#            stop), the end of a WiSE-FT interpolation: scripts/interpolate-weights.py mixes
+#            models/dfd-image-3.safetensors with this run's best weights (session 10)
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -93,6 +96,7 @@ case "$VARIANT" in
   sbi) opts+=(--sbi-mask landmarks --real-only --sbi-fraction 0.5) ;;
   sbift) opts+=(--sbi-mask landmarks); init=runs/m15/sbi-e10/checkpoint.safetensors; lr=3e-4
          [[ -f $init ]] || { echo "sbift continues sbi: run TAG=-e10 EPOCHS=10 VARIANT=sbi first" >&2; exit 2; } ;;
+  wise) opts+=(--sbi-mask landmarks); init=models/dfd-image-3.safetensors; lr=5e-4 ;;
   lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
@@ -105,7 +109,7 @@ case "$VARIANT" in
 esac
 
 patience=3
-[[ $VARIANT == sbi ]] && patience=0
+[[ $VARIANT == sbi || $VARIANT == wise ]] && patience=0
 [[ -n "${THRESHOLD_FPR:-}" ]] && opts+=(--threshold-fpr "$THRESHOLD_FPR")
 # The lm run's landmarks cover every real face of these recipes (the file is keyed by path;
 # a face it does not list would keep the elliptical mask): reuse them instead of running
