@@ -117,6 +117,8 @@ typedef struct cli_progress {
 void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_update(cli_progress *p, double fraction, const char *detail);
 void cli_progress_done(cli_progress *p);
+/* A dfd_progress_fn (fraction only) that draws the cli_progress passed as user; never cancels. */
+int cli_progress_fn(void *user, double fraction);
 
 /* Parses a positive integer / a double option value; returns 0 on success. */
 int cli_parse_int(const char *s, long min, long max, long *out);

@@ -39,11 +39,6 @@ const cli_command cmd_calibrate_cmd = {
     "model never trained on, and measure the result on others (`dfd eval`).\n\n",
     calibrate_opts, NULL};
 
-static int on_progress(void *user, double f) {
-    cli_progress_update(user, f, NULL);
-    return 0;
-}
-
 static void pct(double v) {
     if (isnan(v)) printf("%8s", "-");
     else printf("%7.1f%%", 100 * v);
@@ -78,7 +73,7 @@ int cmd_calibrate(int argc, char **argv) {
     }
     cli_progress bar;
     cli_progress_start(&bar, "scoring");
-    dfd_calibrate_opts_set_progress(o, on_progress, &bar);
+    dfd_calibrate_opts_set_progress(o, cli_progress_fn, &bar);
     dfd_calibrate_result r;
     int failed = dfd_calibrate_run(o, &r, &err);
     cli_progress_done(&bar);

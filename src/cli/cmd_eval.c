@@ -39,11 +39,6 @@ const cli_command cmd_eval_cmd = {
     "the model's threshold. The same model and data always give the same numbers.\n\n",
     eval_opts, NULL};
 
-static int on_progress(void *user, double f) {
-    cli_progress_update(user, f, NULL);
-    return 0;
-}
-
 /* Parses the options into o; returns DFD_EXIT_OK or the exit code of a usage error. */
 static int parse(int argc, char **argv, dfd_eval_opts *o, int *json, const char **out) {
     int k, have_model = 0, have_data = 0;
@@ -85,7 +80,7 @@ int cmd_eval(int argc, char **argv) {
     }
     cli_progress bar;
     cli_progress_start(&bar, "evaluating");
-    dfd_eval_opts_set_progress(o, on_progress, &bar);
+    dfd_eval_opts_set_progress(o, cli_progress_fn, &bar);
     dfd_eval_result r;
     rc = dfd_eval_run(o, &r, &err);
     cli_progress_done(&bar);

@@ -34,6 +34,11 @@ void cli_progress_start(cli_progress *p, const char *label) {
     p->last_draw_ms = -1e9;
 }
 
+int cli_progress_fn(void *user, double fraction) {
+    cli_progress_update(user, fraction, NULL);
+    return 0;
+}
+
 void cli_progress_update(cli_progress *p, double fraction, const char *detail) {
     if (!p->enabled) return;
     double now = now_ms();
