@@ -87,11 +87,6 @@ static int flush(dfd_classifier *c, batch *b, pool *pl, dfd_error *err) {
     return rc;
 }
 
-static int cmp_size(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* A seed for copy k of item i: the same crop gets the same degradations in every run. */
 static uint64_t copy_seed(uint64_t seed, size_t item, int k) {
     uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)item << 5 | (uint64_t)k);
@@ -104,7 +99,6 @@ static int score_folder(const dfd_calibrate_opts *o, int s, dfd_classifier *c, i
                         dfd_calibrate_result *res, dfd_error *err) {
     dfd_dataset *d = NULL;
     size_t *idx = NULL, nidx = 0;
-    int *lab = NULL, *spl = NULL;
     batch *b = calloc(1, sizeof *b);
     dfd_augment_opts deg;
     dfd_calibrate_degradation(&deg);
@@ -118,20 +112,13 @@ static int score_folder(const dfd_calibrate_opts *o, int s, dfd_classifier *c, i
             goto out;
         }
     if (o->data_val[s] && (rc = dfd_dataset_split_groups(d, o->val_fraction, o->seed, err))) goto out;
-    lab = dfd_malloc_array(d->n ? d->n : 1, sizeof *lab);
-    spl = dfd_malloc_array(d->n ? d->n : 1, sizeof *spl);
-    if (!lab || !spl) {
-        rc = dfd_fail(err, DFD_E_NOMEM, "no memory");
-        goto out;
-    }
-    for (size_t i = 0; i < d->n; i++) lab[i] = d->items[i].label, spl[i] = (int)d->items[i].split;
-    if ((rc = dfd_order_balanced(lab, spl, d->n, o->data_val[s] ? DFD_SPLIT_VAL : -1, 0, o->seed, o->limit, &idx, &nidx, err)))
+    if ((rc = dfd_dataset_epoch_order(d, o->data_val[s] ? DFD_SPLIT_VAL : -1, 0, o->seed, o->limit, &idx, &nidx, err)))
         goto out;
     if (nidx == 0) {
         rc = dfd_fail(err, DFD_E_NOT_FOUND, "no face crops in %s%s", o->data[s], o->data_val[s] ? " (validation groups)" : "");
         goto out;
     }
-    qsort(idx, nidx, sizeof *idx, cmp_size); /* listing order, whatever the limit picked */
+    dfd_sort_indices(idx, nidx); /* listing order, whatever the limit picked */
     for (size_t k = 0; k < nidx && !rc; k++) {
         const dfd_item *it = &d->items[idx[k]];
         int copies = it->label ? 0 : o->degrade;
@@ -162,7 +149,7 @@ out:
         for (int j = 0; j < b->n; j++) dfd_image_free(&b->img[j]);
         free(b);
     }
-    free(idx), free(lab), free(spl);
+    free(idx);
     dfd_dataset_free(d);
     return rc;
 }

@@ -873,6 +873,10 @@ int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split
     return DFD_OK;
 }
 
+void dfd_sort_indices(size_t *idx, size_t n) {
+    if (n) qsort(idx, n, sizeof *idx, cmp_size_t);
+}
+
 int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
                             size_t **idx, size_t *n, dfd_error *err) {
     int *labels = dfd_malloc_array(d->n ? d->n : 1, sizeof *labels), *splits = dfd_malloc_array(d->n ? d->n : 1, sizeof *splits);

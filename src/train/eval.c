@@ -58,11 +58,6 @@ static int cmp_vkey(const void *a, const void *b) {
     return x->unit < y->unit ? -1 : x->unit > y->unit;
 }
 
-static int cmp_size(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int dfd_load_crop(const char *path, int size, dfd_image *out, dfd_error *err) {
     dfd_image im;
     int rc = dfd_image_load(path, NULL, &im, NULL, err);
@@ -202,7 +197,7 @@ int dfd_eval_run(const dfd_eval_opts *o, dfd_eval_result *res, dfd_error *err) {
         spl[i] = frames ? (int)seqs[i].split : (int)d->items[i].split;
     }
     if ((rc = dfd_order_balanced(lab, spl, ns, want, 0, o->seed, o->limit, &idx, &nidx, err))) goto out1;
-    if (nidx) qsort(idx, nidx, sizeof *idx, cmp_size); /* listing order, whatever the limit picked */
+    dfd_sort_indices(idx, nidx); /* listing order, whatever the limit picked */
     if (nidx == 0) {
         rc = dfd_fail(err, DFD_E_NOT_FOUND, "no samples to evaluate in %s (split %d)", o->data, (int)o->split);
         goto out1;

@@ -112,11 +112,6 @@ static void state_path_for(const char *ckpt, char *buf, size_t cap) {
     snprintf(buf, cap, "%.*s.state.safetensors", (int)n, ckpt);
 }
 
-static int cmp_size(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 
 /* The crop contract the data was made with: `dfd prepare` leaves prepare.json with it;
  * other crop sets get dfd's default contract (and a note in the log). */
@@ -383,7 +378,7 @@ static int predict(run *r, const dfd_dataset *ds, const samples *s, int split, l
     if (rc) return rc;
     /* In sample order (not shuffled) for reproducible files; limit keeps a seeded subset. */
     if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
-    if (n) qsort(order, n, sizeof *order, cmp_size);
+    dfd_sort_indices(order, n);
     double *sc = dfd_malloc_array(n ? n : 1, sizeof *sc);
     int *lb = dfd_malloc_array(n ? n : 1, sizeof *lb);
     if (!sc || !lb) {

@@ -162,6 +162,10 @@ void dfd_dataset_class_weights(const dfd_dataset *d, int split, float w[2]);
 int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
                             size_t **idx, size_t *n, dfd_error *err);
 
+/* Sorts indices ascending: an order's items back in listing (or sample) order, whatever
+ * subset a seeded limit picked, so that reports and files come out the same every run. */
+void dfd_sort_indices(size_t *idx, size_t n);
+
 /* The same over any samples: indices i < n with splits[i] == split (-1 = all), labels 0/1. */
 int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split, int undersample, uint64_t seed,
                        long limit, size_t **idx, size_t *count, dfd_error *err);
