@@ -23,6 +23,7 @@ static int build_from_meta(void *user, const dfd_model_meta *m, nn_graph **out, 
     o.frames = m->frames;
     o.width = m->width;
     o.dropout = m->dropout;
+    o.members = m->members;
     return dfd_arch_build(m->arch, &o, out, err);
 }
 
@@ -340,6 +341,9 @@ static void metadata_is_validated(void **state) {
         {"metrics", "[1,2]", "metrics"},
         {"architecture", "", "architecture"},
         {"task", "gan", "unknown task 'gan'"},
+        {"members", "0", "members"},
+        {"members", "9", "members"},
+        {"members", "2x", "members"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         dfd_st_writer *w = dfd_st_writer_new();
@@ -422,6 +426,56 @@ static void task_is_saved_and_defaults_to_manipulation(void **state) {
     free(dir);
 }
 
+/* An ensemble's "members" is written, read back and rebuilt into the same graph; one
+ * network writes no "members" (its file is as before) and reads back 1; an ensemble of
+ * video models is refused. */
+static void members_are_saved_and_default_to_one(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *path = tu_join(dir, "e.safetensors");
+    dfd_arch_opts o;
+    dfd_arch_opts_default(&o);
+    o.input_size = 32;
+    o.members = 2;
+    nn_graph *g = NULL, *h = NULL;
+    dfd_error e;
+    assert_int_equal(dfd_arch_build("tiny-cnn", &o, &g, &e), DFD_OK);
+    randomise(g, 3);
+    dfd_model_meta m, got;
+    meta_for(&m, "tiny-cnn", 32, 0, 1.0f);
+    m.members = 2;
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_OK);
+    assert_int_equal(dfd_model_load(path, build_from_meta, NULL, &h, &got, &e), DFD_OK);
+    assert_int_equal(got.members, 2);
+    assert_int_equal(nn_graph_param_count(h), nn_graph_param_count(g));
+    const nn_param *a = nn_graph_find_param(g, "m1/conv1/kernel"), *b = nn_graph_find_param(h, "m1/conv1/kernel");
+    assert_non_null(b);
+    assert_memory_equal(a->data, b->data, a->count * sizeof *a->data);
+    dfd_model_meta_free(&got);
+    nn_graph_free(h);
+    m.frames = 3;
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_E_ARG);
+    assert_non_null(strstr(e.message, "members"));
+    dfd_model_meta_free(&m);
+    nn_graph_free(g);
+
+    g = build("tiny-cnn", 32, 0, 0);
+    meta_for(&m, "tiny-cnn", 32, 0, 1.0f);
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_OK);
+    dfd_st_file *f;
+    assert_int_equal(dfd_st_open(path, &f, &e), DFD_OK);
+    assert_null(dfd_st_meta_get(f, "members"));
+    assert_int_equal(dfd_model_meta_read(f, &got, &e), DFD_OK);
+    assert_int_equal(got.members, 1);
+    dfd_model_meta_free(&got);
+    dfd_st_close(f);
+    dfd_model_meta_free(&m);
+    nn_graph_free(g);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_reproduces_outputs),
@@ -430,6 +484,7 @@ int main(void) {
         cmocka_unit_test(model_load_names_the_tensor_and_the_file),
         cmocka_unit_test(metadata_is_validated),
         cmocka_unit_test(task_is_saved_and_defaults_to_manipulation),
+        cmocka_unit_test(members_are_saved_and_default_to_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -453,6 +454,103 @@ static void heads_output_a_logit(void **state) {
     forward_outputs_the_logit("mobilenet_v2-image", 32, 0);
 }
 
+/* One forward pass of g on batch 2 of x (ref backend, fp32); y receives the 2 outputs. */
+static void forward2(nn_graph *g, const float *x, float *y, int backend) {
+    nn_exec_opts eo;
+    nn_exec_opts_default(&eo);
+    eo.backend = backend;
+    eo.precision = NN_PREC_F32;
+    eo.max_batch = 2;
+    nn_exec *ex;
+    dfd_error e;
+    int rc = nn_exec_create(g, &eo, &ex, &e);
+    if (rc) print_message("%s\n", e.message);
+    assert_int_equal(rc, DFD_OK);
+    assert_int_equal(nn_forward(ex, x, 2, &e), DFD_OK);
+    size_t cnt;
+    const float *out = nn_output(ex, 0, &cnt);
+    assert_int_equal(cnt, 2);
+    y[0] = out[0], y[1] = out[1];
+    nn_exec_free(ex);
+}
+
+/* An ensemble graph (members = 3) holds three copies of the network under "m0/".."m2/" and
+ * a combining dense layer "ensemble"; with each member's weights copied from a network
+ * built and initialised on its own, its output is the weighted sum of those networks'
+ * outputs (computed separately, one graph each). Members and a video model are refused
+ * outside the limits. */
+static void ensembles_combine_their_members(void **state) {
+    (void)state;
+    dfd_arch_opts o;
+    dfd_arch_opts_default(&o);
+    o.input_size = 24;
+    o.members = 3;
+    nn_graph *g = NULL, *m[3];
+    dfd_error e;
+    assert_int_equal(dfd_arch_build("tiny-cnn", &o, &g, &e), DFD_OK);
+    o.members = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dfd_arch_build("tiny-cnn", &o, &m[i], &e), DFD_OK);
+        nn_graph_init_weights(m[i], 100 + (uint64_t)i);
+        /* non-trivial batch norms and bias, so that a mixed-up copy shows */
+        for (int k = 0; k < nn_graph_param_count(m[i]); k++) {
+            nn_param *p = nn_graph_param(m[i], k);
+            if (strstr(p->name, "moving_mean") || strstr(p->name, "bias") || strstr(p->name, "beta"))
+                for (size_t j = 0; j < p->count; j++) p->data[j] = 0.05f * (float)((j + (size_t)i * 7) % 5) - 0.1f;
+        }
+    }
+    assert_int_equal(nn_graph_param_count(g), 3 * nn_graph_param_count(m[0]) + 1);
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < nn_graph_param_count(m[i]); k++) {
+            const nn_param *p = nn_graph_param(m[i], k);
+            char name[NN_NAME_MAX + 8];
+            snprintf(name, sizeof name, "m%d/%s", i, p->name);
+            nn_param *q = nn_graph_find_param(g, name);
+            if (!q) print_message("no '%s' in the ensemble\n", name);
+            assert_non_null(q);
+            assert_int_equal(q->count, p->count);
+            memcpy(q->data, p->data, p->count * sizeof *p->data);
+        }
+    nn_param *w = nn_graph_find_param(g, "ensemble/kernel");
+    assert_non_null(w);
+    assert_int_equal(w->count, 3);
+    assert_null(nn_graph_find_param(g, "ensemble/bias"));
+    const float wt[3] = {0.5f, 0.25f, 0.25f};
+    memcpy(w->data, wt, sizeof wt);
+    node(g, "m2/conv3/depthwise"); /* the separable layer's inner node is scoped too */
+    node(g, "input");              /* the one input is not */
+    const nn_node *in = nn_graph_node(g, nn_graph_input(g));
+    size_t n = (size_t)in->shape[0] * in->shape[1] * in->shape[2];
+    float *x = malloc(2 * n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < 2 * n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    for (int backend = 0; backend < 2; backend++) {
+        int be = backend ? NN_BACKEND_DNNL : NN_BACKEND_REF;
+        float want[2] = {0, 0}, got[2], y[2], spread = 0;
+        for (int i = 0; i < 3; i++) {
+            forward2(m[i], x, y, be);
+            want[0] += wt[i] * y[0], want[1] += wt[i] * y[1];
+            if (i) spread += fabsf(y[0] - got[0]);
+            got[0] = y[0];
+        }
+        assert_true(spread > 1e-3f); /* the members differ: a mixed-up copy would show */
+        forward2(g, x, got, be);
+        assert_float_equal(got[0], want[0], 1e-4f * (1 + fabsf(want[0])));
+        assert_float_equal(got[1], want[1], 1e-4f * (1 + fabsf(want[1])));
+    }
+    free(x);
+    for (int i = 0; i < 3; i++) nn_graph_free(m[i]);
+    nn_graph_free(g);
+    /* the limits */
+    o.members = DFD_ARCH_MAX_MEMBERS + 1;
+    assert_int_equal(dfd_arch_build("tiny-cnn", &o, &g, &e), DFD_E_ARG);
+    o.members = 2;
+    o.frames = 2;
+    assert_int_equal(dfd_arch_build("tiny-video", &o, &g, &e), DFD_E_ARG);
+    assert_non_null(strstr(e.message, "only image classifiers"));
+    assert_int_equal(dfd_arch_build("mobilenet_v2", &o, &g, &e), DFD_E_ARG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(xception_matches_keras_counts_and_shapes),
@@ -465,6 +563,7 @@ int main(void) {
         cmocka_unit_test(video_models_have_the_lstm_head),
         cmocka_unit_test(registry_lists_and_validates),
         cmocka_unit_test(heads_output_a_logit),
+        cmocka_unit_test(ensembles_combine_their_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,8 +33,20 @@ DFD_API void dfd_import_options_default(dfd_import_options *o);
 DFD_API int dfd_model_import(const char *format, const char *in, const char *out, const dfd_import_options *o,
                              char **summary, dfd_error *err);
 
+/* Joins n (2..8) image models dfd trained (same architecture, input size and crop
+ * contract, same task) into one model file `out` whose P(fake) is the sigmoid of the mean
+ * of their logits: an ensemble, loaded and used as any model (metadata "members"; its
+ * networks run one after the other, so it costs n times one). threshold in [0,1] is
+ * stored; < 0 stores the members' thresholds averaged as logits, a starting point only:
+ * choose the ensemble's own on validation data (`dfd eval`, `dfd calibrate`). Weights stay
+ * BF16 when every member's are. *summary (may be NULL) receives one line (dfd_free).
+ * DFD_E_ARG when the members do not fit together (the message says which and why). */
+DFD_API int dfd_model_ensemble(const char *const *models, int n, const char *out, double threshold, char **summary,
+                               dfd_error *err);
+
 /* What the model file at path says, as one JSON object: "file" (the base name), "name"
- * (without .safetensors), "architecture", "input_size", "frames" (video models), "task",
+ * (without .safetensors), "architecture", "input_size", "frames" (video models), "members"
+ * (ensembles), "task",
  * "threshold", "output", "preprocess" (the crop contract), "training_data", "metrics",
  * "dfd_version"; only the header is read. A file that cannot be read gives an object with
  * "file", "name" and "error", and the failure's code. *json is malloc'ed (dfd_free), NULL

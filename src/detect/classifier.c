@@ -46,6 +46,7 @@ int dfd_model_build_graph(void *user, const dfd_model_meta *m, nn_graph **out, d
     o.frames = m->frames;
     o.width = m->width;
     o.dropout = m->dropout;
+    o.members = m->members;
     return dfd_arch_build(m->arch, &o, out, err);
 }
 

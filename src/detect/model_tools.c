@@ -2,6 +2,7 @@
  * importing models made elsewhere (tflite, tfjs, keras; `dfd import`) and reading what a
  * model file says (dfd_model_info). The import formats' settings live here, so a program
  * on the library imports exactly as the CLI does. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,7 @@ int dfd_model_info(const char *path, char **json, dfd_error *err) {
         json_object_set_new(o, "architecture", json_string(m.arch ? m.arch : ""));
         json_object_set_new(o, "input_size", json_integer(m.input_size));
         if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
+        if (m.members > 1) json_object_set_new(o, "members", json_integer(m.members));
         json_object_set_new(o, "task", json_string(m.task ? m.task : DFD_MODEL_TASK_MANIPULATION));
         json_object_set_new(o, "threshold", json_real(m.threshold));
         json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
@@ -170,5 +172,146 @@ int dfd_model_info(const char *path, char **json, dfd_error *err) {
     json_decref(o);
     if (!*json) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     if (rc && err) *err = e;
+    return rc;
+}
+
+/* ---- Ensembles ------------------------------------------------------------------------ */
+
+/* 1 when every tensor of the file is stored as BF16. */
+static int all_bf16(const dfd_st_file *f) {
+    for (int i = 0; i < dfd_st_count(f); i++)
+        if (dfd_st_tensor_at(f, i)->dtype != DFD_ST_BF16) return 0;
+    return dfd_st_count(f) > 0;
+}
+
+/* Member i's metadata must match member 0's in everything that decides its input and what
+ * its output means: the ensemble has one crop and averages logits of one P(fake). */
+static int check_member(const dfd_model_meta *m0, const dfd_model_meta *m, const char *path, dfd_error *err) {
+    const dfd_arch_info *ai = dfd_arch_find(m->arch);
+    if (!ai || !ai->has_head || ai->is_video)
+        return dfd_fail(err, DFD_E_ARG, "'%s': architecture '%s' is not an image classifier", path, m->arch);
+    if (m->members > 1)
+        return dfd_fail(err, DFD_E_ARG, "'%s' is itself an ensemble (%d members): join the single models", path,
+                        m->members);
+    if (strcmp(m->output ? m->output : DFD_MODEL_OUTPUT_LOGIT, DFD_MODEL_OUTPUT_LOGIT) != 0)
+        return dfd_fail(err, DFD_E_ARG, "'%s': output '%s' is not a logit of P(fake) (models dfd trained are)", path,
+                        m->output);
+    if (m == m0) return DFD_OK;
+    if (strcmp(m->arch, m0->arch) != 0 || m->input_size != m0->input_size || m->width != m0->width)
+        return dfd_fail(err, DFD_E_ARG, "'%s' is %s at %d px (width %g), the first member %s at %d px (width %g)", path,
+                        m->arch, m->input_size, (double)m->width, m0->arch, m0->input_size, (double)m0->width);
+    const char *t = m->task ? m->task : DFD_MODEL_TASK_MANIPULATION, *t0 = m0->task ? m0->task : DFD_MODEL_TASK_MANIPULATION;
+    if (strcmp(t, t0) != 0)
+        return dfd_fail(err, DFD_E_ARG, "'%s' detects %s, the first member %s", path, t, t0);
+    json_t *a = m->preprocess ? json_loads(m->preprocess, 0, NULL) : NULL;
+    json_t *b = m0->preprocess ? json_loads(m0->preprocess, 0, NULL) : NULL;
+    int same = (!a && !b) || (a && b && json_equal(a, b));
+    json_decref(a), json_decref(b);
+    if (!same)
+        return dfd_fail(err, DFD_E_ARG, "'%s' was trained on another crop contract than the first member", path);
+    return DFD_OK;
+}
+
+static double logit(double p) {
+    const double e = 1e-7;
+    p = p < e ? e : p > 1 - e ? 1 - e : p;
+    return log(p / (1 - p));
+}
+
+int dfd_model_ensemble(const char *const *models, int n, const char *out, double threshold, char **summary,
+                       dfd_error *err) {
+    if (summary) *summary = NULL;
+    if (!models || !out) return dfd_fail(err, DFD_E_ARG, "dfd_model_ensemble: NULL argument");
+    if (n < 2 || n > DFD_MODEL_MAX_MEMBERS)
+        return dfd_fail(err, DFD_E_ARG, "an ensemble joins 2 to %d models (got %d)", DFD_MODEL_MAX_MEMBERS, n);
+    if (threshold >= 0 && !(threshold <= 1)) return dfd_fail(err, DFD_E_ARG, "threshold %g is not in [0,1]", threshold);
+    dfd_model_meta meta[DFD_MODEL_MAX_MEMBERS];
+    nn_graph *member[DFD_MODEL_MAX_MEMBERS] = {0}, *g = NULL;
+    for (int i = 0; i < n; i++) dfd_model_meta_init(&meta[i]);
+    int rc = DFD_OK, bf16 = 1;
+    double mean_logit = 0;
+    for (int i = 0; rc == DFD_OK && i < n; i++) {
+        for (int j = 0; j < i; j++)
+            if (strcmp(models[i], models[j]) == 0) {
+                rc = dfd_fail(err, DFD_E_ARG, "'%s' is named twice: an ensemble of one model with itself adds nothing",
+                              models[i]);
+                break;
+            }
+        dfd_st_file *f = NULL;
+        if (rc == DFD_OK) rc = dfd_st_open(models[i], &f, err);
+        if (rc == DFD_OK) {
+            bf16 &= all_bf16(f);
+            rc = dfd_model_meta_read(f, &meta[i], err);
+            dfd_st_close(f);
+        }
+        if (rc == DFD_OK) rc = check_member(&meta[0], &meta[i], models[i], err);
+        /* the strict loader: every tensor of the member present and of the right shape */
+        if (rc == DFD_OK) {
+            dfd_model_meta_free(&meta[i]);
+            rc = dfd_model_load(models[i], dfd_model_build_graph, NULL, &member[i], &meta[i], err);
+        }
+        mean_logit += rc == DFD_OK ? logit(meta[i].threshold) / n : 0;
+    }
+    if (rc == DFD_OK) {
+        dfd_arch_opts ao;
+        dfd_arch_opts_default(&ao);
+        ao.input_size = meta[0].input_size;
+        ao.width = meta[0].width;
+        ao.dropout = meta[0].dropout;
+        ao.members = n;
+        rc = dfd_arch_build(meta[0].arch, &ao, &g, err);
+    }
+    /* member i's parameter "X" is the ensemble's "m<i>/X" */
+    for (int i = 0; rc == DFD_OK && i < n; i++)
+        for (int k = 0; rc == DFD_OK && k < nn_graph_param_count(member[i]); k++) {
+            const nn_param *p = nn_graph_param(member[i], k);
+            char name[NN_NAME_MAX];
+            int len = snprintf(name, sizeof name, "m%d/%s", i, p->name);
+            nn_param *q = len > 0 && len < (int)sizeof name ? nn_graph_find_param(g, name) : NULL;
+            if (!q || q->count != p->count) {
+                rc = dfd_fail(err, DFD_E_INTERNAL, "ensemble: no place for '%s' of '%s'", p->name, models[i]);
+                break;
+            }
+            memcpy(q->data, p->data, p->count * sizeof *p->data);
+        }
+    nn_param *wk = rc == DFD_OK ? nn_graph_find_param(g, "ensemble/kernel") : NULL;
+    if (rc == DFD_OK && (!wk || wk->count != (size_t)n)) rc = dfd_fail(err, DFD_E_INTERNAL, "ensemble: no combining layer");
+    char *td = NULL;
+    if (rc == DFD_OK) {
+        for (int i = 0; i < n; i++) wk->data[i] = 1.0f / (float)n; /* the logit mean */
+        /* what it was made of, as free text naming each member and its own data */
+        size_t cap = 64;
+        for (int i = 0; i < n; i++)
+            cap += strlen(models[i]) + (meta[i].training_data ? strlen(meta[i].training_data) : 0) + 32;
+        if (!(td = malloc(cap))) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
+        size_t used = 0;
+        for (int i = 0; td && i < n; i++) {
+            const char *b = strrchr(models[i], '/');
+            int w = snprintf(td + used, cap - used, "%sm%d = %s: %s", i ? "; " : "logit mean of ", i, b ? b + 1 : models[i],
+                             meta[i].training_data ? meta[i].training_data : "(no record)");
+            used += w > 0 ? (size_t)w : 0;
+        }
+    }
+    double thr = threshold >= 0 ? threshold : 1.0 / (1.0 + exp(-mean_logit));
+    if (rc == DFD_OK) {
+        dfd_model_meta m = meta[0];
+        m.members = n;
+        m.threshold = thr;
+        m.training_data = td;
+        m.metrics = NULL; /* the members' own figures do not describe the ensemble */
+        dfd_model_save_opts so = {.bf16 = bf16};
+        rc = dfd_model_save(g, &m, &so, out, err);
+    }
+    if (rc == DFD_OK)
+        rc = set_summary(summary, err, "%s: ensemble of %d %s models at %d px, threshold %.4f (%s), %s weights", out, n,
+                         meta[0].arch, meta[0].input_size, thr,
+                         threshold >= 0 ? "given" : "the members' mean in logits: choose it on validation data",
+                         bf16 ? "BF16" : "FP32");
+    free(td);
+    nn_graph_free(g);
+    for (int i = 0; i < n; i++) {
+        nn_graph_free(member[i]);
+        dfd_model_meta_free(&meta[i]);
+    }
     return rc;
 }

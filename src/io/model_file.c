@@ -20,6 +20,7 @@ void dfd_model_meta_init(dfd_model_meta *m) {
     memset(m, 0, sizeof *m);
     m->width = 1.0f;
     m->dropout = -1.0f;
+    m->members = 1;
     m->threshold = 0.5;
 }
 
@@ -81,6 +82,9 @@ static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
     if (!(m->width > 0.0f) || !isfinite(m->width) || !isfinite(m->dropout))
         return dfd_fail(err, DFD_E_ARG, "model metadata: width %g / dropout %g invalid", (double)m->width,
                         (double)m->dropout);
+    if (m->members < 1 || m->members > DFD_MODEL_MAX_MEMBERS || (m->members > 1 && m->frames))
+        return dfd_fail(err, DFD_E_ARG, "model metadata: %d members (1 to %d, image models only)", m->members,
+                        DFD_MODEL_MAX_MEMBERS);
     if (m->output && !output_known(m->output))
         return dfd_fail(err, DFD_E_ARG, "model metadata: unknown output meaning '%s'", m->output);
     if (m->task && !dfd_model_task_known(m->task))
@@ -138,6 +142,10 @@ int dfd_model_save(nn_graph *g, const dfd_model_meta *meta, const dfd_model_save
         snprintf(num, sizeof num, "%.9g", (double)meta->dropout);
         rc = dfd_st_writer_set_meta(w, "dropout", num, err);
     }
+    if (!rc && meta->members > 1) { /* absent for one network: such files stay as they were */
+        snprintf(num, sizeof num, "%d", meta->members);
+        rc = dfd_st_writer_set_meta(w, "members", num, err);
+    }
     if (!rc) {
         snprintf(num, sizeof num, "%.17g", meta->threshold);
         rc = dfd_st_writer_set_meta(w, "threshold", num, err);
@@ -192,6 +200,11 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
     const char *s = dfd_st_meta_get(f, "frames");
     if (s && parse_int(s, 0, MAX_FRAMES, &frames))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'frames' is '%.32s'", s);
+    int members = 1;
+    s = dfd_st_meta_get(f, "members");
+    if (s && (parse_int(s, 1, DFD_MODEL_MAX_MEMBERS, &members) || (members > 1 && frames)))
+        return dfd_fail(err, DFD_E_MODEL, "model metadata: 'members' is '%.32s' (1 to %d, image models only)", s,
+                        DFD_MODEL_MAX_MEMBERS);
     double width = 1.0, dropout = -1.0, threshold;
     s = dfd_st_meta_get(f, "width");
     if (s && (parse_double(s, &width) || !(width > 0.0)))
@@ -225,6 +238,7 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
     m->frames = frames;
     m->width = (float)width;
     m->dropout = (float)dropout;
+    m->members = members;
     m->threshold = threshold;
     return DFD_OK;
 }

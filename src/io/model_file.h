@@ -11,6 +11,10 @@
  *   output        what output 0 means: "logit_p_fake" (p_fake = sigmoid(output), what dfd
  *                 trains), "logit_p_real", "sigmoid_p_fake", "sigmoid_p_real" (models
  *                 imported from the original Keras system), or "features" (a backbone)
+ *   members       an ensemble: this many networks of the architecture (2..8), layers and
+ *                 tensors named "m0/...", "m1/...", on one input, their logits combined by
+ *                 a last dense layer "ensemble" (weights 1/members: the logit mean); absent
+ *                 for one network (src/models/registry.c builds both)
  *   threshold     decision threshold on p_fake, in [0,1]
  *   task          what "fake" means to this model: "manipulation" (a real face swapped or
  *                 altered: the default, and what a file without the field means) or
@@ -37,6 +41,7 @@
 #define DFD_MODEL_OUTPUT_LOGIT "logit_p_fake"
 #define DFD_MODEL_TASK_MANIPULATION "manipulation"
 #define DFD_MODEL_TASK_SYNTHETIC "synthetic"
+#define DFD_MODEL_MAX_MEMBERS 8
 
 typedef struct dfd_model_meta {
     char *arch;          /* registry name (required) */
@@ -44,6 +49,8 @@ typedef struct dfd_model_meta {
     int frames;          /* video models: frames per clip; 0 otherwise */
     float width;         /* architecture width multiplier (1 = default) */
     float dropout;       /* head dropout rate used in training (< 0 = default) */
+    int members;         /* an ensemble of this many networks of the architecture, their
+                          * logits averaged (1 = one network; see "members" above) */
     char *preprocess;    /* JSON object text, or NULL */
     char *output;        /* see "output" above (NULL when saving means "logit_p_fake") */
     double threshold;    /* on p_fake, [0,1]; default 0.5 */

@@ -30,7 +30,11 @@ typedef struct dfd_arch_opts {
     int frames;     /* video architectures: frames per clip; 0 = 30 */
     float dropout;  /* rate of the head's dropout layers; < 0 = 0.5 */
     float width;    /* MobileNetV2 alpha / tiny width multiplier; 0 = 1.0 (Xception: must be 0 or 1) */
+    int members;    /* image classifiers: an ensemble of this many copies (0 or 1 = one; at most
+                     * DFD_ARCH_MAX_MEMBERS), see dfd_arch_build */
 } dfd_arch_opts;
+
+#define DFD_ARCH_MAX_MEMBERS 8
 
 /* All fields to "default" (0, 0, -1, 0). */
 void dfd_arch_opts_default(dfd_arch_opts *o);
@@ -51,6 +55,10 @@ const dfd_arch_info *dfd_arch_find(const char *name);
 
 /* Builds a new graph for a registered architecture (opts NULL = defaults). The input node
  * is named "input" ({S,S,3}, or {T,S,S,3} for video), output 0 is the model's output.
+ * With opts->members = N > 1 (image classifiers only) the graph is an ensemble: N copies
+ * of the network on the one input, layers named "m0/...", ..., "m<N-1>/...", their logits
+ * joined ("ensemble_logits") and combined by a dense layer without bias, "ensemble" (its
+ * kernel {N,1} is loaded from the model file; 1/N each is the logit mean).
  * Errors: DFD_E_NOT_FOUND for an unknown name (the message lists the known ones),
  * DFD_E_ARG for options out of range. */
 int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, dfd_error *err);

@@ -124,6 +124,23 @@ static int image_head(nn_graph *g, backbone_kind k, int x, float rate) {
     return nn_dense(g, "dense", x, 1, 1, NN_ACT_NONE);
 }
 
+/* N image classifiers on input x, each under its own name scope, their logits joined and
+ * weighed by one dense layer (see dfd_arch_build). Why in one graph rather than N models
+ * side by side: every caller (scoring, batching, bf16, heat maps by occlusion) then treats
+ * an ensemble as the one network it is to the user, with no second code path. */
+static int ensemble(nn_graph *g, backbone_kind k, int input, float width, float rate, int n) {
+    int logits[DFD_ARCH_MAX_MEMBERS];
+    for (int i = 0; i < n; i++) {
+        char scope[16];
+        snprintf(scope, sizeof scope, "m%d/", i);
+        nn_graph_set_scope(g, scope);
+        logits[i] = image_head(g, k, backbone(g, k, input, width), rate);
+    }
+    nn_graph_set_scope(g, NULL);
+    int x = nn_concat(g, "ensemble_logits", n, logits);
+    return nn_dense(g, "ensemble", x, 1, 0, NN_ACT_NONE);
+}
+
 /* x is the {T,S,S,3} input. */
 static int video_model(nn_graph *g, backbone_kind k, int x, float width, float rate) {
     int tiny = k == BB_TINY;
@@ -183,6 +200,12 @@ int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, 
         return dfd_fail(err, DFD_E_ARG, "%s: width %g outside (0, 4]", info->name, (double)width);
     if (bk == BB_XCEPTION && width != 1.0f)
         return dfd_fail(err, DFD_E_ARG, "%s has no width multiplier (got %g)", info->name, (double)width);
+    int members = o.members ? o.members : 1;
+    if (members < 1 || members > DFD_ARCH_MAX_MEMBERS)
+        return dfd_fail(err, DFD_E_ARG, "%s: %d ensemble members outside [1, %d]", info->name, members,
+                        DFD_ARCH_MAX_MEMBERS);
+    if (members > 1 && (info->is_video || hk != HEAD_IMAGE))
+        return dfd_fail(err, DFD_E_ARG, "%s: only image classifiers can be ensembles", info->name);
 
     nn_graph *g = nn_graph_new();
     if (!g) return dfd_fail(err, DFD_E_NOMEM, "out of memory building '%s'", info->name);
@@ -194,8 +217,12 @@ int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, 
     } else {
         int shape[3] = {size, size, 3};
         x = nn_input(g, "input", 3, shape);
-        x = backbone(g, bk, x, width);
-        if (hk == HEAD_IMAGE) x = image_head(g, bk, x, rate);
+        if (members > 1) {
+            x = ensemble(g, bk, x, width, rate, members);
+        } else {
+            x = backbone(g, bk, x, width);
+            if (hk == HEAD_IMAGE) x = image_head(g, bk, x, rate);
+        }
     }
     if (x >= 0 && nn_mark_output(g, x) < 0) x = -1;
     const char *gerr = nn_graph_error(g);

@@ -79,9 +79,29 @@ static const nn_node *in_node(nn_graph *g, const char *name, int x) {
     return g->nodes[x];
 }
 
-/* Appends a node (op, name, inputs); returns it with params = -1, trainable = 1, or NULL. */
+void nn_graph_set_scope(nn_graph *g, const char *scope) {
+    if (!g) return;
+    size_t len = scope ? strlen(scope) : 0;
+    if (len >= sizeof g->scope) {
+        gfail(g, "layer-name scope '%.20s...' is too long (at most %d characters)", scope, (int)sizeof g->scope - 1);
+        return;
+    }
+    memcpy(g->scope, scope ? scope : "", len + 1);
+}
+
+/* Appends a node (op, name, inputs); returns it with params = -1, trainable = 1, or NULL.
+ * A non-empty name gets the graph's scope in front (nn_graph_set_scope). */
 static nn_node *add_node(nn_graph *g, nn_op op, const char *name, int n_in, const int *ins) {
     if (g->has_error) return NULL;
+    char scoped[NN_NAME_MAX];
+    if (name && *name && g->scope[0]) {
+        int len = snprintf(scoped, sizeof scoped, "%s%s", g->scope, name);
+        if (len < 0 || len >= (int)sizeof scoped) {
+            gfail(g, "layer name '%s%.40s...' is too long", g->scope, name);
+            return NULL;
+        }
+        name = scoped;
+    }
     if (name && strlen(name) >= NN_NAME_MAX - 24) {
         gfail(g, "layer name '%.40s...' is too long (at most %d characters)", name, NN_NAME_MAX - 25);
         return NULL;
@@ -130,8 +150,9 @@ static int node_id(const nn_graph *g, const nn_node *n) {
 static int add_param(nn_graph *g, const char *layer, const char *weight, int role, int ndim, const int *shape) {
     if (g->has_error) return -1;
     char name[NN_NAME_MAX];
-    int len = snprintf(name, sizeof name, "%s/%s", layer, weight);
-    if (len < 0 || len >= (int)sizeof name) return gfail(g, "parameter name '%s/%s' is too long", layer, weight);
+    int len = snprintf(name, sizeof name, "%s%s/%s", g->scope, layer, weight);
+    if (len < 0 || len >= (int)sizeof name)
+        return gfail(g, "parameter name '%s%s/%s' is too long", g->scope, layer, weight);
     if (nn_graph_find_param(g, name)) return gfail(g, "duplicate parameter name '%s'", name);
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {

@@ -32,6 +32,7 @@ struct nn_graph {
     int input;
     int has_error;
     char error[256];
+    char scope[16]; /* prefixed to the names of layers and parameters built from now on */
 };
 
 /* Output size of one spatial axis, filling the padding before/after for SAME and VALID

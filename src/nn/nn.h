@@ -187,6 +187,11 @@ int nn_mark_output(nn_graph *g, int node);
 
 /* The first builder error, or NULL. */
 const char *nn_graph_error(const nn_graph *g);
+/* Names the layers built from now on (and so their parameters) "<scope><name>", so that
+ * one builder can add the same network twice to a graph (an ensemble's members: "m0/",
+ * "m1/"); NULL or "" ends the scope. Unnamed glue layers stay unnamed. A scope of 16
+ * characters or more is an error recorded in the graph. */
+void nn_graph_set_scope(nn_graph *g, const char *scope);
 
 /* Introspection. */
 int nn_graph_node_count(const nn_graph *g);

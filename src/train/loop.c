@@ -54,6 +54,11 @@ void dfd_train_opts_default(dfd_train_opts *o) {
 
 int dfd_train_build_model(void *user, const dfd_model_meta *meta, nn_graph **out, dfd_error *err) {
     (void)user;
+    if (meta->members > 1)
+        return dfd_fail(err, DFD_E_UNSUPPORTED,
+                        "the model is an ensemble of %d networks: train or fine-tune each member, then join them "
+                        "with 'dfd ensemble'",
+                        meta->members);
     dfd_arch_opts ao;
     dfd_arch_opts_default(&ao);
     ao.input_size = meta->input_size;
@@ -68,6 +73,14 @@ int dfd_train_load_matching(nn_graph *g, const char *path, int *loaded, int *ski
     *loaded = *skipped = 0;
     int rc = dfd_st_open(path, &f, err);
     if (rc) return rc;
+    const char *members = dfd_st_meta_get(f, "members");
+    if (members && strcmp(members, "1") != 0) {
+        rc = dfd_fail(err, DFD_E_UNSUPPORTED,
+                      "%s is an ensemble of %.8s networks: start from one of its members (dfd ensemble joined them)",
+                      path, members);
+        dfd_st_close(f);
+        return rc;
+    }
     for (int i = 0; i < nn_graph_param_count(g) && !rc; i++) {
         nn_param *p = nn_graph_param(g, i);
         const dfd_st_tensor *t = dfd_st_find(f, p->name);
