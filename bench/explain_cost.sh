@@ -5,6 +5,7 @@
 # synthetic-face detector and without; per run the median time per image from
 # timing_ms.total (the first image of each kind dropped as warm-up) and the ratio. This
 # machine's speed swings within seconds, so read the ratios of runs made side by side.
+# MODEL=FILE measures with that image model instead of the default one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build}/dfd
@@ -17,6 +18,7 @@ echo "|---|---|---|---|---|"
 for round in $(seq "$ROUNDS"); do
   for syn in both manipulation; do
     S=(); [[ $syn == manipulation ]] && S=(--no-synthetic)
+    [[ -n ${MODEL:-} ]] && S+=(--model-image "$MODEL")
     for mode in off on; do
       X=(); [[ $mode == on ]] && X=(--explain)
       "$BIN" scan "${S[@]}" --json "${X[@]}" "$tmp"/a* "$tmp"/p* >"$tmp/$mode.json"

@@ -413,48 +413,7 @@ static void registry_lists_and_validates(void **state) {
     nn_graph_free(g);
 }
 
-/* With every kernel zero and the batch norms at identity, the head's output is exactly the
- * last bias: proves the output is the raw logit (no sigmoid) and the graphs execute. */
-static void forward_outputs_the_logit(const char *arch, int size, int frames) {
-    nn_graph *g = build(arch, size, frames);
-    nn_param *bias = nn_graph_find_param(g, nn_graph_find_param(g, "dense_1/bias") ? "dense_1/bias" : "dense/bias");
-    assert_non_null(bias);
-    bias->data[0] = 0.25f;
-    const nn_node *in = nn_graph_node(g, nn_graph_input(g));
-    size_t n = 1;
-    for (int i = 0; i < in->ndim; i++) n *= (size_t)in->shape[i];
-    float *x = malloc(2 * n * sizeof *x);
-    assert_non_null(x);
-    for (size_t i = 0; i < 2 * n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    nn_exec_opts eo;
-    nn_exec_opts_default(&eo);
-    eo.backend = NN_BACKEND_REF;
-    eo.precision = NN_PREC_F32;
-    eo.max_batch = 2;
-    nn_exec *ex;
-    dfd_error e;
-    int rc = nn_exec_create(g, &eo, &ex, &e);
-    if (rc) print_message("%s: %s\n", arch, e.message);
-    assert_int_equal(rc, DFD_OK);
-    assert_int_equal(nn_forward(ex, x, 2, &e), DFD_OK);
-    size_t cnt;
-    const float *y = nn_output(ex, 0, &cnt);
-    assert_int_equal(cnt, 2);
-    assert_float_equal(y[0], 0.25f, 0);
-    assert_float_equal(y[1], 0.25f, 0);
-    nn_exec_free(ex);
-    free(x);
-    nn_graph_free(g);
-}
-
-static void heads_output_a_logit(void **state) {
-    (void)state;
-    forward_outputs_the_logit("tiny-cnn", 0, 0);
-    forward_outputs_the_logit("tiny-video", 16, 3);
-    forward_outputs_the_logit("mobilenet_v2-image", 32, 0);
-}
-
-/* One forward pass of g on batch 2 of x (ref backend, fp32); y receives the 2 outputs. */
+/* One forward pass of g on batch 2 of x (fp32, on the given backend); y receives the 2 outputs. */
 static void forward2(nn_graph *g, const float *x, float *y, int backend) {
     nn_exec_opts eo;
     nn_exec_opts_default(&eo);
@@ -472,6 +431,34 @@ static void forward2(nn_graph *g, const float *x, float *y, int backend) {
     assert_int_equal(cnt, 2);
     y[0] = out[0], y[1] = out[1];
     nn_exec_free(ex);
+}
+
+/* With every kernel zero and the batch norms at identity, the head's output is exactly the
+ * last bias: proves the output is the raw logit (no sigmoid) and the graphs execute. */
+static void forward_outputs_the_logit(const char *arch, int size, int frames) {
+    nn_graph *g = build(arch, size, frames);
+    nn_param *bias = nn_graph_find_param(g, nn_graph_find_param(g, "dense_1/bias") ? "dense_1/bias" : "dense/bias");
+    assert_non_null(bias);
+    bias->data[0] = 0.25f;
+    const nn_node *in = nn_graph_node(g, nn_graph_input(g));
+    size_t n = 1;
+    for (int i = 0; i < in->ndim; i++) n *= (size_t)in->shape[i];
+    float *x = malloc(2 * n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < 2 * n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    float y[2];
+    forward2(g, x, y, NN_BACKEND_REF);
+    assert_float_equal(y[0], 0.25f, 0);
+    assert_float_equal(y[1], 0.25f, 0);
+    free(x);
+    nn_graph_free(g);
+}
+
+static void heads_output_a_logit(void **state) {
+    (void)state;
+    forward_outputs_the_logit("tiny-cnn", 0, 0);
+    forward_outputs_the_logit("tiny-video", 16, 3);
+    forward_outputs_the_logit("mobilenet_v2-image", 32, 0);
 }
 
 /* An ensemble graph (members = 3) holds three copies of the network under "m0/".."m2/" and

@@ -189,6 +189,34 @@ static void parameter_names_and_counts_match_keras(void **state) {
     nn_graph_free(g);
 }
 
+/* A scope prefixes the names of layers and their parameters built under it, lets the same
+ * names be built twice, leaves glue unnamed, and ends with NULL; one too long is an error. */
+static void scopes_prefix_names(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "in", 3, (int[]){8, 8, 3});
+    nn_conv_attr a = {.kh = 3, .kw = 3, .out_c = 4, .has_bias = 1};
+    int y[2];
+    for (int i = 0; i < 2; i++) {
+        nn_graph_set_scope(g, i ? "b/" : "a/");
+        y[i] = nn_gap(g, "", nn_conv2d(g, "conv", x, &a));
+        assert_true(y[i] >= 0);
+        assert_string_equal(nn_graph_node(g, y[i])->name, "");
+    }
+    nn_graph_set_scope(g, NULL);
+    assert_true(nn_conv2d(g, "conv", x, &a) >= 0);
+    assert_null(nn_graph_error(g));
+    assert_true(nn_graph_find_node(g, "a/conv") >= 0 && nn_graph_find_node(g, "b/conv") >= 0);
+    assert_non_null(nn_graph_find_param(g, "b/conv/kernel"));
+    assert_non_null(nn_graph_find_param(g, "a/conv/bias"));
+    assert_non_null(nn_graph_find_param(g, "conv/kernel"));
+    assert_int_equal(nn_graph_param_count(g), 6);
+    nn_graph_set_scope(g, "a-scope-of-16-ch");
+    assert_non_null(nn_graph_error(g));
+    assert_non_null(strstr(nn_graph_error(g), "too long"));
+    nn_graph_free(g);
+}
+
 static void errors_are_reported_and_sticky(void **state) {
     (void)state;
     nn_graph *g = nn_graph_new();
@@ -405,6 +433,7 @@ int main(void) {
         cmocka_unit_test(same_padding_matches_tensorflow),
         cmocka_unit_test(parameter_names_and_counts_match_keras),
         cmocka_unit_test(errors_are_reported_and_sticky),
+        cmocka_unit_test(scopes_prefix_names),
         cmocka_unit_test(huge_windows_are_refused_not_overflowed),
         cmocka_unit_test(macs_are_counted_per_item),
         cmocka_unit_test(freezing_from_a_layer),
