@@ -73,8 +73,15 @@ assert me["preprocess"] == mb["preprocess"] and me["task"] == "manipulation"
 assert "dfd-image-2" in me["training_data"] and "dfd-image-3" in me["training_data"]
 PY
 
-# ---- scan takes it as the image model; train does not start from it.
+# ---- scan takes it as the image model, heat maps included; train does not start from it.
 "$BIN" scan --json --no-synthetic --model-image "$tmp/e.safetensors" "$SRC/examples/astronaut.jpg" >"$tmp/s.json" 2>"$tmp/s.err" || fail "scan: $(cat "$tmp/s.err")"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; assert r['model']['image'] == 'e' and r['threshold'] > 0 and r['faces'], r" "$tmp/s.json" || fail "scan does not use the ensemble"
+"$BIN" scan --json --no-synthetic --explain --model-image "$tmp/e.safetensors" "$SRC/examples/astronaut.jpg" >"$tmp/x.json" 2>"$tmp/x.err" || fail "scan --explain: $(cat "$tmp/x.err")"
+python3 -c "
+import json, sys
+h = json.load(open(sys.argv[1]))['results'][0]['faces'][0]['heatmap']
+m = [v for row in h['manipulated'] for v in row]
+assert h['method'] == 'occlusion-fast' and len(m) == h['grid'] ** 2 and max(m) == 1 and min(m) >= 0, h
+" "$tmp/x.json" || fail "no heat map from the ensemble"
 "$BIN" train image --arch mobilenet_v2-image --input-size 128 --data "$tmp/d" --init "$tmp/e.safetensors" --epochs 1 --out "$tmp/tr" >"$tmp/e" 2>&1; rc=$?; [[ $rc == 1 ]] && grep -q "is an ensemble of 2 networks" "$tmp/e" || fail "train --init ensemble: exit $rc: $(tail -3 "$tmp/e")"
 echo "ok"
