@@ -13,9 +13,10 @@
 #include "models/models.h"
 
 #define CLS_MAX_BATCH 16
-/* the fast occlusion's probe side and stride, in heat-map cells */
+/* the fast occlusion's probe side, in heat-map cells, and its budget of network passes
+ * (probes x an ensemble's members; see occ_fast_stride) */
 #define OCC_FAST_PATCH 1
-#define OCC_FAST_STRIDE 3
+#define OCC_FAST_PASSES 50
 
 struct dfd_classifier {
     nn_graph *g;
@@ -27,11 +28,15 @@ struct dfd_classifier {
     int is_video;
     char *name;
     float *input;       /* CLS_MAX_BATCH items (x frames for video models) */
-    /* Grad-CAM (explain.c): the feature map under the head's global average pooling and
-     * the dense kernel that weighs its channels; cam_node -1 when the head is not
-     * GAP -> [dropout] -> dense(1). */
-    int cam_node;
-    const float *cam_w;
+    /* Grad-CAM: per network (an ensemble has several), the feature map under its head's
+     * global average pooling, the dense kernel that weighs its channels, and the weight of
+     * its logit in the output (1 for one network); cam_node -1 when the head is not
+     * GAP -> [dropout] -> dense(1) (see find_cam). */
+    int cam_node;       /* the first network's feature map, or -1 */
+    int n_cam;
+    int cam_nodes[8];
+    const float *cam_ws[8];
+    float cam_mix[8];
     int cam_h, cam_wd, cam_c;
     nn_exec *gex;       /* gradient methods: a training-mode executor made on first use */
     int gc_node;        /* Grad-CAM's layer (DFD_EXPLAIN_GRADCAM), -1 when none */
@@ -54,21 +59,49 @@ int dfd_model_build_graph(void *user, const dfd_model_meta *m, nn_graph **out, d
  * linear unit, so that the logit is sum_c w_c mean_hw A[h,w,c] + b, d(logit)/dA[h,w,c] =
  * w_c / HW for every cell, and Grad-CAM's channel weights are the dense kernel itself
  * (Grad-CAM on the last convolutional block is CAM here): no backward pass is needed. */
-static void find_cam(dfd_classifier *c) {
-    c->cam_node = c->gc_node = -1;
-    if (c->is_video || nn_graph_output_count(c->g) < 1) return;
-    const nn_node *d = nn_graph_node(c->g, nn_graph_output(c->g, 0));
+/* The feature map under dense node d when d is a linear dense(1) over GAP -> [dropout], or
+ * -1; *w receives its kernel. */
+static int pooled_head(const dfd_classifier *c, const nn_node *d, const float **w) {
     if (!d || d->op != NN_OP_DENSE || d->a.dense.units != 1 || d->a.dense.act != NN_ACT_NONE || d->params[0] < 0)
-        return;
+        return -1;
     const nn_node *x = nn_graph_node(c->g, d->inputs[0]);
     while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(c->g, x->inputs[0]);
-    if (!x || x->op != NN_OP_GAP) return;
-    int f = x->inputs[0];
+    if (!x || x->op != NN_OP_GAP) return -1;
+    const nn_node *fn = nn_graph_node(c->g, x->inputs[0]);
+    if (!fn || fn->ndim != 3 || fn->batch_mul != 1) return -1;
+    *w = nn_graph_param(c->g, d->params[0])->data;
+    return x->inputs[0];
+}
+
+/* An ensemble (models.h: N such heads, their logits joined and weighed by a dense(1)) has
+ * logit = sum_m u_m logit_m, so its Grad-CAM weighs network m's channel c by u_m w_mc:
+ * one CAM over all the networks' feature maps (they have one shape). */
+static void find_cam(dfd_classifier *c) {
+    c->cam_node = c->gc_node = -1;
+    c->n_cam = 0;
+    if (c->is_video || nn_graph_output_count(c->g) < 1) return;
+    const nn_node *d = nn_graph_node(c->g, nn_graph_output(c->g, 0));
+    const float *w = NULL;
+    int f = pooled_head(c, d, &w);
+    if (f >= 0) {
+        c->cam_nodes[0] = f, c->cam_ws[0] = w, c->cam_mix[0] = 1.0f, c->n_cam = 1;
+    } else if (d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0) {
+        const nn_node *j = nn_graph_node(c->g, d->inputs[0]);
+        const nn_param *u = nn_graph_param(c->g, d->params[0]);
+        if (!j || j->op != NN_OP_CONCAT || j->n_inputs > 8 || u->count != (size_t)j->n_inputs) return;
+        for (int m = 0; m < j->n_inputs; m++) {
+            int fm = pooled_head(c, nn_graph_node(c->g, j->inputs[m]), &w);
+            if (fm < 0) return;
+            const nn_node *a = nn_graph_node(c->g, fm), *b = nn_graph_node(c->g, c->n_cam ? c->cam_nodes[0] : fm);
+            if (memcmp(a->shape, b->shape, 3 * sizeof a->shape[0]) != 0) return;
+            c->cam_nodes[c->n_cam] = fm, c->cam_ws[c->n_cam] = w, c->cam_mix[c->n_cam] = u->data[m], c->n_cam++;
+        }
+    }
+    if (c->n_cam == 0) return;
+    f = c->cam_node = c->cam_nodes[0];
     const nn_node *fn = nn_graph_node(c->g, f);
-    if (!fn || fn->ndim != 3 || fn->batch_mul != 1) return;
-    c->cam_node = f;
-    c->cam_w = nn_graph_param(c->g, d->params[0])->data;
     c->cam_h = fn->shape[0], c->cam_wd = fn->shape[1], c->cam_c = fn->shape[2];
+    if (c->n_cam > 1) return; /* gradcam-mid: one network's layer only */
     /* The middle layer for "gradcam-mid": the last feature map at twice the pooled map's
      * resolution (8 x 8 for a 128 px MobileNetV2, whose last block gives 4 x 4). */
     for (int i = 0; i < f; i++) {
@@ -292,40 +325,46 @@ static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, flo
     dfd_crop_normalize(&flipped, c->crop.norm, c->input + per);
     dfd_image_free(&flipped);
     if ((rc = nn_forward(c->ex, c->input, 2, err))) return rc;
-    size_t n = 0;
-    const float *A = nn_node_output(c->ex, c->cam_node, &n);
-    if (!A || n < 2 * (size_t)H * W * C)
-        return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
-                        nn_graph_node(c->g, c->cam_node)->name);
     float *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
     if (!wt) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    for (int i = 0; i < H * W; i++) cam[i] = 0;
     const float sign = c->output_p_real ? -1.0f : 1.0f; /* towards "fake" */
-    /* Channel weights per pass. Grad-CAM: the gradient averaged over the map, which for
-     * this head is w_c / HW everywhere (a constant factor, dropped). Grad-CAM++ (Chattopadhay
-     * et al. 2018, on exp(logit)): with a linear head its higher derivatives are powers of
-     * g = w_c / HW, and the weight is HW relu(g) / (2 + g sum_ij A_ij): only channels
-     * that raise P(fake), damped where a channel is active over much of the map. */
-    for (int b = 0; b < 2; b++)
-        for (int k = 0; k < C; k++) {
-            float g = sign * c->cam_w[k];
-            if (!plus) {
-                wt[b * C + k] = g;
-                continue;
+    for (int m = 0; m < c->n_cam; m++) {
+        size_t n = 0;
+        const float *A = nn_node_output(c->ex, c->cam_nodes[m], &n);
+        if (!A || n < 2 * (size_t)H * W * C) {
+            free(wt);
+            return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
+                            nn_graph_node(c->g, c->cam_nodes[m])->name);
+        }
+        /* Channel weights per pass. Grad-CAM: the gradient averaged over the map, which for
+         * this head is w_c / HW everywhere (a constant factor, dropped). Grad-CAM++
+         * (Chattopadhay et al. 2018, on exp(logit)): with a linear head its higher
+         * derivatives are powers of g = w_c / HW, and the weight is HW relu(g) / (2 + g
+         * sum_ij A_ij): only channels that raise P(fake), damped where a channel is active
+         * over much of the map. In an ensemble w_c is u_m w_mc (see find_cam). */
+        for (int b = 0; b < 2; b++)
+            for (int k = 0; k < C; k++) {
+                float g = sign * c->cam_mix[m] * c->cam_ws[m][k];
+                if (!plus) {
+                    wt[b * C + k] = g;
+                    continue;
+                }
+                g /= (float)(H * W);
+                double sum = 0;
+                for (int i = 0; i < H * W; i++) sum += A[(size_t)b * H * W * C + (size_t)i * C + k];
+                double den = 2.0 + (double)g * sum;
+                wt[b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
             }
-            g /= (float)(H * W);
-            double sum = 0;
-            for (int i = 0; i < H * W; i++) sum += A[(size_t)b * H * W * C + (size_t)i * C + k];
-            double den = 2.0 + (double)g * sum;
-            wt[b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
-        }
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            const float *a0 = A + ((size_t)y * W + x) * C;                     /* the crop */
-            const float *a1 = A + (size_t)H * W * C + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
-            double s = 0;
-            for (int k = 0; k < C; k++) s += (double)wt[k] * a0[k] + (double)wt[C + k] * a1[k];
-            cam[y * W + x] = (float)(0.5 * s);
-        }
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                const float *a0 = A + ((size_t)y * W + x) * C;                               /* the crop */
+                const float *a1 = A + (size_t)H * W * C + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
+                double s = 0;
+                for (int k = 0; k < C; k++) s += (double)wt[k] * a0[k] + (double)wt[C + k] * a1[k];
+                cam[y * W + x] += (float)(0.5 * s);
+            }
+    }
     free(wt);
     /* ReLU before resampling, as Grad-CAM: only what raises the logit. */
     for (int i = 0; i < H * W; i++)
@@ -503,6 +542,21 @@ static void interpolate_probes(const float *probe, int per_row, const float *ctr
         }
 }
 
+/* The fast occlusion's lattice: the densest stride (3 or more cells) whose probes, each run
+ * by every member of an ensemble, stay within OCC_FAST_PASSES network passes: every third
+ * cell (6 x 6 = 36 probes) for one network, every fourth (5 x 5) for two, every fifth
+ * (4 x 4) for three, never fewer than 3 x 3 (so six or more members pass the budget). Why a budget: heat maps may cost at most 3 x an analysis without them
+ * (issue 17), and an ensemble's every pass costs its members' sum; 36 probes on a
+ * two-network ensemble measured 3.3-3.4 x (docs/explain.md, "Cost"). */
+static int occ_fast_stride(const dfd_classifier *c) {
+    const int G = DFD_HEAT_GRID, members = c->meta.members > 1 ? c->meta.members : 1;
+    int stride = 3;
+    for (;; stride++) {
+        int per_row = (G - OCC_FAST_PATCH + stride - 1) / stride + 1;
+        if (per_row * per_row * members <= OCC_FAST_PASSES || per_row <= 3) return stride;
+    }
+}
+
 /* Occlusion: how much P(fake) falls when a grey patch hides part of the crop (no mirror
  * averaging: the passes are costly enough).
  * Full occlusion (DFD_EXPLAIN_OCCLUSION, stride 1): 3 x 3-cell patches centred on every
@@ -673,7 +727,7 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
         if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, map, err);
         return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, 3, 1, map, err);
-    case DFD_EXPLAIN_OCCLUSION_FAST: return explain_occlusion(c, crop, OCC_FAST_PATCH, OCC_FAST_STRIDE, map, err);
+    case DFD_EXPLAIN_OCCLUSION_FAST: return explain_occlusion(c, crop, OCC_FAST_PATCH, occ_fast_stride(c), map, err);
     case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);
     default: return dfd_fail(err, DFD_E_ARG, "unknown heat-map method %d", method);
     }

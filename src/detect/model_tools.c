@@ -286,8 +286,7 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
         if (!(td = malloc(cap))) rc = dfd_fail(err, DFD_E_NOMEM, "out of memory");
         size_t used = 0;
         for (int i = 0; td && i < n; i++) {
-            const char *b = strrchr(models[i], '/');
-            int w = snprintf(td + used, cap - used, "%sm%d = %s: %s", i ? "; " : "logit mean of ", i, b ? b + 1 : models[i],
+            int w = snprintf(td + used, cap - used, "%sm%d = %s: %s", i ? "; " : "logit mean of ", i, models[i],
                              meta[i].training_data ? meta[i].training_data : "(no record)");
             used += w > 0 ? (size_t)w : 0;
         }

@@ -264,7 +264,8 @@ static int explain_one(dfd_classifier *c, const dfd_image *img, const dfd_face *
 
 /* The heat maps of face f (one face of an image, or a track's most suspicious frame). */
 static int explain_face(dfd_ctx *ctx, const dfd_image *img, const dfd_face *face, dfd_face_res *f, dfd_error *err) {
-    /* The manipulation detector's map by occlusion, patches every third cell: its top
+    /* The manipulation detector's map by occlusion, one-cell probes every third cell (an
+     * ensemble's lattice is thinner, see occ_fast_stride in classifier.c): its top
      * cells, restored to the real face, lower the default model's P(fake) more than random
      * cells do (Grad-CAM++, one pass instead of 36, fails that check for it).
      * The synthetic-face detector's by Grad-CAM++: a generated face has no forged region to

@@ -83,5 +83,25 @@ h = json.load(open(sys.argv[1]))['results'][0]['faces'][0]['heatmap']
 m = [v for row in h['manipulated'] for v in row]
 assert h['method'] == 'occlusion-fast' and len(m) == h['grid'] ** 2 and max(m) == 1 and min(m) >= 0, h
 " "$tmp/x.json" || fail "no heat map from the ensemble"
+# A synthetic-face ensemble (two copies of the shipped one): its Grad-CAM++ map spans both
+# networks and, the members being the same, matches the single model's.
+cp "$S" "$tmp/s2.safetensors"
+"$BIN" ensemble --out "$tmp/se.safetensors" "$S" "$tmp/s2.safetensors" >/dev/null 2>&1 || fail "synthetic ensemble"
+for m in s:"$S" se:"$tmp/se.safetensors"; do
+  "$BIN" scan --json --explain --model-image "$B" --model-synthetic "${m#*:}" "$SRC/examples/astronaut.jpg" >"$tmp/${m%%:*}.json" 2>"$tmp/x.err" || fail "scan --explain with ${m%%:*}: $(cat "$tmp/x.err")"
+done
+python3 - "$tmp/s.json" "$tmp/se.json" <<'PY' || fail "the synthetic ensemble's heat map"
+import json, sys
+maps = []
+for p in sys.argv[1:3]:
+    h = json.load(open(p))["results"][0]["faces"][0]["heatmap"]
+    assert h["method_synthetic"] == "gradcam++" and h["synthetic"], h
+    maps.append([v for row in h["synthetic"] for v in row])
+a, b = maps
+ma, mb = sum(a) / len(a), sum(b) / len(b)
+cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+r = cov / (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
+assert r > 0.95, f"maps of one model and of its two-copy ensemble correlate at {r:.3f}"
+PY
 "$BIN" train image --arch mobilenet_v2-image --input-size 128 --data "$tmp/d" --init "$tmp/e.safetensors" --epochs 1 --out "$tmp/tr" >"$tmp/e" 2>&1; rc=$?; [[ $rc == 1 ]] && grep -q "is an ensemble of 2 networks" "$tmp/e" || fail "train --init ensemble: exit $rc: $(tail -3 "$tmp/e")"
 echo "ok"
