@@ -38,6 +38,9 @@
 #   wise     dfd-image-3 fine-tuned further with its own recipe (lr 5e-4, EPOCHS epochs, no early
 #            stop), the end of a WiSE-FT interpolation: scripts/interpolate-weights.py mixes
 #            models/dfd-image-3.safetensors with this run's best weights (session 10)
+#   ens      no training of its own: lm (seed 1) and lm with SEED=2, each trained first when
+#            missing, joined by `dfd ensemble` (their logit mean, the members' threshold);
+#            models/dfd-image-4.safetensors (session 11)
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
 # Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
@@ -104,7 +107,7 @@ case "$VARIANT" in
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
           [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm first" >&2; exit 2; } ;;
   lmbase160) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks); size=160 ;;
-  shipped) ;;
+  shipped|ens) ;;
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
 esac
 
@@ -120,6 +123,17 @@ fi
 resume=()
 [[ -f "$RUN/checkpoint.safetensors" ]] && resume=(--resume "$RUN/checkpoint.safetensors")
 [[ $VARIANT == shipped ]] && mkdir -p "$RUN" && touch "$RUN/.done"
+if [[ $VARIANT == ens ]]; then
+  members=()
+  for s in 1 2; do
+    d=runs/m15/lm; [[ $s != 1 ]] && d=runs/m15/lm-seed$s
+    [[ -f $d/model-bf16.safetensors ]] || SEED=$s VARIANT=lm TAG= EPOCHS=8 "$0"
+    members+=("$d/model-bf16.safetensors")
+  done
+  mkdir -p "$RUN"
+  [[ -f $RUN/model-bf16.safetensors ]] || "$DFD" ensemble --out "$RUN/model-bf16.safetensors" "${members[@]}"
+  touch "$RUN/.done"
+fi
 if [[ ! -f "$RUN/.done" ]]; then
   "$DFD" train image --arch mobilenet_v2-image --input-size "$size" \
     --init "$init" \
