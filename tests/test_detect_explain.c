@@ -21,6 +21,7 @@
 
 #include "detect/detect.h"
 #include "dfd/dfd.h"
+#include "dfd/model.h"
 #include "face/face.h"
 #include "io/model_file.h"
 #include "models/models.h"
@@ -91,8 +92,9 @@ static int have_models(char *shipped, size_t cap) {
     return 1;
 }
 
-/* The pointing game on the first 20 self-blended fakes the default model (dfd-image-3)
- * flags, with the method scan uses for it (occlusion, patches every third cell): the map's peak
+/* The pointing game on the first 20 self-blended fakes the default model (dfd-image-4, an
+ * ensemble of two networks) flags, with the method scan uses for it (occlusion, one-cell
+ * probes every fourth cell for a two-network ensemble): the map's peak
  * cell inside the blended region (cell mask mean over half the mask's peak).
  * docs/explain.md measures 500. */
 static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
@@ -100,9 +102,9 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
     TU_REQUIRE_SHARED_DATA();
     char shipped[4096];
     if (!have_models(shipped, sizeof shipped)) skip();
-    snprintf(shipped, sizeof shipped, "%s/models/dfd-image-3.safetensors", tu_source_dir());
+    snprintf(shipped, sizeof shipped, "%s/models/dfd-image-4.safetensors", tu_source_dir());
     if (access(shipped, R_OK) != 0) {
-        print_message("skipped: models/dfd-image-3.safetensors is missing\n");
+        print_message("skipped: models/dfd-image-4.safetensors is missing\n");
         skip();
     }
     char *dir = tu_shared_path("utkface-real");
@@ -274,6 +276,70 @@ static int build_arch(void *user, const dfd_model_meta *m, nn_graph **out, dfd_e
     return dfd_arch_build(m->arch, &o, out, err);
 }
 
+/* An ensemble's Grad-CAM weighs each network's channels by its weight in the output
+ * (find_cam in classifier.c): with the combining weights (1, 0) the ensemble of dfd-image-3
+ * and dfd-image-2 must draw dfd-image-3's map, with (0, 1) dfd-image-2's, and with (½, ½)
+ * neither. Both plain Grad-CAM and Grad-CAM++, on one crop. */
+static void ensemble_cams_weigh_their_members(void **state) {
+    (void)state;
+    char a[4096], b[4096], e[4096];
+    snprintf(a, sizeof a, "%s/models/dfd-image-3.safetensors", tu_source_dir());
+    snprintf(b, sizeof b, "%s/models/dfd-image-2.safetensors", tu_source_dir());
+    if (access(a, R_OK) != 0 || access(b, R_OK) != 0) {
+        print_message("skipped: models/dfd-image-2 or -3 is missing\n");
+        skip();
+    }
+    char *dir = tu_mkdtemp();
+    snprintf(e, sizeof e, "%s/e.safetensors", dir);
+    const char *members[2] = {a, b};
+    dfd_error err;
+    assert_int_equal(dfd_model_ensemble(members, 2, e, -1, NULL, &err), DFD_OK);
+    nn_graph *g = NULL;
+    dfd_model_meta meta;
+    dfd_model_meta_init(&meta);
+    assert_int_equal(dfd_model_load(e, dfd_model_build_graph, NULL, &g, &meta, &err), DFD_OK);
+    assert_int_equal(meta.members, 2);
+    nn_param *u = nn_graph_find_param(g, "ensemble/kernel");
+    assert_non_null(u);
+    dfd_classifier *single[2], *ens;
+    assert_int_equal(dfd_classifier_load(a, 1, &single[0], &err), DFD_OK);
+    assert_int_equal(dfd_classifier_load(b, 1, &single[1], &err), DFD_OK);
+    dfd_image crop = {0};
+    assert_int_equal(dfd_image_alloc(&crop, 128, 128, &err), DFD_OK);
+    for (size_t i = 0; i < (size_t)128 * 128 * 3; i++) /* a smooth pattern with some texture */
+        crop.rgb[i] = (unsigned char)(128 + 60 * sin((double)(i / 3 % 128) / 9.0) * cos((double)(i / 384) / 13.0) +
+                                      (double)((i * 2654435761u) % 17));
+    const int methods[2] = {DFD_EXPLAIN_GRADCAM, DFD_EXPLAIN_GRADCAMPP};
+    const float mix[3][2] = {{1, 0}, {0, 1}, {0.5f, 0.5f}};
+    for (int k = 0; k < 3; k++) {
+        u->data[0] = mix[k][0], u->data[1] = mix[k][1];
+        assert_int_equal(dfd_model_save(g, &meta, NULL, e, &err), DFD_OK);
+        assert_int_equal(dfd_classifier_load(e, 1, &ens, &err), DFD_OK);
+        for (int mth = 0; mth < 2; mth++) {
+            float me[DFD_HEAT_CELLS], m0[DFD_HEAT_CELLS], m1[DFD_HEAT_CELLS];
+            assert_int_equal(dfd_classifier_explain(ens, &crop, methods[mth], me, &err), DFD_OK);
+            assert_int_equal(dfd_classifier_explain(single[0], &crop, methods[mth], m0, &err), DFD_OK);
+            assert_int_equal(dfd_classifier_explain(single[1], &crop, methods[mth], m1, &err), DFD_OK);
+            double d0 = 0, d1 = 0, d01 = 0;
+            for (int i = 0; i < DFD_HEAT_CELLS; i++) {
+                d0 = fmax(d0, fabs(me[i] - m0[i])), d1 = fmax(d1, fabs(me[i] - m1[i]));
+                d01 = fmax(d01, fabs(m0[i] - m1[i]));
+            }
+            assert_true(d01 > 0.2); /* the two models' maps differ: the test can tell them apart */
+            if (k == 0) assert_true(d0 < 0.02);
+            if (k == 1) assert_true(d1 < 0.02);
+            if (k == 2) assert_true(d0 > 0.02 && d1 > 0.02);
+        }
+        dfd_classifier_free(ens);
+    }
+    dfd_classifier_free(single[0]), dfd_classifier_free(single[1]);
+    dfd_image_free(&crop);
+    dfd_model_meta_free(&meta);
+    nn_graph_free(g);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static json_t *result_json(const dfd_result *r) {
     char *s = dfd_result_json(r);
     assert_non_null(s);
@@ -431,6 +497,7 @@ int main(void) {
         cmocka_unit_test(map_peaks_inside_the_blend_on_flagged_fakes),
         cmocka_unit_test(blanking_ways),
         cmocka_unit_test(json_shape_and_result_api),
+        cmocka_unit_test(ensemble_cams_weigh_their_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
