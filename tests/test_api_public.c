@@ -300,8 +300,23 @@ static void model_info_and_import_errors(void **state) {
         assert_string_equal(json_string_value(json_object_get(j, "name")), "dfd-synthetic-1");
         assert_string_equal(json_string_value(json_object_get(j, "task")), "synthetic");
         assert_true(json_integer_value(json_object_get(j, "input_size")) > 0);
+        assert_null(json_object_get(j, "members")); /* one network */
         json_decref(j);
     }
+    snprintf(p, sizeof p, "%s/models/dfd-image-4.safetensors", tu_source_dir());
+    if (access(p, R_OK) == 0) { /* the shipped ensemble */
+        assert_int_equal(dfd_model_info(p, &text, &e), DFD_OK);
+        json_t *j = parse(text);
+        dfd_free(text);
+        assert_int_equal(json_integer_value(json_object_get(j, "members")), 2);
+        assert_string_equal(json_string_value(json_object_get(j, "task")), "manipulation");
+        json_decref(j);
+    }
+    /* dfd_model_ensemble's argument checks, before any file is read */
+    const char *one[1] = {p};
+    assert_int_equal(dfd_model_ensemble(one, 1, "/nonexistent/e.safetensors", -1, NULL, &e), DFD_E_ARG);
+    const char *two[2] = {p, p};
+    assert_int_equal(dfd_model_ensemble(two, 2, "/nonexistent/e.safetensors", 1.5, NULL, &e), DFD_E_ARG);
     assert_int_not_equal(dfd_model_info("/nonexistent/m.safetensors", &text, &e), DFD_OK);
     json_t *j = parse(text);
     dfd_free(text);
