@@ -28,6 +28,9 @@
 #            from lm's best weights, since every run above still gained at its last epoch
 #   lmpart   lm + 30% of the self-blends over a part of the face only (--sbi-part 0.3: a
 #            random ellipse cut from the face mask, as a pasted eye, nose or mouth would be)
+#   lmpart15 lm + 15% of the self-blends over a part of the face, each such part blended whole
+#            (ratio 1; since session 11 every part blend is: the mixed ratios of lmpart's run
+#            made near-invisible "fakes")
 #   sbi      lm trained on real faces only (--real-only): the dfdc-faces training fakes left
 #            out, half the reals self-blended, as SBI trains; made to be fused with a
 #            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes.
@@ -101,6 +104,7 @@ case "$VARIANT" in
          [[ -f $init ]] || { echo "sbift continues sbi: run TAG=-e10 EPOCHS=10 VARIANT=sbi first" >&2; exit 2; } ;;
   wise) opts+=(--sbi-mask landmarks); init=models/dfd-image-3.safetensors; lr=5e-4 ;;
   lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
+  lmpart15) opts+=(--sbi-mask landmarks --sbi-part 0.15) ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;

@@ -427,10 +427,15 @@ int dfd_sbi_landmarks(dfd_image *img, const dfd_sbi_opts *o, const float (*pts)[
         feather = uni(r, 0.02f, 0.07f);
     }
     /* (no draw at all when part is 0, so the recipes without parts keep their sequences) */
-    if (o->part > 0 && chance(r, o->part)) part_of_mask(m, w, h, r);
+    const int part = o->part > 0 && chance(r, o->part);
+    if (part) part_of_mask(m, w, h, r);
     if ((rc = blur_f(m, w, h, 1, feather * side, err))) goto out;
     static const float ratios[6] = {0.25f, 0.5f, 0.75f, 1, 1, 1};
     float ratio = ratios[nn_rng_next(r) % 6];
+    /* A part of the face blended at a quarter or half of the source is close to invisible:
+     * training on such "fakes" was label noise (models/README.md, lmpart), so a part always
+     * blends whole (the draw above is kept, and with it the sequence). */
+    if (part) ratio = 1;
     /* 3. Blend: where the mask is 0 the target is kept bit for bit. */
     for (size_t i = 0; i < n; i++) {
         float a = (m[i] > 1 ? 1 : m[i]) * ratio; /* the blur's float sums may pass 1 by an ulp */
