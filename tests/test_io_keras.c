@@ -666,22 +666,8 @@ static void make_input(float *x, size_t n) {
 
 /* Output 0 of one forward pass on backend be (fp32). */
 static float forward(nn_graph *g, nn_backend be, const float *x) {
-    nn_exec_opts o;
-    nn_exec_opts_default(&o);
-    o.backend = be;
-    o.precision = NN_PREC_F32;
-    o.max_batch = 1;
-    nn_exec *ex = NULL;
-    dfd_error e;
-    int rc = nn_exec_create(g, &o, &ex, &e);
-    if (rc) print_message("%s\n", e.message);
-    assert_int_equal(rc, DFD_OK);
-    assert_int_equal(nn_forward(ex, x, 1, &e), DFD_OK);
-    size_t n;
-    const float *y = nn_output(ex, 0, &n);
-    assert_int_equal(n, 1);
-    float v = y[0];
-    nn_exec_free(ex);
+    float v;
+    tu_forward(g, be, x, 1, &v);
     return v;
 }
 

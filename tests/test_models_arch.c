@@ -413,26 +413,6 @@ static void registry_lists_and_validates(void **state) {
     nn_graph_free(g);
 }
 
-/* One forward pass of g on batch 2 of x (fp32, on the given backend); y receives the 2 outputs. */
-static void forward2(nn_graph *g, const float *x, float *y, int backend) {
-    nn_exec_opts eo;
-    nn_exec_opts_default(&eo);
-    eo.backend = backend;
-    eo.precision = NN_PREC_F32;
-    eo.max_batch = 2;
-    nn_exec *ex;
-    dfd_error e;
-    int rc = nn_exec_create(g, &eo, &ex, &e);
-    if (rc) print_message("%s\n", e.message);
-    assert_int_equal(rc, DFD_OK);
-    assert_int_equal(nn_forward(ex, x, 2, &e), DFD_OK);
-    size_t cnt;
-    const float *out = nn_output(ex, 0, &cnt);
-    assert_int_equal(cnt, 2);
-    y[0] = out[0], y[1] = out[1];
-    nn_exec_free(ex);
-}
-
 /* With every kernel zero and the batch norms at identity, the head's output is exactly the
  * last bias: proves the output is the raw logit (no sigmoid) and the graphs execute. */
 static void forward_outputs_the_logit(const char *arch, int size, int frames) {
@@ -447,7 +427,7 @@ static void forward_outputs_the_logit(const char *arch, int size, int frames) {
     assert_non_null(x);
     for (size_t i = 0; i < 2 * n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     float y[2];
-    forward2(g, x, y, NN_BACKEND_REF);
+    tu_forward(g, NN_BACKEND_REF, x, 2, y);
     assert_float_equal(y[0], 0.25f, 0);
     assert_float_equal(y[1], 0.25f, 0);
     free(x);
@@ -515,13 +495,13 @@ static void ensembles_combine_their_members(void **state) {
         int be = backend ? NN_BACKEND_DNNL : NN_BACKEND_REF;
         float want[2] = {0, 0}, got[2], y[2], spread = 0;
         for (int i = 0; i < 3; i++) {
-            forward2(m[i], x, y, be);
+            tu_forward(m[i], be, x, 2, y);
             want[0] += wt[i] * y[0], want[1] += wt[i] * y[1];
             if (i) spread += fabsf(y[0] - got[0]);
             got[0] = y[0];
         }
         assert_true(spread > 1e-3f); /* the members differ: a mixed-up copy would show */
-        forward2(g, x, got, be);
+        tu_forward(g, be, x, 2, got);
         assert_float_equal(got[0], want[0], 1e-4f * (1 + fabsf(want[0])));
         assert_float_equal(got[1], want[1], 1e-4f * (1 + fabsf(want[1])));
     }

@@ -9,6 +9,8 @@
 
 #include "testutil.h"
 
+#include "nn/nn.h"
+
 const char *tu_shared_data(void) {
     const char *p = getenv("DFD_SHARED_DATA");
     struct stat st;
@@ -132,4 +134,23 @@ dfd_ctx *tu_ctx_open(int frames) {
     }
     if (rc) fail_msg("dfd_ctx_create: %s", e.message);
     return ctx;
+}
+
+void tu_forward(struct nn_graph *g, int backend, const float *x, int batch, float *y) {
+    nn_exec_opts eo;
+    nn_exec_opts_default(&eo);
+    eo.backend = (nn_backend)backend;
+    eo.precision = NN_PREC_F32;
+    eo.max_batch = batch;
+    nn_exec *ex = NULL;
+    dfd_error e;
+    int rc = nn_exec_create(g, &eo, &ex, &e);
+    if (rc) print_message("%s\n", e.message);
+    assert_int_equal(rc, DFD_OK);
+    assert_int_equal(nn_forward(ex, x, batch, &e), DFD_OK);
+    size_t n;
+    const float *out = nn_output(ex, 0, &n);
+    assert_true(n >= (size_t)batch);
+    for (int i = 0; i < batch; i++) y[i] = out[i];
+    nn_exec_free(ex);
 }

@@ -54,4 +54,10 @@ void tu_write_file(const char *path, const void *data, size_t len);
 /* Reads a whole file (malloc'ed); asserts on failure. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 
+/* One fp32 forward pass of an nn graph on `batch` items of x with the given backend
+ * (NN_BACKEND_REF or NN_BACKEND_DNNL); output 0's first `batch` values into y. Fails the
+ * test on any error. */
+struct nn_graph;
+void tu_forward(struct nn_graph *g, int backend, const float *x, int batch, float *y);
+
 #endif
