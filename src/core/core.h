@@ -77,6 +77,13 @@ float dfd_f16_to_f32(uint16_t h);
 /* The logistic function 1 / (1 + e^-z): P from a logit (for z below about -709, e^-z is
  * +inf and the result 0, its limit). */
 static inline double dfd_sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
+/* Its inverse, log(p / (1 - p)), with p clamped to [1e-9, 1 - 1e-9] so that 0 and 1 give
+ * finite logits. */
+static inline double dfd_logit(double p) {
+    const double eps = 1e-9;
+    p = p < eps ? eps : p > 1 - eps ? 1 - eps : p;
+    return log(p / (1 - p));
+}
 
 /* The growable array of the library: room in arr (elements of elem bytes, *cap of them
  * allocated; NULL with *cap 0 when empty) for at least `need` elements. The capacity at

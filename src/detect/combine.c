@@ -10,16 +10,9 @@
 
 #include "detect/detect.h"
 
-static double logit_clamped(double p) {
-    const double eps = 1e-9;
-    if (p < eps) p = eps;
-    if (p > 1 - eps) p = 1 - eps;
-    return log(p / (1 - p));
-}
-
 double dfd_detector_margin(double p, double t) {
     if (isnan(p) || isnan(t)) return -INFINITY;
-    return logit_clamped(p) - logit_clamped(t);
+    return dfd_logit(p) - dfd_logit(t);
 }
 
 void dfd_combine(double p_m, double t_m, double p_s, double t_s, double *p_fake, double *threshold, int *kind) {

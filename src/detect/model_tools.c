@@ -2,7 +2,6 @@
  * importing models made elsewhere (tflite, tfjs, keras; `dfd import`) and reading what a
  * model file says (dfd_model_info). The import formats' settings live here, so a program
  * on the library imports exactly as the CLI does. */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,12 +211,6 @@ static int check_member(const dfd_model_meta *m0, const dfd_model_meta *m, const
     return DFD_OK;
 }
 
-static double logit(double p) {
-    const double e = 1e-7;
-    p = p < e ? e : p > 1 - e ? 1 - e : p;
-    return log(p / (1 - p));
-}
-
 int dfd_model_ensemble(const char *const *models, int n, const char *out, double threshold, char **summary,
                        dfd_error *err) {
     if (summary) *summary = NULL;
@@ -237,20 +230,20 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
                               models[i]);
                 break;
             }
+        /* one read of each file: its metadata checked against the first member's before its
+         * network is built, then its tensors by the strict loader (every one present, of the
+         * right shape) */
         dfd_st_file *f = NULL;
         if (rc == DFD_OK) rc = dfd_st_open(models[i], &f, err);
-        if (rc == DFD_OK) {
-            bf16 &= all_bf16(f);
-            rc = dfd_model_meta_read(f, &meta[i], err);
-            dfd_st_close(f);
-        }
+        if (rc == DFD_OK) rc = dfd_model_meta_read(f, &meta[i], err);
         if (rc == DFD_OK) rc = check_member(&meta[0], &meta[i], models[i], err);
-        /* the strict loader: every tensor of the member present and of the right shape */
-        if (rc == DFD_OK) {
-            dfd_model_meta_free(&meta[i]);
-            rc = dfd_model_load(models[i], dfd_model_build_graph, NULL, &member[i], &meta[i], err);
-        }
-        mean_logit += rc == DFD_OK ? logit(meta[i].threshold) / n : 0;
+        if (rc == DFD_OK) rc = dfd_model_build_graph(NULL, &meta[i], &member[i], err);
+        dfd_error le;
+        if (rc == DFD_OK && (rc = dfd_model_load_params(f, member[i], &le)) != DFD_OK)
+            dfd_fail(err, rc, "%s: %s", models[i], le.message);
+        if (rc == DFD_OK) bf16 &= all_bf16(f);
+        if (f) dfd_st_close(f);
+        mean_logit += rc == DFD_OK ? dfd_logit(meta[i].threshold) / n : 0;
     }
     if (rc == DFD_OK) {
         dfd_arch_opts ao;
@@ -291,7 +284,7 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
             used += w > 0 ? (size_t)w : 0;
         }
     }
-    double thr = threshold >= 0 ? threshold : 1.0 / (1.0 + exp(-mean_logit));
+    double thr = threshold >= 0 ? threshold : dfd_sigmoid(mean_logit);
     if (rc == DFD_OK) {
         dfd_model_meta m = meta[0];
         m.members = n;
