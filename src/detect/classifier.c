@@ -30,13 +30,12 @@ struct dfd_classifier {
     float *input;       /* CLS_MAX_BATCH items (x frames for video models) */
     /* Grad-CAM: per network (an ensemble has several), the feature map under its head's
      * global average pooling, the dense kernel that weighs its channels, and the weight of
-     * its logit in the output (1 for one network); cam_node -1 when the head is not
+     * its logit in the output (1 for one network); n_cam 0 when the head is not
      * GAP -> [dropout] -> dense(1) (see find_cam). */
-    int cam_node;       /* the first network's feature map, or -1 */
     int n_cam;
-    int cam_nodes[8];
-    const float *cam_ws[8];
-    float cam_mix[8];
+    int cam_nodes[DFD_MODEL_MAX_MEMBERS];
+    const float *cam_ws[DFD_MODEL_MAX_MEMBERS];
+    float cam_mix[DFD_MODEL_MAX_MEMBERS];
     int cam_h, cam_wd, cam_c;
     nn_exec *gex;       /* gradient methods: a training-mode executor made on first use */
     int gc_node;        /* Grad-CAM's layer (DFD_EXPLAIN_GRADCAM), -1 when none */
@@ -55,15 +54,15 @@ int dfd_model_build_graph(void *user, const dfd_model_meta *m, nn_graph **out, d
     return dfd_arch_build(m->arch, &o, out, err);
 }
 
-/* Grad-CAM's layer: the head must be feature map -> GAP -> [dropout] -> dense with one
- * linear unit, so that the logit is sum_c w_c mean_hw A[h,w,c] + b, d(logit)/dA[h,w,c] =
- * w_c / HW for every cell, and Grad-CAM's channel weights are the dense kernel itself
- * (Grad-CAM on the last convolutional block is CAM here): no backward pass is needed. */
+/* 1 when node d is a dense layer with one linear unit (a logit). */
+static int linear_unit(const nn_node *d) {
+    return d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0;
+}
+
 /* The feature map under dense node d when d is a linear dense(1) over GAP -> [dropout], or
  * -1; *w receives its kernel. */
 static int pooled_head(const dfd_classifier *c, const nn_node *d, const float **w) {
-    if (!d || d->op != NN_OP_DENSE || d->a.dense.units != 1 || d->a.dense.act != NN_ACT_NONE || d->params[0] < 0)
-        return -1;
+    if (!linear_unit(d)) return -1;
     const nn_node *x = nn_graph_node(c->g, d->inputs[0]);
     while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(c->g, x->inputs[0]);
     if (!x || x->op != NN_OP_GAP) return -1;
@@ -73,11 +72,15 @@ static int pooled_head(const dfd_classifier *c, const nn_node *d, const float **
     return x->inputs[0];
 }
 
-/* An ensemble (models.h: N such heads, their logits joined and weighed by a dense(1)) has
+/* Grad-CAM's layers. The head must be feature map -> GAP -> [dropout] -> dense with one
+ * linear unit, so that the logit is sum_c w_c mean_hw A[h,w,c] + b, d(logit)/dA[h,w,c] =
+ * w_c / HW for every cell, and Grad-CAM's channel weights are the dense kernel itself
+ * (Grad-CAM on the last convolutional block is CAM here): no backward pass is needed.
+ * An ensemble (models.h: N such heads, their logits joined and weighed by a dense(1)) has
  * logit = sum_m u_m logit_m, so its Grad-CAM weighs network m's channel c by u_m w_mc:
  * one CAM over all the networks' feature maps (they have one shape). */
 static void find_cam(dfd_classifier *c) {
-    c->cam_node = c->gc_node = -1;
+    c->gc_node = -1;
     c->n_cam = 0;
     if (c->is_video || nn_graph_output_count(c->g) < 1) return;
     const nn_node *d = nn_graph_node(c->g, nn_graph_output(c->g, 0));
@@ -85,20 +88,24 @@ static void find_cam(dfd_classifier *c) {
     int f = pooled_head(c, d, &w);
     if (f >= 0) {
         c->cam_nodes[0] = f, c->cam_ws[0] = w, c->cam_mix[0] = 1.0f, c->n_cam = 1;
-    } else if (d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0) {
+    } else if (linear_unit(d)) {
         const nn_node *j = nn_graph_node(c->g, d->inputs[0]);
         const nn_param *u = nn_graph_param(c->g, d->params[0]);
-        if (!j || j->op != NN_OP_CONCAT || j->n_inputs > 8 || u->count != (size_t)j->n_inputs) return;
+        if (!j || j->op != NN_OP_CONCAT || j->n_inputs > DFD_MODEL_MAX_MEMBERS || u->count != (size_t)j->n_inputs)
+            return;
         for (int m = 0; m < j->n_inputs; m++) {
             int fm = pooled_head(c, nn_graph_node(c->g, j->inputs[m]), &w);
-            if (fm < 0) return;
-            const nn_node *a = nn_graph_node(c->g, fm), *b = nn_graph_node(c->g, c->n_cam ? c->cam_nodes[0] : fm);
-            if (memcmp(a->shape, b->shape, 3 * sizeof a->shape[0]) != 0) return;
+            const nn_node *a = fm >= 0 ? nn_graph_node(c->g, fm) : NULL;
+            const nn_node *b = nn_graph_node(c->g, c->n_cam ? c->cam_nodes[0] : fm);
+            if (!a || memcmp(a->shape, b->shape, 3 * sizeof a->shape[0]) != 0) {
+                c->n_cam = 0; /* not an ensemble of pooled heads: no Grad-CAM */
+                return;
+            }
             c->cam_nodes[c->n_cam] = fm, c->cam_ws[c->n_cam] = w, c->cam_mix[c->n_cam] = u->data[m], c->n_cam++;
         }
     }
     if (c->n_cam == 0) return;
-    f = c->cam_node = c->cam_nodes[0];
+    f = c->cam_nodes[0];
     const nn_node *fn = nn_graph_node(c->g, f);
     c->cam_h = fn->shape[0], c->cam_wd = fn->shape[1], c->cam_c = fn->shape[2];
     if (c->n_cam > 1) return; /* gradcam-mid: one network's layer only */
@@ -542,17 +549,22 @@ static void interpolate_probes(const float *probe, int per_row, const float *ctr
         }
 }
 
+/* How many probes a row of the heat grid holds for patches of `patch` cells every
+ * `stride` cells (see patch_start). */
+static int probes_per_row(int patch, int stride) {
+    return stride == 1 ? DFD_HEAT_GRID : (DFD_HEAT_GRID - patch + stride - 1) / stride + 1;
+}
+
 /* The fast occlusion's lattice: the densest stride (3 or more cells) whose probes, each run
  * by every member of an ensemble, stay within OCC_FAST_PASSES network passes: every third
  * cell (6 x 6 = 36 probes) for one network, every fourth (5 x 5) for two, every fifth
- * (4 x 4) for three, never fewer than 3 x 3 (so six or more members pass the budget). Why a budget: heat maps may cost at most 3 x an analysis without them
- * (issue 17), and an ensemble's every pass costs its members' sum; 36 probes on a
+ * (4 x 4) for three, never fewer than 3 x 3 (so six or more members pass the budget).
+ * Why a budget: heat maps may cost at most 3 x an analysis without them (issue 17), and an ensemble's every pass costs its members' sum; 36 probes on a
  * two-network ensemble measured 3.3-3.4 x (docs/explain.md, "Cost"). */
 static int occ_fast_stride(const dfd_classifier *c) {
-    const int G = DFD_HEAT_GRID, members = c->meta.members > 1 ? c->meta.members : 1;
-    int stride = 3;
-    for (;; stride++) {
-        int per_row = (G - OCC_FAST_PATCH + stride - 1) / stride + 1;
+    const int members = c->meta.members > 1 ? c->meta.members : 1;
+    for (int stride = 3;; stride++) {
+        int per_row = probes_per_row(OCC_FAST_PATCH, stride);
         if (per_row * per_row * members <= OCC_FAST_PASSES || per_row <= 3) return stride;
     }
 }
@@ -571,8 +583,8 @@ static int occ_fast_stride(const dfd_classifier *c) {
  * peak at a probe rather than on a block's corner. */
 static int explain_occlusion(dfd_classifier *c, const dfd_image *crop, int patch, int stride, float *map,
                              dfd_error *err) {
-    const int S = c->crop.size, G = DFD_HEAT_GRID;
-    const int per_row = stride == 1 ? G : (G - patch + stride - 1) / stride + 1, n = per_row * per_row;
+    const int S = c->crop.size;
+    const int per_row = probes_per_row(patch, stride), n = per_row * per_row;
     const size_t per = (size_t)S * S * 3;
     double p0, p[CLS_MAX_BATCH];
     int rc = dfd_classifier_score_blanked(c, crop, NULL, DFD_BLANK_GREY, NULL, &p0, err);
@@ -721,7 +733,7 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
     case DFD_EXPLAIN_GRADCAM:
     case DFD_EXPLAIN_GRADCAMPP:
     case DFD_EXPLAIN_GRADCAMPP_FINE:
-        if (c->cam_node < 0)
+        if (c->n_cam == 0)
             return dfd_fail(err, DFD_E_UNSUPPORTED,
                             "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
         if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, map, err);
