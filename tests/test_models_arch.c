@@ -509,7 +509,7 @@ static void ensembles_combine_their_members(void **state) {
     for (int i = 0; i < 3; i++) nn_graph_free(m[i]);
     nn_graph_free(g);
     /* the limits */
-    o.members = DFD_ARCH_MAX_MEMBERS + 1;
+    o.members = DFD_MODEL_MAX_MEMBERS + 1;
     assert_int_equal(dfd_arch_build("tiny-cnn", &o, &g, &e), DFD_E_ARG);
     o.members = 2;
     o.frames = 2;

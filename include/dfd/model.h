@@ -33,7 +33,10 @@ DFD_API void dfd_import_options_default(dfd_import_options *o);
 DFD_API int dfd_model_import(const char *format, const char *in, const char *out, const dfd_import_options *o,
                              char **summary, dfd_error *err);
 
-/* Joins n (2..8) image models dfd trained (same architecture, input size and crop
+/* The most networks an ensemble holds (dfd_model_ensemble, the model file's "members"). */
+#define DFD_MODEL_MAX_MEMBERS 8
+
+/* Joins n (2..DFD_MODEL_MAX_MEMBERS) image models dfd trained (same architecture, input size and crop
  * contract, same task) into one model file `out` whose P(fake) is the sigmoid of the mean
  * of their logits: an ensemble, loaded and used as any model (metadata "members"; its
  * networks run one after the other, so it costs n times one). threshold in [0,1] is

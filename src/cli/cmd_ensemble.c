@@ -44,7 +44,8 @@ int cmd_ensemble(int argc, char **argv) {
     if (k < 0) return DFD_EXIT_USAGE;
     if (!out) return cli_usage_error("ensemble", "--out FILE is required");
     int n = argc - p.first;
-    if (n < 2 || n > 8) return cli_usage_error("ensemble", "expects 2 to 8 models (got %d)", n);
+    if (n < 2 || n > DFD_MODEL_MAX_MEMBERS)
+        return cli_usage_error("ensemble", "expects 2 to %d models (got %d)", DFD_MODEL_MAX_MEMBERS, n);
     char *summary = NULL;
     dfd_error err;
     if (dfd_model_ensemble((const char *const *)(argv + p.first), n, out, threshold, &summary, &err) != DFD_OK) {

@@ -34,6 +34,7 @@
 #define DFD_IO_MODEL_FILE_H
 
 #include "core/core.h"
+#include "dfd/model.h"
 #include "io/safetensors.h"
 #include "nn/nn.h"
 
@@ -41,7 +42,6 @@
 #define DFD_MODEL_OUTPUT_LOGIT "logit_p_fake"
 #define DFD_MODEL_TASK_MANIPULATION "manipulation"
 #define DFD_MODEL_TASK_SYNTHETIC "synthetic"
-#define DFD_MODEL_MAX_MEMBERS 8
 
 typedef struct dfd_model_meta {
     char *arch;          /* registry name (required) */

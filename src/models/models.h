@@ -20,6 +20,7 @@
 #ifndef DFD_MODELS_H
 #define DFD_MODELS_H
 
+#include "dfd/model.h"
 #include "nn/nn.h"
 
 /* Keras BatchNormalization's default epsilon, which Xception keeps and MobileNetV2 sets. */
@@ -31,10 +32,8 @@ typedef struct dfd_arch_opts {
     float dropout;  /* rate of the head's dropout layers; < 0 = 0.5 */
     float width;    /* MobileNetV2 alpha / tiny width multiplier; 0 = 1.0 (Xception: must be 0 or 1) */
     int members;    /* image classifiers: an ensemble of this many copies (0 or 1 = one; at most
-                     * DFD_ARCH_MAX_MEMBERS), see dfd_arch_build */
+                     * DFD_MODEL_MAX_MEMBERS), see dfd_arch_build */
 } dfd_arch_opts;
-
-#define DFD_ARCH_MAX_MEMBERS 8
 
 /* All fields to "default" (0, 0, -1, 0). */
 void dfd_arch_opts_default(dfd_arch_opts *o);

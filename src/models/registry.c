@@ -129,7 +129,7 @@ static int image_head(nn_graph *g, backbone_kind k, int x, float rate) {
  * side by side: every caller (scoring, batching, bf16, heat maps by occlusion) then treats
  * an ensemble as the one network it is to the user, with no second code path. */
 static int ensemble(nn_graph *g, backbone_kind k, int input, float width, float rate, int n) {
-    int logits[DFD_ARCH_MAX_MEMBERS];
+    int logits[DFD_MODEL_MAX_MEMBERS];
     for (int i = 0; i < n; i++) {
         char scope[16];
         snprintf(scope, sizeof scope, "m%d/", i);
@@ -201,9 +201,9 @@ int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, 
     if (bk == BB_XCEPTION && width != 1.0f)
         return dfd_fail(err, DFD_E_ARG, "%s has no width multiplier (got %g)", info->name, (double)width);
     int members = o.members ? o.members : 1;
-    if (members < 1 || members > DFD_ARCH_MAX_MEMBERS)
+    if (members < 1 || members > DFD_MODEL_MAX_MEMBERS)
         return dfd_fail(err, DFD_E_ARG, "%s: %d ensemble members outside [1, %d]", info->name, members,
-                        DFD_ARCH_MAX_MEMBERS);
+                        DFD_MODEL_MAX_MEMBERS);
     if (members > 1 && (info->is_video || hk != HEAD_IMAGE))
         return dfd_fail(err, DFD_E_ARG, "%s: only image classifiers can be ensembles", info->name);
 
