@@ -113,8 +113,9 @@ struct nn_graph;
 typedef struct dfd_classifier dfd_classifier;
 
 /* The network a model file's metadata names (architecture, input size, frames, width,
- * dropout), untrained: the dfd_model_build_fn (io/model_file.h) that loading a model and
- * importing one (model_tools.c) both use. user is unused. */
+ * dropout, ensemble members), untrained: the dfd_model_build_fn (io/model_file.h) that
+ * loading a model, importing one, joining models (model_tools.c) and training from a
+ * model file (train/loop.c) all use, so that none builds a different graph. user is unused. */
 int dfd_model_build_graph(void *user, const struct dfd_model_meta *m, struct nn_graph **out, dfd_error *err);
 
 /* Loads an image or video classifier from a dfd model file (io/model_file.h). */

@@ -246,13 +246,9 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
         mean_logit += rc == DFD_OK ? dfd_logit(meta[i].threshold) / n : 0;
     }
     if (rc == DFD_OK) {
-        dfd_arch_opts ao;
-        dfd_arch_opts_default(&ao);
-        ao.input_size = meta[0].input_size;
-        ao.width = meta[0].width;
-        ao.dropout = meta[0].dropout;
-        ao.members = n;
-        rc = dfd_arch_build(meta[0].arch, &ao, &g, err);
+        dfd_model_meta whole = meta[0]; /* a shallow copy: only its numbers are changed */
+        whole.members = n;
+        rc = dfd_model_build_graph(NULL, &whole, &g, err);
     }
     /* member i's parameter "X" is the ensemble's "m<i>/X" */
     for (int i = 0; rc == DFD_OK && i < n; i++)

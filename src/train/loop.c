@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "detect/detect.h"
 #include "face/face.h"
 #include "io/safetensors.h"
 #include "models/models.h"
@@ -59,13 +60,7 @@ int dfd_train_build_model(void *user, const dfd_model_meta *meta, nn_graph **out
                         "the model is an ensemble of %d networks: train or fine-tune each member, then join them "
                         "with 'dfd ensemble'",
                         meta->members);
-    dfd_arch_opts ao;
-    dfd_arch_opts_default(&ao);
-    ao.input_size = meta->input_size;
-    ao.frames = meta->frames;
-    ao.width = meta->width == 1.0f ? 0 : meta->width;
-    ao.dropout = meta->dropout;
-    return dfd_arch_build(meta->arch, &ao, out, err);
+    return dfd_model_build_graph(NULL, meta, out, err);
 }
 
 int dfd_train_load_matching(nn_graph *g, const char *path, int *loaded, int *skipped, dfd_error *err) {
