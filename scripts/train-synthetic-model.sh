@@ -38,6 +38,7 @@ HELD=${HELD:-"stable-diffusion-2.1 stylegan1 stylegan2"}   # which generators to
 FPR=${FPR:-0.01}    # the stored threshold: at most this false-positive rate on validation reals
 TAG=${TAG:-}        # a variant's name: its runs go to run$TAG, its evaluations to eval-*$TAG
 EXTRA=${EXTRA:-}    # more `dfd train` options for a variant (an ablation)
+INIT=${INIT:-models/registry/mobilenet_v2-imagenet.safetensors}   # the starting weights
 GENS="stable-diffusion-2.1 stylegan1 stylegan2"
 
 C=runs/syn-crops$MSFX
@@ -106,7 +107,7 @@ train() {  # train NAME
   [[ -f "$o/best.safetensors" && -f "$o/.done" ]] && return 0
   [[ -f "$o/checkpoint.safetensors" ]] && resume=(--resume "$o/checkpoint.safetensors")
   "$DFD" train image --arch mobilenet_v2-image --input-size "$SIZE" "${task[@]}" \
-    --init models/registry/mobilenet_v2-imagenet.safetensors \
+    --init "$INIT" \
     --data "$d/train" --val "$d/val" --epochs "$EPOCHS" --batch 32 --lr 1e-3 --optimizer adamw --patience 3 \
     --threshold-fpr "$FPR" --threads 2 --seed 1 --out "$o" $EXTRA "${resume[@]}"
   touch "$o/.done"
