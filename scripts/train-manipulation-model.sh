@@ -31,6 +31,10 @@
 #   lmpart15 lm + 15% of the self-blends over a part of the face, each such part blended whole
 #            (ratio 1; since session 11 every part blend is: the mixed ratios of lmpart's run
 #            made near-invisible "fakes")
+#   lmsoft   lm + half the samples made from real faces (reals and their self-blends) first
+#            scaled down by 0.35-0.75 and back up (--real-downscale 0.5; REAL_DOWNSCALE sets
+#            the share), the supervised fakes not: so that a soft face stops meaning fake
+#            (session 12)
 #   sbi      lm trained on real faces only (--real-only): the dfdc-faces training fakes left
 #            out, half the reals self-blended, as SBI trains; made to be fused with a
 #            DFDC-supervised model (scripts/fuse-scores.py), the two catching different fakes.
@@ -45,7 +49,7 @@
 #            missing, joined by `dfd ensemble` (their logit mean, the members' threshold);
 #            models/dfd-image-4.safetensors (session 11)
 #   shipped  no training: the same measurements of models/dfd-image-2.safetensors
-# Environment: VARIANT (lm), TAG (appended to the run's folder name), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
+# Environment: VARIANT (lm), TAG (appended to the run's folder name), EXTRA (more train options), SEED (1: another seed trains into runs/m15/VARIANT-seedN, on the
 # same validation groups: --split-seed 1), EPOCHS (8; the `full` row of the card ran 6), PRECISION (bf16:
 # mixed-precision training), THRESHOLD_FPR (unset: the EER threshold, as the card's rows;
 # e.g. 0.03: the lowest threshold that flags at most 3% of the validation reals, which are
@@ -59,6 +63,7 @@ EPOCHS=${EPOCHS:-8}
 PRECISION=${PRECISION:-bf16}
 SEED=${SEED:-1}
 TAG=${TAG:-}   # a name suffix for a run that changes only the environment (e.g. TAG=-e8 EPOCHS=8)
+EXTRA=${EXTRA:-}   # more `dfd train` options (e.g. EXTRA=--keep-epochs)
 RUN=runs/m15/$VARIANT$TAG
 [[ $SEED != 1 ]] && RUN=runs/m15/$VARIANT$TAG-seed$SEED
 
@@ -105,6 +110,7 @@ case "$VARIANT" in
   wise) opts+=(--sbi-mask landmarks); init=models/dfd-image-3.safetensors; lr=5e-4 ;;
   lmpart) opts+=(--sbi-mask landmarks --sbi-part 0.3) ;;
   lmpart15) opts+=(--sbi-mask landmarks --sbi-part 0.15) ;;
+  lmsoft) opts+=(--sbi-mask landmarks --real-downscale "${REAL_DOWNSCALE:-0.5}") ;;
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
@@ -143,7 +149,7 @@ if [[ ! -f "$RUN/.done" ]]; then
     --init "$init" \
     --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
     --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience "$patience" \
-    --precision "$PRECISION" --threads 2 --seed "$SEED" --split-seed 1 --out "$RUN" "${resume[@]}"
+    --precision "$PRECISION" --threads 2 --seed "$SEED" --split-seed 1 --out "$RUN" $EXTRA "${resume[@]}"
   touch "$RUN/.done"
 fi
 

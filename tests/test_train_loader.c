@@ -5,7 +5,8 @@
  * met, in memory or mapped from a file, as RGB or as 4:2:0) or are decoded every time; an
  * unreadable file
  * gives a sample with ok = 0 and weight 0 instead of an error; class weights and
- * normalisation are applied. */
+ * normalisation are applied; --real-downscale softens the samples made from real faces
+ * only. */
 #include "testutil.h"
 
 #include <math.h>
@@ -46,6 +47,7 @@ typedef struct pass {
 
 typedef struct feed {
     int workers, turns;
+    float soften; /* dfd_loader_opts.real_downscale */
     dfd_img_cache *cache;
     int size, batch;
     size_t n;
@@ -59,7 +61,7 @@ static pass run_feed(const dfd_dataset *d, const size_t *order, feed f, const df
     int size = f.size ? f.size : 24;
     dfd_loader_opts o = {.ds = d, .order = order, .n = N, .batch = f.batch ? f.batch : 4, .size = size,
                          .norm = DFD_NORM_0_1, .aug = aug, .sbi_fraction = sbi, .sbi = &so, .class_w = cw, .seed = 99,
-                         .workers = f.workers, .turns = f.turns, .cache = f.cache};
+                         .workers = f.workers, .turns = f.turns, .cache = f.cache, .real_downscale = f.soften};
     const size_t per = (size_t)size * size * 3;
     pass p = {0};
     p.x = calloc(N * per, sizeof(float));
@@ -176,6 +178,55 @@ static void stops_early_without_leaks(void **state) {
     dfd_loader_free(l); /* workers still running ahead: must stop cleanly */
     o.batch = 0;
     assert_int_equal(dfd_loader_start(&o, &l, NULL), DFD_E_ARG);
+    dfd_dataset_free(d);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Sum of |differences| between horizontal neighbours: what down-and-up scaling removes. */
+static double detail(const float *x, int size) {
+    double s = 0;
+    for (int y = 0; y < size; y++)
+        for (int xx = 1; xx < size; xx++)
+            for (int c = 0; c < 3; c++) s += fabsf(x[(y * size + xx) * 3 + c] - x[(y * size + xx - 1) * 3 + c]);
+    return s;
+}
+
+/* --real-downscale: every sample made from a real face (with share 1) loses detail, the
+ * fakes are untouched, self-blends start from the softened face, and the samples stay the
+ * same for a seed whatever the number of workers. */
+static void real_downscale_softens_only_real_made_samples(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    dfd_dataset *d = make(dir);
+    size_t order[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) order[i] = (size_t)i;
+    const int size = 24;
+    const size_t per = (size_t)size * size * 3;
+    pass plain = run_feed(d, order, (feed){.workers = 1}, NULL, 0);
+    pass soft = run_feed(d, order, (feed){.workers = 1, .soften = 1}, NULL, 0);
+    pass soft3 = run_feed(d, order, (feed){.workers = 3, .soften = 1}, NULL, 0);
+    assert_same_pass(&soft, &soft3, N_ITEMS, size);
+    int softened = 0;
+    for (int k = 0; k < N_ITEMS; k++) {
+        if (k == 5) continue; /* unreadable */
+        if (k % 3 == 0) { /* a fake: as without the option */
+            assert_memory_equal(plain.x + k * per, soft.x + k * per, per * sizeof(float));
+            continue;
+        }
+        assert_float_equal(soft.y[k], 0, 0); /* still real */
+        double a = detail(plain.x + k * per, size), b = detail(soft.x + k * per, size);
+        assert_true(b < a);
+        softened += b < 0.9 * a;
+    }
+    assert_true(softened >= 10); /* of 13 readable reals; a factor near 0.75 may keep much */
+    /* With self-blending too: the same reals become the same self-blends as without the
+     * option (the share draws come first), made from the softened face. */
+    pass sb = run_feed(d, order, (feed){.workers = 2}, NULL, 0.5f);
+    pass sbs = run_feed(d, order, (feed){.workers = 2, .soften = 1}, NULL, 0.5f);
+    assert_memory_equal(sb.sbi, sbs.sbi, N_ITEMS);
+    assert_memory_equal(sb.y, sbs.y, N_ITEMS * sizeof(float));
+    free_pass(&plain), free_pass(&soft), free_pass(&soft3), free_pass(&sb), free_pass(&sbs);
     dfd_dataset_free(d);
     tu_rmtree(dir);
     free(dir);
@@ -380,6 +431,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_are_the_same_with_any_worker_count),
         cmocka_unit_test(stops_early_without_leaks),
+        cmocka_unit_test(real_downscale_softens_only_real_made_samples),
         cmocka_unit_test(cached_and_direct_paths_make_the_same_batches),
         cmocka_unit_test(cached_path_on_real_crops),
         cmocka_unit_test(yuv420_cache_is_half_the_size_and_consistent),

@@ -93,6 +93,9 @@ static const cli_opt train_opts[] = {
     {"real-only", O_LIB, NULL, "train on real faces only: the training split's fakes are left out and\n"
                                "every fake is a self-blend (needs --sbi-fraction); validation keeps\n"
                                "its fakes"},
+    {"real-downscale", O_LIB, "P", "share of samples made from real faces (kept real or self-blended)\n"
+                                   "first scaled down by 0.35-0.75 and back up, on top of --downscale:\n"
+                                   "so that a soft, low-resolution face stops meaning fake (0)"},
     {"sbi-part", O_LIB, "P", "share of self-blends made over a part of the face only (a random\n"
                              "ellipse cut from the face mask: a pasted eye, nose or mouth) (0)"},
     {"sbi-margin", O_LIB, "M", "crops have margin M around the detector box (for the SBI mask;\n"

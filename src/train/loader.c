@@ -103,6 +103,9 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
     int make_sbi = o->frames <= 0 && first->label == 0 && o->sbi && o->sbi_fraction > 0 &&
                    nn_rng_uniform(&r) < o->sbi_fraction;
     uint64_t aug_seed = nn_rng_next(&r);
+    float soften = 0; /* the extra down-and-up factor for a real-made sample, 0 = none */
+    if (o->frames <= 0 && first->label == 0 && o->real_downscale > 0 && nn_rng_uniform(&r) < o->real_downscale)
+        soften = 0.35f + 0.4f * (float)nn_rng_uniform(&r);
     for (int f = 0; f < frames; f++) {
         size_t item = first_item;
         if (o->frames > 0) {
@@ -127,7 +130,11 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
         /* Every frame of a sequence gets the same random transform. */
         nn_rng ar;
         nn_rng_seed(&ar, aug_seed);
-        if (make_sbi) {
+        if (soften > 0 && (rc = dfd_aug_downscale(&im, soften, &e)) == DFD_E_NOMEM) {
+            dfd_image_free(&im);
+            return rc;
+        }
+        if (!rc && make_sbi) {
             float pts[DFD_SBI_POINTS][2];
             int has = o->landmarks && dfd_ds_landmarks_get(o->landmarks, item, im.w, im.h, pts);
             rc = dfd_sbi_landmarks(&im, o->sbi, has ? (const float(*)[2])pts : NULL, &ar, NULL, &e);

@@ -398,6 +398,9 @@ typedef struct dfd_loader_opts {
     int norm;                   /* dfd_norm of face.h */
     const dfd_augment_opts *aug;   /* NULL = no augmentation */
     float sbi_fraction;            /* share of REAL image samples turned into self-blended fakes */
+    float real_downscale;          /* P(a sample made from a real face, kept real or self-blended,
+                                    * is first scaled down and back up by 0.35-0.75): see
+                                    * dfd_train_opts.real_downscale */
     const dfd_sbi_opts *sbi;
     const float *class_w;          /* weight per label, NULL = 1 */
     int flip;                      /* 1: every sample mirrored (test-time flip averaging) */
@@ -503,6 +506,13 @@ typedef struct dfd_train_opts {
     int real_only;             /* 1: the training split's fakes are left out, so every fake the
                                 * model sees is a self-blend (SBI's protocol); validation keeps its
                                 * fakes. Needs sbi_fraction > 0 */
+    float real_downscale;      /* P(a sample made from a real face, before self-blending, is scaled
+                                * down by 0.35-0.75 and back up), on top of the augmentation that
+                                * every sample gets: supervised fakes are often lower-resolution
+                                * faces than their reals, so equal degradation of both classes
+                                * leaves "a soft face" meaning fake; this closes that gap on the
+                                * real side (a self-blend's own cue, a mismatch inside the face,
+                                * is kept). 0: off, and no random draw (older runs reproduce) */
     int augment;               /* 1: the augmentation below, 0: none */
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;
