@@ -115,7 +115,8 @@ case "$VARIANT" in
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
-          [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm first" >&2; exit 2; } ;;
+          [[ $SEED != 1 ]] && init=runs/m15/lm-seed$SEED/best.safetensors   # the same seed's lm run
+          [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm (with the same SEED) first" >&2; exit 2; } ;;
   lmbase160) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks); size=160 ;;
   shipped|ens) ;;
   *) echo "unknown VARIANT $VARIANT" >&2; exit 2 ;;
