@@ -559,8 +559,9 @@ static int probes_per_row(int patch, int stride) {
  * by every member of an ensemble, stay within OCC_FAST_PASSES network passes: every third
  * cell (6 x 6 = 36 probes) for one network, every fourth (5 x 5) for two, every fifth
  * (4 x 4) for three, never fewer than 3 x 3 (so six or more members pass the budget).
- * Why a budget: heat maps may cost at most 3 x an analysis without them (issue 17), and an ensemble's every pass costs its members' sum; 36 probes on a
- * two-network ensemble measured 3.3-3.4 x (docs/explain.md, "Cost"). */
+ * Why a budget: heat maps may cost at most 3 x an analysis without them (issue 17), and
+ * an ensemble's every pass costs its members' sum; 36 probes on a two-network ensemble
+ * measured 3.3-3.4 x (docs/explain.md, "Cost"). */
 static int occ_fast_stride(const dfd_classifier *c) {
     const int members = c->meta.members > 1 ? c->meta.members : 1;
     for (int stride = 3;; stride++) {

@@ -245,11 +245,11 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
         if (f) dfd_st_close(f);
         mean_logit += rc == DFD_OK ? dfd_logit(meta[i].threshold) / n : 0;
     }
-    if (rc == DFD_OK) {
-        dfd_model_meta whole = meta[0]; /* a shallow copy: only its numbers are changed */
-        whole.members = n;
-        rc = dfd_model_build_graph(NULL, &whole, &g, err);
-    }
+    /* The ensemble's metadata: the first member's (a shallow copy, owning nothing) with its
+     * own members, threshold, record of what it was made of, and no metrics. */
+    dfd_model_meta m = meta[0];
+    m.members = n;
+    if (rc == DFD_OK) rc = dfd_model_build_graph(NULL, &m, &g, err);
     /* member i's parameter "X" is the ensemble's "m<i>/X" */
     for (int i = 0; rc == DFD_OK && i < n; i++)
         for (int k = 0; rc == DFD_OK && k < nn_graph_param_count(member[i]); k++) {
@@ -282,8 +282,6 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
     }
     double thr = threshold >= 0 ? threshold : dfd_sigmoid(mean_logit);
     if (rc == DFD_OK) {
-        dfd_model_meta m = meta[0];
-        m.members = n;
         m.threshold = thr;
         m.training_data = td;
         m.metrics = NULL; /* the members' own figures do not describe the ensemble */

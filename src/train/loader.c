@@ -100,11 +100,11 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
         dfd_hash_str(first->source, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(first->frame + 1) << 40));
     nn_rng r;
     nn_rng_seed(&r, sample_seed);
-    int make_sbi = o->frames <= 0 && first->label == 0 && o->sbi && o->sbi_fraction > 0 &&
-                   nn_rng_uniform(&r) < o->sbi_fraction;
+    const int real_image = o->frames <= 0 && first->label == 0; /* may be self-blended or softened */
+    int make_sbi = real_image && o->sbi && o->sbi_fraction > 0 && nn_rng_uniform(&r) < o->sbi_fraction;
     uint64_t aug_seed = nn_rng_next(&r);
     float soften = 0; /* the extra down-and-up factor for a real-made sample, 0 = none */
-    if (o->frames <= 0 && first->label == 0 && o->real_downscale > 0 && nn_rng_uniform(&r) < o->real_downscale)
+    if (real_image && o->real_downscale > 0 && nn_rng_uniform(&r) < o->real_downscale)
         soften = 0.35f + 0.4f * (float)nn_rng_uniform(&r);
     for (int f = 0; f < frames; f++) {
         size_t item = first_item;

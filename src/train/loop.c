@@ -539,7 +539,7 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
     dfd_loader_opts lo = {.ds = r->ds, .order = order, .n = n, .seqs = r->tr.seqs, .seq_items = r->tr.seq_items,
                           .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
                           .aug = o->augment ? &o->aug : NULL, .sbi_fraction = o->video ? 0 : o->sbi_fraction,
-                          .real_downscale = o->video ? 0 : o->real_downscale,
+                          .real_downscale = o->real_downscale, /* the loader softens still images only */
                           .sbi = &o->sbi, .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
                           .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead,
                           .landmarks = r->landmarks};

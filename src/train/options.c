@@ -190,11 +190,8 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
               : IS("width") ? &o->width : IS("dropout") ? &o->dropout : IS("sbi-fraction") ? &o->sbi_fraction
               : IS("rotate") ? &o->aug.rotate : IS("shift") ? &o->aug.shift : IS("scale") ? &o->aug.scale : NULL;
     if (gp) return (rc = number(name, v, 0, 1000, &d, err)) ? rc : (*gp = (float)d, DFD_OK);
-    if (IS("sbi-part") || IS("real-downscale")) {
-        if ((rc = number(name, v, 0, 1, &d, err))) return rc;
-        *(IS("sbi-part") ? &o->sbi.part : &o->real_downscale) = (float)d;
-        return DFD_OK;
-    }
+    float *share = IS("sbi-part") ? &o->sbi.part : IS("real-downscale") ? &o->real_downscale : NULL;
+    if (share) return (rc = number(name, v, 0, 1, &d, err)) ? rc : (*share = (float)d, DFD_OK);
     if (IS("sbi-margin")) {
         if ((rc = number(name, v, 0, 1000, &d, err))) return rc;
         if (d > 0) dfd_sbi_opts_for_margin(&o->sbi, (float)d, 0);
