@@ -24,6 +24,10 @@
 #            with landmark masks: does the mask alone carry the out-of-domain gain?
 #   lmbase160  lmbase at 160 px
 #   lm160    lm at 160 px
+#   lmpair   lm + --paired: each DFDC training fake next to its real source in the batch, with
+#            the same random transform (session 13)
+#   lm224    lm at 224 px, dfdc-faces' own crop size (session 13: the top of the issue's
+#            160-256 px range; about 3 times lm's work per image)
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
 #            from lm's best weights, since every run above still gained at its last epoch
 #   lmpart   lm + 30% of the self-blends over a part of the face only (--sbi-part 0.3: a
@@ -114,6 +118,8 @@ case "$VARIANT" in
   full160) size=160 ;;
   lmbase) opts=(--extra-real runs/m15/extra-utk --sbi-fraction 0.2 --sbi-mask landmarks) ;;
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
+  lm224) opts+=(--sbi-mask landmarks); size=224 ;;
+  lmpair) opts+=(--sbi-mask landmarks --paired) ;;
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
           [[ $SEED != 1 ]] && init=runs/m15/lm-seed$SEED/best.safetensors   # the same seed's lm run
           [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm (with the same SEED) first" >&2; exit 2; } ;;

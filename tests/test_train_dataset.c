@@ -404,6 +404,97 @@ static void shared_dfdc_faces_lists_with_groups(void **state) {
     free(root);
 }
 
+/* --paired: each fake finds the real of its group (one fake per real, the first in item
+ * order; none across splits, none for a group without a real), and the paired order keeps
+ * every pair together, real first, shuffles pairs and single items as units, balances the
+ * classes by cutting singles only, and depends on the seed alone. */
+static void paired_order_keeps_each_fake_after_its_real(void **state) {
+    (void)state;
+    dfd_dataset *d;
+    assert_int_equal(dfd_dataset_new("/x", &d, NULL), DFD_OK);
+    /* Reals r0..r9 in groups g0..g9; fakes of g0..g5 (g0 twice), one of gx (no real), one of
+     * g6 in validation (its real in training), and extra reals "extra/u0..u5". */
+    char p[64], g[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof p, "/x/r%d.jpg", i), snprintf(g, sizeof g, "g%d", i);
+        assert_int_equal(dfd_dataset_add(d, p, 0, g, NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK);
+    }
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "/x/f%d.jpg", i), snprintf(g, sizeof g, "g%d", i);
+        assert_int_equal(dfd_dataset_add(d, p, 1, g, NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK);
+    }
+    assert_int_equal(dfd_dataset_add(d, "/x/f0b.jpg", 1, "g0", NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK); /* 16 */
+    assert_int_equal(dfd_dataset_add(d, "/x/fx.jpg", 1, "gx", NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK);  /* 17 */
+    assert_int_equal(dfd_dataset_add(d, "/x/f6.jpg", 1, "g6", NULL, -1, NULL, DFD_SPLIT_VAL, NULL), DFD_OK);    /* 18 */
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "/x/u%d.jpg", i), snprintf(g, sizeof g, "extra/u%d", i);
+        assert_int_equal(dfd_dataset_add(d, p, 0, g, NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK);
+    }
+    size_t *partner, pairs;
+    assert_int_equal(dfd_dataset_fake_partners(d, DFD_SPLIT_TRAIN, &partner, &pairs, NULL), DFD_OK);
+    assert_int_equal(pairs, 6);
+    for (size_t i = 0; i < 6; i++) assert_int_equal(partner[10 + i], i); /* f_i with r_i */
+    assert_int_equal(partner[16], DFD_NO_PARTNER); /* r0 is taken by f0 */
+    assert_int_equal(partner[17], DFD_NO_PARTNER);
+    assert_int_equal(partner[18], DFD_NO_PARTNER); /* another split */
+    for (size_t i = 0; i < 10; i++) assert_int_equal(partner[i], DFD_NO_PARTNER);
+
+    int lab[25], spl[25];
+    for (size_t i = 0; i < d->n; i++) lab[i] = d->items[i].label, spl[i] = (int)d->items[i].split;
+    size_t *idx, n, *idx2, n2;
+    unsigned char *wp, *wp2;
+    /* Undersampled: 8 training fakes (6 paired, 2 single), 16 reals: 8 + 8. */
+    assert_int_equal(dfd_order_paired(lab, spl, partner, d->n, DFD_SPLIT_TRAIN, 1, 7, 0, &idx, &wp, &n, NULL), DFD_OK);
+    assert_int_equal(n, 16);
+    int c[2] = {0, 0}, seen_pairs = 0;
+    unsigned char seen[25] = {0};
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(spl[idx[k]], DFD_SPLIT_TRAIN);
+        assert_int_equal(seen[idx[k]], 0);
+        seen[idx[k]] = 1;
+        c[lab[idx[k]]]++;
+        if (wp[k]) {
+            assert_true(k > 0);
+            assert_int_equal(lab[idx[k]], 1);
+            assert_int_equal(idx[k - 1], partner[idx[k]]);
+            seen_pairs++;
+        } else if (lab[idx[k]] == 1) {
+            assert_true(idx[k] == 16 || idx[k] == 17); /* only the unpaired fakes come alone */
+        }
+    }
+    assert_int_equal(c[0], 8);
+    assert_int_equal(c[1], 8);
+    assert_int_equal(seen_pairs, 6);
+    /* The same seed gives the same order; another seed another (units shuffled). */
+    assert_int_equal(dfd_order_paired(lab, spl, partner, d->n, DFD_SPLIT_TRAIN, 1, 7, 0, &idx2, &wp2, &n2, NULL), DFD_OK);
+    assert_int_equal(n2, n);
+    assert_memory_equal(idx, idx2, n * sizeof *idx);
+    assert_memory_equal(wp, wp2, n);
+    free(idx2), free(wp2);
+    int differs = 0;
+    for (uint64_t seed = 8; seed < 12; seed++) {
+        assert_int_equal(dfd_order_paired(lab, spl, partner, d->n, DFD_SPLIT_TRAIN, 1, seed, 0, &idx2, &wp2, &n2, NULL), DFD_OK);
+        differs += memcmp(idx, idx2, n * sizeof *idx) != 0;
+        free(idx2), free(wp2);
+    }
+    assert_true(differs >= 3);
+    /* Without undersampling every training item comes once; a limit keeps a prefix. */
+    assert_int_equal(dfd_order_paired(lab, spl, partner, d->n, DFD_SPLIT_TRAIN, 0, 7, 0, &idx2, &wp2, &n2, NULL), DFD_OK);
+    assert_int_equal(n2, 24);
+    free(idx2), free(wp2);
+    assert_int_equal(dfd_order_paired(lab, spl, partner, d->n, DFD_SPLIT_TRAIN, 1, 7, 5, &idx2, &wp2, &n2, NULL), DFD_OK);
+    assert_int_equal(n2, 5);
+    assert_memory_equal(idx, idx2, 5 * sizeof *idx);
+    free(idx2), free(wp2);
+    /* Without partners it is a plain balanced order: no pair marks. */
+    assert_int_equal(dfd_order_paired(lab, spl, NULL, d->n, DFD_SPLIT_TRAIN, 1, 7, 0, &idx2, &wp2, &n2, NULL), DFD_OK);
+    assert_int_equal(n2, 16);
+    for (size_t k = 0; k < n2; k++) assert_int_equal(wp2[k], 0);
+    free(idx2), free(wp2);
+    free(idx), free(wp), free(partner);
+    dfd_dataset_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(generic_folders),
@@ -413,6 +504,7 @@ int main(void) {
         cmocka_unit_test(dfdc_metadata),
         cmocka_unit_test(group_split_is_clean_and_deterministic),
         cmocka_unit_test(epoch_order_balances_and_weights),
+        cmocka_unit_test(paired_order_keeps_each_fake_after_its_real),
         cmocka_unit_test(manifest_round_trip_and_sequences),
         cmocka_unit_test(shared_dfdc_faces_lists_with_groups),
     };

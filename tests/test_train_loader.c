@@ -6,7 +6,7 @@
  * unreadable file
  * gives a sample with ok = 0 and weight 0 instead of an error; class weights and
  * normalisation are applied; --real-downscale softens the samples made from real faces
- * only. */
+ * only; --paired gives a fake its real partner's transform. */
 #include "testutil.h"
 
 #include <math.h>
@@ -232,6 +232,60 @@ static void real_downscale_softens_only_real_made_samples(void **state) {
     free(dir);
 }
 
+/* --paired: a fake right after its real (with_prev) gets the real's random transform, so a
+ * pair of identical pictures gives identical samples but for the label; unpaired, the same
+ * two pictures are transformed differently. */
+static void paired_fake_gets_its_reals_transform(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    dfd_dataset *d;
+    assert_int_equal(dfd_dataset_new(dir, &d, NULL), DFD_OK);
+    for (int i = 0; i < 8; i++) { /* items 2k (real) and 2k + 1 (fake) show the same picture */
+        char p[512], g[16];
+        snprintf(p, sizeof p, "%s/%02d.jpg", dir, i);
+        snprintf(g, sizeof g, "g%d", i / 2);
+        dfd_image im;
+        assert_int_equal(dfd_image_alloc(&im, 40, 30, NULL), DFD_OK);
+        for (int k = 0; k < 40 * 30 * 3; k++) im.rgb[k] = (uint8_t)(k * (i / 2 + 3) % 251);
+        assert_int_equal(dfd_jpeg_write_file(&im, 90, p, NULL), DFD_OK);
+        dfd_image_free(&im);
+        assert_int_equal(dfd_dataset_add(d, p, i % 2, g, NULL, -1, NULL, DFD_SPLIT_TRAIN, NULL), DFD_OK);
+    }
+    dfd_augment_opts aug;
+    dfd_augment_opts_default(&aug);
+    aug.flip = 0.5f, aug.affine = 1, aug.color = 1, aug.noise = 1; /* a transform every time */
+    dfd_sbi_opts so;
+    dfd_sbi_opts_default(&so);
+    const size_t order[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    const unsigned char with_prev[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+    const int size = 24;
+    const size_t per = (size_t)size * size * 3;
+    float *x[2];
+    for (int paired = 0; paired < 2; paired++) {
+        dfd_loader_opts o = {.ds = d, .order = order, .n = 8, .batch = 4, .size = size, .norm = DFD_NORM_0_1,
+                             .aug = &aug, .sbi = &so, .seed = 3, .workers = 1, .with_prev = paired ? with_prev : NULL};
+        x[paired] = calloc(8 * per, sizeof(float));
+        dfd_loader *l;
+        assert_int_equal(dfd_loader_start(&o, &l, NULL), DFD_OK);
+        const dfd_batch *b;
+        while (dfd_loader_next(l, &b, NULL) == DFD_OK && b) {
+            memcpy(x[paired] + b->first * per, b->x, b->n * per * sizeof(float));
+            for (int j = 0; j < b->n; j++) assert_float_equal(b->y[j], (float)((b->first + j) % 2), 0);
+        }
+        dfd_loader_free(l);
+    }
+    for (int k = 0; k < 8; k += 2) {
+        /* The reals are the same either way; the fakes copy their real only when paired. */
+        assert_memory_equal(x[0] + k * per, x[1] + k * per, per * sizeof(float));
+        assert_memory_equal(x[1] + k * per, x[1] + (k + 1) * per, per * sizeof(float));
+        assert_memory_not_equal(x[0] + k * per, x[0] + (k + 1) * per, per * sizeof(float));
+    }
+    free(x[0]), free(x[1]);
+    dfd_dataset_free(d);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* The cache holds exactly what decoding and resizing give, so the batches are the same
  * bit for bit: decoded every time and running ahead (the old loader), taking turns with the
  * caller alone or with helpers, with a cache filled up front or as the crops are met, in
@@ -432,6 +486,7 @@ int main(void) {
         cmocka_unit_test(batches_are_the_same_with_any_worker_count),
         cmocka_unit_test(stops_early_without_leaks),
         cmocka_unit_test(real_downscale_softens_only_real_made_samples),
+        cmocka_unit_test(paired_fake_gets_its_reals_transform),
         cmocka_unit_test(cached_and_direct_paths_make_the_same_batches),
         cmocka_unit_test(cached_path_on_real_crops),
         cmocka_unit_test(yuv420_cache_is_half_the_size_and_consistent),

@@ -93,6 +93,9 @@ static const cli_opt train_opts[] = {
     {"real-only", O_LIB, NULL, "train on real faces only: the training split's fakes are left out and\n"
                                "every fake is a self-blend (needs --sbi-fraction); validation keeps\n"
                                "its fakes"},
+    {"paired", O_LIB, NULL, "each training fake whose real source is in the training split comes\n"
+                            "right after it in its batch, both with the same random transform\n"
+                            "(crop, colour, compression): the pair differs by the manipulation alone"},
     {"real-downscale", O_LIB, "P", "share of samples made from real faces (kept real or self-blended)\n"
                                    "first scaled down by 0.35-0.75 and back up, on top of --downscale:\n"
                                    "so that a soft, low-resolution face stops meaning fake (0)"},

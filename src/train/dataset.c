@@ -873,6 +873,115 @@ int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split
     return DFD_OK;
 }
 
+/* ---- Paired epochs (--paired) ------------------------------------------------------------ */
+
+/* Marks a unit that is one item, not a pair (the top bit: item indices never reach it). */
+#define UNIT_SINGLE ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+typedef struct gref {
+    const char *group;
+    size_t i;
+} gref;
+static int cmp_gref(const void *a, const void *b) {
+    const gref *x = a, *y = b;
+    int c = strcmp(x->group, y->group);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+int dfd_dataset_fake_partners(const dfd_dataset *d, int split, size_t **partner, size_t *n_pairs, dfd_error *err) {
+    *partner = NULL;
+    *n_pairs = 0;
+    size_t *p = dfd_malloc_array(d->n ? d->n : 1, sizeof *p);
+    gref *reals = dfd_malloc_array(d->n ? d->n : 1, sizeof *reals);
+    unsigned char *taken = calloc(d->n ? d->n : 1, 1);
+    if (!p || !reals || !taken) {
+        free(p), free(reals), free(taken);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory to pair %zu items", d->n);
+    }
+    size_t nr = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        p[i] = DFD_NO_PARTNER;
+        const dfd_item *it = &d->items[i];
+        if (it->label == 0 && it->group && (split < 0 || (int)it->split == split)) reals[nr++] = (gref){it->group, i};
+    }
+    qsort(reals, nr, sizeof *reals, cmp_gref);
+    for (size_t i = 0; i < d->n; i++) {
+        const dfd_item *it = &d->items[i];
+        if (it->label != 1 || !it->group || (split >= 0 && (int)it->split != split)) continue;
+        /* The first real of the group in index order that no fake has claimed yet. */
+        size_t lo = 0, hi = nr;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcmp(reals[mid].group, it->group) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        for (; lo < nr && strcmp(reals[lo].group, it->group) == 0; lo++)
+            if (!taken[reals[lo].i]) {
+                taken[reals[lo].i] = 1;
+                p[i] = reals[lo].i;
+                (*n_pairs)++;
+                break;
+            }
+    }
+    free(reals), free(taken);
+    *partner = p;
+    return DFD_OK;
+}
+
+int dfd_order_paired(const int *labels, const int *splits, const size_t *partner, size_t n, int split, int undersample,
+                     uint64_t seed, long limit, size_t **idx, unsigned char **with_prev, size_t *count, dfd_error *err) {
+    *idx = NULL, *with_prev = NULL, *count = 0;
+    /* Units: a pair (named by its fake's index) or a single item (UNIT_SINGLE set). in_pair
+     * marks both items of every pair, so neither is drawn again as a single. */
+    size_t *units = dfd_malloc_array(n ? n : 1, sizeof *units), *singles[2];
+    unsigned char *in_pair = calloc(n ? n : 1, 1);
+    singles[0] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
+    singles[1] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
+    size_t *out = dfd_malloc_array(n ? n : 1, sizeof *out);
+    unsigned char *wp = calloc(n ? n : 1, 1);
+    if (!units || !in_pair || !singles[0] || !singles[1] || !out || !wp) {
+        free(units), free(in_pair), free(singles[0]), free(singles[1]), free(out), free(wp);
+        return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu samples", n);
+    }
+    size_t np = 0, ns[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        size_t q = partner ? partner[i] : DFD_NO_PARTNER;
+        if (labels[i] && q < n && !labels[q] && !in_pair[q] && (split < 0 || (splits[i] == split && splits[q] == split)))
+            in_pair[q] = 1, units[np++] = i;
+    }
+    for (size_t u = 0; u < np; u++) in_pair[units[u]] = 1; /* the pairs' fakes too */
+    for (size_t i = 0; i < n; i++)
+        if ((split < 0 || splits[i] == split) && !in_pair[i]) singles[labels[i] ? 1 : 0][ns[labels[i] ? 1 : 0]++] = i;
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    if (undersample) {
+        /* Pairs hold one of each class: the larger class's singles are cut to the smaller's. */
+        int big = ns[1] > ns[0];
+        shuffle(singles[big], ns[big], &r);
+        ns[big] = ns[!big];
+        if (ns[big]) qsort(singles[big], ns[big], sizeof(size_t), cmp_size_t);
+    }
+    size_t nu = np;
+    for (int c = 0; c < 2; c++)
+        for (size_t k = 0; k < ns[c]; k++) units[nu++] = singles[c][k] | UNIT_SINGLE;
+    shuffle(units, nu, &r);
+    size_t k = 0;
+    for (size_t u = 0; u < nu; u++) {
+        size_t i = units[u] & ~UNIT_SINGLE;
+        if (units[u] & UNIT_SINGLE) {
+            out[k++] = i;
+        } else { /* the real first, then its fake, which shares its draws */
+            out[k++] = partner[i];
+            wp[k] = 1;
+            out[k++] = i;
+        }
+    }
+    if (limit > 0 && (size_t)limit < k) k = (size_t)limit;
+    free(units), free(in_pair), free(singles[0]), free(singles[1]);
+    *idx = out, *with_prev = wp, *count = k;
+    return DFD_OK;
+}
+
 void dfd_sort_indices(size_t *idx, size_t n) {
     if (n) qsort(idx, n, sizeof *idx, cmp_size_t);
 }

@@ -75,6 +75,28 @@ static int load_item(const dfd_loader *l, size_t item, dfd_image *out, dfd_error
     return rc;
 }
 
+/* A sample's random decisions. From the item's source name (relative to the dataset), not
+ * its path: the same data moved elsewhere gives the same samples. */
+typedef struct draws {
+    int make_sbi;      /* a real image turned into a self-blended fake */
+    uint64_t aug_seed; /* seeds the transform (and the self-blend) */
+    float soften;      /* the extra down-and-up factor for a real-made sample, 0 = none */
+} draws;
+
+static draws sample_draws(const dfd_loader_opts *o, const dfd_item *first, long pos) {
+    uint64_t sample_seed =
+        dfd_hash_str(first->source, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(first->frame + 1) << 40));
+    nn_rng r;
+    nn_rng_seed(&r, sample_seed);
+    const int real_image = o->frames <= 0 && first->label == 0; /* may be self-blended or softened */
+    draws d = {0, 0, 0};
+    d.make_sbi = real_image && o->sbi && o->sbi_fraction > 0 && nn_rng_uniform(&r) < o->sbi_fraction;
+    d.aug_seed = nn_rng_next(&r);
+    if (real_image && o->real_downscale > 0 && nn_rng_uniform(&r) < o->real_downscale)
+        d.soften = 0.35f + 0.4f * (float)nn_rng_uniform(&r);
+    return d;
+}
+
 /* Fills sample j of batch b (epoch position pos). Returns a fatal error code (no memory),
  * or DFD_OK; unreadable files only clear ok. */
 static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
@@ -94,18 +116,16 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
     b->y[j] = (float)first->label;
     b->ok[j] = 1;
     b->sbi[j] = 0;
-    /* From the item's source name (relative to the dataset), not its path: the same data
-     * moved elsewhere gives the same samples. */
-    uint64_t sample_seed =
-        dfd_hash_str(first->source, o->seed ^ ((uint64_t)pos * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(first->frame + 1) << 40));
-    nn_rng r;
-    nn_rng_seed(&r, sample_seed);
-    const int real_image = o->frames <= 0 && first->label == 0; /* may be self-blended or softened */
-    int make_sbi = real_image && o->sbi && o->sbi_fraction > 0 && nn_rng_uniform(&r) < o->sbi_fraction;
-    uint64_t aug_seed = nn_rng_next(&r);
-    float soften = 0; /* the extra down-and-up factor for a real-made sample, 0 = none */
-    if (real_image && o->real_downscale > 0 && nn_rng_uniform(&r) < o->real_downscale)
-        soften = 0.35f + 0.4f * (float)nn_rng_uniform(&r);
+    draws dr = sample_draws(o, first, pos);
+    if (o->with_prev && o->with_prev[pos] && pos > 0 && o->frames <= 0) {
+        /* A paired fake: its real partner's transform (crop, colour, compression), so the
+         * pair differs by the manipulation alone. */
+        draws partner = sample_draws(o, &o->ds->items[o->order[pos - 1]], pos - 1);
+        dr.aug_seed = partner.aug_seed;
+    }
+    const int make_sbi = dr.make_sbi;
+    const uint64_t aug_seed = dr.aug_seed;
+    const float soften = dr.soften;
     for (int f = 0; f < frames; f++) {
         size_t item = first_item;
         if (o->frames > 0) {

@@ -363,6 +363,7 @@ typedef struct run {
     long failures;
     dfd_img_cache *cache, *val_cache; /* decoded crops of ds and (when it is another) val_ds */
     dfd_ds_landmarks *landmarks;      /* Face Mesh landmarks of ds's training reals (--sbi-mask landmarks) */
+    size_t *partner;                  /* --paired: each training fake's real partner in ds */
 } run;
 
 /* Feed threads besides the training thread. Taking turns, every core the engine has makes
@@ -528,25 +529,30 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                      dfd_history_row *row, dfd_error *err) {
     const dfd_train_opts *o = r->o;
     size_t *order, n;
+    unsigned char *with_prev = NULL;
     uint64_t eseed = o->seed * 1000003ull + (uint64_t)st->epoch;
-    int rc = dfd_order_balanced(r->tr.label, r->tr.split, r->tr.n, DFD_SPLIT_TRAIN,
-                                o->balance == DFD_BALANCE_UNDERSAMPLE, eseed, o->limit, &order, &n, err);
+    const int under = o->balance == DFD_BALANCE_UNDERSAMPLE;
+    int rc = r->partner ? dfd_order_paired(r->tr.label, r->tr.split, r->partner, r->tr.n, DFD_SPLIT_TRAIN, under, eseed,
+                                           o->limit, &order, &with_prev, &n, err)
+                        : dfd_order_balanced(r->tr.label, r->tr.split, r->tr.n, DFD_SPLIT_TRAIN, under, eseed, o->limit,
+                                             &order, &n, err);
     if (rc) return rc;
     if (n == 0) {
-        free(order);
+        free(order), free(with_prev);
         return dfd_fail(err, DFD_E_ARG, "no training samples");
     }
     dfd_loader_opts lo = {.ds = r->ds, .order = order, .n = n, .seqs = r->tr.seqs, .seq_items = r->tr.seq_items,
                           .frames = r->frames, .batch = o->batch, .size = r->size, .norm = (int)r->contract.norm,
                           .aug = o->augment ? &o->aug : NULL, .sbi_fraction = o->video ? 0 : o->sbi_fraction,
                           .real_downscale = o->real_downscale, /* the loader softens still images only */
-                          .sbi = &o->sbi, .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
+                          .sbi = &o->sbi, .with_prev = with_prev,
+                          .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
                           .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead,
                           .landmarks = r->landmarks};
     dfd_loader *l;
     rc = dfd_loader_start(&lo, &l, err);
     if (rc) {
-        free(order);
+        free(order), free(with_prev);
         return rc;
     }
     double *sc = dfd_malloc_array(n, sizeof *sc);
@@ -609,7 +615,7 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
         row->seconds = secs;
         row->images_per_s = secs > 0 ? (double)seen * (r->frames > 0 ? r->frames : 1) / secs : 0;
     }
-    free(order), free(sc), free(lb), free(dl);
+    free(order), free(with_prev), free(sc), free(lb), free(dl);
     return rc;
 }
 
@@ -655,6 +661,12 @@ static int open_data(run *r, dfd_error *err) {
                 r->ds->items[i].split = DFD_SPLIT_TEST, dropped++;
         dfd_log(DFD_LOG_INFO, "real only: %ld training fakes left out; every fake is a self-blend", dropped);
     }
+    if (o->paired) {
+        size_t pairs = 0;
+        int rc = dfd_dataset_fake_partners(r->ds, DFD_SPLIT_TRAIN, &r->partner, &pairs, err);
+        if (rc) return rc;
+        dfd_log(DFD_LOG_INFO, "paired: %zu training fakes come with their real source, the same transform for both", pairs);
+    }
     return DFD_OK;
 }
 
@@ -662,14 +674,14 @@ static int describe_data(run *r, dfd_train_summary *s) {
     const dfd_train_opts *o = r->o;
     dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
     dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
-    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:s}", "data", o->data, "layout",
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:b,s:s}", "data", o->data, "layout",
                           dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
                           (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
                           (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
                           o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed,
                           "split_seed", (json_int_t)(o->split_seed ? o->split_seed : o->seed), "extra_real", o->extra_real,
                           "sbi_fraction", (double)o->sbi_fraction, "real_only", o->real_only, "sbi_part", (double)o->sbi.part,
-                          "real_downscale", (double)o->real_downscale, "terms",
+                          "real_downscale", (double)o->real_downscale, "paired", o->paired, "terms",
                           "research use only, under the terms of the source datasets");
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -813,6 +825,9 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         return dfd_fail(err, DFD_E_ARG, "train: real-downscale share %g outside [0, 1]", (double)o->real_downscale);
     if (o->real_only && (o->video || !(o->sbi_fraction > 0)))
         return dfd_fail(err, DFD_E_ARG, "train: --real-only needs self-blended fakes: an image model and --sbi-fraction > 0");
+    if (o->paired && (o->video || o->real_only))
+        return dfd_fail(err, DFD_E_ARG, "train: --paired pairs still images of fakes with their reals: not for video "
+                                        "models nor with --real-only (no training fakes)");
     int rc = mkdir_p(o->out, err);
     if (rc) return rc;
 
@@ -1069,6 +1084,7 @@ done:
     dfd_img_cache_free(r->cache);
     dfd_img_cache_free(r->val_cache);
     dfd_ds_landmarks_free(r->landmarks);
+    free(r->partner);
     free(r->training_data);
     return rc;
 }

@@ -162,6 +162,22 @@ void dfd_dataset_class_weights(const dfd_dataset *d, int split, float w[2]);
 int dfd_dataset_epoch_order(const dfd_dataset *d, int split, int undersample, uint64_t seed, long limit,
                             size_t **idx, size_t *n, dfd_error *err);
 
+/* Paired training (dfd_train_opts.paired). partner[i] is, for each fake item i of `split`
+ * (-1 = all), a real item of the same split and the same group (for dfdc-faces and the
+ * Celeb-DF and FF++ layouts: the real source video the fake was made from), each real
+ * partnering at most one fake (the first in item order); DFD_NO_PARTNER for every other
+ * item. *n_pairs counts the pairs. *partner is malloc'ed, d->n long. */
+#define DFD_NO_PARTNER ((size_t)-1)
+int dfd_dataset_fake_partners(const dfd_dataset *d, int split, size_t **partner, size_t *n_pairs, dfd_error *err);
+
+/* dfd_order_balanced with pairs kept together: every fake with a partner (partner[i] < n,
+ * a real of the same split) comes right after it, and (*with_prev)[k] = 1 marks such a fake
+ * at position k; the pairs and the single items are shuffled as units. Undersampling cuts
+ * only single items (a pair holds one of each class). *idx and *with_prev are malloc'ed;
+ * *count is the order's length (at most limit when limit > 0). */
+int dfd_order_paired(const int *labels, const int *splits, const size_t *partner, size_t n, int split, int undersample,
+                     uint64_t seed, long limit, size_t **idx, unsigned char **with_prev, size_t *count, dfd_error *err);
+
 /* Sorts indices ascending: an order's items back in listing (or sample) order, whatever
  * subset a seeded limit picked, so that reports and files come out the same every run. */
 void dfd_sort_indices(size_t *idx, size_t n);
@@ -402,6 +418,9 @@ typedef struct dfd_loader_opts {
                                     * is first scaled down and back up by 0.35-0.75): see
                                     * dfd_train_opts.real_downscale */
     const dfd_sbi_opts *sbi;
+    const unsigned char *with_prev; /* image mode, NULL or one per position: 1 where the sample
+                                    * is a fake paired with the real before it
+                                    * (dfd_order_paired), which then gets that real's transform */
     const float *class_w;          /* weight per label, NULL = 1 */
     int flip;                      /* 1: every sample mirrored (test-time flip averaging) */
     uint64_t seed;
@@ -513,6 +532,11 @@ typedef struct dfd_train_opts {
                                 * leaves "a soft face" meaning fake; this closes that gap on the
                                 * real side (a self-blend's own cue, a mismatch inside the face,
                                 * is kept). 0: off, and no random draw (older runs reproduce) */
+    int paired;                /* 1: every training fake whose real source (its group's real item)
+                                * is in the training split comes in the same batch right after
+                                * it, both with the same random transform, so that what tells
+                                * the pair apart is the manipulation, not the video's
+                                * compression, size or crop (dfd_order_paired); images only */
     int augment;               /* 1: the augmentation below, 0: none */
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;

@@ -117,6 +117,26 @@ grep -aqF 'real_only\":true' "$tmp/sro/best.safetensors" || fail "real_only not 
 grep -aqF 'real_only\":false' "$tmp/s3/best.safetensors" || fail "real_only:false not in an ordinary model's training_data"
 "$BIN" train image --arch tiny-cnn --data "$sp" --out "$tmp/bad" --real-only >"$tmp/bad.txt" 2>&1; rc=$?
 [[ $rc != 0 ]] && grep -q "sbi-fraction" "$tmp/bad.txt" || fail "--real-only without self-blends: exit $rc, $(cat "$tmp/bad.txt")"
+# --paired: fakes of dfdc-faces whose real source is listed come with it (the groups of
+# labels.csv); the count is logged, the model records it, and with --real-only it is refused.
+pr="$tmp/pairs"
+mkdir -p "$pr"
+awk -F, 'NR > 1 && $2 == "real" { r[$3] = $1 } NR > 1 && $2 == "fake" && ($3 in r) && n < 8 { print r[$3] "," $3; print $1 "," $3; n++ }' \
+  "$D/dfdc-faces/labels.csv" >"$tmp/pairs.lst"
+[[ $(wc -l <"$tmp/pairs.lst") == 16 ]] || fail "dfdc-faces: fewer than 8 fakes with their real listed"
+echo "file,label,group" >"$pr/labels.csv"
+while IFS=, read -r f g; do
+  mkdir -p "$pr/$(dirname "$f")" && ln -sf "$D/dfdc-faces/$f" "$pr/$f"
+  echo "$f,$(dirname "$f"),$g" >>"$pr/labels.csv"
+done <"$tmp/pairs.lst"
+"$BIN" train image --arch tiny-cnn --input-size 32 --data "$pr" --out "$tmp/pair" --epochs 1 --batch 4 --val-fraction 0.25 \
+  --seed 3 --paired >"$tmp/pair.txt" 2>&1 || fail "train --paired: $(cat "$tmp/pair.txt")"
+grep -q "^data: train 6 real + 6 fake," "$tmp/pair.txt" && grep -q "paired: 6 training fakes come with their real source" "$tmp/pair.txt" \
+  || fail "--paired: $(grep -E '^data:|paired' "$tmp/pair.txt")"
+grep -aqF 'paired\":true' "$tmp/pair/best.safetensors" || fail "paired not in the model's training_data"
+grep -aqF 'paired\":false' "$tmp/s3/best.safetensors" || fail "paired:false not in an ordinary model's training_data"
+"$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --paired --real-only --sbi-fraction 0.5 >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "paired" "$tmp/bad.txt" || fail "--paired with --real-only: exit $rc, $(cat "$tmp/bad.txt")"
 
 # Evaluate on the official test items, at frame and video level.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
