@@ -79,10 +79,13 @@ fetch_npm() {  # fetch_npm NAME@VERSION SHA256 -> third_party/<name>/ (unpacked)
   rm -rf "$tmp"
 }
 for entry in "${NPM_PACKAGES[@]}"; do fetch_npm $entry; done
-# nsfwjs ships its ImageNet-derived MobileNetV2 as JavaScript modules: unpack to model.json + shard.
-if [[ ! -f third_party/nsfwjs/tfjs-mobilenet_v2/model.json ]]; then
-  node scripts/extract-tfjs.js third_party/nsfwjs/dist/models/mobilenet_v2 third_party/nsfwjs/tfjs-mobilenet_v2
-fi
+# nsfwjs ships its ImageNet-derived MobileNetV2 and Inception v3 as JavaScript modules:
+# unpack each to model.json + shards.
+for net in mobilenet_v2 inception_v3; do
+  if [[ ! -f third_party/nsfwjs/tfjs-$net/model.json ]]; then
+    node scripts/extract-tfjs.js third_party/nsfwjs/dist/models/$net third_party/nsfwjs/tfjs-$net
+  fi
+done
 # face_mesh packs its models into one data file: cut face_landmark.tflite out at the
 # offsets the loader script lists (checked: the TFLite identifier at byte 4).
 if [[ ! -f third_party/@mediapipe_face_mesh/face_landmark.tflite ]]; then

@@ -19,6 +19,7 @@ MODELS=(
   "third_party/@mediapipe_face_detection/face_detection_full_range.tflite  blazeface-full"
   "third_party/@mediapipe_face_mesh/face_landmark.tflite                    face-landmark"
   "third_party/nsfwjs/tfjs-mobilenet_v2/model.json                         mobilenet_v2-imagenet"
+  "third_party/nsfwjs/tfjs-inception_v3/model.json                         inception_v3-imagenet"
 )
 for entry in "${MODELS[@]}"; do
   read -r src name <<<"$entry"

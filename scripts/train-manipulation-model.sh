@@ -26,6 +26,9 @@
 #   lm160    lm at 160 px
 #   lmpair   lm + --paired: each DFDC training fake next to its real source in the batch, with
 #            the same random transform (session 13)
+#   lminc    lm on Inception v3 (nsfwjs's, 21.8 M weights against MobileNetV2's 2.3 M; 128 px:
+#            about 3 times lm's work per image) instead of MobileNetV2: issue 15's "wider or
+#            different backbone" (session 13)
 #   lm224    lm at 224 px, dfdc-faces' own crop size (session 13: the top of the issue's
 #            160-256 px range; about 3 times lm's work per image)
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
@@ -99,6 +102,7 @@ fi
 opts=(--extra-real runs/m15/extra-all --sbi-fraction 0.4 --downscale 0.35 --blur 0.25 --jpeg 0.6
       --jpeg-quality 20:95 --noise 0.2)
 size=128
+arch=mobilenet_v2-image
 init=models/registry/mobilenet_v2-imagenet.safetensors
 lr=1e-3
 case "$VARIANT" in
@@ -120,6 +124,7 @@ case "$VARIANT" in
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
   lm224) opts+=(--sbi-mask landmarks); size=224 ;;
   lmpair) opts+=(--sbi-mask landmarks --paired) ;;
+  lminc) opts+=(--sbi-mask landmarks); arch=inception_v3-image; init=models/registry/inception_v3-imagenet.safetensors ;;
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
           [[ $SEED != 1 ]] && init=runs/m15/lm-seed$SEED/best.safetensors   # the same seed's lm run
           [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm (with the same SEED) first" >&2; exit 2; } ;;
@@ -152,7 +157,7 @@ if [[ $VARIANT == ens ]]; then
   touch "$RUN/.done"
 fi
 if [[ ! -f "$RUN/.done" ]]; then
-  "$DFD" train image --arch mobilenet_v2-image --input-size "$size" \
+  "$DFD" train image --arch "$arch" --input-size "$size" \
     --init "$init" \
     --data "$DATA/dfdc-faces" --val-fraction 0.2 "${opts[@]}" \
     --epochs "$EPOCHS" --val-limit 0 --batch 32 --lr "$lr" --optimizer adamw --patience "$patience" \

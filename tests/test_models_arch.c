@@ -11,7 +11,14 @@
  *     4*U*(C+U+1) and C*U+U;
  *   - when setup.sh has fetched it, the TF.js model.json of the pretrained MobileNetV2 in
  *     the npm package nsfwjs (Keras 2.2.4): every backbone weight name and shape in it must
- *     exist in dfd's graph, and vice versa. */
+ *     exist in dfd's graph, and vice versa;
+ *   - Inception v3 include_top=False: 21,802,784 parameters (34,432 non-trainable BN
+ *     statistics; its batch norms have no scale, so dfd's graph holds 17,216 gammas more),
+ *     5.7 G multiply-adds at 299 (the paper's 5.72 G), the feature-map sizes of
+ *     keras/src/applications/inception_v3.py; and the packaged nsfwjs Inception v3 (its
+ *     names and shapes, and its own 5-class head run on dfd's graph: the wiring, concat
+ *     order included, reproduces the package's verdicts: photos "neutral", a line drawing
+ *     far more "drawing"). */
 #include "testutil.h"
 
 #include <jansson.h>
@@ -20,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/tfjs.h"
+#include "media/media.h"
 #include "models/models.h"
 
 static nn_graph *build(const char *name, int size, int frames) {
@@ -322,6 +331,160 @@ static void mobilenet_v2_names_match_the_nsfwjs_model(void **state) {
     json_decref(root);
 }
 
+static void inception_v3_matches_keras(void **state) {
+    (void)state;
+    nn_graph *g = build("inception_v3", 0, 0);
+    assert_int_equal(nn_graph_num_weights(g), 21802784 + 17216);
+    assert_int_equal(statistics_count(g), 34432);
+    double macs = (double)nn_graph_macs(g);
+    print_message("Inception v3 299: %.2f GMAC\n", macs / 1e9);
+    assert_true(fabs(macs - 5.72e9) / 5.72e9 < 0.01);
+    const nn_node *out = output_node(g);
+    assert_string_equal(out->name, "mixed10");
+    assert_shape(out->shape, out->ndim, 3, (int[]){8, 8, 2048}, "output");
+    NODE_SHAPE(g, "activation_1", 149, 149, 32);
+    NODE_SHAPE(g, "activation_3", 147, 147, 64);
+    NODE_SHAPE(g, "max_pooling2d_1", 73, 73, 64);
+    NODE_SHAPE(g, "activation_5", 71, 71, 192);
+    NODE_SHAPE(g, "mixed0", 35, 35, 256);
+    NODE_SHAPE(g, "mixed2", 35, 35, 288);
+    NODE_SHAPE(g, "mixed3", 17, 17, 768);
+    NODE_SHAPE(g, "mixed7", 17, 17, 768);
+    NODE_SHAPE(g, "mixed8", 8, 8, 1280);
+    NODE_SHAPE(g, "mixed9_0", 8, 8, 768);
+    NODE_SHAPE(g, "mixed9", 8, 8, 2048);
+    /* conv2d_bn in Keras's creation order: the second branch of mixed0 is conv2d_7 (48
+     * 1x1) then conv2d_8 (5x5); mixed4's factorised 7x7 runs 1x7 (conv2d_33) then 7x1. */
+    PARAM_SHAPE(g, "conv2d_1/kernel", 3, 3, 3, 32);
+    PARAM_SHAPE(g, "conv2d_7/kernel", 1, 1, 192, 48);
+    PARAM_SHAPE(g, "conv2d_8/kernel", 5, 5, 48, 64);
+    PARAM_SHAPE(g, "conv2d_33/kernel", 1, 7, 128, 128);
+    PARAM_SHAPE(g, "conv2d_34/kernel", 7, 1, 128, 192);
+    PARAM_SHAPE(g, "conv2d_94/kernel", 1, 1, 2048, 192);
+    PARAM_SHAPE(g, "batch_normalization_94/moving_variance", 192);
+    assert_null(nn_graph_find_param(g, "conv2d_95/kernel"));
+    assert_float_equal(node(g, "batch_normalization_1")->a.bn.momentum, 0.99f, 0);
+    assert_float_equal(node(g, "batch_normalization_1")->a.bn.eps, 1e-3f, 0);
+    assert_int_equal(node(g, "conv2d_1")->a.conv.padding, NN_PAD_VALID);
+    assert_int_equal(node(g, "conv2d_3")->a.conv.padding, NN_PAD_SAME);
+    for (int i = 0; i < nn_graph_param_count(g); i++) assert_null(strstr(nn_graph_param(g, i)->name, "/bias"));
+    nn_graph_free(g);
+    /* At dfd's face-crop size, and refused below Keras's minimum. */
+    g = build("inception_v3-image", 128, 0);
+    const nn_node *m10 = node(g, "mixed10");
+    assert_shape(m10->shape, m10->ndim, 3, (int[]){2, 2, 2048}, "mixed10 at 128");
+    nn_graph_free(g);
+    dfd_arch_opts o;
+    dfd_arch_opts_default(&o);
+    o.input_size = 74;
+    dfd_error e;
+    assert_int_equal(dfd_arch_build("inception_v3", &o, &g, &e), DFD_E_ARG);
+    dfd_arch_opts_default(&o);
+    o.width = 1.4f;
+    assert_int_equal(dfd_arch_build("inception_v3-image", &o, &g, &e), DFD_E_ARG);
+}
+
+/* The packaged nsfwjs Inception v3, backbone and 5-class head, on dfd's graph. Its weights
+ * load by name and shape; run on example photos it calls them "neutral" (its classes:
+ * drawing, hentai, neutral, porn, sexy; inputs / 255, as nsfwjs feeds them) and on a line
+ * drawing it gives "drawing" many times the share it gives photos. A graph wired wrong (a
+ * branch in another place of a concatenation) loads the same weights and loses both. */
+static void inception_v3_runs_the_nsfwjs_model(void **state) {
+    (void)state;
+    char *path = tu_join(tu_source_dir(), "third_party/nsfwjs/tfjs-inception_v3/model.json");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        free(path);
+        print_message("skipped: third_party/nsfwjs/tfjs-inception_v3/model.json is absent (run setup.sh)\n");
+        skip();
+    }
+    fclose(f);
+    nn_graph *g = nn_graph_new();
+    int x = nn_input(g, "input", 3, (int[]){299, 299, 3});
+    x = dfd_inception_v3_backbone(g, x);
+    x = nn_avgpool(g, "average_pooling2d_10", x, 8, 8, 8, 8, NN_PAD_VALID);
+    x = nn_reshape(g, "flatten_1", x, 1, (int[]){2048});
+    x = nn_dense(g, "dense_1", x, 256, 1, NN_ACT_RELU);
+    x = nn_dense(g, "dense_2", x, 128, 1, NN_ACT_RELU);
+    nn_mark_output(g, nn_dense(g, "dense_3", x, 5, 1, NN_ACT_NONE));
+    assert_null(nn_graph_error(g));
+    dfd_tfjs_report rep;
+    dfd_error e;
+    int rc = dfd_tfjs_load(path, g, NULL, &rep, &e);
+    if (rc) print_message("%s\n", e.message);
+    assert_int_equal(rc, DFD_OK);
+    free(path);
+    assert_int_equal(rep.loaded, 94 * 4 + 6);
+    assert_int_equal(rep.params_unset, 94); /* the gammas Keras did not make */
+    assert_int_equal(rep.gamma_unset, 94);
+    /* Two photos and a drawing (a face in black lines on white) at 299 x 299. */
+    const size_t per = 299 * 299 * 3;
+    float *in = malloc(3 * per * sizeof *in);
+    assert_non_null(in);
+    static const char *const photos[2] = {"examples/astronaut.jpg", "examples/chelsea.png"};
+    for (int k = 0; k < 2; k++) {
+        char *p = tu_join(tu_source_dir(), photos[k]);
+        dfd_image im, rs;
+        assert_int_equal(dfd_image_load(p, NULL, &im, NULL, &e), DFD_OK);
+        assert_int_equal(dfd_image_resize(&im, 299, 299, &rs, &e), DFD_OK);
+        for (size_t i = 0; i < per; i++) in[k * per + i] = rs.rgb[i] / 255.0f;
+        dfd_image_free(&im), dfd_image_free(&rs);
+        free(p);
+    }
+    for (int yy = 0; yy < 299; yy++)
+        for (int xx = 0; xx < 299; xx++) {
+            double dx = (xx - 150) / 90.0, dy = (yy - 150) / 110.0, r = sqrt(dx * dx + dy * dy);
+            double ex = hypot(xx - 115.0, yy - 125.0), ey = hypot(xx - 185.0, yy - 125.0);
+            int ink = fabs(r - 1) < 0.025 || ex < 15 || ey < 15;
+            int mouth = yy > 185 && yy < 191 && fabs(xx - 150.0) < 45;
+            static const float skin[3] = {1.0f, 0.86f, 0.7f}, red[3] = {1, 0, 0};
+            for (int c = 0; c < 3; c++)
+                in[2 * per + ((size_t)yy * 299 + xx) * 3 + c] = ink ? 0.0f : mouth ? red[c] : r < 1 ? skin[c] : 1.0f;
+        }
+    nn_exec_opts eo;
+    nn_exec_opts_default(&eo);
+    eo.precision = NN_PREC_F32;
+    eo.max_batch = 3;
+    nn_exec *ex = NULL;
+    assert_int_equal(nn_exec_create(g, &eo, &ex, &e), DFD_OK);
+    assert_int_equal(nn_forward(ex, in, 3, &e), DFD_OK);
+    size_t n = 0;
+    const float *y = nn_output(ex, 0, &n);
+    assert_int_equal(n, 15);
+    double p[3][5];
+    for (int k = 0; k < 3; k++) {
+        double m = y[k * 5], s = 0;
+        for (int c = 1; c < 5; c++) m = fmax(m, y[k * 5 + c]);
+        for (int c = 0; c < 5; c++) s += p[k][c] = exp(y[k * 5 + c] - m);
+        for (int c = 0; c < 5; c++) p[k][c] /= s;
+        print_message("image %d: drawing %.3f hentai %.3f neutral %.3f porn %.3f sexy %.3f\n", k, p[k][0], p[k][1],
+                      p[k][2], p[k][3], p[k][4]);
+    }
+    for (int k = 0; k < 2; k++) assert_true(p[k][2] > 0.9);
+    assert_true(p[2][0] > 10 * fmax(p[0][0], p[1][0]));
+    /* The check can fail: the same weights with two same-shaped convolutions of mixed0
+     * swapped (conv2d_6 and conv2d_9, one branch's place taken by another's) move the
+     * photo's logits far. */
+    float before[5];
+    memcpy(before, y, sizeof before);
+    nn_param *a = nn_graph_find_param(g, "conv2d_6/kernel"), *b = nn_graph_find_param(g, "conv2d_9/kernel");
+    assert_true(a && b && a->count == b->count);
+    for (size_t i = 0; i < a->count; i++) {
+        float t = a->data[i];
+        a->data[i] = b->data[i], b->data[i] = t;
+    }
+    assert_int_equal(nn_exec_refresh(ex, &e), DFD_OK);
+    assert_int_equal(nn_forward(ex, in, 3, &e), DFD_OK);
+    y = nn_output(ex, 0, &n);
+    double moved = 0;
+    for (int c = 0; c < 5; c++) moved = fmax(moved, fabs(y[c] - before[c]));
+    print_message("swapped branches move the photo's logits by %.2f\n", moved);
+    assert_true(moved > 1.0);
+    nn_exec_free(ex);
+    free(in);
+    nn_graph_free(g);
+}
+
 static size_t lstm_params(size_t c, size_t u) { return 4 * u * (c + u + 1); }
 
 static void video_models_have_the_lstm_head(void **state) {
@@ -373,7 +536,8 @@ static void registry_lists_and_validates(void **state) {
     int n = 0;
     const dfd_arch_info *list = dfd_arch_list(&n);
     static const char *const want[] = {"xception", "xception-image", "xception-video", "mobilenet_v2",
-                                       "mobilenet_v2-image", "mobilenet_v2-video", "tiny-cnn", "tiny-video"};
+                                       "mobilenet_v2-image", "mobilenet_v2-video", "inception_v3",
+                                       "inception_v3-image", "tiny-cnn", "tiny-video"};
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
         int found = 0;
         for (int i = 0; i < n; i++) found |= strcmp(list[i].name, want[w]) == 0;
@@ -527,6 +691,8 @@ int main(void) {
         cmocka_unit_test(mobilenet_v2_other_sizes_and_widths),
         cmocka_unit_test(mobilenet_v2_image_head),
         cmocka_unit_test(mobilenet_v2_names_match_the_nsfwjs_model),
+        cmocka_unit_test(inception_v3_matches_keras),
+        cmocka_unit_test(inception_v3_runs_the_nsfwjs_model),
         cmocka_unit_test(video_models_have_the_lstm_head),
         cmocka_unit_test(registry_lists_and_validates),
         cmocka_unit_test(heads_output_a_logit),

@@ -41,33 +41,42 @@ static int import_tflite(const char *in, const char *out, char **summary, dfd_er
     return set_summary(summary, err, "%s: %s -> %s", arch, in, out);
 }
 
-/* The backbone of a TF.js MobileNetV2: every backbone weight must be in the file; dense_*
- * layers (the package's own classifier head) are dropped. */
+/* The backbone of a TF.js MobileNetV2 or Inception v3 (told apart by Inception's last
+ * convolution, conv2d_94): every backbone weight must be in the file, but for Inception's
+ * batch-norm scales, which Keras built it without (left at one); dense_* layers (the
+ * package's own classifier head) are dropped. */
 static int import_tfjs(const char *in, const char *out, char **summary, dfd_error *err) {
+    int inception = 0;
+    int rc = dfd_tfjs_has_weight(in, "conv2d_94/kernel", &inception, err);
+    if (rc) return rc;
+    const char *arch = inception ? "inception_v3" : "mobilenet_v2", *title = inception ? "Inception v3" : "MobileNetV2";
+    const int size = inception ? 299 : 224;
     nn_graph *g = NULL;
     dfd_arch_opts ao;
     dfd_arch_opts_default(&ao);
-    ao.input_size = 224;
+    ao.input_size = size;
     static const char *const skip[] = {"dense", NULL};
     dfd_tfjs_report rep;
-    int rc = dfd_arch_build("mobilenet_v2", &ao, &g, err);
+    rc = dfd_arch_build(arch, &ao, &g, err);
     if (!rc) rc = dfd_tfjs_load(in, g, skip, &rep, err);
-    if (!rc && rep.params_unset)
-        rc = dfd_fail(err, DFD_E_MODEL, "%d MobileNetV2 weights are not in the file (first: '%s')", rep.params_unset,
-                      rep.first_unset);
+    int missing = rc ? 0 : rep.params_unset - (inception ? rep.gamma_unset : 0);
+    if (missing)
+        rc = dfd_fail(err, DFD_E_MODEL, "%d %s weights are not in the file (first: '%s')", missing, title, rep.first_unset);
     if (!rc) {
         dfd_model_meta m;
         dfd_model_meta_init(&m);
-        m.arch = "mobilenet_v2";
-        m.input_size = 224;
+        m.arch = inception ? "inception_v3" : "mobilenet_v2";
+        m.input_size = size;
         m.output = "features";
-        m.training_data = "ImageNet-derived MobileNetV2 weights from a TF.js model (e.g. npm nsfwjs); "
-                          "classifier head dropped";
+        m.training_data = inception ? "ImageNet-derived Inception v3 weights from a TF.js model (e.g. npm nsfwjs); "
+                                      "classifier head dropped"
+                                    : "ImageNet-derived MobileNetV2 weights from a TF.js model (e.g. npm nsfwjs); "
+                                      "classifier head dropped";
         rc = dfd_model_save(g, &m, NULL, out, err);
     }
     nn_graph_free(g);
     if (rc) return rc;
-    return set_summary(summary, err, "mobilenet_v2: %s -> %s (%d tensors, %d head tensors dropped)", in, out, rep.loaded,
+    return set_summary(summary, err, "%s: %s -> %s (%d tensors, %d head tensors dropped)", arch, in, out, rep.loaded,
                        rep.skipped);
 }
 

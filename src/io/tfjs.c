@@ -182,11 +182,43 @@ int dfd_tfjs_load(const char *model_json, nn_graph *g, const char *const *skip_p
     /* Which parameters did nothing set? Statistics count too: an unset moving variance
      * would silently change the network. The caller decides whether that is fine (a new
      * head) or not. */
-    for (int i = 0; rc == DFD_OK && i < nn_graph_param_count(g); i++)
-        if (!set[i] && rep->params_unset++ == 0)
-            snprintf(rep->first_unset, sizeof rep->first_unset, "%s", nn_graph_param(g, i)->name);
+    for (int i = 0; rc == DFD_OK && i < nn_graph_param_count(g); i++) {
+        if (set[i]) continue;
+        const char *pn = nn_graph_param(g, i)->name;
+        size_t pl = strlen(pn);
+        if (pl >= 6 && strcmp(pn + pl - 6, "/gamma") == 0) rep->gamma_unset++;
+        else if (rep->params_unset - rep->gamma_unset == 0)
+            snprintf(rep->first_unset, sizeof rep->first_unset, "%s", pn);
+        rep->params_unset++;
+    }
     free(set);
     free(dir);
     json_decref(root);
     return rc;
+}
+
+int dfd_tfjs_has_weight(const char *model_json, const char *name, int *found, dfd_error *err) {
+    *found = 0;
+    uint8_t *text;
+    size_t len;
+    int rc = dfd_read_file(model_json, TFJS_MAX_JSON, &text, &len, err);
+    if (rc) return rc;
+    json_error_t je;
+    json_t *root = json_loadb((const char *)text, len, 0, &je);
+    free(text);
+    if (!root) return dfd_fail(err, DFD_E_MODEL, "'%s' is not JSON: %s (line %d)", model_json, je.text, je.line);
+    json_t *groups = json_object_get(root, "weightsManifest");
+    if (!json_is_array(groups)) {
+        json_decref(root);
+        return dfd_fail(err, DFD_E_MODEL, "'%s' is not a TF.js model (no weightsManifest)", model_json);
+    }
+    for (size_t gi = 0; gi < json_array_size(groups) && !*found; gi++) {
+        json_t *ws = json_object_get(json_array_get(groups, gi), "weights");
+        for (size_t i = 0; i < json_array_size(ws) && !*found; i++) {
+            const char *n = json_string_value(json_object_get(json_array_get(ws, i), "name"));
+            *found = n && strcmp(n, name) == 0;
+        }
+    }
+    json_decref(root);
+    return DFD_OK;
 }

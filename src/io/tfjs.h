@@ -16,7 +16,9 @@ typedef struct dfd_tfjs_report {
     int loaded;        /* tensors copied into the graph */
     int skipped;       /* tensors whose name matched skip_prefixes */
     int params_unset;  /* graph parameters no tensor set (e.g. a new head) */
-    char first_unset[NN_NAME_MAX];
+    int gamma_unset;   /* ... of which batch-norm scales ("/gamma"), which Keras layers built
+                        * with scale=False (Inception v3) do not have: nn leaves them at one */
+    char first_unset[NN_NAME_MAX]; /* the first unset parameter that is not a gamma */
 } dfd_tfjs_report;
 
 /* Loads model.json (and the shards it names, from the same folder) into g. Every tensor
@@ -25,5 +27,9 @@ typedef struct dfd_tfjs_report {
  * name or a shape mismatch is DFD_E_MODEL naming the tensor. */
 int dfd_tfjs_load(const char *model_json, nn_graph *g, const char *const *skip_prefixes, dfd_tfjs_report *rep,
                   dfd_error *err);
+
+/* *found = 1 when the manifest of model_json lists a tensor of that name (to tell which
+ * architecture a file holds before building one). */
+int dfd_tfjs_has_weight(const char *model_json, const char *name, int *found, dfd_error *err);
 
 #endif

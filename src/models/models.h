@@ -5,6 +5,9 @@
  *
  *   xception         keras.applications.Xception(include_top=False), output {H/32,W/32,2048}
  *   mobilenet_v2     keras.applications.MobileNetV2(alpha, include_top=False), {H/32,W/32,1280}
+ *   inception_v3     keras.applications.InceptionV3(include_top=False), {(H-75)/32+1,...,2048};
+ *                    its conv2d_bn layers named conv2d_1.., batch_normalization_1.. (Keras <= 2.2,
+ *                    as the packaged file has them)
  *   *-image          backbone + the binary head; output 0 is one logit (p_fake = sigmoid)
  *   *-video          TimeDistributed(backbone + GAP) over T frames, two LSTMs, logit
  *   tiny-cnn/-video  small stand-ins with the same heads, for fast end-to-end tests
@@ -70,6 +73,8 @@ int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, 
 int dfd_xception_backbone(nn_graph *g, int x);
 /* MobileNetV2 without top at width multiplier alpha (> 0). */
 int dfd_mobilenet_v2_backbone(nn_graph *g, int x, float alpha);
+/* Inception v3 without top: x must be {H,W,3} with H,W >= 75. */
+int dfd_inception_v3_backbone(nn_graph *g, int x);
 /* Number of channels of MobileNetV2's last layer at alpha (1280 for alpha <= 1). */
 int dfd_mobilenet_v2_channels(float alpha);
 

@@ -6,7 +6,7 @@
  * with unnamed layers):
  *   image, Xception:   global_average_pooling2d -> dropout -> dense (256, ReLU)
  *                      -> dropout_1 -> dense_1 (1)
- *   image, MobileNetV2 and tiny: global_average_pooling2d -> dropout -> dense (1)
+ *   image, MobileNetV2, Inception v3 and tiny: global_average_pooling2d -> dropout -> dense (1)
  *   video: TimeDistributed(backbone + global_average_pooling2d) -> lstm (256, sequences)
  *          -> dropout -> lstm_1 (128) -> dropout_1 -> dense (64, ReLU) -> dense_1 (1)
  * The last dense layer has no activation: output 0 is a logit and callers apply the
@@ -28,7 +28,7 @@
 #define DFD_MAX_INPUT 2048
 #define DFD_MAX_FRAMES 1000
 
-typedef enum { BB_XCEPTION, BB_MOBILENET_V2, BB_TINY } backbone_kind;
+typedef enum { BB_XCEPTION, BB_MOBILENET_V2, BB_INCEPTION_V3, BB_TINY } backbone_kind;
 typedef enum { HEAD_NONE, HEAD_IMAGE, HEAD_VIDEO } head_kind;
 
 /* The registry: what callers see ... */
@@ -39,6 +39,8 @@ static const dfd_arch_info arch_infos[] = {
     {"mobilenet_v2", "MobileNetV2 backbone (Keras, no top): {S,S,3} -> {S/32,S/32,1280}", 224, 32, 0, 0},
     {"mobilenet_v2-image", "MobileNetV2 + GAP, dropout, logit (compact per-face CNN)", 224, 32, 0, 1},
     {"mobilenet_v2-video", "TimeDistributed MobileNetV2 + GAP, LSTM 256, LSTM 128, dense 64, logit", 224, 32, 1, 1},
+    {"inception_v3", "Inception v3 backbone (Keras, no top): {S,S,3} -> {S',S',2048}", 299, 75, 0, 0},
+    {"inception_v3-image", "Inception v3 + GAP, dropout, logit (wider per-face CNN)", 299, 75, 0, 1},
     {"tiny-cnn", "three small convolutions + GAP, dropout, logit (for fast tests)", 32, 8, 0, 1},
     {"tiny-video", "tiny-cnn encoder per frame, LSTM 16, LSTM 8, dense 8, logit (for fast tests)", 32, 8, 1, 1},
 };
@@ -50,6 +52,7 @@ static const struct {
 } arch_kinds[] = {
     {BB_XCEPTION, HEAD_NONE},     {BB_XCEPTION, HEAD_IMAGE},     {BB_XCEPTION, HEAD_VIDEO},
     {BB_MOBILENET_V2, HEAD_NONE}, {BB_MOBILENET_V2, HEAD_IMAGE}, {BB_MOBILENET_V2, HEAD_VIDEO},
+    {BB_INCEPTION_V3, HEAD_NONE}, {BB_INCEPTION_V3, HEAD_IMAGE},
     {BB_TINY, HEAD_IMAGE},        {BB_TINY, HEAD_VIDEO},
 };
 
@@ -108,6 +111,7 @@ static int backbone(nn_graph *g, backbone_kind k, int x, float width) {
     switch (k) {
     case BB_XCEPTION: return dfd_xception_backbone(g, x);
     case BB_MOBILENET_V2: return dfd_mobilenet_v2_backbone(g, x, width);
+    case BB_INCEPTION_V3: return dfd_inception_v3_backbone(g, x);
     case BB_TINY: return tiny_backbone(g, x, width);
     }
     return -1;
@@ -198,7 +202,7 @@ int dfd_arch_build(const char *name, const dfd_arch_opts *opts, nn_graph **out, 
         return dfd_fail(err, DFD_E_ARG, "%s: dropout rate %g outside [0, 1)", info->name, (double)rate);
     if (!(width > 0.0f && width <= 4.0f))
         return dfd_fail(err, DFD_E_ARG, "%s: width %g outside (0, 4]", info->name, (double)width);
-    if (bk == BB_XCEPTION && width != 1.0f)
+    if ((bk == BB_XCEPTION || bk == BB_INCEPTION_V3) && width != 1.0f)
         return dfd_fail(err, DFD_E_ARG, "%s has no width multiplier (got %g)", info->name, (double)width);
     int members = o.members ? o.members : 1;
     if (members < 1 || members > DFD_MODEL_MAX_MEMBERS)
