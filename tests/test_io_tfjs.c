@@ -63,6 +63,12 @@ static void loads_float_and_quantised_weights_by_name(void **state) {
     /* Without the skip list, the head's tensor has no parameter to go to. */
     assert_int_equal(dfd_tfjs_load(p, g, NULL, &rep, &e), DFD_E_MODEL);
     assert_non_null(strstr(e.message, "dense_9/kernel"));
+    /* The manifest says which tensors a file holds, before any graph is built. */
+    int found = -1;
+    assert_int_equal(dfd_tfjs_has_weight(p, "c1/bias", &found, &e), DFD_OK);
+    assert_int_equal(found, 1);
+    assert_int_equal(dfd_tfjs_has_weight(p, "conv2d_94/kernel", &found, &e), DFD_OK);
+    assert_int_equal(found, 0);
     nn_graph_free(g);
     free(p);
     tu_rmtree(dir);
@@ -113,8 +119,13 @@ static void refuses_bad_shapes_short_shards_and_non_json(void **state) {
     tu_write_file(p, "not json", 8);
     assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_MODEL);
     assert_non_null(strstr(e.message, "not JSON"));
+    int found = -1;
+    assert_int_equal(dfd_tfjs_has_weight(p, "c1/bias", &found, &e), DFD_E_MODEL);
+    assert_int_equal(found, 0);
     tu_write_file(p, "{}", 2);
     assert_int_equal(dfd_tfjs_load(p, g, NULL, NULL, &e), DFD_E_MODEL);
+    assert_non_null(strstr(e.message, "weightsManifest"));
+    assert_int_equal(dfd_tfjs_has_weight(p, "c1/bias", &found, &e), DFD_E_MODEL);
     assert_non_null(strstr(e.message, "weightsManifest"));
     free(p);
     nn_graph_free(g);

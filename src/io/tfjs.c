@@ -136,24 +136,33 @@ static int load_entry(json_t *w, const shard_buf *buf, size_t *off, nn_graph *g,
     return DFD_OK;
 }
 
-int dfd_tfjs_load(const char *model_json, nn_graph *g, const char *const *skip_prefixes, dfd_tfjs_report *rep,
-                  dfd_error *err) {
-    dfd_tfjs_report local;
-    if (!rep) rep = &local;
-    memset(rep, 0, sizeof *rep);
+/* Reads model_json; *root owns the document, *groups is its weightsManifest array. */
+static int read_manifest(const char *model_json, json_t **root, json_t **groups, dfd_error *err) {
     uint8_t *text;
     size_t len;
     int rc = dfd_read_file(model_json, TFJS_MAX_JSON, &text, &len, err);
     if (rc) return rc;
     json_error_t je;
-    json_t *root = json_loadb((const char *)text, len, 0, &je);
+    *root = json_loadb((const char *)text, len, 0, &je);
     free(text);
-    if (!root) return dfd_fail(err, DFD_E_MODEL, "'%s' is not JSON: %s (line %d)", model_json, je.text, je.line);
-    json_t *groups = json_object_get(root, "weightsManifest");
-    if (!json_is_array(groups)) {
-        json_decref(root);
+    if (!*root) return dfd_fail(err, DFD_E_MODEL, "'%s' is not JSON: %s (line %d)", model_json, je.text, je.line);
+    *groups = json_object_get(*root, "weightsManifest");
+    if (!json_is_array(*groups)) {
+        json_decref(*root);
+        *root = NULL;
         return dfd_fail(err, DFD_E_MODEL, "'%s' is not a TF.js model (no weightsManifest)", model_json);
     }
+    return DFD_OK;
+}
+
+int dfd_tfjs_load(const char *model_json, nn_graph *g, const char *const *skip_prefixes, dfd_tfjs_report *rep,
+                  dfd_error *err) {
+    dfd_tfjs_report local;
+    if (!rep) rep = &local;
+    memset(rep, 0, sizeof *rep);
+    json_t *root, *groups;
+    int rc = read_manifest(model_json, &root, &groups, err);
+    if (rc) return rc;
     char *dir = strdup(model_json);
     if (!dir) {
         json_decref(root);
@@ -199,19 +208,9 @@ int dfd_tfjs_load(const char *model_json, nn_graph *g, const char *const *skip_p
 
 int dfd_tfjs_has_weight(const char *model_json, const char *name, int *found, dfd_error *err) {
     *found = 0;
-    uint8_t *text;
-    size_t len;
-    int rc = dfd_read_file(model_json, TFJS_MAX_JSON, &text, &len, err);
+    json_t *root, *groups;
+    int rc = read_manifest(model_json, &root, &groups, err);
     if (rc) return rc;
-    json_error_t je;
-    json_t *root = json_loadb((const char *)text, len, 0, &je);
-    free(text);
-    if (!root) return dfd_fail(err, DFD_E_MODEL, "'%s' is not JSON: %s (line %d)", model_json, je.text, je.line);
-    json_t *groups = json_object_get(root, "weightsManifest");
-    if (!json_is_array(groups)) {
-        json_decref(root);
-        return dfd_fail(err, DFD_E_MODEL, "'%s' is not a TF.js model (no weightsManifest)", model_json);
-    }
     for (size_t gi = 0; gi < json_array_size(groups) && !*found; gi++) {
         json_t *ws = json_object_get(json_array_get(groups, gi), "weights");
         for (size_t i = 0; i < json_array_size(ws) && !*found; i++) {
