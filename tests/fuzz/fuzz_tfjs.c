@@ -1,7 +1,8 @@
 /* fuzz_tfjs — libFuzzer harness for the TF.js layers-model reader (src/io/tfjs.c), which
  * `dfd import` and setup.sh's registry conversion run on manifests and shards from npm:
  * the JSON manifest (groups, paths, entries, shapes, dtypes, quantisation) and the
- * dequantisation of the shard bytes into a small graph's parameters.
+ * dequantisation of the shard bytes into a small graph's parameters; and the manifest probe
+ * (dfd_tfjs_has_weight) that tells MobileNetV2 from Inception v3.
  *
  * Input: the manifest (model.json) up to the first NUL byte, then the weight bytes, cut
  * in two halves written as the shards "shard1" and "shard2" of a private folder (made
@@ -69,7 +70,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dfd_tfjs_report rep;
     dfd_error e;
     if (dfd_tfjs_load(json, graph, skip, &rep, &e) == DFD_OK) {
-        if (rep.loaded < 0 || rep.loaded > nn_graph_param_count(graph) || rep.params_unset < 0) abort();
+        if (rep.loaded < 0 || rep.loaded > nn_graph_param_count(graph) || rep.params_unset < 0 ||
+            rep.gamma_unset < 0 || rep.gamma_unset > rep.params_unset)
+            abort();
     }
+    int found = -1; /* the architecture probe `dfd import tfjs` runs first */
+    if (dfd_tfjs_has_weight(json, "c1/kernel", &found, &e) == DFD_OK ? found != 0 && found != 1 : found != 0) abort();
     return 0;
 }
