@@ -27,8 +27,8 @@
 #   lmpair   lm + --paired: each DFDC training fake next to its real source in the batch, with
 #            the same random transform (session 13)
 #   lminc    lm on Inception v3 (nsfwjs's, 21.8 M weights against MobileNetV2's 2.3 M; 128 px:
-#            about 3 times lm's work per image) instead of MobileNetV2: issue 15's "wider or
-#            different backbone" (session 13)
+#            about 3 times lm's work per image) instead of MobileNetV2, at lr 3e-4: issue 15's
+#            "wider or different backbone" (session 13)
 #   lm224    lm at 224 px, dfdc-faces' own crop size (session 13: the top of the issue's
 #            160-256 px range; about 3 times lm's work per image)
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
@@ -124,7 +124,8 @@ case "$VARIANT" in
   lm160) opts+=(--sbi-mask landmarks); size=160 ;;
   lm224) opts+=(--sbi-mask landmarks); size=224 ;;
   lmpair) opts+=(--sbi-mask landmarks --paired) ;;
-  lminc) opts+=(--sbi-mask landmarks); arch=inception_v3-image; init=models/registry/inception_v3-imagenet.safetensors ;;
+  lminc) opts+=(--sbi-mask landmarks); arch=inception_v3-image; init=models/registry/inception_v3-imagenet.safetensors
+         lr=3e-4 ;;   # at lm's 1e-3 it did not learn: validation AUC 0.58, 0.63, 0.54 after epochs 1-3
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4
           [[ $SEED != 1 ]] && init=runs/m15/lm-seed$SEED/best.safetensors   # the same seed's lm run
           [[ -f $init ]] || { echo "lmlong continues lm: run VARIANT=lm (with the same SEED) first" >&2; exit 2; } ;;
