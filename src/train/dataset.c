@@ -833,29 +833,39 @@ static void shuffle(size_t *v, size_t n, nn_rng *r) {
     }
 }
 
+/* The candidates of an epoch: the items i < n of `split` (-1 = all) that skip does not mark
+ * (NULL: none), per class in index order, into cls[c] (n long each) and cn[c]. With
+ * undersample the larger class is cut at random to the size of the smaller (the kept ones
+ * back in index order, so that the caller's final shuffle alone sets the order); `paired`
+ * more of each class (pairs, kept whole) count only in the test that both classes exist.
+ * Draws from r before the caller's shuffle, in the same order for both epoch orders. */
+static void pick_by_class(const int *labels, const int *splits, const unsigned char *skip, size_t n, int split,
+                          int undersample, size_t paired, nn_rng *r, size_t *cls[2], size_t cn[2]) {
+    cn[0] = cn[1] = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((split < 0 || splits[i] == split) && !(skip && skip[i])) cls[labels[i] ? 1 : 0][cn[labels[i] ? 1 : 0]++] = i;
+    if (undersample && paired + cn[0] && paired + cn[1]) {
+        int big = cn[1] > cn[0];
+        shuffle(cls[big], cn[big], r);
+        cn[big] = cn[!big];
+        if (cn[big]) qsort(cls[big], cn[big], sizeof(size_t), cmp_size_t);
+    }
+}
+
 int dfd_order_balanced(const int *labels, const int *splits, size_t n, int split, int undersample, uint64_t seed,
                        long limit, size_t **idx, size_t *count, dfd_error *err) {
     *idx = NULL;
     *count = 0;
-    size_t *cls[2];
-    size_t cn[2] = {0, 0};
+    size_t *cls[2], cn[2];
     cls[0] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
     cls[1] = dfd_malloc_array(n ? n : 1, sizeof(size_t));
     if (!cls[0] || !cls[1]) {
         free(cls[0]), free(cls[1]);
         return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu samples", n);
     }
-    for (size_t i = 0; i < n; i++)
-        if (split < 0 || splits[i] == split) cls[labels[i] ? 1 : 0][cn[labels[i] ? 1 : 0]++] = i;
     nn_rng r;
     nn_rng_seed(&r, seed);
-    if (undersample && cn[0] && cn[1]) {
-        int big = cn[1] > cn[0];
-        shuffle(cls[big], cn[big], &r);
-        cn[big] = cn[!big];
-        /* Keep the kept ones in index order, so the final shuffle alone sets the order. */
-        if (cn[big]) qsort(cls[big], cn[big], sizeof(size_t), cmp_size_t);
-    }
+    pick_by_class(labels, splits, NULL, n, split, undersample, 0, &r, cls, cn);
     size_t total = cn[0] + cn[1];
     size_t *out = dfd_malloc_array(total ? total : 1, sizeof *out);
     if (!out) {
@@ -943,24 +953,17 @@ int dfd_order_paired(const int *labels, const int *splits, const size_t *partner
         free(units), free(in_pair), free(singles[0]), free(singles[1]), free(out), free(wp);
         return dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch of %zu samples", n);
     }
-    size_t np = 0, ns[2] = {0, 0};
+    size_t np = 0, ns[2];
     for (size_t i = 0; i < n; i++) {
         size_t q = partner ? partner[i] : DFD_NO_PARTNER;
         if (labels[i] && q < n && !labels[q] && !in_pair[q] && (split < 0 || (splits[i] == split && splits[q] == split)))
             in_pair[q] = 1, units[np++] = i;
     }
     for (size_t u = 0; u < np; u++) in_pair[units[u]] = 1; /* the pairs' fakes too */
-    for (size_t i = 0; i < n; i++)
-        if ((split < 0 || splits[i] == split) && !in_pair[i]) singles[labels[i] ? 1 : 0][ns[labels[i] ? 1 : 0]++] = i;
     nn_rng r;
     nn_rng_seed(&r, seed);
-    if (undersample) {
-        /* Pairs hold one of each class: the larger class's singles are cut to the smaller's. */
-        int big = ns[1] > ns[0];
-        shuffle(singles[big], ns[big], &r);
-        ns[big] = ns[!big];
-        if (ns[big]) qsort(singles[big], ns[big], sizeof(size_t), cmp_size_t);
-    }
+    /* Pairs hold one of each class: undersampling cuts the larger class's singles alone. */
+    pick_by_class(labels, splits, in_pair, n, split, undersample, np, &r, singles, ns);
     size_t nu = np;
     for (int c = 0; c < 2; c++)
         for (size_t k = 0; k < ns[c]; k++) units[nu++] = singles[c][k] | UNIT_SINGLE;
