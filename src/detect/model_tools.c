@@ -41,43 +41,54 @@ static int import_tflite(const char *in, const char *out, char **summary, dfd_er
     return set_summary(summary, err, "%s: %s -> %s", arch, in, out);
 }
 
-/* The backbone of a TF.js MobileNetV2 or Inception v3 (told apart by Inception's last
- * convolution, conv2d_94): every backbone weight must be in the file, but for Inception's
- * batch-norm scales, which Keras built it without (left at one); dense_* layers (the
+/* The TF.js backbones dfd imports, told apart by a tensor only the second holds (Inception's
+ * last convolution). */
+static const struct tfjs_net {
+    char *arch;          /* registry name, and the model file's */
+    const char *title;
+    int input_size;      /* Keras's default input */
+    int scale_optional;  /* Keras built its batch norms without gamma (left at one) */
+    char *training_data;
+} tfjs_nets[2] = {
+    {"mobilenet_v2", "MobileNetV2", 224, 0,
+     "ImageNet-derived MobileNetV2 weights from a TF.js model (e.g. npm nsfwjs); classifier head dropped"},
+    {"inception_v3", "Inception v3", 299, 1,
+     "ImageNet-derived Inception v3 weights from a TF.js model (e.g. npm nsfwjs); classifier head dropped"},
+};
+
+/* The backbone of a TF.js MobileNetV2 or Inception v3: every backbone weight must be in the
+ * file (but for the batch-norm scales Keras built Inception without); dense_* layers (the
  * package's own classifier head) are dropped. */
 static int import_tfjs(const char *in, const char *out, char **summary, dfd_error *err) {
     int inception = 0;
     int rc = dfd_tfjs_has_weight(in, "conv2d_94/kernel", &inception, err);
     if (rc) return rc;
-    const char *arch = inception ? "inception_v3" : "mobilenet_v2", *title = inception ? "Inception v3" : "MobileNetV2";
-    const int size = inception ? 299 : 224;
+    const struct tfjs_net *net = &tfjs_nets[inception];
     nn_graph *g = NULL;
     dfd_arch_opts ao;
     dfd_arch_opts_default(&ao);
-    ao.input_size = size;
+    ao.input_size = net->input_size;
     static const char *const skip[] = {"dense", NULL};
     dfd_tfjs_report rep;
-    rc = dfd_arch_build(arch, &ao, &g, err);
+    rc = dfd_arch_build(net->arch, &ao, &g, err);
     if (!rc) rc = dfd_tfjs_load(in, g, skip, &rep, err);
-    int missing = rc ? 0 : rep.params_unset - (inception ? rep.gamma_unset : 0);
+    int missing = rc ? 0 : rep.params_unset - (net->scale_optional ? rep.gamma_unset : 0);
     if (missing)
-        rc = dfd_fail(err, DFD_E_MODEL, "%d %s weights are not in the file (first: '%s')", missing, title, rep.first_unset);
+        rc = dfd_fail(err, DFD_E_MODEL, "%d %s weights are not in the file (first: '%s')", missing, net->title,
+                      rep.first_unset);
     if (!rc) {
         dfd_model_meta m;
         dfd_model_meta_init(&m);
-        m.arch = inception ? "inception_v3" : "mobilenet_v2";
-        m.input_size = size;
+        m.arch = net->arch;
+        m.input_size = net->input_size;
         m.output = "features";
-        m.training_data = inception ? "ImageNet-derived Inception v3 weights from a TF.js model (e.g. npm nsfwjs); "
-                                      "classifier head dropped"
-                                    : "ImageNet-derived MobileNetV2 weights from a TF.js model (e.g. npm nsfwjs); "
-                                      "classifier head dropped";
+        m.training_data = net->training_data;
         rc = dfd_model_save(g, &m, NULL, out, err);
     }
     nn_graph_free(g);
     if (rc) return rc;
-    return set_summary(summary, err, "%s: %s -> %s (%d tensors, %d head tensors dropped)", arch, in, out, rep.loaded,
-                       rep.skipped);
+    return set_summary(summary, err, "%s: %s -> %s (%d tensors, %d head tensors dropped)", net->arch, in, out,
+                       rep.loaded, rep.skipped);
 }
 
 /* The original system's Keras models. Preprocessing is the original's: the detector's
