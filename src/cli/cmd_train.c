@@ -14,7 +14,8 @@ enum { O_LIB = 256, O_PREVIEW };
 
 static const cli_opt train_opts[] = {
     {NULL, 0, NULL, "Data and model:"},
-    {"arch", O_LIB, "NAME", "image: mobilenet_v2-image, xception-image, tiny-cnn;\n"
+    {"arch", O_LIB, "NAME", "image: mobilenet_v2-image, inception_v3-image, xception-image,\n"
+                            "tiny-cnn;\n"
                             "video: mobilenet_v2-video, xception-video, tiny-video"},
     {"data", O_LIB, "DIR", "training data"},
     {"layout", O_LIB, "L", "auto, generic, celebdf, ffpp or dfdc (auto)"},

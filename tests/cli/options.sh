@@ -5,7 +5,8 @@
 # a value; an unknown option is a usage error (exit 2) on every command. `dfd --dry-parse`
 # prints what a command parsed and runs nothing. Then the docs: the option table of
 # docs/api.md is `dfd serve`'s options, no more and no fewer, and every command line the
-# docs and the README show uses options its command has.
+# docs and the README show uses options its command has; `dfd train --help` names every
+# architecture it can train.
 set -uo pipefail
 BIN=${DFD_BIN:-build/dfd}
 SRC=${DFD_SOURCE_DIR:-.}
@@ -87,4 +88,14 @@ for f in "$SRC"/README.md "$SRC"/docs/*.md; do
     done
 done >"$tmp/stale"
 [[ ! -s "$tmp/stale" ]] || fail "the docs show options the commands do not have: $(sort -u "$tmp/stale" | tr '\n' ';')"
+# `dfd train --help` names every architecture it can train: the registry's names with a
+# head (those with a '-'), as the refusal of an unknown one lists them.
+known=$("$BIN" train image --arch nope --data x --out "$tmp/x" 2>&1 | sed -n 's/.*(known: \(.*\))$/\1/p' | tr -d ',')
+[[ -n $known ]] || fail "train --arch nope did not list the known architectures"
+"$BIN" train --help >"$tmp/train.help"
+for a in $known; do
+  [[ $a == *-* ]] || continue
+  grep -q -- "$a" "$tmp/train.help" || fail "dfd train --help does not name the architecture $a"
+done
+
 echo "options: $total options of $(wc -w <<<"$cmds") commands parse as --opt=value and --opt value"
