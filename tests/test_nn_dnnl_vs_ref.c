@@ -761,6 +761,80 @@ static void check_training(nn_graph *g, const char *what) {
     check_training_prec(g, NN_PREC_BF16, what);
 }
 
+/* A node that is an output and also feeds the rest of the graph (training's --sbi-loc
+ * marks the pooled feature map so): its gradient is the caller's plus its consumers',
+ * on both backends. MobileNetV2's ending: conv, batch norm, relu6 (the marked node), GAP,
+ * dense(1). Checked by linearity (the gradients with both outputs' d equal the sum of
+ * those with each alone, which fails if either overwrites the other) and between the
+ * backends; the feature map's own gradient must change the parameters' at all. */
+static float *all_grads(nn_graph *g, nn_exec *ex, const float *x, const float *d0, const float *d1, int batch) {
+    size_t total = 0;
+    for (int i = 0; i < nn_graph_param_count(g); i++)
+        if (nn_graph_param(g, i)->trainable && !nn_graph_param(g, i)->is_statistic) total += nn_graph_param(g, i)->count;
+    float *v = malloc(total * sizeof *v);
+    assert_non_null(v);
+    float **saved = calloc((size_t)nn_graph_param_count(g), sizeof *saved);
+    for (int i = 0; i < nn_graph_param_count(g); i++)
+        if (nn_graph_param(g, i)->is_statistic)
+            saved[i] = dup_floats(nn_graph_param(g, i)->data, nn_graph_param(g, i)->count);
+    zero_grads(g);
+    forward(ex, x, batch);
+    const float *douts[2] = {d0, d1};
+    assert_int_equal(nn_backward(ex, douts, NULL), DFD_OK);
+    size_t k = 0;
+    for (int i = 0; i < nn_graph_param_count(g); i++) {
+        nn_param *p = nn_graph_param(g, i);
+        if (saved[i]) memcpy(p->data, saved[i], p->count * sizeof(float)), free(saved[i]);
+        if (!p->trainable || p->is_statistic) continue;
+        assert_non_null(p->grad);
+        memcpy(v + k, p->grad, p->count * sizeof *v);
+        k += p->count;
+    }
+    free(saved);
+    return v;
+}
+
+static void train_inner_output(void **state) {
+    (void)state;
+    nn_graph *g = nn_graph_new();
+    int x = input3(g, 6, 6, 3);
+    nn_conv_attr a = conv_attr(3, 1, 1, NN_PAD_SAME, 1, 8, 0, NN_ACT_NONE);
+    int c = nn_conv2d(g, "conv", x, &a);
+    int f = nn_activation(g, "relu6", nn_batchnorm(g, "bn", c, 1e-3f, 0.99f), NN_ACT_RELU6);
+    nn_mark_output(g, nn_dense(g, "logit", nn_gap(g, "gap", f), 1, 1, NN_ACT_NONE));
+    nn_mark_output(g, f);
+    assert_null(nn_graph_error(g));
+    randomize(g, 70);
+    const int batch = 3;
+    float *in = random_input(node_elems(g, nn_graph_input(g), batch), 71);
+    float *d0 = random_input(batch, 72), *d1 = random_input(node_elems(g, f, batch), 73);
+    nn_exec *ex[2] = {make_exec(g, NN_BACKEND_REF, NN_PREC_F32, 1, 3), make_exec(g, NN_BACKEND_DNNL, NN_PREC_F32, 1, 3)};
+    size_t total = 0;
+    for (int i = 0; i < nn_graph_param_count(g); i++)
+        if (nn_graph_param(g, i)->trainable && !nn_graph_param(g, i)->is_statistic) total += nn_graph_param(g, i)->count;
+    float *both[2];
+    for (int b = 0; b < 2; b++) {
+        both[b] = all_grads(g, ex[b], in, d0, d1, batch);
+        float *g0 = all_grads(g, ex[b], in, d0, NULL, batch), *g1 = all_grads(g, ex[b], in, NULL, d1, batch);
+        float *sum = malloc(total * sizeof *sum);
+        assert_non_null(sum);
+        for (size_t k = 0; k < total; k++) sum[k] = g0[k] + g1[k];
+        double e = rel_err(both[b], sum, total), moved = rel_err(both[b], g0, total);
+        if (!(e <= TOL_GRAD) || !(moved > 0.05))
+            print_message("%s: both outputs' gradients %.3g x RMS from the sum of each alone; the map's own moved them by %.3g\n",
+                          b ? "oneDNN" : "reference", e, moved);
+        assert_true(e <= TOL_GRAD);
+        assert_true(moved > 0.05);
+        free(g0), free(g1), free(sum);
+    }
+    double e = rel_err(both[1], both[0], total);
+    if (!(e <= TOL_GRAD)) print_message("inner output: the backends' gradients differ by %.3g x RMS\n", e);
+    assert_true(e <= TOL_GRAD);
+    free(both[0]), free(both[1]), free(in), free(d0), free(d1);
+    nn_exec_free(ex[0]), nn_exec_free(ex[1]);
+    nn_graph_free(g);
+}
+
 static void train_conv_and_bn(void **state) {
     (void)state;
     struct {
@@ -1015,6 +1089,7 @@ int main(void) {
         cmocka_unit_test(train_dense_dropout_add_concat_pad),
         cmocka_unit_test(train_fused_batchnorm),
         cmocka_unit_test(train_lstm_video),
+        cmocka_unit_test(train_inner_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * changes pixels but keeps the size, hue/saturation keep greys grey, cutout fills its
  * rectangle, noise has its strength, the pipeline is deterministic in its seed, and a
  * self-blended fake differs from its real face only inside its mask; a part blend lies
- * inside the face's mask, covers a share of it, and moves from seed to seed. */
+ * inside the face's mask, covers a share of it, and moves from seed to seed; a mask moves
+ * with the image under the geometric transforms. */
 #include "testutil.h"
 
 #include <math.h>
@@ -25,6 +26,8 @@ static dfd_image pattern(int w, int h) {
         }
     return im;
 }
+
+static int x_in_rect(int x, int y) { return x >= 12 && x < 30 && y >= 6 && y < 20; }
 
 static const uint8_t *px(const dfd_image *im, int x, int y) { return im->rgb + ((size_t)y * im->w + x) * 3; }
 
@@ -149,6 +152,44 @@ static void pipeline_is_deterministic(void **state) {
     dfd_image_free(&c);
 }
 
+/* dfd_augment_masked: the same image as dfd_augment from the same seed, and the mask moved
+ * with it: a mask equal to the red channel / 255 before is so after a mirror, a rotation,
+ * a shift and a scale (to within the image's rounding), for several seeds. */
+static void mask_follows_the_geometry(void **state) {
+    (void)state;
+    const int W = 40, H = 32;
+    dfd_augment_opts o;
+    dfd_augment_opts_none(&o);
+    o.flip = 0.5f, o.affine = 1, o.rotate = 15, o.shift = 0.1f, o.scale = 0.2f;
+    float *mask = malloc(sizeof(float) * W * H);
+    assert_non_null(mask);
+    int moved = 0;
+    for (int seed = 1; seed <= 8; seed++) {
+        dfd_image a = pattern(W, H), b;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                uint8_t red = (x >= 12 && x < 30 && y >= 6 && y < 20) ? 255 : 0;
+                a.rgb[((size_t)y * W + x) * 3] = red;
+                mask[y * W + x] = red / 255.0f;
+            }
+        assert_int_equal(dfd_image_copy(&a, &b, NULL), DFD_OK);
+        nn_rng r1, r2;
+        nn_rng_seed(&r1, (uint64_t)seed);
+        nn_rng_seed(&r2, (uint64_t)seed);
+        assert_int_equal(dfd_augment(&a, &o, &r1, NULL), DFD_OK);
+        assert_int_equal(dfd_augment_masked(&b, &o, &r2, mask, NULL), DFD_OK);
+        assert_memory_equal(a.rgb, b.rgb, (size_t)W * H * 3);
+        for (int i = 0; i < W * H; i++) {
+            assert_true(fabsf(mask[i] - b.rgb[(size_t)i * 3] / 255.0f) <= 1.0f / 255);
+            moved += (mask[i] > 0.5f) != (x_in_rect(i % W, i / W));
+        }
+        dfd_image_free(&a);
+        dfd_image_free(&b);
+    }
+    assert_true(moved > 100); /* the transforms did move the mask */
+    free(mask);
+}
+
 static void sbi_changes_only_inside_its_mask(void **state) {
     (void)state;
     const int S = 96;
@@ -269,6 +310,7 @@ int main(void) {
         cmocka_unit_test(jpeg_recompression_changes_pixels_keeps_size),
         cmocka_unit_test(color_cutout_and_noise),
         cmocka_unit_test(pipeline_is_deterministic),
+        cmocka_unit_test(mask_follows_the_geometry),
         cmocka_unit_test(sbi_changes_only_inside_its_mask),
         cmocka_unit_test(sbi_part_is_inside_the_face_and_moves),
         cmocka_unit_test(preview_grid_png),

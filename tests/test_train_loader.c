@@ -6,7 +6,8 @@
  * unreadable file
  * gives a sample with ok = 0 and weight 0 instead of an error; class weights and
  * normalisation are applied; --real-downscale softens the samples made from real faces
- * only; --paired gives a fake its real partner's transform. */
+ * only; --paired gives a fake its real partner's transform; --sbi-loc's targets mark where
+ * each self-blend is, and its loss has the gradient it claims. */
 #include "testutil.h"
 
 #include <math.h>
@@ -230,6 +231,149 @@ static void real_downscale_softens_only_real_made_samples(void **state) {
     dfd_dataset_free(d);
     tu_rmtree(dir);
     free(dir);
+}
+
+/* One pass with where-blended targets on a G x G grid (dfd_loader_opts.loc_grid): x, y,
+ * sbi, loc and loc_ok of every sample. */
+typedef struct loc_pass {
+    float *x, *y, *loc;
+    unsigned char *ok, *sbi, *loc_ok;
+} loc_pass;
+
+static loc_pass run_loc(const dfd_dataset *d, const size_t *order, const dfd_augment_opts *aug, float sbi, int G) {
+    dfd_sbi_opts so;
+    dfd_sbi_opts_default(&so);
+    const int size = 24;
+    const size_t per = (size_t)size * size * 3, N = N_ITEMS;
+    dfd_loader_opts o = {.ds = d, .order = order, .n = N, .batch = 4, .size = size, .norm = DFD_NORM_0_1, .aug = aug,
+                         .sbi_fraction = sbi, .sbi = &so, .seed = 7, .workers = 2, .loc_grid = G};
+    loc_pass p = {calloc(N * per, sizeof(float)), calloc(N, sizeof(float)), calloc(N * 16, sizeof(float)),
+                  calloc(N, 1), calloc(N, 1), calloc(N, 1)};
+    dfd_loader *l;
+    assert_int_equal(dfd_loader_start(&o, &l, NULL), DFD_OK);
+    const dfd_batch *b;
+    long at = 0;
+    while (dfd_loader_next(l, &b, NULL) == DFD_OK && b) {
+        memcpy(p.x + at * per, b->x, b->n * per * sizeof(float));
+        memcpy(p.y + at, b->y, b->n * sizeof(float));
+        memcpy(p.ok + at, b->ok, b->n);
+        memcpy(p.sbi + at, b->sbi, b->n);
+        if (G) {
+            assert_non_null(b->loc);
+            memcpy(p.loc + at * G * G, b->loc, (size_t)b->n * G * G * sizeof(float));
+            memcpy(p.loc_ok + at, b->loc_ok, b->n);
+        } else assert_null(b->loc);
+        at += b->n;
+    }
+    dfd_loader_free(l);
+    return p;
+}
+
+static void loc_free(loc_pass *p) { free(p->x), free(p->y), free(p->loc), free(p->ok), free(p->sbi), free(p->loc_ok); }
+
+/* --sbi-loc's targets: asking for them changes no sample; a self-blend's cells are marked
+ * exactly where its pixels changed (without geometric augmentation the target is the
+ * blended crop against the plain one: a cell marked 0 is bit for bit the real face, a
+ * changed cell is marked); reals are known to be 0 everywhere; other fakes are unknown. */
+static void loc_targets_mark_the_blend(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    dfd_dataset *d = make(dir);
+    size_t order[N_ITEMS];
+    for (int i = 0; i < N_ITEMS; i++) order[i] = (size_t)i;
+    const int size = 24, G = 4, cs = size / G;
+    const size_t per = (size_t)size * size * 3;
+    dfd_augment_opts aug;
+    dfd_augment_opts_default(&aug);
+    aug.flip = aug.affine = 1;
+    loc_pass with = run_loc(d, order, &aug, 0.6f, G), without = run_loc(d, order, &aug, 0.6f, 0);
+    assert_memory_equal(with.x, without.x, N_ITEMS * per * sizeof(float));
+    assert_memory_equal(with.sbi, without.sbi, N_ITEMS);
+    loc_pass blended = run_loc(d, order, NULL, 0.6f, G), plain = run_loc(d, order, NULL, 0, G);
+    int sbis = 0;
+    double centre = 0, corners = 0;
+    for (int k = 0; k < N_ITEMS; k++) {
+        if (!blended.ok[k]) {
+            assert_int_equal(blended.loc_ok[k], 0);
+            continue;
+        }
+        const float *t = blended.loc + k * G * G;
+        if (!blended.sbi[k]) {
+            assert_int_equal(blended.loc_ok[k], blended.y[k] < 0.5f); /* a real: known; a fake: not */
+            if (blended.loc_ok[k])
+                for (int c = 0; c < G * G; c++) assert_float_equal(t[c], 0, 0);
+            continue;
+        }
+        sbis++;
+        assert_int_equal(blended.loc_ok[k], 1);
+        float peak = 0;
+        for (int c = 0; c < G * G; c++) {
+            assert_true(t[c] >= 0 && t[c] <= 1);
+            peak = t[c] > peak ? t[c] : peak;
+            double diff = 0;
+            for (int y = (c / G) * cs; y < (c / G + 1) * cs; y++)
+                for (int x = (c % G) * cs; x < (c % G + 1) * cs; x++)
+                    for (int ch = 0; ch < 3; ch++) {
+                        size_t i = (size_t)k * per + ((size_t)y * size + x) * 3 + ch;
+                        diff += fabs(blended.x[i] - plain.x[i]);
+                    }
+            if (diff > 0) assert_true(t[c] > 0); /* every changed cell is marked */
+        }
+        assert_true(peak > 0.5f);
+        /* the face's middle is blended more than the crop's corners */
+        centre += (t[5] + t[6] + t[9] + t[10]) / 4, corners += (t[0] + t[3] + t[12] + t[15]) / 4;
+    }
+    assert_true(sbis >= 4);
+    assert_true(centre / sbis > 0.9 && corners / sbis < 0.5 * centre / sbis);
+    loc_free(&with), loc_free(&without), loc_free(&blended), loc_free(&plain);
+    dfd_dataset_free(d);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* --sbi-loc's loss: its gradient matches central finite differences, samples without a
+ * target take no part (zero gradient, and changing them changes nothing), and the loss is
+ * lower when the cells' scores agree with the targets. */
+static double loc_loss_at(const float *F, int n, int cells, int C, const float *w, float bias, const float *t,
+                          const unsigned char *valid, float *dF) {
+    return dfd_loc_loss(F, n, cells, C, w, bias, t, valid, 0.7f, dF);
+}
+
+static void loc_loss_gradient_is_right(void **state) {
+    (void)state;
+    enum { n = 3, cells = 4, C = 5 };
+    float F[n * cells * C], w[C], t[n * cells], dF[n * cells * C], scratch[n * cells * C];
+    nn_rng r;
+    nn_rng_seed(&r, 5);
+    for (int i = 0; i < n * cells * C; i++) F[i] = (float)nn_rng_uniform(&r) * 2 - 1;
+    for (int j = 0; j < C; j++) w[j] = (float)nn_rng_uniform(&r) * 2 - 1;
+    for (int i = 0; i < n * cells; i++) t[i] = (float)nn_rng_uniform(&r);
+    const unsigned char valid[n] = {1, 0, 1};
+    double L = loc_loss_at(F, n, cells, C, w, 0.3f, t, valid, dF);
+    assert_true(L > 0);
+    for (int i = 0; i < n * cells * C; i++) {
+        float keep = F[i];
+        const float h = 1e-2f;
+        F[i] = keep + h;
+        double lp = loc_loss_at(F, n, cells, C, w, 0.3f, t, valid, scratch);
+        F[i] = keep - h;
+        double lm = loc_loss_at(F, n, cells, C, w, 0.3f, t, valid, scratch);
+        F[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        if (!(fabs(fd - dF[i]) <= 1e-4 + 1e-2 * fabs(fd))) print_message("dF[%d]: %.7g, finite differences %.7g\n", i, dF[i], fd);
+        assert_true(fabs(fd - dF[i]) <= 1e-4 + 1e-2 * fabs(fd));
+        if (i / (cells * C) == 1) assert_float_equal(dF[i], 0, 0);
+    }
+    /* Scores that agree with the targets: each cell's z pushed towards its target's side. */
+    float G2[n * cells * C];
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < cells; c++)
+            for (int j = 0; j < C; j++) G2[(s * cells + c) * C + j] = (t[s * cells + c] > 0.5f ? 3.0f : -3.0f) * w[j];
+    float tb[n * cells];
+    for (int i = 0; i < n * cells; i++) tb[i] = t[i] > 0.5f ? 1.0f : 0.0f;
+    assert_true(loc_loss_at(G2, n, cells, C, w, 0, tb, valid, scratch) < loc_loss_at(F, n, cells, C, w, 0, tb, valid, scratch));
+    const unsigned char none[n] = {0, 0, 0};
+    assert_float_equal(loc_loss_at(F, n, cells, C, w, 0.3f, t, none, dF), 0, 0);
 }
 
 /* --paired: a fake right after its real (with_prev) gets the real's random transform, so a
@@ -487,6 +631,8 @@ int main(void) {
         cmocka_unit_test(stops_early_without_leaks),
         cmocka_unit_test(real_downscale_softens_only_real_made_samples),
         cmocka_unit_test(paired_fake_gets_its_reals_transform),
+        cmocka_unit_test(loc_targets_mark_the_blend),
+        cmocka_unit_test(loc_loss_gradient_is_right),
         cmocka_unit_test(cached_and_direct_paths_make_the_same_batches),
         cmocka_unit_test(cached_path_on_real_crops),
         cmocka_unit_test(yuv420_cache_is_half_the_size_and_consistent),

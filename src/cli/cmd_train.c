@@ -100,6 +100,10 @@ static const cli_opt train_opts[] = {
     {"real-downscale", O_LIB, "P", "share of samples made from real faces (kept real or self-blended)\n"
                                    "first scaled down by 0.35-0.75 and back up, on top of --downscale:\n"
                                    "so that a soft, low-resolution face stops meaning fake (0)"},
+    {"sbi-loc", O_LIB, "W", "weight of a second loss that teaches the model where each self-blend\n"
+                            "is: the head applied to every cell of its last feature map, against\n"
+                            "the blended share of the cell (0 on reals), so that heat maps\n"
+                            "show the blend (0: off; GAP -> dense heads only)"},
     {"sbi-part", O_LIB, "P", "share of self-blends made over a part of the face only (a random\n"
                              "ellipse cut from the face mask: a pasted eye, nose or mouth) (0)"},
     {"sbi-margin", O_LIB, "M", "crops have margin M around the detector box (for the SBI mask;\n"

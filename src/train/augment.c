@@ -198,16 +198,57 @@ void dfd_aug_cutout(dfd_image *img, int x, int y, int w, int h, uint8_t grey) {
             memset(img->rgb + ((size_t)yy * img->w + xx) * 3, grey, 3);
 }
 
+/* dfd_aug_affine's mapping on a w x h plane of floats (a self-blend's mask), edges
+ * replicated as for the image, so the plane stays registered with the image. */
+static int affine_plane(float *m, int w, int h, float deg, float dx, float dy, float scale, dfd_error *err) {
+    float *src = dfd_malloc_array((size_t)w * h, sizeof *src);
+    if (!src) return dfd_fail(err, DFD_E_NOMEM, "augment: no memory for a %dx%d mask", w, h);
+    memcpy(src, m, (size_t)w * h * sizeof *src);
+    float a = deg * (float)M_PI / 180, ca = cosf(a), sa = sinf(a);
+    float cx = w / 2.0f, cy = h / 2.0f, tx = dx * w, ty = dy * h;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float px = x + 0.5f - cx - tx, py = y + 0.5f - cy - ty;
+            float qx = (ca * px + sa * py) / scale + cx - 0.5f, qy = (-sa * px + ca * py) / scale + cy - 0.5f;
+            float fx = floorf(qx), fy = floorf(qy), ax = qx - fx, ay = qy - fy;
+            int x0 = (int)fx, y0 = (int)fy, x1 = x0 + 1, y1 = y0 + 1;
+            x0 = x0 < 0 ? 0 : x0 >= w ? w - 1 : x0;
+            x1 = x1 < 0 ? 0 : x1 >= w ? w - 1 : x1;
+            y0 = y0 < 0 ? 0 : y0 >= h ? h - 1 : y0;
+            y1 = y1 < 0 ? 0 : y1 >= h ? h - 1 : y1;
+            const float *r0 = src + (size_t)y0 * w, *r1 = src + (size_t)y1 * w;
+            m[(size_t)y * w + x] = (1 - ay) * ((1 - ax) * r0[x0] + ax * r0[x1]) + ay * ((1 - ax) * r1[x0] + ax * r1[x1]);
+        }
+    free(src);
+    return DFD_OK;
+}
+
+void dfd_mask_flip_h(float *m, int w, int h) {
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w / 2; x++) {
+            float *row = m + (size_t)y * w, t = row[x];
+            row[x] = row[w - 1 - x], row[w - 1 - x] = t;
+        }
+}
+
 /* ---- The random pipeline ------------------------------------------------------------------ */
 
 int dfd_augment(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, dfd_error *err) {
+    return dfd_augment_masked(img, o, r, NULL, err);
+}
+
+int dfd_augment_masked(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, float *mask, dfd_error *err) {
     int rc = DFD_OK;
     float side = (float)(img->w < img->h ? img->w : img->h);
-    if (chance(r, o->flip)) dfd_image_flip_h(img);
+    if (chance(r, o->flip)) {
+        dfd_image_flip_h(img);
+        if (mask) dfd_mask_flip_h(mask, img->w, img->h);
+    }
     if (chance(r, o->affine)) {
         float deg = uni(r, -o->rotate, o->rotate), dx = uni(r, -o->shift, o->shift), dy = uni(r, -o->shift, o->shift);
         float s = expf(uni(r, -1, 1) * logf(1 + o->scale));
         rc = dfd_aug_affine(img, deg, dx, dy, s, err);
+        if (!rc && mask) rc = affine_plane(mask, img->w, img->h, deg, dx, dy, s, err);
         if (rc) return rc;
     }
     if (chance(r, o->color))
@@ -227,6 +268,9 @@ int dfd_augment(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, dfd_error 
             h = (int)(uni(r, 0.1f, 1) * o->cutout_size * img->h) + 1;
         int x = (int)(nn_rng_next(r) % (uint64_t)img->w) - w / 2, y = (int)(nn_rng_next(r) % (uint64_t)img->h) - h / 2;
         dfd_aug_cutout(img, x, y, w, h, (uint8_t)(nn_rng_next(r) & 255));
+        /* what the grey box hides is no longer blended */
+        for (int yy = y < 0 ? 0 : y; mask && yy < y + h && yy < img->h; yy++)
+            for (int xx = x < 0 ? 0 : x; xx < x + w && xx < img->w; xx++) mask[(size_t)yy * img->w + xx] = 0;
     }
     return rc;
 }

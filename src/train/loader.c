@@ -97,6 +97,22 @@ static draws sample_draws(const dfd_loader_opts *o, const dfd_item *first, long 
     return d;
 }
 
+/* The G x G targets of a sample: each cell's mean of the self-blend's mask over the mask's
+ * peak (so a blend at a quarter strength still marks where it is), or 0 without a mask. */
+static void loc_targets(const float *mask, int w, int h, int G, float *out) {
+    float peak = 0;
+    for (size_t i = 0; mask && i < (size_t)w * h; i++) peak = mask[i] > peak ? mask[i] : peak;
+    for (int gy = 0; gy < G; gy++)
+        for (int gx = 0; gx < G; gx++) {
+            int y0 = gy * h / G, y1 = (gy + 1) * h / G, x0 = gx * w / G, x1 = (gx + 1) * w / G;
+            double sum = 0;
+            for (int y = y0; mask && peak > 0 && y < y1; y++)
+                for (int x = x0; x < x1; x++) sum += mask[(size_t)y * w + x];
+            int cnt = (y1 - y0) * (x1 - x0);
+            out[gy * G + gx] = cnt > 0 && peak > 0 ? (float)(sum / cnt / peak) : 0.0f;
+        }
+}
+
 /* Fills sample j of batch b (epoch position pos). Returns a fatal error code (no memory),
  * or DFD_OK; unreadable files only clear ok. */
 static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
@@ -116,6 +132,7 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
     b->y[j] = (float)first->label;
     b->ok[j] = 1;
     b->sbi[j] = 0;
+    if (o->loc_grid > 0) b->loc_ok[j] = 0;
     draws dr = sample_draws(o, first, pos);
     if (o->with_prev && o->with_prev[pos] && pos > 0 && o->frames <= 0) {
         /* A paired fake: its real partner's transform (crop, colour, compression), so the
@@ -154,20 +171,33 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
             dfd_image_free(&im);
             return rc;
         }
+        float *mask = NULL; /* the self-blend's mask, when its place is wanted (loc_grid) */
+        if (!rc && make_sbi && o->loc_grid > 0 && o->frames <= 0 &&
+            !(mask = dfd_malloc_array((size_t)im.w * im.h, sizeof *mask))) {
+            dfd_image_free(&im);
+            return DFD_E_NOMEM;
+        }
         if (!rc && make_sbi) {
             float pts[DFD_SBI_POINTS][2];
             int has = o->landmarks && dfd_ds_landmarks_get(o->landmarks, item, im.w, im.h, pts);
-            rc = dfd_sbi_landmarks(&im, o->sbi, has ? (const float(*)[2])pts : NULL, &ar, NULL, &e);
+            rc = dfd_sbi_landmarks(&im, o->sbi, has ? (const float(*)[2])pts : NULL, &ar, mask, &e);
             if (!rc) b->sbi[j] = 1, b->y[j] = 1;
         }
-        if (!rc && o->aug) rc = dfd_augment(&im, o->aug, &ar, &e);
+        if (!rc && o->aug) rc = dfd_augment_masked(&im, o->aug, &ar, mask, &e);
         if (rc) {
             dfd_image_free(&im);
+            free(mask);
             if (rc == DFD_E_NOMEM) return rc;
             b->ok[j] = 0;
             continue;
         }
         if (o->flip) dfd_image_flip_h(&im);
+        if (o->loc_grid > 0 && o->frames <= 0) {
+            if (mask && o->flip) dfd_mask_flip_h(mask, im.w, im.h);
+            loc_targets(mask, im.w, im.h, o->loc_grid, b->loc + (size_t)j * o->loc_grid * o->loc_grid);
+            b->loc_ok[j] = mask != NULL || b->y[j] < 0.5f;
+        }
+        free(mask);
         normalize(&im, o->norm, x + f * per_frame);
         dfd_image_free(&im);
     }
@@ -248,7 +278,8 @@ static void *worker(void *arg) {
 static void free_slots(dfd_loader *l) {
     for (int i = 0; l->slots && i < l->k; i++) {
         dfd_batch *b = &l->slots[i].b;
-        free(b->x), free(b->y), free(b->w), free(b->sample), free(b->item), free(b->ok), free(b->sbi);
+        free(b->x), free(b->y), free(b->w), free(b->sample), free(b->item), free(b->ok), free(b->sbi), free(b->loc),
+            free(b->loc_ok);
     }
     free(l->slots);
 }
@@ -256,7 +287,8 @@ static void free_slots(dfd_loader *l) {
 int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err) {
     *out = NULL;
     if (!o || !o->ds || (o->n && !o->order) || o->batch < 1 || o->size < 8 || o->size > 4096 ||
-        (o->frames > 0 && (!o->seqs || !o->seq_items)) || o->frames > 1000 || o->workers < 0)
+        (o->frames > 0 && (!o->seqs || !o->seq_items)) || o->frames > 1000 || o->workers < 0 || o->loc_grid < 0 ||
+        o->loc_grid > 64 || (o->loc_grid > 0 && o->frames > 0))
         return dfd_fail(err, DFD_E_ARG, "loader: bad options (batch %d, size %d, frames %d, workers %d)",
                         o ? o->batch : 0, o ? o->size : 0, o ? o->frames : 0, o ? o->workers : 0);
     dfd_loader *l = calloc(1, sizeof *l);
@@ -286,7 +318,13 @@ int dfd_loader_start(const dfd_loader_opts *o, dfd_loader **out, dfd_error *err)
         b->item = dfd_malloc_array(B, sizeof(size_t));
         b->ok = malloc(B);
         b->sbi = malloc(B);
-        if (!b->x || !b->y || !b->w || !b->sample || !b->item || !b->ok || !b->sbi) rc = DFD_E_NOMEM;
+        if (o->loc_grid > 0) {
+            b->loc = dfd_malloc_array(B * (size_t)o->loc_grid * o->loc_grid, sizeof(float));
+            b->loc_ok = calloc(B, 1);
+        }
+        if (!b->x || !b->y || !b->w || !b->sample || !b->item || !b->ok || !b->sbi ||
+            (o->loc_grid > 0 && (!b->loc || !b->loc_ok)))
+            rc = DFD_E_NOMEM;
     }
     if (rc) {
         free_slots(l);

@@ -364,7 +364,57 @@ typedef struct run {
     dfd_img_cache *cache, *val_cache; /* decoded crops of ds and (when it is another) val_ds */
     dfd_ds_landmarks *landmarks;      /* Face Mesh landmarks of ds's training reals (--sbi-mask landmarks) */
     size_t *partner;                  /* --paired: each training fake's real partner in ds */
+    int loc_node, loc_dense, loc_grid; /* --sbi-loc: the pooled feature map (output 1), the
+                                        * head's dense unit, the map's side; loc_node -1: off */
 } run;
+
+float dfd_loc_loss(const float *F, int n, int cells, int C, const float *w, float bias, const float *t,
+                   const unsigned char *valid, float lambda, float *dF) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m += valid[i] != 0;
+    memset(dF, 0, (size_t)n * cells * C * sizeof *dF);
+    if (m == 0) return 0;
+    double loss = 0;
+    const double k = (double)lambda / ((double)m * cells);
+    for (int i = 0; i < n; i++) {
+        if (!valid[i]) continue;
+        for (int c = 0; c < cells; c++) {
+            const float *f = F + ((size_t)i * cells + c) * C;
+            double z = bias, tc = t[(size_t)i * cells + c];
+            for (int j = 0; j < C; j++) z += (double)w[j] * f[j];
+            /* BCE on a logit, stably: max(z, 0) - z t + log(1 + exp(-|z|)) */
+            loss += (z > 0 ? z : 0) - z * tc + log1p(exp(-fabs(z)));
+            float g = (float)(k * (dfd_sigmoid(z) - tc));
+            float *d = dF + ((size_t)i * cells + c) * C;
+            for (int j = 0; j < C; j++) d[j] = g * w[j];
+        }
+    }
+    return (float)(loss * k);
+}
+
+/* --sbi-loc: finds the head the per-cell loss needs (feature map -> GAP -> [dropout] ->
+ * dense with one linear unit, the logit) and makes the feature map output 1, so that the
+ * training pass hands it out and takes its gradient. */
+static int loc_setup(run *r, dfd_error *err) {
+    r->loc_node = -1;
+    if (!(r->o->sbi_loc > 0)) return DFD_OK;
+    const nn_node *d = nn_graph_node(r->g, nn_graph_output(r->g, 0));
+    int ok = d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0;
+    const nn_node *x = ok ? nn_graph_node(r->g, d->inputs[0]) : NULL;
+    while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(r->g, x->inputs[0]);
+    const nn_node *f = x && x->op == NN_OP_GAP ? nn_graph_node(r->g, x->inputs[0]) : NULL;
+    if (!f || f->ndim != 3 || f->batch_mul != 1 || f->shape[0] != f->shape[1])
+        return dfd_fail(err, DFD_E_ARG, "train: --sbi-loc needs a head that pools a square feature map into one "
+                                        "linear unit (mobilenet_v2-image, inception_v3-image, tiny-cnn); '%s' has none",
+                        r->o->arch);
+    r->loc_dense = nn_graph_output(r->g, 0);
+    r->loc_node = x->inputs[0];
+    r->loc_grid = f->shape[0];
+    nn_mark_output(r->g, r->loc_node);
+    dfd_log(DFD_LOG_INFO, "sbi-loc: the blend's place taught on '%s' (%d x %d cells), weight %g", f->name, r->loc_grid,
+            r->loc_grid, (double)r->o->sbi_loc);
+    return nn_graph_error(r->g) ? dfd_fail(err, DFD_E_INTERNAL, "train: %s", nn_graph_error(r->g)) : DFD_OK;
+}
 
 /* Feed threads besides the training thread. Taking turns, every core the engine has makes
  * the next batch while the step waits; running ahead, one thread beside the step. */
@@ -548,7 +598,7 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                           .sbi = &o->sbi, .with_prev = with_prev,
                           .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
                           .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead,
-                          .landmarks = r->landmarks};
+                          .landmarks = r->landmarks, .loc_grid = r->loc_node >= 0 ? r->loc_grid : 0};
     dfd_loader *l;
     rc = dfd_loader_start(&lo, &l, err);
     if (rc) {
@@ -558,6 +608,13 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
     double *sc = dfd_malloc_array(n, sizeof *sc);
     int *lb = dfd_malloc_array(n, sizeof *lb);
     float *dl = dfd_malloc_array((size_t)o->batch, sizeof *dl);
+    float *dF = NULL; /* --sbi-loc: d(loss)/d(feature map) */
+    unsigned char *lv = NULL;
+    const int cells = r->loc_node >= 0 ? r->loc_grid * r->loc_grid : 0;
+    const int fc = r->loc_node >= 0 ? nn_graph_node(r->g, r->loc_node)->shape[2] : 0;
+    if (cells && (!(dF = dfd_malloc_array((size_t)o->batch * cells * fc, sizeof *dF)) || !(lv = malloc((size_t)o->batch))))
+        rc = dfd_fail(err, DFD_E_NOMEM, "no memory for the localisation loss");
+    double loc_sum = 0;
     if (!sc || !lb || !dl) rc = dfd_fail(err, DFD_E_NOMEM, "no memory for an epoch's scores");
     size_t k = 0;
     double loss_sum = 0, t0 = dfd_now_ms(), auc = NAN;
@@ -576,8 +633,21 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
         }
         seen += b->n;
         loss_sum += (double)loss * b->n;
+        if (cells) {
+            size_t fcnt;
+            const float *F = nn_output(ex, 1, &fcnt);
+            const nn_node *dn = nn_graph_node(r->g, r->loc_dense);
+            const float *w = nn_graph_param(r->g, dn->params[0])->data;
+            float bias = dn->params[1] >= 0 ? nn_graph_param(r->g, dn->params[1])->data[0] : 0;
+            if (!F || fcnt < (size_t)b->n * cells * fc) {
+                rc = dfd_fail(err, DFD_E_INTERNAL, "train: no feature map for --sbi-loc");
+                break;
+            }
+            for (int i = 0; i < b->n; i++) lv[i] = b->ok[i] && b->loc_ok[i];
+            loc_sum += (double)dfd_loc_loss(F, b->n, cells, fc, w, bias, b->loc, lv, o->sbi_loc, dF) * b->n;
+        }
         nn_graph_zero_grad(r->g);
-        const float *dout[1] = {dl};
+        const float *dout[2] = {dl, dF};
         if ((rc = nn_backward(ex, dout, err))) break;
         float lr = nn_lr_at(o->schedule, sp->lr, st->step, steps_total, o->warmup_steps);
         nn_optim_step(opt, lr);
@@ -615,7 +685,10 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
         row->seconds = secs;
         row->images_per_s = secs > 0 ? (double)seen * (r->frames > 0 ? r->frames : 1) / secs : 0;
     }
-    free(order), free(with_prev), free(sc), free(lb), free(dl);
+    if (!rc && cells && seen)
+        dfd_log(DFD_LOG_INFO, "epoch %d: localisation loss %.4f (weight %g; not part of the loss below)", st->epoch + 1,
+                loc_sum / (double)seen / (double)o->sbi_loc, (double)o->sbi_loc);
+    free(order), free(with_prev), free(sc), free(lb), free(dl), free(dF), free(lv);
     return rc;
 }
 
@@ -674,14 +747,15 @@ static int describe_data(run *r, dfd_train_summary *s) {
     const dfd_train_opts *o = r->o;
     dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
     dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
-    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:b,s:s}", "data", o->data, "layout",
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:b,s:f,s:s}", "data", o->data, "layout",
                           dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
                           (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
                           (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
                           o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed,
                           "split_seed", (json_int_t)(o->split_seed ? o->split_seed : o->seed), "extra_real", o->extra_real,
                           "sbi_fraction", (double)o->sbi_fraction, "real_only", o->real_only, "sbi_part", (double)o->sbi.part,
-                          "real_downscale", (double)o->real_downscale, "paired", o->paired, "terms",
+                          "real_downscale", (double)o->real_downscale, "paired", o->paired, "sbi_loc", (double)o->sbi_loc,
+                          "terms",
                           "research use only, under the terms of the source datasets");
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -825,6 +899,9 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         return dfd_fail(err, DFD_E_ARG, "train: real-downscale share %g outside [0, 1]", (double)o->real_downscale);
     if (o->real_only && (o->video || !(o->sbi_fraction > 0)))
         return dfd_fail(err, DFD_E_ARG, "train: --real-only needs self-blended fakes: an image model and --sbi-fraction > 0");
+    if (!(o->sbi_loc >= 0 && o->sbi_loc <= 100) || (o->sbi_loc > 0 && (o->video || !(o->sbi_fraction > 0))))
+        return dfd_fail(err, DFD_E_ARG, "train: --sbi-loc %g: a weight in [0, 100], for an image model with "
+                                        "self-blended fakes (--sbi-fraction > 0)", (double)o->sbi_loc);
     if (o->paired && (o->video || o->real_only))
         return dfd_fail(err, DFD_E_ARG, "train: --paired pairs still images of fakes with their reals: not for video "
                                         "models nor with --real-only (no training fakes)");
@@ -874,6 +951,7 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         if ((rc = dfd_train_load_matching(r->g, o->init, &loaded, &skipped, err))) goto done;
         dfd_log(DFD_LOG_INFO, "init: %d parameters from %s, %d kept as initialised", loaded, o->init, skipped);
     }
+    if ((rc = loc_setup(r, err))) goto done;
 
     /* The stages. */
     stage_plan plan[2];

@@ -188,6 +188,7 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
     }
     float *gp = IS("lr") ? &o->lr : IS("stage2-lr") ? &o->stage2_lr : IS("weight-decay") ? &o->weight_decay
               : IS("width") ? &o->width : IS("dropout") ? &o->dropout : IS("sbi-fraction") ? &o->sbi_fraction
+              : IS("sbi-loc") ? &o->sbi_loc
               : IS("rotate") ? &o->aug.rotate : IS("shift") ? &o->aug.shift : IS("scale") ? &o->aug.scale : NULL;
     if (gp) return (rc = number(name, v, 0, 1000, &d, err)) ? rc : (*gp = (float)d, DFD_OK);
     float *share = IS("sbi-part") ? &o->sbi.part : IS("real-downscale") ? &o->real_downscale : NULL;

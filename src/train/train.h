@@ -239,6 +239,18 @@ void dfd_augment_opts_none(dfd_augment_opts *o);
 /* Applies random augmentations to img in place (its size is kept). Deterministic in the
  * state of r. */
 int dfd_augment(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, dfd_error *err);
+/* --sbi-loc's loss on a batch of n feature maps F (n x cells x C, plain): z = w . F_c + bias
+ * per cell (the pooled head's logit before pooling), a binary cross-entropy of z against
+ * the target t (n x cells) averaged over the cells of the samples with valid[i], times
+ * lambda. Writes d(loss)/dF into dF (zero for the others; the head's own weights get no
+ * gradient from it); returns the loss. */
+float dfd_loc_loss(const float *F, int n, int cells, int C, const float *w, float bias, const float *t,
+                   const unsigned char *valid, float lambda, float *dF);
+/* The same, with the same random draws, and a w x h plane of floats (NULL: none) moved by
+ * the same geometric transforms (mirror, rotation, shift, scale) as the image: a
+ * self-blend's mask, which must stay where the blend is (dfd_train_opts.sbi_loc). */
+int dfd_augment_masked(dfd_image *img, const dfd_augment_opts *o, nn_rng *r, float *mask, dfd_error *err);
+void dfd_mask_flip_h(float *m, int w, int h);
 
 /* Single transforms, exposed for tests and the preview. */
 int dfd_aug_affine(dfd_image *img, float deg, float dx, float dy, float scale, dfd_error *err);
@@ -428,6 +440,8 @@ typedef struct dfd_loader_opts {
     dfd_img_cache *cache;          /* decoded crops of ds (NULL: decode every time) */
     const dfd_ds_landmarks *landmarks; /* per item of ds: self-blending masks follow these
                                     * (dfd_sbi_landmarks); NULL, or an item without: the ellipse */
+    int loc_grid;                  /* image mode, > 0: each sample also gets where it is
+                                    * blended on a loc_grid x loc_grid grid (dfd_batch.loc) */
     int turns;                     /* 1: the workers run only while the caller waits in
                                     * dfd_loader_next (and the caller works with them), so the
                                     * feed never competes with the engine's threads for cores;
@@ -442,6 +456,10 @@ typedef struct dfd_batch {
     size_t *sample;   /* the sample's index into opts.order ... */
     size_t *item;     /* ... and its item (video: the first frame's item) */
     unsigned char *ok, *sbi;
+    float *loc;              /* loc_grid > 0: n x G x G, the share of each cell blended (a
+                              * self-blend's mask after the sample's geometric transform,
+                              * over its peak), 0 everywhere for a real */
+    unsigned char *loc_ok;   /* 1 where loc is known: self-blends and reals, not other fakes */
 } dfd_batch;
 
 typedef struct dfd_loader dfd_loader;
@@ -537,6 +555,12 @@ typedef struct dfd_train_opts {
                                 * it, both with the same random transform, so that what tells
                                 * the pair apart is the manipulation, not the video's
                                 * compression, size or crop (dfd_order_paired); images only */
+    float sbi_loc;             /* > 0: the weight of a second loss that teaches where a self-blend
+                                * is: the head's dense unit applied to each cell of the feature
+                                * map it pools, against the share of the cell blended (0 on
+                                * reals; DFDC fakes, whose place is unknown, take no part), so
+                                * that the evidence the model pools sits on the blend (issue 17's
+                                * maps). Needs a GAP -> dense(1) head; 0: off */
     int augment;               /* 1: the augmentation below, 0: none */
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;

@@ -138,6 +138,22 @@ grep -aqF 'paired\":false' "$tmp/s3/best.safetensors" || fail "paired:false not 
 "$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --paired --real-only --sbi-fraction 0.5 >"$tmp/bad.txt" 2>&1; rc=$?
 [[ $rc != 0 ]] && grep -q "paired" "$tmp/bad.txt" || fail "--paired with --real-only: exit $rc, $(cat "$tmp/bad.txt")"
 
+# --sbi-loc: a second loss on where each self-blend is, on the feature map the head pools;
+# the model records its weight; refused without self-blends, for video, and for a head that
+# does not pool straight into its logit (xception-image's dense 256).
+"$BIN" train image --arch tiny-cnn --input-size 32 --data "$pr" --out "$tmp/loc" --epochs 1 --batch 4 --val-fraction 0.25 \
+  --seed 3 --sbi-fraction 0.5 --sbi-loc 2 >"$tmp/loc.txt" 2>&1 || fail "train --sbi-loc: $(cat "$tmp/loc.txt")"
+grep -q "sbi-loc: the blend's place taught on '.*' (8 x 8 cells), weight 2" "$tmp/loc.txt" &&
+  grep -q "epoch 1: localisation loss [0-9]" "$tmp/loc.txt" || fail "--sbi-loc log: $(cat "$tmp/loc.txt")"
+grep -aqF 'sbi_loc\":2' "$tmp/loc/best.safetensors" || fail "sbi_loc not in the model's training_data"
+"$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --sbi-loc 1 --sbi-fraction 0 >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "sbi-loc" "$tmp/bad.txt" || fail "--sbi-loc without self-blends: exit $rc, $(cat "$tmp/bad.txt")"
+"$BIN" train video --arch tiny-video --data "$pr" --out "$tmp/bad" --sbi-loc 1 >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "sbi-loc" "$tmp/bad.txt" || fail "--sbi-loc for video: exit $rc, $(cat "$tmp/bad.txt")"
+"$BIN" train image --arch xception-image --input-size 71 --data "$pr" --out "$tmp/bad" --epochs 1 --sbi-fraction 0.5 \
+  --sbi-loc 1 >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "sbi-loc needs a head" "$tmp/bad.txt" || fail "--sbi-loc on xception-image: exit $rc, $(cat "$tmp/bad.txt")"
+
 # Evaluate on the official test items, at frame and video level.
 "$BIN" eval --model "$run/best.safetensors" --data "$out" --split test --out "$tmp/eval" >"$tmp/eval.txt" 2>&1 \
   || fail "eval: $(cat "$tmp/eval.txt")"
