@@ -32,6 +32,7 @@
 #   lmloc    lm + --sbi-loc 1 (SBI_LOC=W for another weight): a second loss teaches where each
 #            self-blend is, cell by cell of the last feature map, so that the heat maps of
 #            issue 17 show the blend (session 14)
+#   lmlocr   lmloc + --sbi-loc-reals: every cell of every real taught 0 as well
 #   lm224    lm at 224 px, dfdc-faces' own crop size (session 13: the top of the issue's
 #            160-256 px range; about 3 times lm's work per image)
 #   lmlong   lm continued: a second cosine cycle (warm restart, lr 5e-4, EPOCHS more epochs)
@@ -128,6 +129,7 @@ case "$VARIANT" in
   lm224) opts+=(--sbi-mask landmarks); size=224 ;;
   lmpair) opts+=(--sbi-mask landmarks --paired) ;;
   lmloc) opts+=(--sbi-mask landmarks --sbi-loc "${SBI_LOC:-1}") ;;
+  lmlocr) opts+=(--sbi-mask landmarks --sbi-loc "${SBI_LOC:-1}" --sbi-loc-reals) ;;
   lminc) opts+=(--sbi-mask landmarks); arch=inception_v3-image; init=models/registry/inception_v3-imagenet.safetensors
          lr=3e-4 ;;   # at lm's 1e-3 it did not learn: validation AUC 0.58, 0.63, 0.54 after epochs 1-3
   lmlong) opts+=(--sbi-mask landmarks); init=runs/m15/lm/best.safetensors; lr=5e-4

@@ -240,13 +240,14 @@ typedef struct loc_pass {
     unsigned char *ok, *sbi, *loc_ok;
 } loc_pass;
 
-static loc_pass run_loc(const dfd_dataset *d, const size_t *order, const dfd_augment_opts *aug, float sbi, int G) {
+static loc_pass run_loc(const dfd_dataset *d, const size_t *order, const dfd_augment_opts *aug, float sbi, int G, int reals) {
     dfd_sbi_opts so;
     dfd_sbi_opts_default(&so);
     const int size = 24;
     const size_t per = (size_t)size * size * 3, N = N_ITEMS;
     dfd_loader_opts o = {.ds = d, .order = order, .n = N, .batch = 4, .size = size, .norm = DFD_NORM_0_1, .aug = aug,
-                         .sbi_fraction = sbi, .sbi = &so, .seed = 7, .workers = 2, .loc_grid = G};
+                         .sbi_fraction = sbi, .sbi = &so, .seed = 7, .workers = 2, .loc_grid = G,
+                         .loc_reals = reals};
     loc_pass p = {calloc(N * per, sizeof(float)), calloc(N, sizeof(float)), calloc(N * 16, sizeof(float)),
                   calloc(N, 1), calloc(N, 1), calloc(N, 1)};
     dfd_loader *l;
@@ -274,7 +275,8 @@ static void loc_free(loc_pass *p) { free(p->x), free(p->y), free(p->loc), free(p
 /* --sbi-loc's targets: asking for them changes no sample; a self-blend's cells are marked
  * exactly where its pixels changed (without geometric augmentation the target is the
  * blended crop against the plain one: a cell marked 0 is bit for bit the real face, a
- * changed cell is marked); reals are known to be 0 everywhere; other fakes are unknown. */
+ * changed cell is marked); reals are 0 everywhere, and taught only with loc_reals; other
+ * fakes are never taught. */
 static void loc_targets_mark_the_blend(void **state) {
     (void)state;
     char *dir = tu_mkdtemp();
@@ -286,10 +288,11 @@ static void loc_targets_mark_the_blend(void **state) {
     dfd_augment_opts aug;
     dfd_augment_opts_default(&aug);
     aug.flip = aug.affine = 1;
-    loc_pass with = run_loc(d, order, &aug, 0.6f, G), without = run_loc(d, order, &aug, 0.6f, 0);
+    loc_pass with = run_loc(d, order, &aug, 0.6f, G, 1), without = run_loc(d, order, &aug, 0.6f, 0, 1);
     assert_memory_equal(with.x, without.x, N_ITEMS * per * sizeof(float));
     assert_memory_equal(with.sbi, without.sbi, N_ITEMS);
-    loc_pass blended = run_loc(d, order, NULL, 0.6f, G), plain = run_loc(d, order, NULL, 0, G);
+    loc_pass blended = run_loc(d, order, NULL, 0.6f, G, 1), plain = run_loc(d, order, NULL, 0, G, 1),
+             only = run_loc(d, order, NULL, 0.6f, G, 0);
     int sbis = 0;
     double centre = 0, corners = 0;
     for (int k = 0; k < N_ITEMS; k++) {
@@ -300,12 +303,15 @@ static void loc_targets_mark_the_blend(void **state) {
         const float *t = blended.loc + k * G * G;
         if (!blended.sbi[k]) {
             assert_int_equal(blended.loc_ok[k], blended.y[k] < 0.5f); /* a real: known; a fake: not */
+            assert_int_equal(only.loc_ok[k], 0);                       /* without loc_reals, neither */
             if (blended.loc_ok[k])
                 for (int c = 0; c < G * G; c++) assert_float_equal(t[c], 0, 0);
             continue;
         }
         sbis++;
         assert_int_equal(blended.loc_ok[k], 1);
+        assert_int_equal(only.loc_ok[k], 1);
+        assert_memory_equal(only.loc + k * G * G, t, G * G * sizeof(float));
         float peak = 0;
         for (int c = 0; c < G * G; c++) {
             assert_true(t[c] >= 0 && t[c] <= 1);
@@ -325,7 +331,7 @@ static void loc_targets_mark_the_blend(void **state) {
     }
     assert_true(sbis >= 4);
     assert_true(centre / sbis > 0.9 && corners / sbis < 0.5 * centre / sbis);
-    loc_free(&with), loc_free(&without), loc_free(&blended), loc_free(&plain);
+    loc_free(&with), loc_free(&without), loc_free(&blended), loc_free(&plain), loc_free(&only);
     dfd_dataset_free(d);
     tu_rmtree(dir);
     free(dir);

@@ -104,6 +104,8 @@ static const cli_opt train_opts[] = {
                             "is: the head applied to every cell of its last feature map, against\n"
                             "the blended share of the cell (0 on reals), so that heat maps\n"
                             "show the blend (0: off; GAP -> dense heads only)"},
+    {"sbi-loc-reals", O_LIB, NULL, "with --sbi-loc, teach the reals' cells too (all 0); by default\n"
+                                  "only the self-blends' cells are taught"},
     {"sbi-part", O_LIB, "P", "share of self-blends made over a part of the face only (a random\n"
                              "ellipse cut from the face mask: a pasted eye, nose or mouth) (0)"},
     {"sbi-margin", O_LIB, "M", "crops have margin M around the detector box (for the SBI mask;\n"

@@ -195,7 +195,7 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
         if (o->loc_grid > 0 && o->frames <= 0) {
             if (mask && o->flip) dfd_mask_flip_h(mask, im.w, im.h);
             loc_targets(mask, im.w, im.h, o->loc_grid, b->loc + (size_t)j * o->loc_grid * o->loc_grid);
-            b->loc_ok[j] = mask != NULL || b->y[j] < 0.5f;
+            b->loc_ok[j] = mask != NULL || (o->loc_reals && b->y[j] < 0.5f);
         }
         free(mask);
         normalize(&im, o->norm, x + f * per_frame);

@@ -598,7 +598,8 @@ static int run_epoch(run *r, const stage_plan *sp, nn_exec *ex, nn_optim *opt, r
                           .sbi = &o->sbi, .with_prev = with_prev,
                           .class_w = o->balance == DFD_BALANCE_WEIGHTS ? r->class_w : NULL,
                           .seed = eseed, .workers = feed_workers(o), .cache = cache_for(r, r->ds), .turns = !o->feed_ahead,
-                          .landmarks = r->landmarks, .loc_grid = r->loc_node >= 0 ? r->loc_grid : 0};
+                          .landmarks = r->landmarks, .loc_grid = r->loc_node >= 0 ? r->loc_grid : 0,
+                          .loc_reals = o->sbi_loc_reals};
     dfd_loader *l;
     rc = dfd_loader_start(&lo, &l, err);
     if (rc) {
@@ -747,14 +748,14 @@ static int describe_data(run *r, dfd_train_summary *s) {
     const dfd_train_opts *o = r->o;
     dfd_dataset_count(r->ds, DFD_SPLIT_TRAIN, &s->n_train_real, &s->n_train_fake);
     dfd_dataset_count(r->val_ds, DFD_SPLIT_VAL, &s->n_val_real, &s->n_val_fake);
-    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:b,s:f,s:s}", "data", o->data, "layout",
+    json_t *j = json_pack("{s:s,s:s,s:{s:I,s:I},s:{s:I,s:I},s:s,s:f,s:I,s:I,s:s*,s:f,s:b,s:f,s:f,s:b,s:f,s:b,s:s}", "data", o->data, "layout",
                           dfd_layout_name(r->ds->layout), "train", "real", (json_int_t)s->n_train_real, "fake",
                           (json_int_t)s->n_train_fake, "validation", "real", (json_int_t)s->n_val_real, "fake",
                           (json_int_t)s->n_val_fake, "split", o->val ? o->val : "by group", "val_fraction",
                           o->val ? 0.0 : o->val_fraction, "seed", (json_int_t)o->seed,
                           "split_seed", (json_int_t)(o->split_seed ? o->split_seed : o->seed), "extra_real", o->extra_real,
                           "sbi_fraction", (double)o->sbi_fraction, "real_only", o->real_only, "sbi_part", (double)o->sbi.part,
-                          "real_downscale", (double)o->real_downscale, "paired", o->paired, "sbi_loc", (double)o->sbi_loc,
+                          "real_downscale", (double)o->real_downscale, "paired", o->paired, "sbi_loc", (double)o->sbi_loc, "sbi_loc_reals", o->sbi_loc_reals,
                           "terms",
                           "research use only, under the terms of the source datasets");
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -899,7 +900,8 @@ int dfd_train_run(const dfd_train_opts *o, dfd_train_progress_fn fn, void *user,
         return dfd_fail(err, DFD_E_ARG, "train: real-downscale share %g outside [0, 1]", (double)o->real_downscale);
     if (o->real_only && (o->video || !(o->sbi_fraction > 0)))
         return dfd_fail(err, DFD_E_ARG, "train: --real-only needs self-blended fakes: an image model and --sbi-fraction > 0");
-    if (!(o->sbi_loc >= 0 && o->sbi_loc <= 100) || (o->sbi_loc > 0 && (o->video || !(o->sbi_fraction > 0))))
+    if (!(o->sbi_loc >= 0 && o->sbi_loc <= 100) || (o->sbi_loc > 0 && (o->video || !(o->sbi_fraction > 0))) ||
+        (o->sbi_loc_reals && !(o->sbi_loc > 0)))
         return dfd_fail(err, DFD_E_ARG, "train: --sbi-loc %g: a weight in [0, 100], for an image model with "
                                         "self-blended fakes (--sbi-fraction > 0)", (double)o->sbi_loc);
     if (o->paired && (o->video || o->real_only))

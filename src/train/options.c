@@ -110,7 +110,8 @@ int dfd_train_opts_apply(dfd_train_opts *o, const char *name, const char *v, dfd
     if (sp) return (rc = need(name, v, err)) ? rc : (*sp = v, DFD_OK);
     /* Flags. */
     int *fp = IS("freeze-bn") ? &o->freeze_bn : IS("keep-epochs") ? &o->keep_epochs : IS("bf16-save") ? &o->bf16_save
-            : IS("real-only") ? &o->real_only : IS("paired") ? &o->paired : NULL;
+            : IS("real-only") ? &o->real_only : IS("paired") ? &o->paired
+            : IS("sbi-loc-reals") ? &o->sbi_loc_reals : NULL;
     if (fp) return (rc = flag(name, v, err)) ? rc : (*fp = 1, DFD_OK);
     if (IS("no-augment")) return (rc = flag(name, v, err)) ? rc : (o->augment = 0, DFD_OK);
     if (IS("no-cache")) return (rc = flag(name, v, err)) ? rc : (o->cache_mb = 0, DFD_OK);

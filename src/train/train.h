@@ -442,6 +442,7 @@ typedef struct dfd_loader_opts {
                                     * (dfd_sbi_landmarks); NULL, or an item without: the ellipse */
     int loc_grid;                  /* image mode, > 0: each sample also gets where it is
                                     * blended on a loc_grid x loc_grid grid (dfd_batch.loc) */
+    int loc_reals;                 /* with loc_grid: reals' targets (0 everywhere) count too */
     int turns;                     /* 1: the workers run only while the caller waits in
                                     * dfd_loader_next (and the caller works with them), so the
                                     * feed never competes with the engine's threads for cores;
@@ -459,7 +460,8 @@ typedef struct dfd_batch {
     float *loc;              /* loc_grid > 0: n x G x G, the share of each cell blended (a
                               * self-blend's mask after the sample's geometric transform,
                               * over its peak), 0 everywhere for a real */
-    unsigned char *loc_ok;   /* 1 where loc is known: self-blends and reals, not other fakes */
+    unsigned char *loc_ok;   /* 1 where loc is to be learnt: self-blends, and reals with
+                              * loc_reals; never other fakes (their place is unknown) */
 } dfd_batch;
 
 typedef struct dfd_loader dfd_loader;
@@ -561,6 +563,8 @@ typedef struct dfd_train_opts {
                                 * reals; DFDC fakes, whose place is unknown, take no part), so
                                 * that the evidence the model pools sits on the blend (issue 17's
                                 * maps). Needs a GAP -> dense(1) head; 0: off */
+    int sbi_loc_reals;         /* 1: the reals' cells are taught too (all 0), not only the
+                                * self-blends' (session 14 measured both) */
     int augment;               /* 1: the augmentation below, 0: none */
     dfd_augment_opts aug;
     dfd_sbi_opts sbi;

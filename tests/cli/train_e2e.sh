@@ -145,7 +145,10 @@ grep -aqF 'paired\":false' "$tmp/s3/best.safetensors" || fail "paired:false not 
   --seed 3 --sbi-fraction 0.5 --sbi-loc 2 >"$tmp/loc.txt" 2>&1 || fail "train --sbi-loc: $(cat "$tmp/loc.txt")"
 grep -q "sbi-loc: the blend's place taught on '.*' (8 x 8 cells), weight 2" "$tmp/loc.txt" &&
   grep -q "epoch 1: localisation loss [0-9]" "$tmp/loc.txt" || fail "--sbi-loc log: $(cat "$tmp/loc.txt")"
-grep -aqF 'sbi_loc\":2' "$tmp/loc/best.safetensors" || fail "sbi_loc not in the model's training_data"
+grep -aqF 'sbi_loc\":2' "$tmp/loc/best.safetensors" && grep -aqF 'sbi_loc_reals\":false' "$tmp/loc/best.safetensors" ||
+  fail "sbi_loc not in the model's training_data"
+"$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --sbi-loc-reals >"$tmp/bad.txt" 2>&1; rc=$?
+[[ $rc != 0 ]] && grep -q "sbi-loc" "$tmp/bad.txt" || fail "--sbi-loc-reals without --sbi-loc: exit $rc, $(cat "$tmp/bad.txt")"
 "$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --sbi-loc 1 --sbi-fraction 0 >"$tmp/bad.txt" 2>&1; rc=$?
 [[ $rc != 0 ]] && grep -q "sbi-loc" "$tmp/bad.txt" || fail "--sbi-loc without self-blends: exit $rc, $(cat "$tmp/bad.txt")"
 "$BIN" train video --arch tiny-video --data "$pr" --out "$tmp/bad" --sbi-loc 1 >"$tmp/bad.txt" 2>&1; rc=$?
