@@ -309,13 +309,13 @@ static void ensemble_cams_weigh_their_members(void **state) {
     for (size_t i = 0; i < (size_t)128 * 128 * 3; i++) /* a smooth pattern with some texture */
         crop.rgb[i] = (unsigned char)(128 + 60 * sin((double)(i / 3 % 128) / 9.0) * cos((double)(i / 384) / 13.0) +
                                       (double)((i * 2654435761u) % 17));
-    const int methods[2] = {DFD_EXPLAIN_GRADCAM, DFD_EXPLAIN_GRADCAMPP};
+    const int methods[3] = {DFD_EXPLAIN_GRADCAM, DFD_EXPLAIN_GRADCAMPP, DFD_EXPLAIN_CAM};
     const float mix[3][2] = {{1, 0}, {0, 1}, {0.5f, 0.5f}};
     for (int k = 0; k < 3; k++) {
         u->data[0] = mix[k][0], u->data[1] = mix[k][1];
         assert_int_equal(dfd_model_save(g, &meta, NULL, e, &err), DFD_OK);
         assert_int_equal(dfd_classifier_load(e, 1, &ens, &err), DFD_OK);
-        for (int mth = 0; mth < 2; mth++) {
+        for (int mth = 0; mth < 3; mth++) {
             float me[DFD_HEAT_CELLS], m0[DFD_HEAT_CELLS], m1[DFD_HEAT_CELLS];
             assert_int_equal(dfd_classifier_explain(ens, &crop, methods[mth], me, &err), DFD_OK);
             assert_int_equal(dfd_classifier_explain(single[0], &crop, methods[mth], m0, &err), DFD_OK);
@@ -326,6 +326,12 @@ static void ensemble_cams_weigh_their_members(void **state) {
                 d01 = fmax(d01, fabs(m0[i] - m1[i]));
             }
             assert_true(d01 > 0.2); /* the two models' maps differ: the test can tell them apart */
+            if (methods[mth] == DFD_EXPLAIN_CAM) { /* every cell ranked: the lowest near 0, the highest 1 */
+                float lo = 1, hi = 0;
+                for (int i = 0; i < DFD_HEAT_CELLS; i++) lo = fminf(lo, me[i]), hi = fmaxf(hi, me[i]);
+                assert_true(lo < 0.05f); /* the lowest feature cell is 0; the grid samples between cells */
+                assert_float_equal(hi, 1, 1e-6);
+            }
             if (k == 0) assert_true(d0 < 0.02);
             if (k == 1) assert_true(d1 < 0.02);
             if (k == 2) assert_true(d0 > 0.02 && d1 > 0.02);

@@ -15,7 +15,8 @@ static const cli_opt explain_eval_opts[] = {
     {NULL, 0, NULL, "Options:"},
     {"model", O_MODEL, "PATH", "image model (default: the shipped one)"},
     {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam++fine, gradcam,\n"
-                              "gradcam-mid, "
+                              "gradcam-mid, cam (the head's per-cell scores: Grad-CAM without\n"
+                              "its ReLU), "
                               "gradxinput, occlusion or occlusion-fast (what scan --explain\n"
                               "makes: one-cell probes every third cell); ref-inside or\n"
                               "ref-edge: maps drawn from the blend mask (the region, its\n"

@@ -279,6 +279,7 @@ const char *dfd_explain_method_name(int method) {
     case DFD_EXPLAIN_OCCLUSION_FAST: return "occlusion-fast";
     case DFD_EXPLAIN_OCCLUSION: return "occlusion";
     case DFD_EXPLAIN_GRADXINPUT: return "gradxinput";
+    case DFD_EXPLAIN_CAM: return "cam";
     default: return NULL;
     }
 }
@@ -321,7 +322,7 @@ static void resample_to_grid(const float *src, int h, int w, float *dst) {
 /* Grad-CAM on the feature map under the pooling head, for the crop and its mirror image
  * (as the score averages the two); the mirror's map is flipped back before averaging.
  * Writes the H x W map (ReLU applied) into cam. */
-static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, float *cam, dfd_error *err) {
+static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, int relu, float *cam, dfd_error *err) {
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c;
     const size_t per = (size_t)S * S * 3;
     dfd_image flipped = {0};
@@ -373,9 +374,14 @@ static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, flo
             }
     }
     free(wt);
-    /* ReLU before resampling, as Grad-CAM: only what raises the logit. */
-    for (int i = 0; i < H * W; i++)
+    /* ReLU before resampling, as Grad-CAM: only what raises the logit. Without it (CAM), the
+     * lowest cell is set to 0: the map ranks every cell, also where none raises the logit. */
+    float lo = cam[0];
+    for (int i = 1; i < H * W; i++) lo = cam[i] < lo ? cam[i] : lo;
+    for (int i = 0; i < H * W; i++) {
+        if (!relu) cam[i] -= lo;
         if (!(cam[i] > 0)) cam[i] = 0;
+    }
     return DFD_OK;
 }
 
@@ -383,7 +389,7 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, f
     const int H = c->cam_h, W = c->cam_wd;
     float *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
     if (!cam) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    int rc = gradcam_cells(c, crop, plus, cam, err);
+    int rc = gradcam_cells(c, crop, plus == 1, plus >= 0, cam, err);
     if (rc == DFD_OK) {
         resample_to_grid(cam, H, W, map);
         normalize_map(map, DFD_HEAT_CELLS);
@@ -413,7 +419,7 @@ static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, flo
                 memcpy(moved.rgb + ((size_t)y * S + x) * 3, crop->rgb + ((size_t)yy * S + xx) * 3, 3);
             }
         }
-        rc = gradcam_cells(c, &moved, 1, cam, err);
+        rc = gradcam_cells(c, &moved, 1, 1, cam, err);
         for (int y = 0; rc == DFD_OK && y < H; y++)
             for (int x = 0; x < W; x++) fine[(size_t)(2 * y + sy) * 2 * W + 2 * x + sx] = cam[y * W + x];
     }
@@ -734,11 +740,12 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
     case DFD_EXPLAIN_GRADCAM:
     case DFD_EXPLAIN_GRADCAMPP:
     case DFD_EXPLAIN_GRADCAMPP_FINE:
+    case DFD_EXPLAIN_CAM:
         if (c->n_cam == 0)
             return dfd_fail(err, DFD_E_UNSUPPORTED,
                             "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
         if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, map, err);
-        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, map, err);
+        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP ? 1 : method == DFD_EXPLAIN_CAM ? -1 : 0, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, 3, 1, map, err);
     case DFD_EXPLAIN_OCCLUSION_FAST: return explain_occlusion(c, crop, OCC_FAST_PATCH, occ_fast_stride(c), map, err);
     case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);

@@ -149,11 +149,14 @@ enum {
                                   * dfd_options.explain makes */
     DFD_EXPLAIN_GRADCAMPP_FINE = 5, /* Grad-CAM++ at twice the resolution, from the crop moved by a
                                      * quarter of a feature cell four ways (four passes) */
-    DFD_EXPLAIN_OCCLUSION_FAST = 6  /* occlusion by one-cell probes every third cell each way (36 passes),
+    DFD_EXPLAIN_OCCLUSION_FAST = 6, /* occlusion by one-cell probes every third cell each way (36 passes),
                                      * interpolated between them */
+    DFD_EXPLAIN_CAM = 7             /* the head's per-cell scores (CAM, Grad-CAM without its ReLU), the
+                                     * lowest cell 0: for models trained with --sbi-loc, whose cells
+                                     * score where a blend is */
 };
 /* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine",
- * "occlusion-fast"; NULL when unknown */
+ * "occlusion-fast", "cam"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);
