@@ -309,13 +309,13 @@ static void ensemble_cams_weigh_their_members(void **state) {
     for (size_t i = 0; i < (size_t)128 * 128 * 3; i++) /* a smooth pattern with some texture */
         crop.rgb[i] = (unsigned char)(128 + 60 * sin((double)(i / 3 % 128) / 9.0) * cos((double)(i / 384) / 13.0) +
                                       (double)((i * 2654435761u) % 17));
-    const int methods[3] = {DFD_EXPLAIN_GRADCAM, DFD_EXPLAIN_GRADCAMPP, DFD_EXPLAIN_CAM};
+    const int methods[4] = {DFD_EXPLAIN_GRADCAM, DFD_EXPLAIN_GRADCAMPP, DFD_EXPLAIN_CAM, DFD_EXPLAIN_GRADCAM_FULL};
     const float mix[3][2] = {{1, 0}, {0, 1}, {0.5f, 0.5f}};
     for (int k = 0; k < 3; k++) {
         u->data[0] = mix[k][0], u->data[1] = mix[k][1];
         assert_int_equal(dfd_model_save(g, &meta, NULL, e, &err), DFD_OK);
         assert_int_equal(dfd_classifier_load(e, 1, &ens, &err), DFD_OK);
-        for (int mth = 0; mth < 3; mth++) {
+        for (int mth = 0; mth < 4; mth++) {
             float me[DFD_HEAT_CELLS], m0[DFD_HEAT_CELLS], m1[DFD_HEAT_CELLS];
             assert_int_equal(dfd_classifier_explain(ens, &crop, methods[mth], me, &err), DFD_OK);
             assert_int_equal(dfd_classifier_explain(single[0], &crop, methods[mth], m0, &err), DFD_OK);

@@ -16,7 +16,8 @@ static const cli_opt explain_eval_opts[] = {
     {"model", O_MODEL, "PATH", "image model (default: the shipped one)"},
     {"method", O_METHOD, "M", "gradcam++ (default: what scan --explain makes), gradcam++fine, gradcam,\n"
                               "gradcam-mid, cam (the head's per-cell scores: Grad-CAM without\n"
-                              "its ReLU), "
+                              "its ReLU), gradcam-full (Grad-CAM at the grid's resolution, from\n"
+                              "the crop moved 16 ways), "
                               "gradxinput, occlusion or occlusion-fast (what scan --explain\n"
                               "makes: one-cell probes every third cell); ref-inside or\n"
                               "ref-edge: maps drawn from the blend mask (the region, its\n"

@@ -280,6 +280,7 @@ const char *dfd_explain_method_name(int method) {
     case DFD_EXPLAIN_OCCLUSION: return "occlusion";
     case DFD_EXPLAIN_GRADXINPUT: return "gradxinput";
     case DFD_EXPLAIN_CAM: return "cam";
+    case DFD_EXPLAIN_GRADCAM_FULL: return "gradcam-full";
     default: return NULL;
     }
 }
@@ -403,15 +404,17 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, f
  * the four H x W maps then samples the face at centres half a cell apart from the others',
  * so interleaved they form one 2H x 2W map on the same lattice as an unmoved map would be
  * at that resolution (cell k centred at (k + 0.5) S / 2W). Four passes of two crops. */
-static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, float *map, dfd_error *err) {
+static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, int k, int plus, float *map, dfd_error *err) {
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd;
-    const int dy = S / (4 * H) > 0 ? S / (4 * H) : 1, dx = S / (4 * W) > 0 ? S / (4 * W) : 1;
-    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *fine = dfd_malloc_array((size_t)4 * H * W, sizeof(float));
+    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *fine = dfd_malloc_array((size_t)k * k * H * W, sizeof(float));
     dfd_image moved = {0};
     int rc = cam && fine ? dfd_image_alloc(&moved, S, S, err) : dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    for (int q = 0; rc == DFD_OK && q < 4; q++) {
-        const int sy = q / 2, sx = q % 2; /* 0: content moved by -d (the map samples d earlier), 1: by +d */
-        const int oy = sy ? dy : -dy, ox = sx ? dx : -dx;
+    for (int q = 0; rc == DFD_OK && q < k * k; q++) {
+        /* shift s of each axis samples the face ((s + 0.5) / k - 0.5) of a feature cell away
+         * from the unmoved map's centres: k = 2 gives -1/4 and +1/4 */
+        const int sy = q / k, sx = q % k;
+        const int oy = (int)lrintf(((float)sy + 0.5f) / (float)k * (float)S / (float)H - 0.5f * (float)S / (float)H);
+        const int ox = (int)lrintf(((float)sx + 0.5f) / (float)k * (float)S / (float)W - 0.5f * (float)S / (float)W);
         for (int y = 0; y < S; y++) {
             int yy = y + oy < 0 ? 0 : y + oy >= S ? S - 1 : y + oy;
             for (int x = 0; x < S; x++) {
@@ -419,12 +422,12 @@ static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, flo
                 memcpy(moved.rgb + ((size_t)y * S + x) * 3, crop->rgb + ((size_t)yy * S + xx) * 3, 3);
             }
         }
-        rc = gradcam_cells(c, &moved, 1, 1, cam, err);
+        rc = gradcam_cells(c, &moved, plus, 1, cam, err);
         for (int y = 0; rc == DFD_OK && y < H; y++)
-            for (int x = 0; x < W; x++) fine[(size_t)(2 * y + sy) * 2 * W + 2 * x + sx] = cam[y * W + x];
+            for (int x = 0; x < W; x++) fine[(size_t)(k * y + sy) * k * W + k * x + sx] = cam[y * W + x];
     }
     if (rc == DFD_OK) {
-        resample_to_grid(fine, 2 * H, 2 * W, map);
+        resample_to_grid(fine, k * H, k * W, map);
         normalize_map(map, DFD_HEAT_CELLS);
     }
     dfd_image_free(&moved);
@@ -741,10 +744,15 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
     case DFD_EXPLAIN_GRADCAMPP:
     case DFD_EXPLAIN_GRADCAMPP_FINE:
     case DFD_EXPLAIN_CAM:
+    case DFD_EXPLAIN_GRADCAM_FULL:
         if (c->n_cam == 0)
             return dfd_fail(err, DFD_E_UNSUPPORTED,
                             "model '%s' has no pooled-feature head (GAP -> dense 1) for Grad-CAM", c->name);
-        if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, map, err);
+        if (method == DFD_EXPLAIN_GRADCAMPP_FINE) return explain_gradcam_shifted(c, crop, 2, 1, map, err);
+        if (method == DFD_EXPLAIN_GRADCAM_FULL) {
+            int k = DFD_HEAT_GRID / (c->cam_h > c->cam_wd ? c->cam_h : c->cam_wd);
+            return explain_gradcam_shifted(c, crop, k < 1 ? 1 : k > 8 ? 8 : k, 0, map, err);
+        }
         return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP ? 1 : method == DFD_EXPLAIN_CAM ? -1 : 0, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, 3, 1, map, err);
     case DFD_EXPLAIN_OCCLUSION_FAST: return explain_occlusion(c, crop, OCC_FAST_PATCH, occ_fast_stride(c), map, err);

@@ -151,12 +151,15 @@ enum {
                                      * quarter of a feature cell four ways (four passes) */
     DFD_EXPLAIN_OCCLUSION_FAST = 6, /* occlusion by one-cell probes every third cell each way (36 passes),
                                      * interpolated between them */
-    DFD_EXPLAIN_CAM = 7             /* the head's per-cell scores (CAM, Grad-CAM without its ReLU), the
+    DFD_EXPLAIN_CAM = 7,            /* the head's per-cell scores (CAM, Grad-CAM without its ReLU), the
                                      * lowest cell 0: for models trained with --sbi-loc, whose cells
                                      * score where a blend is */
+    DFD_EXPLAIN_GRADCAM_FULL = 8    /* Grad-CAM at the heat grid's resolution: the crop moved k x k
+                                     * ways by fractions of a feature cell (k = 16 / the map's side:
+                                     * 16 passes of two crops for a 4 x 4 map), interleaved */
 };
 /* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine",
- * "occlusion-fast", "cam"; NULL when unknown */
+ * "occlusion-fast", "cam", "gradcam-full"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);

@@ -121,7 +121,7 @@ static int method_id(const char *name) {
     if (name && !strcmp(name, "ref-inside")) return REF_INSIDE;
     if (name && !strcmp(name, "ref-edge")) return REF_EDGE;
     if (name && !strcmp(name, "ref-centre")) return REF_CENTRE;
-    for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_CAM; m++)
+    for (int m = DFD_EXPLAIN_GRADCAM; m <= DFD_EXPLAIN_GRADCAM_FULL; m++)
         if (name && dfd_explain_method_name(m) && strcmp(name, dfd_explain_method_name(m)) == 0) return m;
     return -1;
 }
@@ -137,7 +137,8 @@ int dfd_explain_eval_run(const dfd_explain_eval_options *o, const char *const *f
         int m = i < DFD_EXPLAIN_EVAL_METHODS ? method_id(o->methods[i]) : -1;
         if (m < 0)
             return dfd_fail(err, DFD_E_ARG,
-                            "--method: gradcam, gradcam++, gradcam++fine, gradcam-mid, gradxinput, cam, occlusion, occlusion-fast, ref-inside, "
+                            "--method: gradcam, gradcam++, gradcam++fine, gradcam-full, gradcam-mid, gradxinput, cam, occlusion, occlusion-fast, "
+                            "ref-inside, "
                             "ref-edge or ref-centre, "
                             "at most %d",
                             DFD_EXPLAIN_EVAL_METHODS);
