@@ -386,11 +386,11 @@ static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, int
     return DFD_OK;
 }
 
-static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, float *map, dfd_error *err) {
+static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, int relu, float *map, dfd_error *err) {
     const int H = c->cam_h, W = c->cam_wd;
     float *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
     if (!cam) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    int rc = gradcam_cells(c, crop, plus == 1, plus >= 0, cam, err);
+    int rc = gradcam_cells(c, crop, plus, relu, cam, err);
     if (rc == DFD_OK) {
         resample_to_grid(cam, H, W, map);
         normalize_map(map, DFD_HEAT_CELLS);
@@ -753,7 +753,7 @@ int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method,
             int k = DFD_HEAT_GRID / (c->cam_h > c->cam_wd ? c->cam_h : c->cam_wd);
             return explain_gradcam_shifted(c, crop, k < 1 ? 1 : k > 8 ? 8 : k, 0, map, err);
         }
-        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP ? 1 : method == DFD_EXPLAIN_CAM ? -1 : 0, map, err);
+        return explain_gradcam(c, crop, method == DFD_EXPLAIN_GRADCAMPP, method != DFD_EXPLAIN_CAM, map, err);
     case DFD_EXPLAIN_OCCLUSION: return explain_occlusion(c, crop, 3, 1, map, err);
     case DFD_EXPLAIN_OCCLUSION_FAST: return explain_occlusion(c, crop, OCC_FAST_PATCH, occ_fast_stride(c), map, err);
     case DFD_EXPLAIN_GRADXINPUT: return explain_gradxinput(c, crop, map, err);

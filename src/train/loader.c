@@ -172,7 +172,7 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
             return rc;
         }
         float *mask = NULL; /* the self-blend's mask, when its place is wanted (loc_grid) */
-        if (!rc && make_sbi && o->loc_grid > 0 && o->frames <= 0 &&
+        if (!rc && make_sbi && o->loc_grid > 0 &&
             !(mask = dfd_malloc_array((size_t)im.w * im.h, sizeof *mask))) {
             dfd_image_free(&im);
             return DFD_E_NOMEM;
@@ -192,7 +192,7 @@ static int fill_sample(dfd_loader *l, dfd_batch *b, int j, long pos) {
             continue;
         }
         if (o->flip) dfd_image_flip_h(&im);
-        if (o->loc_grid > 0 && o->frames <= 0) {
+        if (o->loc_grid > 0) { /* still images only: dfd_loader_start refuses it with frames */
             if (mask && o->flip) dfd_mask_flip_h(mask, im.w, im.h);
             loc_targets(mask, im.w, im.h, o->loc_grid, b->loc + (size_t)j * o->loc_grid * o->loc_grid);
             b->loc_ok[j] = mask != NULL || (o->loc_reals && b->y[j] < 0.5f);
