@@ -59,17 +59,12 @@ static int linear_unit(const nn_node *d) {
     return d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0;
 }
 
-/* The feature map under dense node d when d is a linear dense(1) over GAP -> [dropout], or
- * -1; *w receives its kernel. */
+/* The feature map under dense node d when d is a linear dense(1) over GAP -> [dropout]
+ * (nn_graph_pooled_map), or -1; *w receives its kernel. */
 static int pooled_head(const dfd_classifier *c, const nn_node *d, const float **w) {
-    if (!linear_unit(d)) return -1;
-    const nn_node *x = nn_graph_node(c->g, d->inputs[0]);
-    while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(c->g, x->inputs[0]);
-    if (!x || x->op != NN_OP_GAP) return -1;
-    const nn_node *fn = nn_graph_node(c->g, x->inputs[0]);
-    if (!fn || fn->ndim != 3 || fn->batch_mul != 1) return -1;
-    *w = nn_graph_param(c->g, d->params[0])->data;
-    return x->inputs[0];
+    int f = nn_graph_pooled_map(c->g, d);
+    if (f >= 0) *w = nn_graph_param(c->g, d->params[0])->data;
+    return f;
 }
 
 /* Grad-CAM's layers. The head must be feature map -> GAP -> [dropout] -> dense with one

@@ -743,6 +743,16 @@ const nn_node *nn_graph_node(const nn_graph *g, int id) {
 
 nn_node *nn_graph_node_mut(nn_graph *g, int id) { return g && id >= 0 && id < g->n_nodes ? g->nodes[id] : NULL; }
 
+int nn_graph_pooled_map(const nn_graph *g, const nn_node *d) {
+    if (!d || d->op != NN_OP_DENSE || d->a.dense.units != 1 || d->a.dense.act != NN_ACT_NONE || d->params[0] < 0)
+        return -1;
+    const nn_node *x = nn_graph_node(g, d->inputs[0]);
+    while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(g, x->inputs[0]);
+    if (!x || x->op != NN_OP_GAP) return -1;
+    const nn_node *f = nn_graph_node(g, x->inputs[0]);
+    return f && f->ndim == 3 && f->batch_mul == 1 ? x->inputs[0] : -1;
+}
+
 int nn_graph_find_node(const nn_graph *g, const char *name) {
     if (!g || !name || !*name) return -1;
     for (int i = 0; i < g->n_nodes; i++)

@@ -198,6 +198,10 @@ int nn_graph_node_count(const nn_graph *g);
 const nn_node *nn_graph_node(const nn_graph *g, int id);
 nn_node *nn_graph_node_mut(nn_graph *g, int id);
 int nn_graph_find_node(const nn_graph *g, const char *name); /* -1 if absent */
+/* The feature map that node d pools when d is a dense layer of one linear unit over GAP ->
+ * [dropout] (a logit that is the mean of a per-cell score: CAM's head), or -1. The map is
+ * per item H x W x C (ndim 3, not inside a fold_time). */
+int nn_graph_pooled_map(const nn_graph *g, const nn_node *d);
 int nn_graph_param_count(const nn_graph *g);
 nn_param *nn_graph_param(nn_graph *g, int i);
 nn_param *nn_graph_find_param(nn_graph *g, const char *name); /* NULL if absent */

@@ -398,17 +398,14 @@ float dfd_loc_loss(const float *F, int n, int cells, int C, const float *w, floa
 static int loc_setup(run *r, dfd_error *err) {
     r->loc_node = -1;
     if (!(r->o->sbi_loc > 0)) return DFD_OK;
-    const nn_node *d = nn_graph_node(r->g, nn_graph_output(r->g, 0));
-    int ok = d && d->op == NN_OP_DENSE && d->a.dense.units == 1 && d->a.dense.act == NN_ACT_NONE && d->params[0] >= 0;
-    const nn_node *x = ok ? nn_graph_node(r->g, d->inputs[0]) : NULL;
-    while (x && x->op == NN_OP_DROPOUT) x = nn_graph_node(r->g, x->inputs[0]);
-    const nn_node *f = x && x->op == NN_OP_GAP ? nn_graph_node(r->g, x->inputs[0]) : NULL;
-    if (!f || f->ndim != 3 || f->batch_mul != 1 || f->shape[0] != f->shape[1])
+    const int map = nn_graph_pooled_map(r->g, nn_graph_node(r->g, nn_graph_output(r->g, 0)));
+    const nn_node *f = map >= 0 ? nn_graph_node(r->g, map) : NULL;
+    if (!f || f->shape[0] != f->shape[1])
         return dfd_fail(err, DFD_E_ARG, "train: --sbi-loc needs a head that pools a square feature map into one "
                                         "linear unit (mobilenet_v2-image, inception_v3-image, tiny-cnn); '%s' has none",
                         r->o->arch);
     r->loc_dense = nn_graph_output(r->g, 0);
-    r->loc_node = x->inputs[0];
+    r->loc_node = map;
     r->loc_grid = f->shape[0];
     nn_mark_output(r->g, r->loc_node);
     dfd_log(DFD_LOG_INFO, "sbi-loc: the blend's place taught on '%s' (%d x %d cells), weight %g", f->name, r->loc_grid,
