@@ -346,6 +346,82 @@ static void ensemble_cams_weigh_their_members(void **state) {
     free(dir);
 }
 
+static dfd_ctx *ctx_with(const char *shipped, const char *synthetic, int explain);
+
+/* Writes model file src again as dst with "heatmap" set to method (NULL: none). */
+static void with_heatmap(const char *src, const char *dst, const char *method) {
+    nn_graph *g = NULL;
+    dfd_model_meta meta;
+    dfd_model_meta_init(&meta);
+    dfd_error err;
+    assert_int_equal(dfd_model_load(src, dfd_model_build_graph, NULL, &g, &meta, &err), DFD_OK);
+    free(meta.heatmap);
+    meta.heatmap = method ? strdup(method) : NULL;
+    assert_int_equal(dfd_model_save(g, &meta, NULL, dst, &err), DFD_OK);
+    dfd_model_meta_free(&meta);
+    nn_graph_free(g);
+}
+
+static int heat_method_of(const char *path) {
+    dfd_classifier *c;
+    dfd_error err;
+    assert_int_equal(dfd_classifier_load(path, 1, &c, &err), DFD_OK);
+    int m = dfd_classifier_heat_method(c);
+    dfd_classifier_free(c);
+    return m;
+}
+
+/* The model file says how its maps are made: without "heatmap" (every model before
+ * --sbi-loc) by occlusion; with "gradcam-full" (what `train --sbi-loc` writes) by
+ * Grad-CAM at the grid's resolution, and scan's JSON names that method. An ensemble keeps
+ * the method only when every member names it. */
+static void heatmap_metadata_chooses_the_method(void **state) {
+    (void)state;
+    char shipped[4096];
+    if (!have_models(shipped, sizeof shipped)) skip();
+    char b[4200], dir_a[4300], dir_b[4300], ens[4300], mixed[4300];
+    snprintf(b, sizeof b, "%s/models/dfd-image-3.safetensors", tu_source_dir());
+    char *dir = tu_mkdtemp();
+    snprintf(dir_a, sizeof dir_a, "%s/a.safetensors", dir);
+    snprintf(dir_b, sizeof dir_b, "%s/b.safetensors", dir);
+    snprintf(ens, sizeof ens, "%s/e.safetensors", dir);
+    snprintf(mixed, sizeof mixed, "%s/m.safetensors", dir);
+    assert_int_equal(heat_method_of(shipped), DFD_EXPLAIN_OCCLUSION_FAST);
+    with_heatmap(shipped, dir_a, "gradcam-full");
+    with_heatmap(b, dir_b, "gradcam-full");
+    assert_int_equal(heat_method_of(dir_a), DFD_EXPLAIN_GRADCAM_FULL);
+    dfd_error err;
+    const char *both[2] = {dir_a, dir_b}, *one[2] = {dir_a, b};
+    assert_int_equal(dfd_model_ensemble(both, 2, ens, -1, NULL, &err), DFD_OK);
+    assert_int_equal(dfd_model_ensemble(one, 2, mixed, -1, NULL, &err), DFD_OK);
+    assert_int_equal(heat_method_of(ens), DFD_EXPLAIN_GRADCAM_FULL);
+    assert_int_equal(heat_method_of(mixed), DFD_EXPLAIN_OCCLUSION_FAST);
+    char *info = NULL;
+    assert_int_equal(dfd_model_info(ens, &info, &err), DFD_OK);
+    assert_non_null(strstr(info, "\"heatmap\":\"gradcam-full\""));
+    dfd_free(info);
+
+    /* Through the pipeline: the JSON names the method and the map is a map. */
+    char img[4200];
+    snprintf(img, sizeof img, "%s/examples/astronaut.jpg", tu_source_dir());
+    dfd_ctx *ctx = ctx_with(dir_a, NULL, 1);
+    dfd_result *r;
+    assert_int_equal(dfd_analyze_file(ctx, img, NULL, NULL, &r, &err), DFD_OK);
+    dfd_heatmap hm;
+    assert_int_equal(dfd_result_face_heatmap(r, 0, &hm), DFD_OK);
+    assert_string_equal(hm.method, "gradcam-full");
+    float hi = 0;
+    for (int i = 0; i < DFD_HEATMAP_GRID * DFD_HEATMAP_GRID; i++) {
+        assert_true(hm.manipulated[i] >= 0 && hm.manipulated[i] <= 1);
+        hi = fmaxf(hi, hm.manipulated[i]);
+    }
+    assert_true(hi == 0 || fabsf(hi - 1) < 1e-6); /* scaled to 1, or 0 where nothing raises P(fake) */
+    dfd_result_free(r);
+    dfd_ctx_destroy(ctx);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static json_t *result_json(const dfd_result *r) {
     char *s = dfd_result_json(r);
     assert_non_null(s);
@@ -504,6 +580,7 @@ int main(void) {
         cmocka_unit_test(blanking_ways),
         cmocka_unit_test(json_shape_and_result_api),
         cmocka_unit_test(ensemble_cams_weigh_their_members),
+        cmocka_unit_test(heatmap_metadata_chooses_the_method),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

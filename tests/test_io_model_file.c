@@ -341,6 +341,7 @@ static void metadata_is_validated(void **state) {
         {"metrics", "[1,2]", "metrics"},
         {"architecture", "", "architecture"},
         {"task", "gan", "unknown task 'gan'"},
+        {"heatmap", "lime", "unknown heat-map method 'lime'"},
         {"members", "0", "members"},
         {"members", "9", "members"},
         {"members", "2x", "members"},
@@ -396,8 +397,22 @@ static void task_is_saved_and_defaults_to_manipulation(void **state) {
     dfd_model_meta got;
     assert_int_equal(dfd_model_load(path, build_from_meta, NULL, &h, &got, &e), DFD_OK);
     assert_string_equal(got.task, "synthetic");
+    /* The heat-map method: read back as written, absent when not set, checked on save. */
+    assert_null(got.heatmap);
     dfd_model_meta_free(&got);
     nn_graph_free(h);
+    m.heatmap = strdup("gradcam-full");
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_OK);
+    assert_int_equal(dfd_model_load(path, build_from_meta, NULL, &h, &got, &e), DFD_OK);
+    assert_string_equal(got.heatmap, "gradcam-full");
+    dfd_model_meta_free(&got);
+    nn_graph_free(h);
+    free(m.heatmap);
+    m.heatmap = strdup("lime");
+    assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_E_ARG);
+    assert_non_null(strstr(e.message, "unknown heat-map method 'lime'"));
+    free(m.heatmap);
+    m.heatmap = NULL;
     free(m.task);
     m.task = strdup("deepfake");
     assert_int_equal(dfd_model_save(g, &m, NULL, path, &e), DFD_E_ARG);

@@ -49,8 +49,8 @@ DFD_API int dfd_model_ensemble(const char *const *models, int n, const char *out
 
 /* What the model file at path says, as one JSON object: "file" (the base name), "name"
  * (without .safetensors), "architecture", "input_size", "frames" (video models), "members"
- * (ensembles), "task",
- * "threshold", "output", "preprocess" (the crop contract), "training_data", "metrics",
+ * (ensembles), "task", "heatmap" (how its heat maps are made: "occlusion-fast" or
+ * "gradcam-full", docs/explain.md), "threshold", "output", "preprocess" (the crop contract), "training_data", "metrics",
  * "dfd_version"; only the header is read. A file that cannot be read gives an object with
  * "file", "name" and "error", and the failure's code. *json is malloc'ed (dfd_free), NULL
  * only on DFD_E_NOMEM. */

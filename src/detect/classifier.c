@@ -726,6 +726,12 @@ static int explain_gradxinput(dfd_classifier *c, const dfd_image *crop, float *m
     return DFD_OK;
 }
 
+int dfd_classifier_heat_method(const dfd_classifier *c) {
+    if (c->meta.heatmap && strcmp(c->meta.heatmap, DFD_MODEL_HEATMAP_GRADCAM_FULL) == 0 && c->n_cam > 0)
+        return DFD_EXPLAIN_GRADCAM_FULL;
+    return DFD_EXPLAIN_OCCLUSION_FAST;
+}
+
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err) {
     const int S = c->crop.size;
     if (c->is_video) return dfd_fail(err, DFD_E_ARG, "heat maps are made by image models");

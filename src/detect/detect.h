@@ -161,6 +161,10 @@ enum {
 /* "gradcam", "occlusion", "gradxinput", "gradcam-mid", "gradcam++", "gradcam++fine",
  * "occlusion-fast", "cam", "gradcam-full"; NULL when unknown */
 const char *dfd_explain_method_name(int method);
+/* The method the model file asks for its manipulation maps (its "heatmap" metadata):
+ * DFD_EXPLAIN_GRADCAM_FULL for a model taught where blends are, when its head allows
+ * Grad-CAM; else DFD_EXPLAIN_OCCLUSION_FAST. */
+int dfd_classifier_heat_method(const dfd_classifier *c);
 /* The heat map of one crop (c's contract size) into map[DFD_HEAT_CELLS]. */
 int dfd_classifier_explain(dfd_classifier *c, const dfd_image *crop, int method, float *map, dfd_error *err);
 /* How dfd_classifier_score_blanked hides cells: grey (the middle of the input range); a

@@ -177,6 +177,7 @@ int dfd_model_info(const char *path, char **json, dfd_error *err) {
         if (m.frames) json_object_set_new(o, "frames", json_integer(m.frames));
         if (m.members > 1) json_object_set_new(o, "members", json_integer(m.members));
         json_object_set_new(o, "task", json_string(m.task ? m.task : DFD_MODEL_TASK_MANIPULATION));
+        json_object_set_new(o, "heatmap", json_string(m.heatmap ? m.heatmap : DFD_MODEL_HEATMAP_OCCLUSION));
         json_object_set_new(o, "threshold", json_real(m.threshold));
         json_object_set_new(o, "output", json_string(m.output ? m.output : DFD_MODEL_OUTPUT_LOGIT));
         json_object_set_new(o, "preprocess", json_text(m.preprocess));
@@ -266,9 +267,14 @@ int dfd_model_ensemble(const char *const *models, int n, const char *out, double
         mean_logit += rc == DFD_OK ? dfd_logit(meta[i].threshold) / n : 0;
     }
     /* The ensemble's metadata: the first member's (a shallow copy, owning nothing) with its
-     * own members, threshold, record of what it was made of, and no metrics. */
+     * own members, threshold, record of what it was made of, and no metrics. Its heat-map
+     * method is the members' when they all name the same one (an ensemble's Grad-CAM weighs
+     * its members' maps, so one member not taught where blends are would blur it), else the
+     * default. */
     dfd_model_meta m = meta[0];
     m.members = n;
+    for (int i = 1; i < n && m.heatmap; i++)
+        if (!meta[i].heatmap || strcmp(meta[i].heatmap, m.heatmap) != 0) m.heatmap = NULL;
     if (rc == DFD_OK) rc = dfd_model_build_graph(NULL, &m, &g, err);
     /* member i's parameter "X" is the ensemble's "m<i>/X" */
     for (int i = 0; rc == DFD_OK && i < n; i++)

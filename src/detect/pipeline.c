@@ -264,14 +264,16 @@ static int explain_one(dfd_classifier *c, const dfd_image *img, const dfd_face *
 
 /* The heat maps of face f (one face of an image, or a track's most suspicious frame). */
 static int explain_face(dfd_ctx *ctx, const dfd_image *img, const dfd_face *face, dfd_face_res *f, dfd_error *err) {
-    /* The manipulation detector's map by occlusion, one-cell probes every third cell (an
-     * ensemble's lattice is thinner, see occ_fast_stride in classifier.c): its top
-     * cells, restored to the real face, lower the default model's P(fake) more than random
-     * cells do (Grad-CAM++, one pass instead of 36, fails that check for it).
+    /* The manipulation detector's map by the method its file names: for a model taught where
+     * self-blends are (train --sbi-loc), its own Grad-CAM at the grid's resolution, which
+     * then localises the blend better than any probe; otherwise by occlusion, one-cell probes
+     * every third cell (an ensemble's lattice is thinner, see occ_fast_stride in
+     * classifier.c), whose top cells, restored to the real face, lower such a model's
+     * P(fake) more than random cells do (its Grad-CAM fails that check).
      * The synthetic-face detector's by Grad-CAM++: a generated face has no forged region to
      * measure a method against, and two occlusions would pass the cost budget (3 x an
      * analysis without maps). docs/explain.md has the measurements. */
-    f->heat_method = DFD_EXPLAIN_OCCLUSION_FAST;
+    f->heat_method = dfd_classifier_heat_method(ctx->img);
     f->heat_method_s = DFD_EXPLAIN_GRADCAMPP;
     dfd_face_crop_square(face, dfd_classifier_contract(ctx->img), f->heat_square);
     int rc = explain_one(ctx->img, img, face, f->heat_method, &f->heat_m, &f->heat_crop, err);

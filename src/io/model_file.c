@@ -33,6 +33,7 @@ void dfd_model_meta_free(dfd_model_meta *m) {
     free(m->metrics);
     free(m->dfd_version);
     free(m->task);
+    free(m->heatmap);
     dfd_model_meta_init(m);
 }
 
@@ -71,6 +72,11 @@ int dfd_model_task_known(const char *task) {
     return task && (strcmp(task, DFD_MODEL_TASK_MANIPULATION) == 0 || strcmp(task, DFD_MODEL_TASK_SYNTHETIC) == 0);
 }
 
+int dfd_model_heatmap_known(const char *method) {
+    return method &&
+           (strcmp(method, DFD_MODEL_HEATMAP_OCCLUSION) == 0 || strcmp(method, DFD_MODEL_HEATMAP_GRADCAM_FULL) == 0);
+}
+
 static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
     if (!m || !m->arch || !*m->arch) return dfd_fail(err, DFD_E_ARG, "model metadata needs an architecture name");
     if (m->input_size < 1 || m->input_size > MAX_INPUT_SIZE)
@@ -89,6 +95,9 @@ static int check_meta_for_save(const dfd_model_meta *m, dfd_error *err) {
         return dfd_fail(err, DFD_E_ARG, "model metadata: unknown output meaning '%s'", m->output);
     if (m->task && !dfd_model_task_known(m->task))
         return dfd_fail(err, DFD_E_ARG, "model metadata: unknown task '%s' (manipulation, synthetic)", m->task);
+    if (m->heatmap && !dfd_model_heatmap_known(m->heatmap))
+        return dfd_fail(err, DFD_E_ARG, "model metadata: unknown heat-map method '%s' (%s, %s)", m->heatmap,
+                        DFD_MODEL_HEATMAP_OCCLUSION, DFD_MODEL_HEATMAP_GRADCAM_FULL);
     if (m->preprocess && !is_json_object(m->preprocess))
         return dfd_fail(err, DFD_E_ARG, "model metadata: preprocess is not a JSON object");
     if (m->metrics && !is_json_object(m->metrics))
@@ -115,7 +124,7 @@ int dfd_model_save(nn_graph *g, const dfd_model_meta *meta, const dfd_model_save
     struct meta_kv {
         const char *k;
         const char *v;
-    } kv[13];
+    } kv[14];
     int n = 0;
     kv[n++] = (struct meta_kv){"format", DFD_MODEL_FORMAT};
     kv[n++] = (struct meta_kv){"architecture", meta->arch};
@@ -123,6 +132,7 @@ int dfd_model_save(nn_graph *g, const dfd_model_meta *meta, const dfd_model_save
     kv[n++] = (struct meta_kv){"dfd_version", dfd_version()};
     kv[n++] = (struct meta_kv){"task", meta->task ? meta->task : DFD_MODEL_TASK_MANIPULATION};
     if (meta->preprocess) kv[n++] = (struct meta_kv){"preprocess", meta->preprocess};
+    if (meta->heatmap) kv[n++] = (struct meta_kv){"heatmap", meta->heatmap};
     if (meta->training_data) kv[n++] = (struct meta_kv){"training_data", meta->training_data};
     if (meta->metrics) kv[n++] = (struct meta_kv){"metrics", meta->metrics};
     for (int i = 0; !rc && i < n; i++) rc = dfd_st_writer_set_meta(w, kv[i].k, kv[i].v, err);
@@ -223,6 +233,10 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
     if (!task) task = DFD_MODEL_TASK_MANIPULATION;
     if (!dfd_model_task_known(task))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: unknown task '%.64s' (manipulation, synthetic)", task);
+    const char *heat = dfd_st_meta_get(f, "heatmap");
+    if (heat && !dfd_model_heatmap_known(heat))
+        return dfd_fail(err, DFD_E_MODEL, "model metadata: unknown heat-map method '%.64s' (%s, %s)", heat,
+                        DFD_MODEL_HEATMAP_OCCLUSION, DFD_MODEL_HEATMAP_GRADCAM_FULL);
     const char *pre = dfd_st_meta_get(f, "preprocess"), *met = dfd_st_meta_get(f, "metrics");
     if (pre && !is_json_object(pre))
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'preprocess' is not a JSON object");
@@ -230,7 +244,7 @@ int dfd_model_meta_read(const dfd_st_file *f, dfd_model_meta *m, dfd_error *err)
         return dfd_fail(err, DFD_E_MODEL, "model metadata: 'metrics' is not a JSON object");
     if (dup_opt(arch, &m->arch) || dup_opt(output, &m->output) || dup_opt(pre, &m->preprocess) ||
         dup_opt(met, &m->metrics) || dup_opt(dfd_st_meta_get(f, "training_data"), &m->training_data) ||
-        dup_opt(dfd_st_meta_get(f, "dfd_version"), &m->dfd_version) || dup_opt(task, &m->task)) {
+        dup_opt(dfd_st_meta_get(f, "dfd_version"), &m->dfd_version) || dup_opt(task, &m->task) || dup_opt(heat, &m->heatmap)) {
         dfd_model_meta_free(m);
         return dfd_fail(err, DFD_E_NOMEM, "out of memory");
     }

@@ -19,6 +19,11 @@
  *   task          what "fake" means to this model: "manipulation" (a real face swapped or
  *                 altered: the default, and what a file without the field means) or
  *                 "synthetic" (a face generated whole, e.g. by a GAN or a diffusion model)
+ *   heatmap       how a manipulation model's heat maps are made (dfd_options.explain):
+ *                 "occlusion-fast" (probes; the default, and what a file without the field
+ *                 means) or "gradcam-full" (Grad-CAM at the heat grid's resolution: for a
+ *                 model taught where blends are, `dfd train --sbi-loc`, whose own Grad-CAM
+ *                 localises; docs/explain.md measures both)
  *   training_data free text (data sets, splits);  metrics: JSON object text
  *   dfd_version   version of dfd that wrote the file
  *
@@ -42,6 +47,8 @@
 #define DFD_MODEL_OUTPUT_LOGIT "logit_p_fake"
 #define DFD_MODEL_TASK_MANIPULATION "manipulation"
 #define DFD_MODEL_TASK_SYNTHETIC "synthetic"
+#define DFD_MODEL_HEATMAP_OCCLUSION "occlusion-fast"
+#define DFD_MODEL_HEATMAP_GRADCAM_FULL "gradcam-full"
 
 typedef struct dfd_model_meta {
     char *arch;          /* registry name (required) */
@@ -56,6 +63,7 @@ typedef struct dfd_model_meta {
     double threshold;    /* on p_fake, [0,1]; default 0.5 */
     char *task;          /* "manipulation" or "synthetic" (NULL when saving means "manipulation";
                           * always set by dfd_model_meta_read) */
+    char *heatmap;       /* see "heatmap" above, or NULL (occlusion-fast) */
     char *training_data; /* free text, or NULL */
     char *metrics;       /* JSON object text, or NULL */
     char *dfd_version;   /* filled by dfd_model_save; read back by the loaders */
@@ -67,6 +75,8 @@ void dfd_model_meta_init(dfd_model_meta *m);
 void dfd_model_meta_free(dfd_model_meta *m);
 /* 1 when task names a task dfd knows ("manipulation", "synthetic"). */
 int dfd_model_task_known(const char *task);
+/* 1 when method names a heat-map method a model file may ask for (see "heatmap"). */
+int dfd_model_heatmap_known(const char *method);
 
 typedef struct dfd_model_save_opts {
     int bf16; /* store every tensor as BF16 (half the size; ~3 significant digits) */

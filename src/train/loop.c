@@ -551,6 +551,9 @@ static int save_model(run *r, const char *path, double threshold, const dfd_metr
     meta.threshold = isfinite(threshold) && threshold >= 0 && threshold <= 1 ? threshold : 0.5;
     meta.training_data = r->training_data;
     meta.task = (char *)r->o->task;
+    /* A model taught where each self-blend is (--sbi-loc) has a Grad-CAM that localises
+     * (docs/explain.md, session 14): scan's maps use it instead of the probes. */
+    if (r->o->sbi_loc > 0 && !r->o->video) meta.heatmap = (char *)DFD_MODEL_HEATMAP_GRADCAM_FULL;
     json_t *mj = m ? dfd_metrics_to_json(m) : json_object();
     if (mj) {
         json_object_set_new(mj, "epoch", json_integer(epoch));
