@@ -30,6 +30,21 @@ for f in ("astronaut.png", "astronaut.jpg", "astronaut-clip.mp4"):
     assert rs[f]["verdict"] in ("REAL", "FAKE") and rs[f]["model"]["image"] == sys.argv[3], rs[f]
 PY
 
+# Its heat maps are made the way its file says ("heatmap": gradcam-full for a model trained
+# with --sbi-loc, else occlusion-fast), and the API's model record says the same.
+(cd "$SRC" && "$BIN" scan --json -q --no-synthetic --explain examples/astronaut.jpg) >"$tmp/x.json" || fail "scan --explain exit $?"
+python3 - "$tmp/x.json" "$M" <<'PY' || fail "the default model's heat-map method"
+import json, struct, sys
+raw = open(sys.argv[2], "rb").read(1 << 20)
+meta = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])["__metadata__"]
+want = meta.get("heatmap", "occlusion-fast")
+h = json.load(open(sys.argv[1]))["results"][0]["faces"][0]["heatmap"]
+assert h["method"] == want, (h["method"], want)
+g = [v for row in h["manipulated"] for v in row]
+assert len(g) == 256 and all(0 <= v <= 1 for v in g), "a 16 x 16 map in [0, 1]"
+print("default model's maps: %s" % want)
+PY
+
 # Mirror stability on real faces: mirrored copies of a few images score close to the originals.
 D=${DFD_SHARED_DATA:-}
 if [[ -n "$D" && -d "$D/utkface-real" ]]; then
