@@ -315,28 +315,33 @@ static void resample_to_grid(const float *src, int h, int w, float *dst) {
     }
 }
 
-/* Grad-CAM on the feature map under the pooling head, for the crop and its mirror image
- * (as the score averages the two); the mirror's map is flipped back before averaging.
- * Writes the H x W map (ReLU applied) into cam. */
-static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, int relu, float *cam, dfd_error *err) {
-    const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c;
+/* Grad-CAM on the feature map under the pooling head, for each of n crops and its mirror
+ * image (as the score averages the two; the mirror's map is flipped back before averaging),
+ * the n pairs in one pass (n <= CLS_MAX_BATCH / 2: the shifted crops of gradcam-full batch
+ * well). Writes crop i's H x W map (ReLU applied) into cam + i H W. */
+static int gradcam_cells(dfd_classifier *c, const dfd_image *crops, int n, int plus, int relu, float *cam,
+                         dfd_error *err) {
+    const int S = c->crop.size, H = c->cam_h, W = c->cam_wd, C = c->cam_c, B = 2 * n;
     const size_t per = (size_t)S * S * 3;
+    if (n < 1 || B > CLS_MAX_BATCH) return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: %d crops in one pass", n);
     dfd_image flipped = {0};
-    int rc = dfd_image_copy(crop, &flipped, err);
-    if (rc) return rc;
-    dfd_image_flip_h(&flipped);
-    dfd_crop_normalize(crop, c->crop.norm, c->input);
-    dfd_crop_normalize(&flipped, c->crop.norm, c->input + per);
-    dfd_image_free(&flipped);
-    if ((rc = nn_forward(c->ex, c->input, 2, err))) return rc;
-    float *wt = dfd_malloc_array(2 * (size_t)C, sizeof(float));
+    int rc = DFD_OK;
+    for (int i = 0; rc == DFD_OK && i < n; i++) {
+        if ((rc = dfd_image_copy(&crops[i], &flipped, err))) break;
+        dfd_image_flip_h(&flipped);
+        dfd_crop_normalize(&crops[i], c->crop.norm, c->input + (size_t)(2 * i) * per);
+        dfd_crop_normalize(&flipped, c->crop.norm, c->input + (size_t)(2 * i + 1) * per);
+        dfd_image_free(&flipped);
+    }
+    if (rc || (rc = nn_forward(c->ex, c->input, B, err))) return rc;
+    float *wt = dfd_malloc_array((size_t)B * C, sizeof(float));
     if (!wt) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    for (int i = 0; i < H * W; i++) cam[i] = 0;
+    for (int i = 0; i < n * H * W; i++) cam[i] = 0;
     const float sign = c->output_p_real ? -1.0f : 1.0f; /* towards "fake" */
     for (int m = 0; m < c->n_cam; m++) {
-        size_t n = 0;
-        const float *A = nn_node_output(c->ex, c->cam_nodes[m], &n);
-        if (!A || n < 2 * (size_t)H * W * C) {
+        size_t got = 0;
+        const float *A = nn_node_output(c->ex, c->cam_nodes[m], &got);
+        if (!A || got < (size_t)B * H * W * C) {
             free(wt);
             return dfd_fail(err, DFD_E_INTERNAL, "Grad-CAM: the feature map of '%s' is not kept by the executor",
                             nn_graph_node(c->g, c->cam_nodes[m])->name);
@@ -347,36 +352,43 @@ static int gradcam_cells(dfd_classifier *c, const dfd_image *crop, int plus, int
          * derivatives are powers of g = w_c / HW, and the weight is HW relu(g) / (2 + g
          * sum_ij A_ij): only channels that raise P(fake), damped where a channel is active
          * over much of the map. In an ensemble w_c is u_m w_mc (see find_cam). */
-        for (int b = 0; b < 2; b++)
+        for (int b = 0; b < B; b++)
             for (int k = 0; k < C; k++) {
                 float g = sign * c->cam_mix[m] * c->cam_ws[m][k];
                 if (!plus) {
-                    wt[b * C + k] = g;
+                    wt[(size_t)b * C + k] = g;
                     continue;
                 }
                 g /= (float)(H * W);
                 double sum = 0;
                 for (int i = 0; i < H * W; i++) sum += A[(size_t)b * H * W * C + (size_t)i * C + k];
                 double den = 2.0 + (double)g * sum;
-                wt[b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
+                wt[(size_t)b * C + k] = g > 0 && den > 0 ? (float)((double)(H * W) * g / den) : 0.0f;
             }
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                const float *a0 = A + ((size_t)y * W + x) * C;                               /* the crop */
-                const float *a1 = A + (size_t)H * W * C + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
-                double s = 0;
-                for (int k = 0; k < C; k++) s += (double)wt[k] * a0[k] + (double)wt[C + k] * a1[k];
-                cam[y * W + x] += (float)(0.5 * s);
-            }
+        for (int i = 0; i < n; i++) {
+            const float *A0 = A + (size_t)(2 * i) * H * W * C, *w0 = wt + (size_t)(2 * i) * C;
+            const float *A1 = A0 + (size_t)H * W * C, *w1 = w0 + C;
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    const float *a0 = A0 + ((size_t)y * W + x) * C;           /* the crop */
+                    const float *a1 = A1 + ((size_t)y * W + (W - 1 - x)) * C; /* its mirror, flipped back */
+                    double sum = 0;
+                    for (int k = 0; k < C; k++) sum += (double)w0[k] * a0[k] + (double)w1[k] * a1[k];
+                    cam[(size_t)i * H * W + y * W + x] += (float)(0.5 * sum);
+                }
+        }
     }
     free(wt);
     /* ReLU before resampling, as Grad-CAM: only what raises the logit. Without it (CAM), the
      * lowest cell is set to 0: the map ranks every cell, also where none raises the logit. */
-    float lo = cam[0];
-    for (int i = 1; i < H * W; i++) lo = cam[i] < lo ? cam[i] : lo;
-    for (int i = 0; i < H * W; i++) {
-        if (!relu) cam[i] -= lo;
-        if (!(cam[i] > 0)) cam[i] = 0;
+    for (int i = 0; i < n; i++) {
+        float *ci = cam + (size_t)i * H * W;
+        float lo = ci[0];
+        for (int j = 1; j < H * W; j++) lo = ci[j] < lo ? ci[j] : lo;
+        for (int j = 0; j < H * W; j++) {
+            if (!relu) ci[j] -= lo;
+            if (!(ci[j] > 0)) ci[j] = 0;
+        }
     }
     return DFD_OK;
 }
@@ -385,7 +397,7 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, i
     const int H = c->cam_h, W = c->cam_wd;
     float *cam = dfd_malloc_array((size_t)H * W, sizeof(float));
     if (!cam) return dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    int rc = gradcam_cells(c, crop, plus, relu, cam, err);
+    int rc = gradcam_cells(c, crop, 1, plus, relu, cam, err);
     if (rc == DFD_OK) {
         resample_to_grid(cam, H, W, map);
         normalize_map(map, DFD_HEAT_CELLS);
@@ -400,32 +412,42 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, i
  * so interleaved they form one 2H x 2W map on the same lattice as an unmoved map would be
  * at that resolution (cell k centred at (k + 0.5) S / 2W). Four passes of two crops. */
 static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, int k, int plus, float *map, dfd_error *err) {
+    enum { PAIRS = CLS_MAX_BATCH / 2 }; /* shifted crops per pass, each with its mirror */
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd;
-    float *cam = dfd_malloc_array((size_t)H * W, sizeof(float)), *fine = dfd_malloc_array((size_t)k * k * H * W, sizeof(float));
-    dfd_image moved = {0};
-    int rc = cam && fine ? dfd_image_alloc(&moved, S, S, err) : dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    for (int q = 0; rc == DFD_OK && q < k * k; q++) {
-        /* shift s of each axis samples the face ((s + 0.5) / k - 0.5) of a feature cell away
-         * from the unmoved map's centres: k = 2 gives -1/4 and +1/4 */
-        const int sy = q / k, sx = q % k;
-        const int oy = (int)lrintf(((float)sy + 0.5f) / (float)k * (float)S / (float)H - 0.5f * (float)S / (float)H);
-        const int ox = (int)lrintf(((float)sx + 0.5f) / (float)k * (float)S / (float)W - 0.5f * (float)S / (float)W);
-        for (int y = 0; y < S; y++) {
-            int yy = y + oy < 0 ? 0 : y + oy >= S ? S - 1 : y + oy;
-            for (int x = 0; x < S; x++) {
-                int xx = x + ox < 0 ? 0 : x + ox >= S ? S - 1 : x + ox;
-                memcpy(moved.rgb + ((size_t)y * S + x) * 3, crop->rgb + ((size_t)yy * S + xx) * 3, 3);
+    float *cam = dfd_malloc_array((size_t)PAIRS * H * W, sizeof(float)),
+          *fine = dfd_malloc_array((size_t)k * k * H * W, sizeof(float));
+    dfd_image moved[PAIRS] = {{0}};
+    int rc = cam && fine ? DFD_OK : dfd_fail(err, DFD_E_NOMEM, "out of memory");
+    for (int i = 0; rc == DFD_OK && i < PAIRS; i++) rc = dfd_image_alloc(&moved[i], S, S, err);
+    for (int q0 = 0; rc == DFD_OK && q0 < k * k; q0 += PAIRS) {
+        const int n = k * k - q0 < PAIRS ? k * k - q0 : PAIRS;
+        for (int i = 0; i < n; i++) {
+            /* shift s of each axis samples the face ((s + 0.5) / k - 0.5) of a feature cell
+             * away from the unmoved map's centres: k = 2 gives -1/4 and +1/4 */
+            const int sy = (q0 + i) / k, sx = (q0 + i) % k;
+            const int oy = (int)lrintf(((float)sy + 0.5f) / (float)k * (float)S / (float)H - 0.5f * (float)S / (float)H);
+            const int ox = (int)lrintf(((float)sx + 0.5f) / (float)k * (float)S / (float)W - 0.5f * (float)S / (float)W);
+            for (int y = 0; y < S; y++) {
+                int yy = y + oy < 0 ? 0 : y + oy >= S ? S - 1 : y + oy;
+                for (int x = 0; x < S; x++) {
+                    int xx = x + ox < 0 ? 0 : x + ox >= S ? S - 1 : x + ox;
+                    memcpy(moved[i].rgb + ((size_t)y * S + x) * 3, crop->rgb + ((size_t)yy * S + xx) * 3, 3);
+                }
             }
         }
-        rc = gradcam_cells(c, &moved, plus, 1, cam, err);
-        for (int y = 0; rc == DFD_OK && y < H; y++)
-            for (int x = 0; x < W; x++) fine[(size_t)(k * y + sy) * k * W + k * x + sx] = cam[y * W + x];
+        rc = gradcam_cells(c, moved, n, plus, 1, cam, err);
+        for (int i = 0; rc == DFD_OK && i < n; i++) {
+            const int sy = (q0 + i) / k, sx = (q0 + i) % k;
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    fine[(size_t)(k * y + sy) * k * W + k * x + sx] = cam[(size_t)i * H * W + y * W + x];
+        }
     }
     if (rc == DFD_OK) {
         resample_to_grid(fine, k * H, k * W, map);
         normalize_map(map, DFD_HEAT_CELLS);
     }
-    dfd_image_free(&moved);
+    for (int i = 0; i < PAIRS; i++) dfd_image_free(&moved[i]);
     free(cam), free(fine);
     return rc;
 }
