@@ -758,6 +758,14 @@ static int describe_data(run *r, dfd_train_summary *s) {
                           "real_downscale", (double)o->real_downscale, "paired", o->paired, "sbi_loc", (double)o->sbi_loc, "sbi_loc_reals", o->sbi_loc_reals,
                           "terms",
                           "research use only, under the terms of the source datasets");
+    /* Where it started and how far it moved: a fine-tune is reproducible only with these. */
+    if (j && o->init) json_object_set_new(j, "init", json_string(o->init));
+    if (j) {
+        json_object_set_new(j, "lr", json_real((double)o->lr));
+        json_object_set_new(j, "epochs", json_integer(o->epochs));
+        if (o->freeze_until) json_object_set_new(j, "freeze_until", json_string(o->freeze_until));
+        json_object_set_new(j, "freeze_bn", json_boolean(o->freeze_bn));
+    }
     r->training_data = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return r->training_data ? DFD_OK : DFD_E_NOMEM;

@@ -147,6 +147,16 @@ grep -q "sbi-loc: the blend's place taught on '.*' (8 x 8 cells), weight 2" "$tm
   grep -q "epoch 1: localisation loss [0-9]" "$tmp/loc.txt" || fail "--sbi-loc log: $(cat "$tmp/loc.txt")"
 grep -aqF 'sbi_loc\":2' "$tmp/loc/best.safetensors" && grep -aqF 'sbi_loc_reals\":false' "$tmp/loc/best.safetensors" ||
   fail "sbi_loc not in the model's training_data"
+# Such a model's maps are its own Grad-CAM at the grid's resolution: the file says so.
+grep -aqF '"heatmap":"gradcam-full"' "$tmp/loc/best.safetensors" || fail "no heatmap key in an --sbi-loc model"
+grep -aqF '"heatmap"' "$tmp/s3/best.safetensors" && fail "an ordinary model names a heat-map method"
+# A fine-tune of it records where it started and what it froze.
+"$BIN" train image --arch tiny-cnn --input-size 32 --data "$pr" --out "$tmp/ft" --epochs 1 --batch 4 --val-fraction 0.25 \
+  --seed 3 --init "$tmp/loc/best.safetensors" --freeze-bn --freeze-until conv3 --lr 0.0005 >"$tmp/ft.txt" 2>&1 ||
+  fail "train --init: $(cat "$tmp/ft.txt")"
+grep -aqF "init\\\":\\\"$tmp/loc/best.safetensors" "$tmp/ft/best.safetensors" && grep -aqF 'freeze_bn\":true' "$tmp/ft/best.safetensors" &&
+  grep -aqF 'freeze_until\":\"conv3' "$tmp/ft/best.safetensors" && grep -aqF 'lr\":0.0005' "$tmp/ft/best.safetensors" ||
+  fail "the fine-tune's start and freezing not in its training_data"
 "$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --sbi-loc-reals >"$tmp/bad.txt" 2>&1; rc=$?
 [[ $rc != 0 ]] && grep -q "sbi-loc" "$tmp/bad.txt" || fail "--sbi-loc-reals without --sbi-loc: exit $rc, $(cat "$tmp/bad.txt")"
 "$BIN" train image --arch tiny-cnn --data "$pr" --out "$tmp/bad" --sbi-loc 1 --sbi-fraction 0 >"$tmp/bad.txt" 2>&1; rc=$?
