@@ -310,6 +310,16 @@ static void model_info_and_import_errors(void **state) {
         dfd_free(text);
         assert_int_equal(json_integer_value(json_object_get(j, "members")), 2);
         assert_string_equal(json_string_value(json_object_get(j, "task")), "manipulation");
+        assert_string_equal(json_string_value(json_object_get(j, "heatmap")), "occlusion-fast"); /* no key: the probes */
+        json_decref(j);
+    }
+    snprintf(p, sizeof p, "%s/models/dfd-image-5.safetensors", tu_source_dir());
+    if (access(p, R_OK) == 0) { /* the shipped ensemble since session 15: members taught where blends are */
+        assert_int_equal(dfd_model_info(p, &text, &e), DFD_OK);
+        json_t *j = parse(text);
+        dfd_free(text);
+        assert_int_equal(json_integer_value(json_object_get(j, "members")), 2);
+        assert_string_equal(json_string_value(json_object_get(j, "heatmap")), "gradcam-full");
         json_decref(j);
     }
     /* dfd_model_ensemble's argument checks, before any file is read */

@@ -206,9 +206,12 @@ static void map_peaks_inside_the_blend_on_flagged_fakes(void **state) {
     print_message("pointing game on %d flagged self-blended fakes: %d hits (%.0f%%), chance %.0f%%; mass inside %.0f%% "
                   "(%.2f x chance)\n",
                   flagged, hits, 100.0 * hits / flagged, 100.0 * chance, 100.0 * mass, mass / chance);
-    /* A map that knew nothing would hit at chance (about 40% here); measured: 90%. */
+    /* A map that knew nothing would hit at chance (about 40% here) and put chance of its
+     * mass inside; measured for dfd-image-5: 100% and 2.11 x (dfd-image-4's occlusion:
+     * 85%, 2.01 x). */
     assert_true((double)hits / flagged >= 1.5 * chance);
-    assert_true(hits >= 14); /* the 70% of the pointing game */
+    assert_true(hits >= 14);           /* the 70% of the pointing game */
+    assert_true(mass >= 1.8 * chance); /* near the 2 x (500 fakes: docs/explain.md) */
     free(mask);
     for (size_t i = 0; i < nn; i++) free(names[i]);
     free(names);
