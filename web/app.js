@@ -436,6 +436,8 @@
         ': warmer colours mark the regions that drive the score up');
       const cap = document.createElement('figcaption');
       cap.textContent = title + (r.media === 'video' && typeof hm.time_s === 'number' ? ' · at ' + fmtTime(hm.time_s) : '');
+      const how = key === 'manipulated' ? hm.method : hm.method_synthetic;
+      if (how) cap.title = 'Map made by ' + how + ' (docs/explain.md)';
       fig.appendChild(c);
       fig.appendChild(cap);
       row.appendChild(fig);
