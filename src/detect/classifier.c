@@ -422,14 +422,16 @@ static int explain_gradcam(dfd_classifier *c, const dfd_image *crop, int plus, i
  * mass 2.12 x against 2.14 x chance) and doubled the cost (docs/explain.md). */
 static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, int k, int plus, int mirror, float *map,
                                    dfd_error *err) {
-    enum { PAIRS = CLS_MAX_BATCH }; /* room for the shifted crops of one pass */
-    const int per_pass = mirror ? CLS_MAX_BATCH / 2 : CLS_MAX_BATCH;
+    /* the shifted crops of one pass: as many as the batch holds (half with their mirrors),
+     * no more than there are shifts */
+    int per_pass = mirror ? CLS_MAX_BATCH / 2 : CLS_MAX_BATCH;
+    if (per_pass > k * k) per_pass = k * k;
     const int S = c->crop.size, H = c->cam_h, W = c->cam_wd;
-    float *cam = dfd_malloc_array((size_t)PAIRS * H * W, sizeof(float)),
+    float *cam = dfd_malloc_array((size_t)per_pass * H * W, sizeof(float)),
           *fine = dfd_malloc_array((size_t)k * k * H * W, sizeof(float));
-    dfd_image moved[PAIRS] = {{0}};
+    dfd_image moved[CLS_MAX_BATCH] = {{0}};
     int rc = cam && fine ? DFD_OK : dfd_fail(err, DFD_E_NOMEM, "out of memory");
-    for (int i = 0; rc == DFD_OK && i < PAIRS; i++) rc = dfd_image_alloc(&moved[i], S, S, err);
+    for (int i = 0; rc == DFD_OK && i < per_pass; i++) rc = dfd_image_alloc(&moved[i], S, S, err);
     for (int q0 = 0; rc == DFD_OK && q0 < k * k; q0 += per_pass) {
         const int n = k * k - q0 < per_pass ? k * k - q0 : per_pass;
         for (int i = 0; i < n; i++) {
@@ -458,7 +460,7 @@ static int explain_gradcam_shifted(dfd_classifier *c, const dfd_image *crop, int
         resample_to_grid(fine, k * H, k * W, map);
         normalize_map(map, DFD_HEAT_CELLS);
     }
-    for (int i = 0; i < PAIRS; i++) dfd_image_free(&moved[i]);
+    for (int i = 0; i < per_pass; i++) dfd_image_free(&moved[i]);
     free(cam), free(fine);
     return rc;
 }

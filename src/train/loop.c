@@ -759,8 +759,8 @@ static int describe_data(run *r, dfd_train_summary *s) {
                           "terms",
                           "research use only, under the terms of the source datasets");
     /* Where it started and how far it moved: a fine-tune is reproducible only with these. */
-    if (j && o->init) json_object_set_new(j, "init", json_string(o->init));
     if (j) {
+        if (o->init) json_object_set_new(j, "init", json_string(o->init));
         json_object_set_new(j, "lr", json_real((double)o->lr));
         json_object_set_new(j, "epochs", json_integer(o->epochs));
         if (o->freeze_until) json_object_set_new(j, "freeze_until", json_string(o->freeze_until));
